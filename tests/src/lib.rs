@@ -1,0 +1,1 @@
+//! Test harness shared by Berth's end-to-end tests.
