@@ -1,6 +1,5 @@
 //! berth-runtime: a low-level OCI runtime with runc's command line.
 
-mod cgroups;
 mod rootfs;
 mod seccomp;
 
