@@ -1,0 +1,296 @@
+//! `create` (and the first half of `run`): from a bundle to an init process that waits on the
+//! exec fifo. On any failure everything made so far (state dir, cgroup, processes) is removed.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cli::CreateArgs;
+use crate::commands::Global;
+use crate::hooks;
+use crate::process::init::{Init, Tty};
+use crate::process::namespaces::{self, Plan};
+use crate::process::spawn::clone_with;
+use crate::process::sync::{self, Msg};
+use crate::process::console;
+use crate::seccomp;
+use crate::state::{self, hook_state_json, Container, Status, EXEC_FIFO};
+use crate::{procfs, timefmt};
+
+pub struct Created {
+    pub container: Container,
+    /// The pty master when the runtime relays a foreground terminal.
+    pub pty: Option<OwnedFd>,
+}
+
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let spec: Spec = serde_json::from_slice(&data)
+        .with_context(|| format!("parse {}", path.display()))?;
+    Ok(spec)
+}
+
+/// Undo guard: whatever `create` made is removed unless it completes.
+struct Cleanup<'a> {
+    dir: Option<PathBuf>,
+    pid: Option<Pid>,
+    cgroup: Option<&'a berth_cgroups::CgroupManager>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("remove cgroup after failed create: {e}");
+            }
+        }
+        if let Some(d) = &self.dir {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn owner() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn write_id_maps(pid: Pid, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    if uid.is_empty() || gid.is_empty() {
+        bail!("a new user namespace needs linux.uidMappings and linux.gidMappings");
+    }
+    fs::write(format!("/proc/{pid}/uid_map"), &uid)
+        .with_context(|| format!("write uid_map {:?}", uid.trim()))?;
+    fs::write(format!("/proc/{pid}/gid_map"), &gid)
+        .with_context(|| format!("write gid_map {:?}", gid.trim()))?;
+    Ok(())
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().clone());
+    let mut s = String::new();
+    for (clock, off) in offsets.iter().flatten() {
+        s.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+    }
+    if !s.is_empty() {
+        fs::write("/proc/self/timens_offsets", &s)
+            .with_context(|| format!("write time namespace offsets {:?}", s.trim()))?;
+    }
+    Ok(())
+}
+
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("berth-tmp");
+    fs::write(&tmp, pid.to_string()).with_context(|| format!("write pid file {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))?;
+    Ok(())
+}
+
+pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
+    state::validate_id(&a.id)?;
+    let bundle = fs::canonicalize(&a.bundle)
+        .with_context(|| format!("bundle {}", a.bundle.display()))?;
+    let spec = load_spec(&bundle)?;
+    let root_cfg = spec.root().as_ref().context("config.json has no root")?;
+    let rootfs = bundle.join(root_cfg.path());
+    let rootfs = fs::canonicalize(&rootfs)
+        .with_context(|| format!("rootfs {} from config.json", rootfs.display()))?;
+    let process = spec.process().as_ref().context("config.json has no process")?;
+    let plan = Plan::from_spec(&spec)?;
+    if !plan.contains(oci_spec::runtime::LinuxNamespaceType::Mount) {
+        bail!("config.json: a mount namespace is required");
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    let tty = match (&a.console_socket, terminal) {
+        (Some(p), true) => Some(Tty::Socket(console::connect(p)?)),
+        (None, true) if relay_tty => Some(Tty::Relay),
+        (None, true) => bail!("process.terminal is true: --console-socket is required"),
+        (Some(_), false) => bail!("--console-socket given but process.terminal is false"),
+        (None, false) => None,
+    };
+
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&g.root)
+        .with_context(|| format!("create state root {}", g.root.display()))?;
+    let dir = state::dir(&g.root, &a.id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container with id exists: {}", a.id)
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+    }
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = match berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
+        }
+    };
+    let mut guard = Cleanup { dir: Some(dir.clone()), pid: None, cgroup: None };
+
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("create exec fifo {}", fifo.display()))?;
+
+    let (parent, child) = sync::pair()?;
+    let init = Init {
+        id: &a.id,
+        bundle: &bundle,
+        spec: &spec,
+        rootfs: rootfs.clone(),
+        plan: &plan,
+        chan: child,
+        fifo: Some(fifo.clone()),
+        tty,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    };
+    let pid = if plan.needs_intermediate() {
+        spawn_via_intermediate(&plan, &spec, init, &parent)?
+    } else {
+        clone_with(plan.new, move || init.main())?
+    };
+    guard.pid = Some(pid);
+
+    if plan.new_user() {
+        write_id_maps(pid, &spec)?;
+    }
+    cgroup.apply(pid.as_raw()).with_context(|| format!("join cgroup for container {}", a.id))?;
+    guard.cgroup = Some(&cgroup);
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        cgroup.set(r).with_context(|| format!("set cgroup limits for container {}", a.id))?;
+    }
+    parent.send(&Msg::Go { pid: pid.as_raw() })?;
+
+    let mut pty = None;
+    loop {
+        let (msg, fd) = match parent.recv()? {
+            Some(m) => m,
+            None => bail!("container init exited during setup"),
+        };
+        match msg {
+            Msg::RunHooks => {
+                let st = hook_state_json(&spec, &a.id, Status::Creating, pid.as_raw(), &bundle);
+                let hk = spec.hooks().clone().unwrap_or_default();
+                #[allow(deprecated)]
+                hooks::run_all(hk.prestart().as_ref(), "prestart", &st)?;
+                hooks::run_all(hk.create_runtime().as_ref(), "createRuntime", &st)?;
+                parent.send(&Msg::HooksDone)?;
+            }
+            Msg::SeccompListener => {
+                let fd = fd.context("seccomp listener message without a descriptor")?;
+                pass_seccomp_listener(&spec, &a.id, pid.as_raw(), &bundle, &fd)?;
+            }
+            Msg::PtyMaster => pty = fd,
+            Msg::Ready => break,
+            Msg::Error(e) => bail!("{e}"),
+            other => bail!("unexpected message from container init: {other:?}"),
+        }
+    }
+
+    let st = procfs::stat(pid.as_raw()).context("read init process start time")?;
+    let container = Container {
+        id: a.id.clone(),
+        pid: pid.as_raw(),
+        pid_start: st.start_time,
+        bundle,
+        rootfs,
+        created: timefmt::now(),
+        owner: owner(),
+        spec,
+        systemd_cgroup: g.systemd_cgroup,
+        started: false,
+    };
+    container.save(&g.root)?;
+    if let Some(p) = &a.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    guard.pid = None;
+    guard.cgroup = None;
+    guard.dir = None;
+    Ok(Created { container, pty })
+}
+
+fn pass_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
+    let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let path = sc
+        .and_then(|s| s.listener_path().as_ref())
+        .context("seccomp profile uses SCMP_ACT_NOTIFY but has no listenerPath")?;
+    let meta = sc.and_then(|s| s.listener_metadata().clone()).unwrap_or_default();
+    let st = hook_state_json(spec, id, Status::Creating, pid, bundle);
+    seccomp::send_listener(path, &meta, std::os::fd::AsFd::as_fd(fd), &st)
+        .with_context(|| format!("send seccomp listener to {}", path.display()))?;
+    Ok(())
+}
+
+/// Namespaces joined by path (and a new time namespace) must be entered before the init is
+/// forked, but not by the runtime itself, which still needs the host's view: an intermediate
+/// process joins them, forks the init and reports its pid.
+fn spawn_via_intermediate(plan: &Plan, spec: &Spec, init: Init, parent: &sync::Channel) -> Result<Pid> {
+    let child = clone_with(nix::sched::CloneFlags::empty(), move || {
+        // Our own handle for the report: `init` (and its channel) moves into the init.
+        let report = match init.chan.try_clone() {
+            Ok(c) => c,
+            Err(_) => return 1,
+        };
+        let r = (|| -> Result<Pid> {
+            for ns in &plan.join {
+                namespaces::join(ns)?;
+            }
+            if plan.new_time {
+                nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+                    .context("create time namespace")?;
+                write_time_offsets(spec)?;
+            }
+            clone_with(plan.new, move || init.main())
+        })();
+        let msg = match r {
+            Ok(pid) => Msg::Pid(pid.as_raw()),
+            Err(e) => Msg::Error(format!("{e:#}")),
+        };
+        match (report.send(&msg), msg) {
+            (Ok(()), Msg::Pid(_)) => 0,
+            _ => 1,
+        }
+    })?;
+    let got = parent.expect("forking the container init");
+    let _ = nix::sys::wait::waitpid(child, None);
+    match got? {
+        (Msg::Pid(p), _) => Ok(Pid::from_raw(p)),
+        (m, _) => bail!("unexpected message from intermediate process: {m:?}"),
+    }
+}

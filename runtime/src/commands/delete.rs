@@ -1,0 +1,80 @@
+//! `delete`: remove a stopped container; with --force, kill it first.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::hooks;
+use crate::state::{self, Container, Status};
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
+        Err(e) => {
+            // A create that died before writing state.json leaves a bare directory.
+            let dir = state::dir(root, id);
+            if state::validate_id(id).is_ok() && dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
+                let _ = fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            if force && format!("{e}").contains("does not exist") {
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    match c.status(root) {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&c, false)?,
+        s if force => {
+            if s == Status::Paused {
+                let _ = c.cgroup().map(|cg| cg.thaw());
+            }
+            kill_and_wait(&c, true)?
+        }
+        s => bail!("cannot delete container {id} that is not stopped: {s}"),
+    }
+    destroy(root, &c)
+}
+
+fn kill_and_wait(c: &Container, all: bool) -> Result<()> {
+    if all {
+        if let Ok(cg) = c.cgroup() {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
+    }
+    let _ = kill(Pid::from_raw(c.pid), Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.init_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if c.init_alive() {
+        bail!("container {} init {} did not die after SIGKILL", c.id, c.pid);
+    }
+    Ok(())
+}
+
+/// Remove the cgroup, run poststop hooks, drop the state directory.
+pub fn destroy(root: &Path, c: &Container) -> Result<()> {
+    if let Ok(cg) = c.cgroup() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Processes of a dying container leave the cgroup shortly after SIGKILL.
+        while cg.pids().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+            let _ = cg.kill_all(libc::SIGKILL);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Err(e) = cg.destroy() {
+            tracing::warn!("remove cgroup of container {}: {e}", c.id);
+        }
+    }
+    let hk = c.spec.hooks().clone().unwrap_or_default();
+    if let Err(e) = hooks::run_all(hk.poststop().as_ref(), "poststop", &c.hook_state(Status::Stopped)) {
+        tracing::warn!("{e:#}");
+    }
+    fs::remove_dir_all(state::dir(root, &c.id))?;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `exec`: a new process in a running container's namespaces and cgroup, with the container's
+//! seccomp profile and a process description from --process or from the flags.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Pid, Uid};
+use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Process, Spec};
+
+use crate::cli::ExecArgs;
+use crate::commands::{create::write_pid_file, foreground, Global};
+use crate::process::namespaces::{self, ToJoin};
+use crate::process::spawn::{clone_with, set_child_subreaper};
+use crate::process::sync::{self, Channel, Msg};
+use crate::process::{caps, console, setup};
+use crate::state::{Container, Status};
+
+fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u.parse().with_context(|| format!("--user {s:?}: uid must be numeric"))?;
+    let gid = g
+        .map(|g| g.parse().with_context(|| format!("--user {s:?}: gid must be numeric")))
+        .transpose()?;
+    Ok((uid, gid))
+}
+
+fn process_from_args(a: &ExecArgs, spec: &Spec) -> Result<Process> {
+    if let Some(path) = &a.process {
+        let data = std::fs::read(path).with_context(|| format!("read process {}", path.display()))?;
+        return serde_json::from_slice(&data).with_context(|| format!("parse process {}", path.display()));
+    }
+    if a.command.is_empty() {
+        bail!("exec needs a command (or --process)");
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(a.env.iter().cloned());
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.into());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = parse_user(u)?;
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        if let Some(g) = gid {
+            user.set_gid(g);
+        }
+        p.set_user(user);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !a.cap.is_empty() {
+        let mut c = p.capabilities().clone().unwrap_or_else(LinuxCapabilities::default);
+        for name in &a.cap {
+            caps::parse_cap(name)?;
+            let cap: oci_spec::runtime::Capability =
+                serde_json::from_value(serde_json::Value::String(name.to_ascii_uppercase()))
+                    .with_context(|| format!("unknown capability {name:?}"))?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            c.set_bounding(add(c.bounding()));
+            c.set_effective(add(c.effective()));
+            c.set_permitted(add(c.permitted()));
+            c.set_inheritable(add(c.inheritable()));
+            c.set_ambient(add(c.ambient()));
+        }
+        p.set_capabilities(Some(c));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(ap) = &a.apparmor {
+        p.set_apparmor_profile(Some(ap.clone()));
+    }
+    if let Some(l) = &a.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+fn join_plan(c: &Container) -> Result<Vec<ToJoin>> {
+    let types: Vec<LinuxNamespaceType> = c
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n.typ())
+        .collect();
+    let order = [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Time,
+        LinuxNamespaceType::Mount,
+    ];
+    let mut out = Vec::new();
+    for t in order.into_iter().filter(|t| types.contains(t)) {
+        let path = Path::new("/proc").join(c.pid.to_string()).join("ns").join(namespaces::proc_name(t));
+        let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        out.push(ToJoin { typ: t, path, file });
+    }
+    Ok(out)
+}
+
+enum Tty {
+    Socket(OwnedFd),
+    Relay,
+}
+
+struct ExecChild<'a> {
+    process: &'a Process,
+    spec: &'a Spec,
+    chan: Channel,
+    tty: Option<Tty>,
+    in_user_ns: bool,
+    preserve_fds: u32,
+}
+
+impl ExecChild<'_> {
+    fn main(self) -> i32 {
+        match self.setup() {
+            Ok(never) => match never {},
+            Err(e) => {
+                let _ = self.chan.send(&Msg::Error(format!("{e:#}")));
+                1
+            }
+        }
+    }
+
+    fn setup(&self) -> Result<std::convert::Infallible> {
+        self.chan.expect("exec setup")?;
+        if self.in_user_ns {
+            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                .context("setgid 0 in the container's user namespace")?;
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                .context("setuid 0 in the container's user namespace")?;
+        }
+        if let Some(tty) = &self.tty {
+            let pty = console::open_pty()?;
+            if let Some(b) = self.process.console_size() {
+                console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
+            }
+            match tty {
+                Tty::Socket(s) => console::send_master(s.as_raw_fd(), &pty.master, &pty.slave_path)?,
+                Tty::Relay => self.chan.send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
+            }
+            console::become_session_leader_on(&pty.slave)?;
+        }
+        let seccomp = self.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let prepared = setup::finish(self.process, seccomp, self.preserve_fds)?;
+        self.chan.send(&Msg::Ready)?;
+        Err(setup::exec(&prepared))
+    }
+}
+
+pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
+    let c = Container::load(&g.root, &a.id)?;
+    match c.status(&g.root) {
+        Status::Stopped => bail!("cannot exec in a stopped container {}", a.id),
+        Status::Paused => bail!("cannot exec in a paused container {}", a.id),
+        _ => {}
+    }
+    let process = process_from_args(a, &c.spec)?;
+    let tty = match (&a.console_socket, process.terminal().unwrap_or(false)) {
+        (Some(p), true) => Some(Tty::Socket(console::connect(p)?)),
+        (None, true) if !a.detach => Some(Tty::Relay),
+        (None, true) => bail!("a terminal for a detached exec needs --console-socket"),
+        _ => None,
+    };
+    let joins = join_plan(&c)?;
+    let in_user_ns = joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+    set_child_subreaper()?;
+    let sigs = if a.detach { None } else { Some(foreground::block_signals()?) };
+
+    let (parent, child) = sync::pair()?;
+    let ec = ExecChild {
+        process: &process,
+        spec: &c.spec,
+        chan: child,
+        tty,
+        in_user_ns,
+        preserve_fds: a.preserve_fds,
+    };
+    let inter = clone_with(CloneFlags::empty(), move || {
+        let report = match ec.chan.try_clone() {
+            Ok(r) => r,
+            Err(_) => return 1,
+        };
+        let r = (|| -> Result<Pid> {
+            for j in &joins {
+                namespaces::join(j)?;
+            }
+            clone_with(CloneFlags::empty(), move || ec.main())
+        })();
+        let msg = match r {
+            Ok(p) => Msg::Pid(p.as_raw()),
+            Err(e) => Msg::Error(format!("{e:#}")),
+        };
+        i32::from(report.send(&msg).is_err() || !matches!(msg, Msg::Pid(_)))
+    })?;
+    let got = parent.expect("joining the container");
+    let _ = nix::sys::wait::waitpid(inter, None);
+    let pid = match got? {
+        (Msg::Pid(p), _) => Pid::from_raw(p),
+        (m, _) => bail!("unexpected message {m:?}"),
+    };
+    let cleanup = |e: anyhow::Error| {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        e
+    };
+    c.cgroup()
+        .and_then(|cg| Ok(cg.apply(pid.as_raw())?))
+        .with_context(|| format!("join the cgroup of container {}", a.id))
+        .map_err(cleanup)?;
+    parent.send(&Msg::Go { pid: pid.as_raw() })?;
+    let mut pty = None;
+    loop {
+        match parent.recv().map_err(cleanup)? {
+            Some((Msg::PtyMaster, fd)) => pty = fd,
+            Some((Msg::Ready, _)) => break,
+            Some((Msg::Error(e), _)) => bail!("{e}"),
+            Some((m, _)) => return Err(cleanup(anyhow::anyhow!("unexpected message {m:?}"))),
+            None => bail!("exec process exited during setup"),
+        }
+    }
+    // The channel closes when execve succeeds; an error after Ready means execve failed.
+    if let Some((Msg::Error(e), _)) = parent.recv()? {
+        bail!("{e}");
+    }
+    if let Some(p) = &a.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    match sigs {
+        None => Ok(0),
+        Some(s) => foreground::wait(pid, s, pty),
+    }
+}

@@ -1,0 +1,195 @@
+//! The container's init process, from clone(2) to execve(2). It runs the steps that must
+//! happen inside the new namespaces, reporting each failure to the runtime over the sync
+//! channel so that `create` fails with the real reason.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::Spec;
+
+use crate::hooks;
+use crate::process::namespaces::Plan;
+use crate::process::sync::{Channel, Msg};
+use crate::process::{console, setup};
+use crate::rootfs;
+use crate::state::{hook_state_json, Status};
+
+/// Where the pty master goes when process.terminal is set.
+pub enum Tty {
+    /// The caller's --console-socket (already connected).
+    Socket(OwnedFd),
+    /// Back to the runtime over the sync channel, which relays it (foreground run/exec -t).
+    Relay,
+}
+
+pub struct Init<'a> {
+    pub id: &'a str,
+    pub bundle: &'a std::path::Path,
+    pub spec: &'a Spec,
+    pub rootfs: PathBuf,
+    pub plan: &'a Plan,
+    pub chan: Channel,
+    /// The exec fifo `start` opens; None for `run`, which starts at once.
+    pub fifo: Option<PathBuf>,
+    pub tty: Option<Tty>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+impl Init<'_> {
+    pub fn main(self) -> i32 {
+        match self.setup() {
+            Ok(never) => match never {},
+            Err(e) => {
+                let _ = self.chan.send(&Msg::Error(format!("{e:#}")));
+                1
+            }
+        }
+    }
+
+    fn setup(&self) -> Result<std::convert::Infallible> {
+        let (msg, _) = self.chan.expect("setup")?;
+        let Msg::Go { pid } = msg else { bail!("unexpected message {msg:?}") };
+        let spec = self.spec;
+        let linux = spec.linux().clone().unwrap_or_default();
+        let process = spec.process().clone().context("config.json has no process")?;
+
+        if self.plan.user() {
+            // Become root of the new user namespace, whose mappings the runtime just wrote.
+            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                .context("setgid 0 in the user namespace (is gid 0 mapped?)")?;
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                .context("setuid 0 in the user namespace (is uid 0 mapped?)")?;
+        }
+        if self.plan.new_cgroup {
+            unshare(CloneFlags::CLONE_NEWCGROUP).context("create cgroup namespace")?;
+        }
+        let has_uts = self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Uts);
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            if !has_uts {
+                bail!("cannot set hostname {h:?} without a private UTS namespace");
+            }
+            nix::unistd::sethostname(h).with_context(|| format!("set hostname {h:?}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            if !has_uts {
+                bail!("cannot set domainname {d:?} without a private UTS namespace");
+            }
+            set_domainname(d)?;
+        }
+        if !self.no_new_keyring {
+            join_session_keyring(self.id);
+        }
+        let fifo = match &self.fifo {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                    .open(p)
+                    .with_context(|| format!("open exec fifo {}", p.display()))?,
+            ),
+            None => None,
+        };
+
+        let opts = rootfs::RootfsOptions {
+            no_pivot: self.no_pivot,
+            in_user_ns: self.plan.user(),
+            cgroup_ns: self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Cgroup),
+        };
+        rootfs::prepare(spec, &self.rootfs, &opts)?;
+
+        let state = hook_state_json(spec, self.id, Status::Creating, pid, self.bundle);
+        let hk = spec.hooks().clone().unwrap_or_default();
+        #[allow(deprecated)]
+        let runtime_hooks = hk.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || hk.create_runtime().as_ref().is_some_and(|v| !v.is_empty());
+        if runtime_hooks {
+            self.chan.send(&Msg::RunHooks)?;
+            self.chan.expect("hooks")?;
+        }
+        hooks::run_all(hk.create_container().as_ref(), "createContainer", &state)?;
+
+        rootfs::pivot(&self.rootfs, self.no_pivot)?;
+
+        if process.terminal().unwrap_or(false) {
+            let pty = console::open_pty()?;
+            if let Some(b) = process.console_size() {
+                console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
+            }
+            match &self.tty {
+                Some(Tty::Socket(sock)) => console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?,
+                Some(Tty::Relay) => self.chan.send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
+                None => bail!("process.terminal is true but no --console-socket was given"),
+            }
+            console::mount_console(&pty.slave_path)?;
+            console::become_session_leader_on(&pty.slave)?;
+        }
+        for (k, v) in linux.sysctl().iter().flatten() {
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            std::fs::write(&path, v).with_context(|| format!("set sysctl {k}={v}"))?;
+        }
+        rootfs::finalize(spec)?;
+        if let Some(p) = linux.personality() {
+            set_personality(p)?;
+        }
+
+        let prepared = setup::finish(&process, linux.seccomp().as_ref(), self.preserve_fds)?;
+        if let Some(l) = &prepared.seccomp_listener {
+            self.chan.send_with_fd(&Msg::SeccompListener, Some(l.as_raw_fd()))?;
+        }
+        self.chan.send(&Msg::Ready)?;
+
+        if let Some(f) = fifo {
+            // Blocks until `start` opens the other end.
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
+                .context("open exec fifo for writing")?;
+            w.write_all(&[0]).context("write exec fifo")?;
+            drop(w);
+            drop(f);
+            let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
+            hooks::run_all(hk.start_container().as_ref(), "startContainer", &state)?;
+        }
+        Err(setup::exec(&prepared))
+    }
+}
+
+fn set_domainname(d: &str) -> Result<()> {
+    // SAFETY: setdomainname reads `len` bytes from the pointer.
+    if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("set domainname {d:?}"));
+    }
+    Ok(())
+}
+
+/// A fresh session keyring so the container does not share the host's keys. Kernels or
+/// seccomp profiles without keyring support make this a no-op, as in runc.
+fn join_session_keyring(id: &str) {
+    let name = std::ffi::CString::new(format!("_ses.{id}")).unwrap_or_default();
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) reads a C string.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, 1 /* JOIN_SESSION_KEYRING */, name.as_ptr()) };
+    if r < 0 {
+        tracing::debug!("join session keyring: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn set_personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let persona: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality takes an integer.
+    if unsafe { libc::personality(persona) } == -1 {
+        return Err(std::io::Error::last_os_error()).context("set personality");
+    }
+    Ok(())
+}
