@@ -120,12 +120,8 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     let rootfs = bundle.join(root_cfg.path());
     let rootfs = fs::canonicalize(&rootfs)
         .with_context(|| format!("rootfs {} from config.json", rootfs.display()))?;
-    let process = spec.process().as_ref().context("config.json has no process")?;
     let plan = Plan::from_spec(&spec)?;
-    if !plan.contains(oci_spec::runtime::LinuxNamespaceType::Mount) {
-        bail!("config.json: a mount namespace is required");
-    }
-    let terminal = process.terminal().unwrap_or(false);
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let tty = match (&a.console_socket, terminal) {
         (Some(p), true) => Some(Tty::Socket(console::connect(p)?)),
         (None, true) if relay_tty => Some(Tty::Relay),
@@ -164,6 +160,9 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .with_context(|| format!("create exec fifo {}", fifo.display()))?;
+    // The umask trimmed the mode; the init may run as a uid that needs the write bit.
+    fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .with_context(|| format!("chmod exec fifo {}", fifo.display()))?;
 
     let (parent, child) = sync::pair()?;
     let init = Init {
@@ -204,7 +203,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         };
         match msg {
             Msg::RunHooks => {
-                let st = hook_state_json(&spec, &a.id, Status::Creating, pid.as_raw(), &bundle);
+                let st = hook_state_json(&spec, &a.id, Status::Created, pid.as_raw(), &bundle);
                 let hk = spec.hooks().clone().unwrap_or_default();
                 #[allow(deprecated)]
                 hooks::run_all(hk.prestart().as_ref(), "prestart", &st)?;

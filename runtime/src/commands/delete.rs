@@ -29,7 +29,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     };
     match c.status(root) {
         Status::Stopped => {}
-        Status::Created => kill_and_wait(&c, false)?,
+        // runtime-spec: deleting a container that is not stopped (created included) is an
+        // error; containerd kills a created task before deleting it.
         s if force => {
             if s == Status::Paused {
                 let _ = c.cgroup().map(|cg| cg.thaw());

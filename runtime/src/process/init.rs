@@ -58,7 +58,10 @@ impl Init<'_> {
         let Msg::Go { pid } = msg else { bail!("unexpected message {msg:?}") };
         let spec = self.spec;
         let linux = spec.linux().clone().unwrap_or_default();
-        let process = spec.process().clone().context("config.json has no process")?;
+        // A config without a process is valid: the container exists for its hooks and
+        // namespaces, and its init leaves once started.
+        let process = spec.process().clone();
+        let has_mount_ns = self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Mount);
 
         if self.plan.user() {
             // Become root of the new user namespace, whose mappings the runtime just wrote.
@@ -102,9 +105,11 @@ impl Init<'_> {
             in_user_ns: self.plan.user(),
             cgroup_ns: self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Cgroup),
         };
-        rootfs::prepare(spec, &self.rootfs, &opts)?;
+        if has_mount_ns {
+            rootfs::prepare(spec, &self.rootfs, &opts)?;
+        }
 
-        let state = hook_state_json(spec, self.id, Status::Creating, pid, self.bundle);
+        let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
         let hk = spec.hooks().clone().unwrap_or_default();
         #[allow(deprecated)]
         let runtime_hooks = hk.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -115,11 +120,20 @@ impl Init<'_> {
         }
         hooks::run_all(hk.create_container().as_ref(), "createContainer", &state)?;
 
-        rootfs::pivot(&self.rootfs, self.no_pivot)?;
+        if has_mount_ns {
+            rootfs::pivot(&self.rootfs, self.no_pivot)?;
+        } else {
+            // Without a mount namespace we must not touch the host's mount table: the
+            // container only gets its root directory.
+            nix::unistd::chroot(&self.rootfs)
+                .with_context(|| format!("chroot to {}", self.rootfs.display()))?;
+            std::env::set_current_dir("/").context("chdir / after chroot")?;
+        }
 
-        if process.terminal().unwrap_or(false) {
+        let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        if terminal {
             let pty = console::open_pty()?;
-            if let Some(b) = process.console_size() {
+            if let Some(b) = process.as_ref().and_then(|p| p.console_size().clone()) {
                 console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
             }
             match &self.tty {
@@ -134,18 +148,27 @@ impl Init<'_> {
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
             std::fs::write(&path, v).with_context(|| format!("set sysctl {k}={v}"))?;
         }
-        rootfs::finalize(spec)?;
+        if has_mount_ns {
+            rootfs::finalize(spec)?;
+        }
         if let Some(p) = linux.personality() {
             set_personality(p)?;
         }
 
-        let prepared = setup::finish(&process, linux.seccomp().as_ref(), self.preserve_fds)?;
-        if let Some(l) = &prepared.seccomp_listener {
+        let prepared = match &process {
+            Some(p) => Some(setup::finish(p, linux.seccomp().as_ref(), self.preserve_fds)?),
+            None => None,
+        };
+        if let Some(l) = prepared.as_ref().and_then(|p| p.seccomp_listener.as_ref()) {
             self.chan.send_with_fd(&Msg::SeccompListener, Some(l.as_raw_fd()))?;
         }
         self.chan.send(&Msg::Ready)?;
 
         if let Some(f) = fifo {
+            // Changing credentials cleared the dumpable flag, which makes /proc/self/fd
+            // unreadable to us in a user namespace. execve resets it again.
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
             // Blocks until `start` opens the other end.
             let mut w = std::fs::OpenOptions::new()
                 .write(true)
@@ -158,7 +181,11 @@ impl Init<'_> {
             let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
             hooks::run_all(hk.start_container().as_ref(), "startContainer", &state)?;
         }
-        Err(setup::exec(&prepared))
+        match prepared {
+            Some(p) => Err(setup::exec(&p)),
+            // SAFETY: nothing to run; leave without unwinding the forked runtime's state.
+            None => unsafe { libc::_exit(0) },
+        }
     }
 }
 
