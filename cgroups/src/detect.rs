@@ -237,7 +237,8 @@ mod tests {
     fn parses_v2_only_and_comounted_v1() {
         let v2 = "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(parse_mountinfo(v2).unwrap().layout, Layout::V2);
-        let v1 = "3 1 0:2 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup ro,cpu,cpuacct\n";
+        let v1 =
+            "3 1 0:2 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup ro,cpu,cpuacct\n";
         let h = parse_mountinfo(v1).unwrap();
         assert_eq!(h.layout, Layout::V1);
         assert_eq!(h.v1[0].controllers, vec!["cpu", "cpuacct"]);

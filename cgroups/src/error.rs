@@ -34,7 +34,9 @@ pub enum Error {
     #[error("systemd cgroup driver for {path:?}: {reason}")]
     Systemd { path: String, reason: String },
 
-    #[error("cannot set {controller} limit: the {controller} controller is not available on this host")]
+    #[error(
+        "cannot set {controller} limit: the {controller} controller is not available on this host"
+    )]
     ControllerMissing { controller: String },
 
     #[error("invalid {what}: {reason}")]

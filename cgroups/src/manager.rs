@@ -39,7 +39,11 @@ impl CgroupManager {
 
     /// Like `new`, on a given layout (for instance `HostCgroups::v2_at(...)` to use only the
     /// cgroup2 mount of a hybrid host).
-    pub fn with_host(host: HostCgroups, cgroups_path: Option<&str>, id: &str) -> Result<Self, Error> {
+    pub fn with_host(
+        host: HostCgroups,
+        cgroups_path: Option<&str>,
+        id: &str,
+    ) -> Result<Self, Error> {
         let paths = paths::resolve(&host, cgroups_path, id, detect::own_cgroups)?;
         Ok(Self::build(&host, paths))
     }
@@ -217,7 +221,8 @@ impl CgroupManager {
             what: format!("signal {sig}"),
             reason: "not a valid signal number".into(),
         })?;
-        if let (Some(dir), Layout::V2, Signal::SIGKILL) = (self.unified_path(), self.layout(), signal)
+        if let (Some(dir), Layout::V2, Signal::SIGKILL) =
+            (self.unified_path(), self.layout(), signal)
         {
             if fsio::exists(dir, "cgroup.kill") {
                 return fsio::write(dir, "cgroup.kill", "1");

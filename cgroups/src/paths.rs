@@ -281,16 +281,28 @@ mod tests {
     fn absolute_path_is_below_each_mountpoint() {
         let p = resolve(&host(), Some("/berth/x"), "id", || panic!("no read")).unwrap();
         assert_eq!(p.v1["memory"], Path::new("/sys/fs/cgroup/memory/berth/x"));
-        assert_eq!(p.v1["cpuacct"], Path::new("/sys/fs/cgroup/cpu,cpuacct/berth/x"));
+        assert_eq!(
+            p.v1["cpuacct"],
+            Path::new("/sys/fs/cgroup/cpu,cpuacct/berth/x")
+        );
         assert!(!p.v1.contains_key("name=openrc"));
-        assert_eq!(p.unified.unwrap(), Path::new("/sys/fs/cgroup/unified/berth/x"));
+        assert_eq!(
+            p.unified.unwrap(),
+            Path::new("/sys/fs/cgroup/unified/berth/x")
+        );
     }
 
     #[test]
     fn relative_and_default_paths_join_own_cgroup() {
         let p = resolve(&host(), Some("a/b"), "id", own).unwrap();
-        assert_eq!(p.v1["memory"], Path::new("/sys/fs/cgroup/memory/user/me/a/b"));
-        assert_eq!(p.unified.unwrap(), Path::new("/sys/fs/cgroup/unified/svc/a/b"));
+        assert_eq!(
+            p.v1["memory"],
+            Path::new("/sys/fs/cgroup/memory/user/me/a/b")
+        );
+        assert_eq!(
+            p.unified.unwrap(),
+            Path::new("/sys/fs/cgroup/unified/svc/a/b")
+        );
         let d = resolve(&host(), None, "ctr1", own).unwrap();
         assert_eq!(d.v1["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct/ctr1"));
     }
@@ -314,11 +326,17 @@ mod tests {
     fn systemd_paths_parse_and_error_clearly() {
         let sp = SystemdPath::parse(Some("system-berth.slice:berth:abc"), "x").unwrap();
         assert_eq!(sp.unit_name(), "berth-abc.scope");
-        assert_eq!(sp.slice_dir(), Path::new("/system.slice/system-berth.slice"));
+        assert_eq!(
+            sp.slice_dir(),
+            Path::new("/system.slice/system-berth.slice")
+        );
         assert!(SystemdPath::parse(Some("/a/b"), "x").is_err());
         assert!(SystemdPath::parse(Some("nota:b:c"), "x").is_err());
         let e = systemd_unsupported(Some("system.slice:berth:abc"), "abc");
         let msg = e.to_string();
-        assert!(msg.contains("berth-abc.scope") && msg.contains("--systemd-cgroup"), "{msg}");
+        assert!(
+            msg.contains("berth-abc.scope") && msg.contains("--systemd-cgroup"),
+            "{msg}"
+        );
     }
 }

@@ -120,21 +120,53 @@ pub struct BlkioEntry {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Blkio {
-    #[serde(default, rename = "ioServiceBytesRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioServiceBytesRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioServicedRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioServicedRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_serviced_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioQueueRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioQueueRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_queued_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioServiceTimeRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioServiceTimeRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_time_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioWaitTimeRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioWaitTimeRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_wait_time_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioMergedRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioMergedRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_merged_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioTimeRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioTimeRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_time_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "sectorsRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "sectorsRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub sectors_recursive: Vec<BlkioEntry>,
 }
 
@@ -208,7 +240,11 @@ pub fn collect(paths: &CgroupPaths) -> Result<Stats, Error> {
         memory_v2(d, &mut s.memory)?;
     }
 
-    let pids_dir = paths.v1.get("pids").map(|p| p.as_path()).or_else(|| v2("pids"));
+    let pids_dir = paths
+        .v1
+        .get("pids")
+        .map(|p| p.as_path())
+        .or_else(|| v2("pids"));
     if let Some(d) = pids_dir.filter(|d| fsio::exists(d, "pids.current")) {
         s.pids.current = fsio::read_u64(d, "pids.current")?;
         let limit = fsio::read_u64(d, "pids.max")?;
@@ -452,7 +488,11 @@ fn hugepage_sizes() -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
             Some(if kb >= 1 << 20 {
                 format!("{}GB", kb >> 20)
             } else if kb >= 1 << 10 {
@@ -514,7 +554,10 @@ mod tests {
         assert_eq!(e[0].op, "Read");
         assert_eq!(e[0].value, 4096);
         let mut b = Blkio::default();
-        io_v2("254:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n", &mut b);
+        io_v2(
+            "254:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+            &mut b,
+        );
         assert_eq!(b.io_service_bytes_recursive.len(), 2);
         assert_eq!(b.io_serviced_recursive[1].value, 2);
     }

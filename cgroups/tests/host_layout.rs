@@ -22,7 +22,10 @@ fn v1_host() -> bool {
 fn detect_finds_every_mounted_hierarchy() {
     let host = berth_cgroups::detect().expect("detect");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let v1_lines = mountinfo.lines().filter(|l| l.contains(" - cgroup ")).count();
+    let v1_lines = mountinfo
+        .lines()
+        .filter(|l| l.contains(" - cgroup "))
+        .count();
     assert_eq!(host.v1.len(), v1_lines, "{host:?}");
     for m in &host.v1 {
         assert!(m.mountpoint.join("cgroup.procs").exists(), "{m:?}");
@@ -53,15 +56,29 @@ fn apply_moves_a_process_into_every_hierarchy() {
     let dirs = g.mgr.paths().dirs();
     assert!(!dirs.is_empty());
     for dir in &dirs {
-        assert!(procs(dir).contains(&kid.pid()), "{} lacks the pid", dir.display());
+        assert!(
+            procs(dir).contains(&kid.pid()),
+            "{} lacks the pid",
+            dir.display()
+        );
     }
     if g.mgr.layout() == Layout::Hybrid {
-        assert!(g.mgr.unified_path().is_some(), "hybrid joins the unified hierarchy too");
-        assert!(g.mgr.path("name=systemd").is_some() || !Path::new("/sys/fs/cgroup/systemd").exists());
+        assert!(
+            g.mgr.unified_path().is_some(),
+            "hybrid joins the unified hierarchy too"
+        );
+        assert!(
+            g.mgr.path("name=systemd").is_some() || !Path::new("/sys/fs/cgroup/systemd").exists()
+        );
     }
     // The kernel agrees: /proc/PID/cgroup names our cgroup in each hierarchy.
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", kid.pid())).unwrap();
-    let name = g.mgr.paths().dirs()[0].file_name().unwrap().to_str().unwrap().to_string();
+    let name = g.mgr.paths().dirs()[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(own.contains(&name), "{own}");
     assert_eq!(g.mgr.pids().unwrap(), vec![kid.pid()]);
 }
@@ -96,7 +113,11 @@ fn relative_path_is_joined_to_the_callers_cgroup() {
     let _pg = Guard::new(parent_mgr.clone());
     let g = Guard::new(mgr);
     for dir in g.mgr.paths().dirs() {
-        assert!(dir.ends_with(format!("{}/child", parent.trim_start_matches('/'))), "{}", dir.display());
+        assert!(
+            dir.ends_with(format!("{}/child", parent.trim_start_matches('/'))),
+            "{}",
+            dir.display()
+        );
     }
     let kid = Kid::sleep();
     g.mgr.apply(kid.pid()).unwrap();
@@ -199,7 +220,10 @@ fn rejected_values_name_the_file_and_value() {
         .set(&resources(json!({"memory": {"limit": 1}})))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("memory.limit_in_bytes") && e.contains("write 1 "), "{e}");
+    assert!(
+        e.contains("memory.limit_in_bytes") && e.contains("write 1 "),
+        "{e}"
+    );
     assert!(e.contains("Device or resource busy"), "{e}");
 
     let e = g
@@ -225,7 +249,9 @@ fn rejected_values_name_the_file_and_value() {
 
     let e = g
         .mgr
-        .set(&resources(json!({"devices": [{"allow": true, "access": "rwx"}]})))
+        .set(&resources(
+            json!({"devices": [{"allow": true, "access": "rwx"}]}),
+        ))
         .unwrap_err()
         .to_string();
     assert!(e.contains("\"rwx\""), "{e}");
@@ -281,7 +307,11 @@ fn hugetlb_goes_to_whichever_hierarchy_has_it() {
     if let Some(dir) = g.mgr.path("hugetlb") {
         result.expect("v1 hugetlb");
         assert_eq!(read(dir, "hugetlb.2MB.limit_in_bytes"), "4194304");
-    } else if let Some(u) = g.mgr.unified_path().filter(|u| u.join("hugetlb.2MB.max").exists()) {
+    } else if let Some(u) = g
+        .mgr
+        .unified_path()
+        .filter(|u| u.join("hugetlb.2MB.max").exists())
+    {
         // Hybrid: hugetlb only in cgroup2, used from there.
         result.expect("v2 hugetlb on hybrid");
         assert_eq!(read(u, "hugetlb.2MB.max"), "4194304");
@@ -298,33 +328,7 @@ fn hugetlb_goes_to_whichever_hierarchy_has_it() {
 #[test]
 fn freeze_stops_a_running_process_and_thaw_resumes_it() {
     let g = host_manager("freeze");
-    let counter = std::env::temp_dir().join(format!("berth-test-{}-freeze", std::process::id()));
-    let _cleanup = RemoveOnDrop(counter.clone());
-    let script = format!(
-        "i=0; while :; do i=$((i+1)); echo $i > {p}.tmp; mv {p}.tmp {p}; done",
-        p = counter.display()
-    );
-    let kid = Kid::sh(&script);
-    g.mgr.apply(kid.pid()).unwrap();
-    let count = || std::fs::read_to_string(&counter).unwrap_or_default();
-    eventually("the loop to start", || !count().is_empty());
-    assert_eq!(g.mgr.freezer_state().unwrap(), FreezerState::Thawed);
-    g.mgr.freeze().expect("freeze");
-    assert_eq!(g.mgr.freezer_state().unwrap(), FreezerState::Frozen);
-    let frozen_at = count();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    assert_eq!(count(), frozen_at, "a frozen process kept running");
-    g.mgr.thaw().expect("thaw");
-    assert_eq!(g.mgr.freezer_state().unwrap(), FreezerState::Thawed);
-    eventually("the loop to resume", || count() != frozen_at);
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_file(self.0.with_extension("tmp"));
-    }
+    assert_freeze_stops_and_thaw_resumes(&g.mgr, "freeze");
 }
 
 #[test]
@@ -335,7 +339,12 @@ fn pids_lists_nested_cgroups_and_kill_all_kills_them() {
     g.mgr.apply(a.pid()).unwrap();
     g.mgr.apply(b.pid()).unwrap();
     // A nested cgroup the container made for itself.
-    let primary = g.mgr.path("freezer").or_else(|| g.mgr.path("pids")).unwrap().to_path_buf();
+    let primary = g
+        .mgr
+        .path("freezer")
+        .or_else(|| g.mgr.path("pids"))
+        .unwrap()
+        .to_path_buf();
     let nested = primary.join("inner");
     std::fs::create_dir(&nested).unwrap();
     g.extra_dirs.push(nested.clone());
@@ -353,7 +362,12 @@ fn pids_lists_nested_cgroups_and_kill_all_kills_them() {
     drop(c);
     eventually("the cgroup to empty", || g.mgr.pids().unwrap().is_empty());
     assert_eq!(g.mgr.freezer_state().unwrap(), FreezerState::Thawed);
-    assert!(g.mgr.kill_all(12345).unwrap_err().to_string().contains("12345"));
+    assert!(g
+        .mgr
+        .kill_all(12345)
+        .unwrap_err()
+        .to_string()
+        .contains("12345"));
 }
 
 #[test]
@@ -373,7 +387,9 @@ fn stats_report_memory_cpu_and_pids_of_a_real_process() {
     let g = host_manager("stats");
     let mut kid = Kid::sh("x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ready; read y");
     g.mgr.apply(kid.pid()).unwrap();
-    g.mgr.set(&resources(json!({"pids": {"limit": 10}}))).unwrap();
+    g.mgr
+        .set(&resources(json!({"pids": {"limit": 10}})))
+        .unwrap();
     assert_eq!(kid.read_line().trim(), "ready");
     let s = g.mgr.stats().expect("stats");
     // Only the shell's memory after the pipeline ran inside the cgroup is charged here, which
@@ -395,7 +411,12 @@ fn stats_report_memory_cpu_and_pids_of_a_real_process() {
 fn destroy_removes_everything_and_can_be_repeated() {
     let g = host_manager("destroy");
     g.mgr.apply(-1).unwrap();
-    let nested = g.mgr.path("memory").or(g.mgr.unified_path()).unwrap().join("sub");
+    let nested = g
+        .mgr
+        .path("memory")
+        .or(g.mgr.unified_path())
+        .unwrap()
+        .join("sub");
     std::fs::create_dir(&nested).unwrap();
     assert!(g.mgr.exists());
     g.mgr.destroy().expect("destroy");
@@ -419,7 +440,10 @@ fn destroy_of_a_busy_cgroup_names_it() {
 fn systemd_driver_is_refused_with_the_reason() {
     let e = CgroupManager::new(Some("system.slice:berth:abc"), "abc", true).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("berth-abc.scope") && msg.contains("systemd"), "{msg}");
+    assert!(
+        msg.contains("berth-abc.scope") && msg.contains("systemd"),
+        "{msg}"
+    );
     let e = CgroupManager::new(Some("/not/systemd"), "abc", true).unwrap_err();
     assert!(e.to_string().contains("slice:prefix:name"), "{e}");
 }

@@ -82,8 +82,7 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 }
 
 pub fn set_v2(dir: &Path, c: &LinuxCpu) -> Result<(), Error> {
-    if c.realtime_runtime().is_some_and(|r| r != 0) || c.realtime_period().is_some_and(|p| p != 0)
-    {
+    if c.realtime_runtime().is_some_and(|r| r != 0) || c.realtime_period().is_some_and(|p| p != 0) {
         return Err(Error::InvalidValue {
             what: "cpu realtimeRuntime/realtimePeriod".into(),
             reason: "realtime scheduling limits do not exist in cgroup v2".into(),

@@ -29,7 +29,10 @@ pub fn set(dir: &Path, limits: &[LinuxHugepageLimit], v2: bool) -> Result<(), Er
         check_page_size(size)?;
         let value = l.limit().to_string();
         let (file, rsvd) = if v2 {
-            (format!("hugetlb.{size}.max"), format!("hugetlb.{size}.rsvd.max"))
+            (
+                format!("hugetlb.{size}.max"),
+                format!("hugetlb.{size}.rsvd.max"),
+            )
         } else {
             (
                 format!("hugetlb.{size}.limit_in_bytes"),

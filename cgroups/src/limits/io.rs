@@ -12,10 +12,26 @@ fn throttles(b: &LinuxBlockIo) -> [(&'static str, &'static str, &[LinuxThrottleD
         v.as_deref().unwrap_or_default()
     }
     [
-        ("blkio.throttle.read_bps_device", "rbps", or_empty(b.throttle_read_bps_device())),
-        ("blkio.throttle.write_bps_device", "wbps", or_empty(b.throttle_write_bps_device())),
-        ("blkio.throttle.read_iops_device", "riops", or_empty(b.throttle_read_iops_device())),
-        ("blkio.throttle.write_iops_device", "wiops", or_empty(b.throttle_write_iops_device())),
+        (
+            "blkio.throttle.read_bps_device",
+            "rbps",
+            or_empty(b.throttle_read_bps_device()),
+        ),
+        (
+            "blkio.throttle.write_bps_device",
+            "wbps",
+            or_empty(b.throttle_write_bps_device()),
+        ),
+        (
+            "blkio.throttle.read_iops_device",
+            "riops",
+            or_empty(b.throttle_read_iops_device()),
+        ),
+        (
+            "blkio.throttle.write_iops_device",
+            "wiops",
+            or_empty(b.throttle_write_iops_device()),
+        ),
     ]
 }
 
@@ -52,7 +68,11 @@ pub fn set_v1(dir: &Path, b: &LinuxBlockIo) -> Result<(), Error> {
     }
     for (file, _, devs) in throttles(b) {
         for d in devs {
-            fsio::write(dir, file, &format!("{}:{} {}", d.major(), d.minor(), d.rate()))?;
+            fsio::write(
+                dir,
+                file,
+                &format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+            )?;
         }
     }
     Ok(())

@@ -47,9 +47,8 @@ fn write_limit_v1(dir: &Path, value: i64) -> Result<(), Error> {
     if value == 0 {
         return Ok(());
     }
-    fsio::write(dir, "memory.limit_in_bytes", &value.to_string()).map_err(|e| {
-        explain_busy(dir, e, "memory.usage_in_bytes", "memory.max_usage_in_bytes")
-    })
+    fsio::write(dir, "memory.limit_in_bytes", &value.to_string())
+        .map_err(|e| explain_busy(dir, e, "memory.usage_in_bytes", "memory.max_usage_in_bytes"))
 }
 
 fn write_swap_v1(dir: &Path, value: i64) -> Result<(), Error> {

@@ -24,7 +24,11 @@ pub fn set_class(dir: &Path, n: &LinuxNetwork) -> Result<(), Error> {
 
 pub fn set_prio(dir: &Path, n: &LinuxNetwork) -> Result<(), Error> {
     for p in n.priorities().iter().flatten() {
-        fsio::write(dir, "net_prio.ifpriomap", &format!("{} {}", p.name(), p.priority()))?;
+        fsio::write(
+            dir,
+            "net_prio.ifpriomap",
+            &format!("{} {}", p.name(), p.priority()),
+        )?;
     }
     Ok(())
 }

@@ -27,9 +27,7 @@ pub fn set(
         if owned_by_v1(controller) {
             return Err(Error::InvalidValue {
                 what: format!("unified key {key:?}"),
-                reason: format!(
-                    "the {controller} controller is mounted as cgroup v1 on this host"
-                ),
+                reason: format!("the {controller} controller is mounted as cgroup v1 on this host"),
             });
         }
         match fsio::write(dir, key, value) {

@@ -154,3 +154,37 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 pub fn resources(json: serde_json::Value) -> oci_spec::runtime::LinuxResources {
     serde_json::from_value(json).expect("LinuxResources JSON")
 }
+
+/// Runs a shell loop that keeps rewriting a counter file inside the manager's cgroup, freezes
+/// it, checks the counter stands still, thaws and checks it moves again.
+pub fn assert_freeze_stops_and_thaw_resumes(mgr: &CgroupManager, tag: &str) {
+    use berth_cgroups::FreezerState;
+    let counter = std::env::temp_dir().join(format!("berth-test-{}-{tag}", std::process::id()));
+    let _cleanup = RemoveOnDrop(counter.clone());
+    let script = format!(
+        "i=0; while :; do i=$((i+1)); echo $i > {p}.tmp; mv {p}.tmp {p}; done",
+        p = counter.display()
+    );
+    let kid = Kid::sh(&script);
+    mgr.apply(kid.pid()).unwrap();
+    let count = || std::fs::read_to_string(&counter).unwrap_or_default();
+    eventually("the loop to start", || !count().is_empty());
+    assert_eq!(mgr.freezer_state().unwrap(), FreezerState::Thawed);
+    mgr.freeze().expect("freeze");
+    assert_eq!(mgr.freezer_state().unwrap(), FreezerState::Frozen);
+    let frozen_at = count();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(count(), frozen_at, "a frozen process kept running");
+    mgr.thaw().expect("thaw");
+    assert_eq!(mgr.freezer_state().unwrap(), FreezerState::Thawed);
+    eventually("the loop to resume", || count() != frozen_at);
+}
+
+pub struct RemoveOnDrop(pub std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(self.0.with_extension("tmp"));
+    }
+}
