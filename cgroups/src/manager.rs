@@ -261,6 +261,28 @@ impl CgroupManager {
         stats::collect(&self.paths)
     }
 
+    /// How many times the kernel's OOM killer killed a process in the container: v2
+    /// memory.events, v1 memory.oom_control ("oom_kill", kernels >= 4.13). For `events` and the
+    /// shim's OOM notifications.
+    pub fn oom_kill_count(&self) -> Result<u64, Error> {
+        let (dir, file) = match self.path("memory") {
+            Some(d) => (d, "memory.oom_control"),
+            None => match self.unified_path() {
+                Some(d) if fsio::exists(d, "memory.events") => (d, "memory.events"),
+                _ => {
+                    return Err(Error::ControllerMissing {
+                        controller: "memory".into(),
+                    })
+                }
+            },
+        };
+        let text = fsio::read(dir, file)?;
+        let count = fsio::key_values(&text)
+            .find(|(k, _)| *k == "oom_kill")
+            .map_or(0, |(_, v)| v);
+        Ok(count)
+    }
+
     /// Removes every directory, including cgroups the container made below its own. Missing
     /// directories are fine: delete must be repeatable.
     pub fn destroy(&self) -> Result<(), Error> {

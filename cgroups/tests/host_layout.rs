@@ -447,3 +447,46 @@ fn systemd_driver_is_refused_with_the_reason() {
     let e = CgroupManager::new(Some("/not/systemd"), "abc", true).unwrap_err();
     assert!(e.to_string().contains("slice:prefix:name"), "{e}");
 }
+
+#[test]
+fn oom_kills_are_counted() {
+    if !v1_host() {
+        return;
+    }
+    let g = host_manager("oom");
+    let mut kid = Kid::sh("read x; y=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived");
+    g.mgr.apply(kid.pid()).unwrap();
+    g.mgr
+        .set(&resources(
+            json!({"memory": {"limit": 16777216, "swap": 16777216}}),
+        ))
+        .unwrap();
+    assert_eq!(g.mgr.oom_kill_count().unwrap(), 0);
+    kid.send_line("go");
+    // Either the shell or the tr in its pipeline is killed; the counter says so either way.
+    let _ = kid.child.wait();
+    assert!(g.mgr.oom_kill_count().unwrap() >= 1);
+}
+
+#[test]
+fn check_before_update_refuses_a_limit_below_usage() {
+    if !v1_host() {
+        return;
+    }
+    let g = host_manager("check");
+    let mut kid = Kid::sh("x=$(head -c 8000000 /dev/zero | tr '\\0' a); echo ready; read y");
+    g.mgr.apply(kid.pid()).unwrap();
+    assert_eq!(kid.read_line().trim(), "ready");
+    let e = g
+        .mgr
+        .set(&resources(
+            json!({"memory": {"limit": 4194304, "checkBeforeUpdate": true}}),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("below the current usage"), "{e}");
+    assert_ne!(
+        read(g.mgr.path("memory").unwrap(), "memory.limit_in_bytes"),
+        "4194304"
+    );
+}

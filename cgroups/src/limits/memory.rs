@@ -58,7 +58,27 @@ fn write_swap_v1(dir: &Path, value: i64) -> Result<(), Error> {
     fsio::write(dir, "memory.memsw.limit_in_bytes", &value.to_string())
 }
 
+/// `checkBeforeUpdate`: refuse a limit below current usage instead of letting the kernel
+/// reclaim or OOM-kill to get under it.
+fn check_usage(dir: &Path, m: &LinuxMemory, usage_file: &str) -> Result<(), Error> {
+    let Some(limit) = m
+        .limit()
+        .filter(|l| *l > 0 && m.check_before_update() == Some(true))
+    else {
+        return Ok(());
+    };
+    let usage = fsio::read_u64(dir, usage_file)?;
+    if (limit as u64) < usage {
+        return Err(Error::InvalidValue {
+            what: format!("memory limit {limit} for {}", dir.display()),
+            reason: format!("it is below the current usage of {usage} bytes"),
+        });
+    }
+    Ok(())
+}
+
 pub fn set_v1(dir: &Path, m: &LinuxMemory) -> Result<(), Error> {
+    check_usage(dir, m, "memory.usage_in_bytes")?;
     let limit = m.limit().unwrap_or(0);
     let mut swap = m.swap().unwrap_or(0);
     // Unlimited memory with swap unspecified means unlimited swap too (runc, docker).
@@ -144,6 +164,7 @@ pub fn swap_to_v2(swap: i64, limit: i64) -> Result<i64, Error> {
 }
 
 pub fn set_v2(dir: &Path, m: &LinuxMemory) -> Result<(), Error> {
+    check_usage(dir, m, "memory.current")?;
     let limit = m.limit().unwrap_or(0);
     let swap_spec = m.swap().unwrap_or(0);
     let swap = swap_to_v2(swap_spec, limit)?;
