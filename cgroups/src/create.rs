@@ -90,6 +90,13 @@ fn enable_controllers(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+fn has_tasks(dir: &Path) -> bool {
+    fsio::read_optional(dir, "cgroup.procs")
+        .ok()
+        .flatten()
+        .is_some_and(|p| !p.trim().is_empty())
+}
+
 /// Removes `dir` and any cgroups below it, children first. rmdir fails with EBUSY for a short
 /// while after the last task exits (the kernel frees it asynchronously), so retry briefly.
 pub fn remove_tree(dir: &Path) -> Result<(), Error> {
@@ -113,7 +120,8 @@ pub fn remove_tree(dir: &Path) -> Result<(), Error> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 8 => {
+            // With tasks still inside, EBUSY is final: fail now rather than wait.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 8 && !has_tasks(dir) => {
                 std::thread::sleep(delay);
                 delay *= 2;
             }
