@@ -206,6 +206,38 @@ fn device_rules_are_enforced_on_v1() {
 }
 
 #[test]
+fn device_updates_on_v1_write_only_the_difference() {
+    if !v1_host() {
+        return;
+    }
+    let g = host_manager("devdiff");
+    g.mgr.apply(-1).unwrap();
+    let dir = g.mgr.path("devices").unwrap();
+    let first = resources(json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}
+    ]}));
+    g.mgr.set(&first).unwrap();
+    assert_eq!(read(dir, "devices.list"), "c 1:3 rwm\nc 1:5 r");
+    let second = resources(json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"}
+    ]}));
+    g.mgr.set(&second).unwrap();
+    assert_eq!(read(dir, "devices.list"), "c 1:3 rw\nc 1:9 rwm");
+    // Back to allow-all needs the reset path.
+    g.mgr
+        .set(&resources(
+            json!({"devices": [{"allow": true, "access": "rwm"}]}),
+        ))
+        .unwrap();
+    assert_eq!(read(dir, "devices.list"), "a *:* rwm");
+}
+
+#[test]
 fn rejected_values_name_the_file_and_value() {
     if !v1_host() {
         return;
