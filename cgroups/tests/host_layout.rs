@@ -350,6 +350,14 @@ fn hugetlb_goes_to_whichever_hierarchy_has_it() {
     } else {
         assert!(result.unwrap_err().to_string().contains("hugetlb"));
     }
+    if g.mgr.path("hugetlb").is_some()
+        || g.mgr
+            .unified_path()
+            .is_some_and(|u| u.join("hugetlb.2MB.current").exists())
+    {
+        let stats = g.mgr.stats().unwrap();
+        assert!(stats.hugetlb.contains_key("2MB"), "{:?}", stats.hugetlb);
+    }
     let bad = resources(json!({"hugepageLimits": [{"pageSize": "2XB", "limit": 1}]}));
     if host.layout != Layout::V1 || g.mgr.path("hugetlb").is_some() {
         let e = g.mgr.set(&bad).unwrap_err().to_string();
@@ -521,4 +529,30 @@ fn check_before_update_refuses_a_limit_below_usage() {
         read(g.mgr.path("memory").unwrap(), "memory.limit_in_bytes"),
         "4194304"
     );
+}
+
+#[test]
+fn default_path_resolves_below_own_cgroup_like_runc() {
+    // Resolution only: nothing is created below the cgroups of whatever runs the tests.
+    let mgr = CgroupManager::new(None, "berth-probe-id", false).unwrap();
+    let own = berth_cgroups::own_cgroups().unwrap();
+    let host = berth_cgroups::detect().unwrap();
+    for m in &host.v1 {
+        let c = &m.controllers[0];
+        let Some(dir) = mgr.path(c) else { continue };
+        let own_cg = own[c].strip_prefix(&m.root).unwrap_or(&own[c]);
+        let want = m
+            .mountpoint
+            .join(own_cg.strip_prefix("/").unwrap_or(own_cg))
+            .join("berth-probe-id");
+        assert_eq!(dir, want.as_path());
+    }
+    if host.layout == Layout::Hybrid {
+        let u = host.unified.unwrap();
+        let own_cg = own[""].strip_prefix("/").unwrap();
+        assert_eq!(
+            mgr.unified_path().unwrap(),
+            u.mountpoint.join(own_cg).join("berth-probe-id")
+        );
+    }
 }
