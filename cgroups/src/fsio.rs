@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 
 /// The controller an interface file belongs to: the part of its name before the first dot
-/// (`memory.max` -> `memory`, `cgroup.procs` -> `cgroup`).
+/// (`memory.max` -> `memory`).
 fn controller_of(file: &str) -> &str {
-    file.split('.').next().unwrap_or(file)
+    match file.split('.').next().unwrap_or(file) {
+        // cgroup.procs, cgroup.freeze, ...: the core interface, not a controller.
+        "cgroup" => "core",
+        c => c,
+    }
 }
 
 /// Writes `value` to `dir/file` with a single write(2), as the kernel parses each write

@@ -556,3 +556,18 @@ fn default_path_resolves_below_own_cgroup_like_runc() {
         );
     }
 }
+
+#[test]
+fn apply_of_a_dead_pid_names_cgroup_procs() {
+    let g = host_manager("deadpid");
+    let mut kid = Kid::sleep();
+    let pid = kid.pid();
+    kid.child.kill().unwrap();
+    kid.child.wait().unwrap();
+    let e = g.mgr.apply(pid).unwrap_err().to_string();
+    assert!(
+        e.contains("cgroup.procs") && e.contains(&format!("write {pid} ")),
+        "{e}"
+    );
+    assert!(e.contains("No such process"), "{e}");
+}
