@@ -30,6 +30,24 @@ pub struct Stats {
 pub struct Cpu {
     pub usage: CpuUsage,
     pub throttling: Throttling,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
+}
+
+/// Pressure stall information from a cgroup2 `*.pressure` file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PsiStats {
+    pub some: PsiData,
+    pub full: PsiData,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PsiData {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// Microseconds of stall in total.
+    pub total: u64,
 }
 
 /// Nanoseconds.
@@ -70,7 +88,6 @@ pub struct CpuSet {
     pub memory_spread_page: u64,
     pub memory_spread_slab: u64,
     pub memory_pressure: u64,
-    pub memory_pressure_enabled: u64,
     pub sched_load_balance: u64,
     pub sched_relax_domain_level: i64,
 }
@@ -96,6 +113,8 @@ pub struct Memory {
     pub kernel_tcp: MemoryEntry,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub raw: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -168,6 +187,8 @@ pub struct Blkio {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub sectors_recursive: Vec<BlkioEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<PsiStats>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -264,7 +285,47 @@ pub fn collect(paths: &CgroupPaths) -> Result<Stats, Error> {
     } else if let Some(d) = v2("hugetlb") {
         hugetlb(d, true, &mut s.hugetlb)?;
     }
+
+    // PSI is a core cgroup2 feature, there even on hybrid hosts for the unified tree.
+    if let Some(d) = unified.filter(|_| paths.layout != Layout::V1) {
+        s.cpu.psi = psi(d, "cpu.pressure")?;
+        s.memory.psi = psi(d, "memory.pressure")?;
+        s.blkio.psi = psi(d, "io.pressure")?;
+    }
     Ok(s)
+}
+
+/// "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and a "full ..." line. Absent or
+/// unsupported (kernel booted with psi=0: EOPNOTSUPP) is `None`.
+fn psi(dir: &Path, file: &str) -> Result<Option<PsiStats>, Error> {
+    let text = match fsio::read_optional(dir, file) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut out = PsiStats::default();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let data = match f.next() {
+            Some("some") => &mut out.some,
+            Some("full") => &mut out.full,
+            _ => continue,
+        };
+        for kv in f {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            match k {
+                "avg10" => data.avg10 = v.parse().unwrap_or(0.0),
+                "avg60" => data.avg60 = v.parse().unwrap_or(0.0),
+                "avg300" => data.avg300 = v.parse().unwrap_or(0.0),
+                "total" => data.total = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 /// USER_HZ ticks in cpuacct.stat to nanoseconds.
@@ -344,7 +405,6 @@ fn cpuset_v1(d: &Path, c: &mut CpuSet) -> Result<(), Error> {
     c.sched_relax_domain_level = fsio::read_optional(d, "cpuset.sched_relax_domain_level")?
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
-    // memory_pressure_enabled lives only in the hierarchy's root cgroup.
     Ok(())
 }
 

@@ -185,6 +185,11 @@ fn stats_on_v2_read_cpu_stat() {
     let s = g.mgr.stats().unwrap();
     assert!(s.cpu.usage.total > 0, "{:?}", s.cpu);
     assert!(s.cpu.usage.user + s.cpu.usage.kernel > 0);
+    if g.mgr.unified_path().unwrap().join("cpu.pressure").exists() {
+        let psi = s.cpu.psi.as_ref().expect("cpu psi");
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["cpu"]["psi"]["some"]["avg10"].is_number(), "{psi:?}");
+    }
     kid.send_line("x");
 }
 
