@@ -175,7 +175,7 @@ fn set_writes_limits_the_kernel_reads_back() {
     // update: shrink memory and swap (order matters), raise pids, switch devices to allow-all.
     let r2 = resources(json!({
         "memory": {"limit": 33554432, "swap": 33554432},
-        "pids": {"limit": 0},
+        "pids": {"limit": -1},
         "cpu": {"quota": -1}
     }));
     g.mgr.set(&r2).expect("update");

@@ -77,7 +77,7 @@ pub fn set(paths: &CgroupPaths, r: &LinuxResources) -> Result<(), Error> {
             }
         }
     }
-    if let Some(p) = r.pids().as_ref() {
+    if let Some(p) = r.pids().as_ref().filter(|p| pids::is_set(p)) {
         match res.backend("pids", "pids")? {
             Backend::V1(d) | Backend::V2(d) => pids::set(d, p)?,
         }
