@@ -75,11 +75,13 @@ pub fn v2_manager(name: &str) -> Option<Guard> {
 /// A child process that is killed and reaped when dropped.
 pub struct Kid {
     pub child: Child,
+    /// Kept across reads: a fresh BufReader per line would drop what it read ahead.
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Kid {
     pub fn sh(script: &str) -> Self {
-        let child = Command::new("/bin/sh")
+        let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
             .stdin(Stdio::piped())
@@ -87,7 +89,8 @@ impl Kid {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sh");
-        Kid { child }
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Kid { child, stdout }
     }
 
     pub fn sleep() -> Self {
@@ -107,10 +110,8 @@ impl Kid {
     }
 
     pub fn read_line(&mut self) -> String {
-        let out: &mut ChildStdout = self.child.stdout.as_mut().expect("stdout");
-        let mut r = BufReader::new(out);
         let mut s = String::new();
-        r.read_line(&mut s).expect("read child stdout");
+        self.stdout.read_line(&mut s).expect("read child stdout");
         s
     }
 
