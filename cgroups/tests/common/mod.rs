@@ -161,7 +161,10 @@ pub fn resources(json: serde_json::Value) -> oci_spec::runtime::LinuxResources {
 pub fn assert_freeze_stops_and_thaw_resumes(mgr: &CgroupManager, tag: &str) {
     use berth_cgroups::FreezerState;
     let counter = std::env::temp_dir().join(format!("berth-test-{}-{tag}", std::process::id()));
-    let _cleanup = RemoveOnDrop(counter.clone());
+    let _cleanup = CounterFiles {
+        path: counter.clone(),
+        mgr,
+    };
     let script = format!(
         "i=0; while :; do i=$((i+1)); echo $i > {p}.tmp; mv {p}.tmp {p}; done",
         p = counter.display()
@@ -181,11 +184,22 @@ pub fn assert_freeze_stops_and_thaw_resumes(mgr: &CgroupManager, tag: &str) {
     eventually("the loop to resume", || count() != frozen_at);
 }
 
-pub struct RemoveOnDrop(pub std::path::PathBuf);
+/// Stops the counter loop (every task in the cgroup, including an in-flight `mv` that would
+/// recreate the file) and then removes the counter files.
+struct CounterFiles<'a> {
+    path: std::path::PathBuf,
+    mgr: &'a CgroupManager,
+}
 
-impl Drop for RemoveOnDrop {
+impl Drop for CounterFiles<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_file(self.0.with_extension("tmp"));
+        let _ = self.mgr.thaw();
+        let _ = self.mgr.kill_all(libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.mgr.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.path.with_extension("tmp"));
     }
 }
