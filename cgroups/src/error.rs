@@ -1,0 +1,87 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while managing a container's cgroups. Each variant names the
+/// file, controller or value involved so a user reading `berth-runtime`'s log knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no cgroup filesystem is mounted (checked /proc/self/mountinfo)")]
+    NoCgroupMounts,
+
+    #[error("read {}: {}", .path.display(), os_message(.source))]
+    Read { path: PathBuf, source: io::Error },
+
+    #[error("cgroup {controller}: write {value} to {}: {}", .path.display(), os_message(.source))]
+    Write {
+        controller: String,
+        value: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    #[error("create cgroup {}: {}", .path.display(), os_message(.source))]
+    Create { path: PathBuf, source: io::Error },
+
+    #[error("remove cgroup {}: {}", .path.display(), os_message(.source))]
+    Remove { path: PathBuf, source: io::Error },
+
+    #[error("parse {}: {reason}", .path.display())]
+    Parse { path: PathBuf, reason: String },
+
+    #[error("cgroups path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+
+    #[error("systemd cgroup driver for {path:?}: {reason}")]
+    Systemd { path: String, reason: String },
+
+    #[error(
+        "cannot set {controller} limit: the {controller} controller is not available on this host"
+    )]
+    ControllerMissing { controller: String },
+
+    #[error("invalid {what}: {reason}")]
+    InvalidValue { what: String, reason: String },
+
+    #[error("cgroup {} does not exist", .path.display())]
+    NotFound { path: PathBuf },
+
+    #[error("freeze {}: {reason}", .path.display())]
+    Freeze { path: PathBuf, reason: String },
+
+    #[error("signal {signal} to pid {pid}: {}", .source.desc())]
+    Signal {
+        pid: i32,
+        signal: i32,
+        source: nix::errno::Errno,
+    },
+
+    #[error("device filter: bpf {op}: {}{log}", .source.desc())]
+    Bpf {
+        op: &'static str,
+        source: nix::errno::Errno,
+        log: String,
+    },
+}
+
+/// The kernel's text for an errno ("Device or resource busy") without Rust's "(os error 16)"
+/// suffix, so messages read like runc's.
+pub(crate) fn os_message(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => err.to_string(),
+    }
+}
+
+impl Error {
+    /// The errno behind a failed read/write/create/remove, when there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::Create { source, .. }
+            | Error::Remove { source, .. } => source.raw_os_error(),
+            Error::Signal { source, .. } | Error::Bpf { source, .. } => Some(*source as i32),
+            _ => None,
+        }
+    }
+}
