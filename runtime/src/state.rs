@@ -51,6 +51,9 @@ pub struct Container {
     pub owner: String,
     pub spec: Spec,
     pub systemd_cgroup: bool,
+    /// The cgroup directories chosen at create: a relative cgroupsPath resolves against the
+    /// caller's own cgroup, which differs between the processes that call us later.
+    pub cgroup_paths: Option<berth_cgroups::CgroupPaths>,
     /// Set once `start` has run the user process (the exec fifo is gone).
     pub started: bool,
 }
@@ -140,8 +143,15 @@ impl Container {
     }
 
     pub fn cgroup(&self) -> Result<berth_cgroups::CgroupManager> {
-        berth_cgroups::CgroupManager::new(self.cgroups_path().as_deref(), &self.id, self.systemd_cgroup)
-            .with_context(|| format!("cgroup of container {}", self.id))
+        let m = match &self.cgroup_paths {
+            Some(p) => berth_cgroups::CgroupManager::from_paths(p.clone()),
+            None => berth_cgroups::CgroupManager::new(
+                self.cgroups_path().as_deref(),
+                &self.id,
+                self.systemd_cgroup,
+            ),
+        };
+        m.with_context(|| format!("cgroup of container {}", self.id))
     }
 
     /// Is the init process still ours? (alive, not a zombie, same start time)

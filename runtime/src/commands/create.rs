@@ -188,11 +188,14 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     if plan.new_user() {
         write_id_maps(pid, &spec)?;
     }
-    cgroup.apply(pid.as_raw()).with_context(|| format!("join cgroup for container {}", a.id))?;
+    // Limits before the process joins: a realtime task cannot enter a v1 cgroup whose
+    // cpu.rt_runtime_us is still 0.
+    cgroup.create().with_context(|| format!("create cgroup for container {}", a.id))?;
     guard.cgroup = Some(&cgroup);
-    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        cgroup.set(r).with_context(|| format!("set cgroup limits for container {}", a.id))?;
+    if let Some(r) = resources_with_default_devices(&spec) {
+        cgroup.set(&r).with_context(|| format!("set cgroup limits for container {}", a.id))?;
     }
+    cgroup.apply(pid.as_raw()).with_context(|| format!("join cgroup for container {}", a.id))?;
     parent.send(&Msg::Go { pid: pid.as_raw() })?;
 
     let mut pty = None;
@@ -232,6 +235,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         owner: owner(),
         spec,
         systemd_cgroup: g.systemd_cgroup,
+        cgroup_paths: Some(cgroup.paths().clone()),
         started: false,
     };
     container.save(&g.root)?;
@@ -242,6 +246,34 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     guard.cgroup = None;
     guard.dir = None;
     Ok(Created { container, pty })
+}
+
+/// runc's device policy: the config's rules, then the devices every container needs, then
+/// the config's own linux.devices. A config with no device rules leaves the cgroup as is.
+fn resources_with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
+    let linux = spec.linux().as_ref()?;
+    let mut r = linux.resources().clone()?;
+    let Some(mut rules) = r.devices().clone().filter(|d| !d.is_empty()) else {
+        return Some(r);
+    };
+    rules.extend(berth_cgroups::default_device_rules());
+    for d in linux.devices().iter().flatten() {
+        use oci_spec::runtime::LinuxDeviceType as T;
+        let typ = match d.typ() {
+            T::U | T::C => T::C,
+            T::B => T::B,
+            _ => continue,
+        };
+        let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(typ));
+        rule.set_major(Some(d.major()));
+        rule.set_minor(Some(d.minor()));
+        rule.set_access(Some("rwm".into()));
+        rules.push(rule);
+    }
+    r.set_devices(Some(rules));
+    Some(r)
 }
 
 fn pass_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
