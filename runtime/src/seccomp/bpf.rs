@@ -37,7 +37,12 @@ pub struct Insn {
 
 impl Insn {
     pub const fn stmt(code: u16, k: u32) -> Insn {
-        Insn { code, jt: 0, jf: 0, k }
+        Insn {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }
     }
 
     pub fn is_ret(&self) -> bool {
@@ -158,7 +163,11 @@ impl Asm {
 
     /// The program in execution order, starting at `entry`, which must be the head.
     pub fn finish(mut self, entry: Label) -> Vec<Insn> {
-        debug_assert_eq!(entry, self.head(), "program entry must be the first instruction");
+        debug_assert_eq!(
+            entry,
+            self.head(),
+            "program entry must be the first instruction"
+        );
         self.rev.reverse();
         self.rev
     }

@@ -47,7 +47,8 @@ enum Outcome<'a> {
 fn intervals<'a>(t: &'a AbiRules, default: u32) -> Vec<(u32, Outcome<'a>)> {
     let mut out: Vec<(u32, Outcome<'a>)> = Vec::new();
     let mut push = |start: u32, o: Outcome<'a>| {
-        let same = matches!((out.last(), o), (Some((_, Outcome::Ret(a))), Outcome::Ret(b)) if *a == b);
+        let same =
+            matches!((out.last(), o), (Some((_, Outcome::Ret(a))), Outcome::Ret(b)) if *a == b);
         if !same {
             out.push((start, o));
         }

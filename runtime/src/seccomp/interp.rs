@@ -38,25 +38,42 @@ impl Data {
 
 /// Runs `prog` and returns its verdict and how many instructions ran.
 pub fn run(prog: &[Insn], data: &Data) -> (u32, usize) {
-    assert!(!prog.is_empty() && prog.len() <= MAX_INSNS, "program length {}", prog.len());
+    assert!(
+        !prog.is_empty() && prog.len() <= MAX_INSNS,
+        "program length {}",
+        prog.len()
+    );
     let mem = data.bytes();
     let mut a: u32 = 0;
     let mut pc = 0usize;
     let mut steps = 0usize;
     loop {
-        let insn = *prog.get(pc).unwrap_or_else(|| panic!("fell off the end at {pc}"));
+        let insn = *prog
+            .get(pc)
+            .unwrap_or_else(|| panic!("fell off the end at {pc}"));
         steps += 1;
         let code = insn.code;
         match code & 0x07 {
             BPF_LD => {
-                assert_eq!(code, BPF_LD | BPF_W | BPF_ABS, "unsupported load at {pc}: {insn:?}");
+                assert_eq!(
+                    code,
+                    BPF_LD | BPF_W | BPF_ABS,
+                    "unsupported load at {pc}: {insn:?}"
+                );
                 let off = insn.k as usize;
-                assert!(off % 4 == 0 && off + 4 <= 64, "bad load offset at {pc}: {off}");
+                assert!(
+                    off & 3 == 0 && off + 4 <= 64,
+                    "bad load offset at {pc}: {off}"
+                );
                 a = u32::from_ne_bytes(mem[off..off + 4].try_into().unwrap());
                 pc += 1;
             }
             BPF_ALU => {
-                assert_eq!(code, BPF_ALU | BPF_AND | BPF_K, "unsupported alu at {pc}: {insn:?}");
+                assert_eq!(
+                    code,
+                    BPF_ALU | BPF_AND | BPF_K,
+                    "unsupported alu at {pc}: {insn:?}"
+                );
                 a &= insn.k;
                 pc += 1;
             }
@@ -72,8 +89,14 @@ pub fn run(prog: &[Insn], data: &Data) -> (u32, usize) {
                         _ => panic!("unsupported jump at {pc}: {insn:?}"),
                     };
                     // Both branches must stay inside the program.
-                    assert!(next + (insn.jt as usize) < prog.len(), "jt out of range at {pc}");
-                    assert!(next + (insn.jf as usize) < prog.len(), "jf out of range at {pc}");
+                    assert!(
+                        next + (insn.jt as usize) < prog.len(),
+                        "jt out of range at {pc}"
+                    );
+                    assert!(
+                        next + (insn.jf as usize) < prog.len(),
+                        "jf out of range at {pc}"
+                    );
                     next + if taken { insn.jt } else { insn.jf } as usize
                 };
                 assert!(target < prog.len(), "jump out of range at {pc}");

@@ -135,7 +135,10 @@ fn abis(s: &LinuxSeccomp) -> Result<Vec<Abi>, SeccompError> {
 
 /// Comparison groups for one OCI syscall entry. Like runc: several comparisons on the same
 /// argument index are ORed (one rule each), otherwise all comparisons are ANDed in one rule.
-fn cmp_groups(name: &str, s: &oci_spec::runtime::LinuxSyscall) -> Result<Vec<Vec<ArgCmp>>, SeccompError> {
+fn cmp_groups(
+    name: &str,
+    s: &oci_spec::runtime::LinuxSyscall,
+) -> Result<Vec<Vec<ArgCmp>>, SeccompError> {
     let mut cmps = Vec::new();
     let mut per_index = [0usize; SYSCALL_MAX_ARGS];
     for a in s.args().iter().flatten() {

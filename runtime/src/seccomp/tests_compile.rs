@@ -35,7 +35,10 @@ fn check_static(prog: &[Insn]) {
             } else {
                 insn.jt.max(insn.jf) as usize
             };
-            assert!(pc + 1 + reach < prog.len(), "jump out of range at {pc}: {insn:?}");
+            assert!(
+                pc + 1 + reach < prog.len(),
+                "jump out of range at {pc}: {insn:?}"
+            );
         }
     }
 }
@@ -46,7 +49,11 @@ fn nr(abi: Abi, name: &str) -> u32 {
 }
 
 fn verdict(p: &Program, abi: Abi, name: &str, args: &[u64]) -> u32 {
-    run(p.instructions(), &Data::new(abi.audit_arch(), nr(abi, name), args)).0
+    run(
+        p.instructions(),
+        &Data::new(abi.audit_arch(), nr(abi, name), args),
+    )
+    .0
 }
 
 fn verdict_nr(p: &Program, abi: Abi, nr: u32, args: &[u64]) -> u32 {
@@ -78,7 +85,10 @@ fn seccomp_default_errno_ret() {
         "defaultErrnoRet": libc::EACCES,
         "syscalls": [{"names": ["getpid", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
     }));
-    assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), errno(libc::EACCES as u32));
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "mkdir", &[]),
+        errno(libc::EACCES as u32)
+    );
 }
 
 #[test]
@@ -86,11 +96,20 @@ fn seccomp_every_action_maps_to_its_kernel_value() {
     let cases = [
         (json!({"action": "SCMP_ACT_KILL"}), ret::KILL_THREAD),
         (json!({"action": "SCMP_ACT_KILL_THREAD"}), ret::KILL_THREAD),
-        (json!({"action": "SCMP_ACT_KILL_PROCESS"}), ret::KILL_PROCESS),
+        (
+            json!({"action": "SCMP_ACT_KILL_PROCESS"}),
+            ret::KILL_PROCESS,
+        ),
         (json!({"action": "SCMP_ACT_TRAP"}), ret::TRAP),
-        (json!({"action": "SCMP_ACT_ERRNO", "errnoRet": 18}), errno(18)),
+        (
+            json!({"action": "SCMP_ACT_ERRNO", "errnoRet": 18}),
+            errno(18),
+        ),
         (json!({"action": "SCMP_ACT_ERRNO"}), errno(EPERM)),
-        (json!({"action": "SCMP_ACT_TRACE", "errnoRet": 4242}), ret::TRACE | 4242),
+        (
+            json!({"action": "SCMP_ACT_TRACE", "errnoRet": 4242}),
+            ret::TRACE | 4242,
+        ),
         (json!({"action": "SCMP_ACT_TRACE"}), ret::TRACE | EPERM),
         (json!({"action": "SCMP_ACT_LOG"}), ret::LOG),
         (json!({"action": "SCMP_ACT_NOTIFY"}), ret::USER_NOTIF),
@@ -100,7 +119,11 @@ fn seccomp_every_action_maps_to_its_kernel_value() {
         rule["names"] = json!(["mkdir"]);
         let p = compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule.clone()]}));
         assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), want, "rule {rule}");
-        assert_eq!(verdict(&p, Abi::X86_64, "getpid", &[]), ret::ALLOW, "rule {rule}");
+        assert_eq!(
+            verdict(&p, Abi::X86_64, "getpid", &[]),
+            ret::ALLOW,
+            "rule {rule}"
+        );
     }
     // ALLOW as a rule under a denying default.
     let p = compiled(json!({
@@ -147,7 +170,11 @@ fn seccomp_native_arch_only_when_none_listed() {
     }));
     let native = Abi::native().unwrap();
     assert_eq!(verdict(&p, native, "getpid", &[]), ret::ALLOW);
-    let foreign = if native == Abi::X86 { Abi::Arm } else { Abi::X86 };
+    let foreign = if native == Abi::X86 {
+        Abi::Arm
+    } else {
+        Abi::X86
+    };
     assert_eq!(verdict(&p, foreign, "getpid", &[]), ret::KILL_THREAD);
     // SCMP_ARCH_NATIVE names the same thing.
     let q = compiled(json!({
@@ -177,7 +204,10 @@ fn seccomp_x32_is_told_apart_by_the_syscall_bit() {
     // x32 has its own numbers for some syscalls (execve is 520 there, 59 on x86_64).
     assert_eq!(verdict(&with, Abi::X32, "execve", &[]), ret::ALLOW);
     assert_eq!(verdict(&with, Abi::X86_64, "execve", &[]), ret::ALLOW);
-    assert_eq!(verdict_nr(&with, Abi::X32, X32_SYSCALL_BIT | 59, &[]), errno(EPERM));
+    assert_eq!(
+        verdict_nr(&with, Abi::X32, X32_SYSCALL_BIT | 59, &[]),
+        errno(EPERM)
+    );
 
     // Without SCMP_ARCH_X32 an x32 syscall is a foreign arch.
     let without = compiled(json!({
@@ -341,8 +371,16 @@ fn seccomp_unconditional_rule_overrides_conditional_ones_like_libseccomp() {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [rules[order[0]].clone(), rules[order[1]].clone()]
         }));
-        assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 9]), ret::LOG, "order {order:?}");
-        assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 15]), ret::LOG, "order {order:?}");
+        assert_eq!(
+            verdict(&p, Abi::X86_64, "kill", &[1, 9]),
+            ret::LOG,
+            "order {order:?}"
+        );
+        assert_eq!(
+            verdict(&p, Abi::X86_64, "kill", &[1, 15]),
+            ret::LOG,
+            "order {order:?}"
+        );
     }
 }
 
@@ -388,7 +426,10 @@ fn seccomp_newer_syscalls_get_enosys_under_a_denying_default() {
     assert_eq!(verdict_nr(&p, Abi::X86_64, openat2 - 1, &[]), errno(EPERM));
     assert_eq!(verdict_nr(&p, Abi::X86_64, openat2 + 1, &[]), errno(ENOSYS));
     assert_eq!(verdict_nr(&p, Abi::X86_64, 0x3fff_ffff, &[]), errno(ENOSYS));
-    assert_eq!(verdict_nr(&p, Abi::X86, nr(Abi::X86, "openat2") + 1, &[]), errno(ENOSYS));
+    assert_eq!(
+        verdict_nr(&p, Abi::X86, nr(Abi::X86, "openat2") + 1, &[]),
+        errno(ENOSYS)
+    );
     // The highest *named* syscall counts, even when its rule is dropped as redundant.
     let q = compiled(json!({
         "defaultAction": "SCMP_ACT_ERRNO",
@@ -398,12 +439,17 @@ fn seccomp_newer_syscalls_get_enosys_under_a_denying_default() {
         ]
     }));
     assert_eq!(verdict(&q, Abi::X86_64, "mseal", &[]), errno(EPERM));
-    assert_eq!(verdict_nr(&q, Abi::X86_64, nr(Abi::X86_64, "mseal") + 1, &[]), errno(ENOSYS));
+    assert_eq!(
+        verdict_nr(&q, Abi::X86_64, nr(Abi::X86_64, "mseal") + 1, &[]),
+        errno(ENOSYS)
+    );
 
     // A permissive default, or one that already says ENOSYS, gets no stub.
-    for default in [json!({"defaultAction": "SCMP_ACT_ALLOW"}),
-                    json!({"defaultAction": "SCMP_ACT_LOG"}),
-                    json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38})] {
+    for default in [
+        json!({"defaultAction": "SCMP_ACT_ALLOW"}),
+        json!({"defaultAction": "SCMP_ACT_LOG"}),
+        json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38}),
+    ] {
         let mut prof = default.clone();
         prof["syscalls"] = json!([{"names": ["getpid"], "action": "SCMP_ACT_KILL"}]);
         let p = compiled(prof);
@@ -445,11 +491,17 @@ fn seccomp_invalid_profiles_are_errors_naming_the_problem() {
     let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
          "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}));
-    assert!(e.to_string().contains("kill") && e.to_string().contains('6'), "{e}");
+    assert!(
+        e.to_string().contains("kill") && e.to_string().contains('6'),
+        "{e}"
+    );
 
     let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5000}]}));
-    assert!(e.to_string().contains("5000") && e.to_string().contains("kill"), "{e}");
+    assert!(
+        e.to_string().contains("5000") && e.to_string().contains("kill"),
+        "{e}"
+    );
 
     let e = err(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
     assert!(matches!(e, SeccompError::NotifyDefault), "{e}");
@@ -466,9 +518,18 @@ fn seccomp_invalid_profiles_are_errors_naming_the_problem() {
 #[test]
 fn seccomp_unknown_names_in_config_json_are_rejected_by_name() {
     for (json, bad) in [
-        (r#"{"defaultAction": "SCMP_ACT_FROBNICATE"}"#, "SCMP_ACT_FROBNICATE"),
-        (r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}"#, "SCMP_ARCH_VAX"),
-        (r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}"#, "SECCOMP_FILTER_FLAG_NOPE"),
+        (
+            r#"{"defaultAction": "SCMP_ACT_FROBNICATE"}"#,
+            "SCMP_ACT_FROBNICATE",
+        ),
+        (
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}"#,
+            "SCMP_ARCH_VAX",
+        ),
+        (
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}"#,
+            "SECCOMP_FILTER_FLAG_NOPE",
+        ),
         (
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"],
                 "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SIMILAR"}]}]}"#,
@@ -493,15 +554,21 @@ fn seccomp_far_jumps_use_trampolines() {
     let rules: Vec<Value> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| json!({"names": [n], "action": "SCMP_ACT_ERRNO", "errnoRet": i % 4000 + 1,
-                "args": [{"index": i % 6, "value": i as u64 * 0x1_0000_0001, "op": "SCMP_CMP_EQ"}]}))
+        .map(|(i, n)| {
+            json!({"names": [n], "action": "SCMP_ACT_ERRNO", "errnoRet": i % 4000 + 1,
+                "args": [{"index": i % 6, "value": i as u64 * 0x1_0000_0001, "op": "SCMP_CMP_EQ"}]})
+        })
         .collect();
     let p = compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
     assert!(p.instructions().len() > 1000, "{}", p.instructions().len());
     for (i, n) in names.iter().enumerate() {
         let mut args = [0u64; 6];
         args[i % 6] = i as u64 * 0x1_0000_0001;
-        assert_eq!(verdict(&p, Abi::X86_64, n, &args), errno((i % 4000 + 1) as u32), "{n}");
+        assert_eq!(
+            verdict(&p, Abi::X86_64, n, &args),
+            errno((i % 4000 + 1) as u32),
+            "{n}"
+        );
         args[i % 6] += 1;
         assert_eq!(verdict(&p, Abi::X86_64, n, &args), ret::ALLOW, "{n}");
     }
@@ -515,13 +582,17 @@ fn seccomp_too_large_programs_are_refused() {
         .take(250)
         .map(|(n, _)| {
             let args: Vec<Value> = (0..6)
-                .map(|i| json!({"index": i, "value": 0x1234_5678_9abc_u64 + i, "op": "SCMP_CMP_EQ"}))
+                .map(
+                    |i| json!({"index": i, "value": 0x1234_5678_9abc_u64 + i, "op": "SCMP_CMP_EQ"}),
+                )
                 .collect();
             json!({"names": [n], "action": "SCMP_ACT_KILL", "args": args})
         })
         .collect();
-    let e = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})))
-        .unwrap_err();
+    let e = compile(&profile(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}),
+    ))
+    .unwrap_err();
     assert!(matches!(e, SeccompError::TooLarge(n) if n > 4096), "{e}");
 }
 
@@ -530,15 +601,34 @@ fn seccomp_docker_default_profile_is_small_and_correct() {
     let p = compile(&serde_json::from_str(DOCKER_DEFAULT_X86_64).unwrap()).unwrap();
     check_static(p.instructions());
     let len = p.instructions().len();
-    assert!(len < 1024, "Docker's default profile compiled to {len} instructions");
+    assert!(
+        len < 1024,
+        "Docker's default profile compiled to {len} instructions"
+    );
 
     let x = Abi::X86_64;
     let allow = ret::ALLOW;
     let deny = errno(EPERM);
-    for name in ["read", "write", "openat", "execve", "exit_group", "futex_waitv", "arch_prctl"] {
+    for name in [
+        "read",
+        "write",
+        "openat",
+        "execve",
+        "exit_group",
+        "futex_waitv",
+        "arch_prctl",
+    ] {
         assert_eq!(verdict(&p, x, name, &[]), allow, "{name}");
     }
-    for name in ["mount", "unshare", "setns", "bpf", "kexec_load", "init_module", "reboot"] {
+    for name in [
+        "mount",
+        "unshare",
+        "setns",
+        "bpf",
+        "kexec_load",
+        "init_module",
+        "reboot",
+    ] {
         assert_eq!(verdict(&p, x, name, &[]), deny, "{name}");
     }
     let (clone_newns, sigchld) = (0x0002_0000u64, 17u64);
@@ -573,14 +663,24 @@ fn seccomp_docker_default_profile_is_small_and_correct() {
 fn seccomp_programs_end_in_ret_and_jump_forward() {
     let p = compile(&serde_json::from_str(DOCKER_DEFAULT_X86_64).unwrap()).unwrap();
     check_static(p.instructions());
-    assert_eq!(p.instructions()[p.instructions().len() - 1].code & 0x07, BPF_RET);
+    assert_eq!(
+        p.instructions()[p.instructions().len() - 1].code & 0x07,
+        BPF_RET
+    );
 }
 
 #[test]
 fn seccomp_features_describe_what_compiles() {
     let f = supported();
     let v = serde_json::to_value(&f).unwrap();
-    for key in ["enabled", "actions", "operators", "archs", "knownFlags", "supportedFlags"] {
+    for key in [
+        "enabled",
+        "actions",
+        "operators",
+        "archs",
+        "knownFlags",
+        "supportedFlags",
+    ] {
         assert!(v.get(key).is_some(), "features lack {key}: {v}");
     }
     assert_eq!(v["enabled"], json!(true));
@@ -592,8 +692,10 @@ fn seccomp_features_describe_what_compiles() {
         compiled(json!({"defaultAction": action}));
     }
     for op in &f.operators {
-        compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"],
-            "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": op}]}]}));
+        compiled(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"],
+            "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": op}]}]}),
+        );
     }
     for arch in &f.archs {
         compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]}));
@@ -602,6 +704,10 @@ fn seccomp_features_describe_what_compiles() {
     assert_eq!(f.operators.len(), 7);
     assert!(f.supported_flags.iter().all(|s| f.known_flags.contains(s)));
     // Kernel 4.14+ takes these.
-    assert!(f.supported_flags.contains(&"SECCOMP_FILTER_FLAG_TSYNC".to_owned()));
-    assert!(f.supported_flags.contains(&"SECCOMP_FILTER_FLAG_LOG".to_owned()));
+    assert!(f
+        .supported_flags
+        .contains(&"SECCOMP_FILTER_FLAG_TSYNC".to_owned()));
+    assert!(f
+        .supported_flags
+        .contains(&"SECCOMP_FILTER_FLAG_LOG".to_owned()));
 }
