@@ -18,19 +18,34 @@ import sys
 X32_BIT = 0x40000000
 
 # Syscalls added to the unified table after the libc release we read; the same number on every
-# architecture (x32 adds its bit). Linux 6.18 is the newest kernel this list covers.
+# architecture (x32 adds its bit). Covers Linux up to 6.18 and the numbers reserved since.
 UNIFIED = {
     "cachestat": 451, "fchmodat2": 452, "map_shadow_stack": 453, "futex_wake": 454,
     "futex_wait": 455, "futex_requeue": 456, "statmount": 457, "listmount": 458,
     "lsm_get_self_attr": 459, "lsm_set_self_attr": 460, "lsm_list_modules": 461, "mseal": 462,
     "setxattrat": 463, "getxattrat": 464, "listxattrat": 465, "removexattrat": 466,
-    "open_tree_attr": 467, "file_getattr": 468, "file_setattr": 469,
+    "open_tree_attr": 467, "file_getattr": 468, "file_setattr": 469, "listns": 470,
+    "rseq_slice_yield": 471,
 }
-# Architecture-specific additions newer than the libc release we read.
+# The 64-bit time syscalls every 32-bit ABI got in Linux 5.1, at the same numbers.
+TIME64 = {
+    "clock_gettime64": 403, "clock_settime64": 404, "clock_adjtime64": 405,
+    "clock_getres_time64": 406, "clock_nanosleep_time64": 407, "timer_gettime64": 408,
+    "timer_settime64": 409, "timerfd_gettime64": 410, "timerfd_settime64": 411,
+    "utimensat_time64": 412, "pselect6_time64": 413, "ppoll_time64": 414,
+    "io_pgetevents_time64": 416, "recvmmsg_time64": 417, "mq_timedsend_time64": 418,
+    "mq_timedreceive_time64": 419, "semtimedop_time64": 420, "rt_sigtimedwait_time64": 421,
+    "futex_time64": 422, "sched_rr_get_interval_time64": 423,
+}
+# Architecture-specific syscalls the libc release we read lacks.
 # ARM's private syscalls live at 0x0f0000 and up; libc does not list them.
 EXTRA = {
-    "x86_64": {"uretprobe": 335},
+    "x86_64": {"uretprobe": 335, "uprobe": 336},
+    "x32": {"uretprobe": 335, "uprobe": 336},
+    "x86": TIME64,
+    "aarch64": {"io_pgetevents": 292},
     "arm": {
+        **TIME64, "io_pgetevents": 399, "migrate_pages": 400,
         "sync_file_range2": 341, "breakpoint": 0xF0001, "cacheflush": 0xF0002,
         "usr26": 0xF0003, "usr32": 0xF0004, "set_tls": 0xF0005, "get_tls": 0xF0006,
     },
@@ -78,7 +93,7 @@ for arch, (rs_files, headers, bit) in SOURCES.items():
             if m:
                 merge(table, m[1], int(m[2]) | (bit if HDR_X32.match(line) or bit else 0), path)
     for name, nr in {**UNIFIED, **EXTRA.get(arch, {})}.items():
-        table.setdefault(name, nr | bit)
+        merge(table, name, nr | bit, "built-in list")
     out.append(f"pub(super) static {arch.upper()}: &[(&str, u32)] = &[")
     for name in sorted(table):
         out.append(f'    ("{name}", {table[name]:#x}),' if bit else f'    ("{name}", {table[name]}),')
