@@ -174,7 +174,17 @@ fn emit_section(asm: &mut Asm, audit: u32, rs: &Ruleset) -> Label {
     let find = |abi: Abi| rs.abis.iter().find(|t| t.abi == abi);
     let tree = if audit == Abi::X86_64.audit_arch() {
         // x86_64 and x32 share the audit arch; the x32 bit in the number tells them apart.
-        let x32 = emit_abi(asm, find(Abi::X32), rs.default);
+        let x32 = match find(Abi::X32) {
+            Some(t) => emit_abi(asm, Some(t), rs.default),
+            None => {
+                // Number -1 also has the bit set: tracers use it to skip a syscall and the
+                // filter sees it again afterwards, so it gets the default action, not a kill
+                // (as with libseccomp).
+                let default = asm.ret(rs.default);
+                let bad = asm.ret(BAD_ARCH);
+                asm.jump(Cond::Eq, u32::MAX, default, bad)
+            }
+        };
         let x86_64 = emit_abi(asm, find(Abi::X86_64), rs.default);
         asm.jump(Cond::Ge, X32_SYSCALL_BIT, x32, x86_64)
     } else {

@@ -56,6 +56,8 @@ pub enum SeccompError {
          write to hand the listener over)"
     )]
     NotifyWrite,
+    #[error("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")]
+    NotifyWithoutListener,
     #[error("seccomp rule with an empty syscall name")]
     EmptySyscallName,
     #[error("seccomp filter has {0} instructions, above the kernel's limit of 4096")]

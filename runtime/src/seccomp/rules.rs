@@ -265,6 +265,14 @@ pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
             F::SeccompFilterFlagWaitKillableRecv => 0,
         };
     }
+    if listener
+        && s.listener_path()
+            .as_deref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        // The fd would have nowhere to go and notified syscalls would block for good.
+        return Err(SeccompError::NotifyWithoutListener);
+    }
     if listener {
         flags |= flag::NEW_LISTENER;
         // TSYNC alone would report a failed sync as a thread id, which collides with the

@@ -117,7 +117,10 @@ fn seccomp_every_action_maps_to_its_kernel_value() {
     for (rule, want) in cases {
         let mut rule = rule;
         rule["names"] = json!(["mkdir"]);
-        let p = compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule.clone()]}));
+        let p = compiled(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule.clone()],
+                                "listenerPath": "/run/agent.sock"}),
+        );
         assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), want, "rule {rule}");
         assert_eq!(
             verdict(&p, Abi::X86_64, "getpid", &[]),
@@ -216,6 +219,11 @@ fn seccomp_x32_is_told_apart_by_the_syscall_bit() {
         "syscalls": rules
     }));
     assert_eq!(verdict(&without, Abi::X32, "getpid", &[]), ret::KILL_THREAD);
+    // ...except -1, the number a tracer uses to skip a syscall.
+    assert_eq!(
+        verdict_nr(&without, Abi::X86_64, u32::MAX, &[]),
+        errno(EPERM)
+    );
     assert_eq!(verdict(&without, Abi::X86_64, "getpid", &[]), ret::ALLOW);
 }
 
@@ -471,6 +479,7 @@ fn seccomp_flags_are_passed_to_the_kernel() {
     let n = compiled(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+        "listenerPath": "/run/agent.sock",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
     }));
     assert!(n.has_listener());
@@ -506,9 +515,16 @@ fn seccomp_invalid_profiles_are_errors_naming_the_problem() {
     let e = err(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
     assert!(matches!(e, SeccompError::NotifyDefault), "{e}");
 
-    let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]}));
+    let e = err(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
     assert!(matches!(e, SeccompError::NotifyWrite), "{e}");
+
+    let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}));
+    assert!(matches!(e, SeccompError::NotifyWithoutListener), "{e}");
+    assert!(e.to_string().contains("listenerPath"), "{e}");
 
     let e = err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": [""], "action": "SCMP_ACT_ERRNO"}]}));

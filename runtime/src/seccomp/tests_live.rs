@@ -261,6 +261,7 @@ fn wait_readable(fd: RawFd) -> bool {
 fn seccomp_live_notify_rule_gives_a_listener_the_parent_answers() {
     let p = program(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/run/berth-test-agent.sock",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
     }));
     assert!(p.has_listener());
@@ -372,6 +373,7 @@ fn seccomp_live_install_returns_the_listener_even_with_tsync() {
     let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+        "listenerPath": "/run/berth-test-agent.sock",
         "syscalls": [{"names": ["mknod"], "action": "SCMP_ACT_NOTIFY"}]
     }))
     .unwrap();
