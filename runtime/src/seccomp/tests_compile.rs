@@ -716,6 +716,11 @@ fn seccomp_features_describe_what_compiles() {
     for arch in &f.archs {
         compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]}));
     }
+    assert_eq!(
+        serde_json::to_value(f.to_oci()).unwrap(),
+        v,
+        "oci-spec's shape differs"
+    );
     assert_eq!(f.actions.len(), 9);
     assert_eq!(f.operators.len(), 7);
     assert!(f.supported_flags.iter().all(|s| f.known_flags.contains(s)));
