@@ -101,6 +101,62 @@ impl Abi {
     }
 }
 
+/// socketcall(2) call numbers (SYS_* in <linux/net.h>).
+const SOCKETCALLS: [(&str, u64); 20] = [
+    ("socket", 1),
+    ("bind", 2),
+    ("connect", 3),
+    ("listen", 4),
+    ("accept", 5),
+    ("getsockname", 6),
+    ("getpeername", 7),
+    ("socketpair", 8),
+    ("send", 9),
+    ("recv", 10),
+    ("sendto", 11),
+    ("recvfrom", 12),
+    ("shutdown", 13),
+    ("setsockopt", 14),
+    ("getsockopt", 15),
+    ("sendmsg", 16),
+    ("recvmsg", 17),
+    ("accept4", 18),
+    ("recvmmsg", 19),
+    ("sendmmsg", 20),
+];
+
+/// ipc(2) call numbers (<linux/ipc.h>).
+const IPC_CALLS: [(&str, u64); 12] = [
+    ("semop", 1),
+    ("semget", 2),
+    ("semctl", 3),
+    ("semtimedop", 4),
+    ("msgsnd", 11),
+    ("msgrcv", 12),
+    ("msgget", 13),
+    ("msgctl", 14),
+    ("shmat", 21),
+    ("shmdt", 22),
+    ("shmget", 23),
+    ("shmctl", 24),
+];
+
+impl Abi {
+    /// On x86 (i386) socket and SysV IPC calls are also reachable through the socketcall(2)
+    /// and ipc(2) multiplexers, whose first argument selects the call. Returns the
+    /// multiplexer's syscall number and that selector for `name`.
+    pub fn multiplexed(self, name: &str) -> Option<(u32, u64)> {
+        if self != Abi::X86 {
+            return None;
+        }
+        let find = |calls: &[(&str, u64)], mux: &str| {
+            let call = calls.iter().find(|(n, _)| *n == name)?.1;
+            Some((self.syscall(mux)?, call))
+        };
+        find(&SOCKETCALLS, "socketcall").or_else(|| find(&IPC_CALLS, "ipc"))
+    }
+}
+
 /// The config.json spelling of an OCI arch value, for error messages.
 fn oci_name(arch: OciArch) -> String {
     serde_json::to_value(arch)

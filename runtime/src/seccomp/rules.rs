@@ -190,6 +190,22 @@ fn add_rule(map: &mut BTreeMap<u32, SyscallRules>, nr: u32, rule: Rule) {
     }
 }
 
+/// The rule libseccomp derives for a multiplexer (socketcall, ipc): argument 0 must select
+/// the call, replacing any comparison the profile made on it; the others stay as written.
+fn muxed_rule(action: u32, cmps: &[ArgCmp], call: u64) -> Rule {
+    let select = ArgCmp {
+        index: 0,
+        op: LinuxSeccompOperator::ScmpCmpEq,
+        value: call,
+        value_two: 0,
+    };
+    let rest = cmps.iter().filter(|c| c.index != 0).copied();
+    Rule {
+        action,
+        cmps: std::iter::once(select).chain(rest).collect(),
+    }
+}
+
 pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
     if s.default_action() == Action::ScmpActNotify {
         return Err(SeccompError::NotifyDefault);
@@ -221,24 +237,28 @@ pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
             let groups = cmp_groups(name, entry)?;
             let mut known = false;
             for (i, t) in tables.iter_mut().enumerate() {
-                let Some(nr) = t.abi.syscall(name) else {
+                let direct = t.abi.syscall(name);
+                let muxed = t.abi.multiplexed(name);
+                if direct.is_none() && muxed.is_none() {
                     continue;
-                };
+                }
                 known = true;
-                highest[i] = highest[i].max(Some(nr));
+                highest[i] = highest[i].max(direct);
                 // libseccomp refuses rules that repeat the default; runc skips them.
                 if action == default {
                     continue;
                 }
                 for cmps in &groups {
-                    add_rule(
-                        &mut t.syscalls,
-                        nr,
-                        Rule {
+                    if let Some(nr) = direct {
+                        let rule = Rule {
                             action,
                             cmps: cmps.clone(),
-                        },
-                    );
+                        };
+                        add_rule(&mut t.syscalls, nr, rule);
+                    }
+                    if let Some((mux, call)) = muxed {
+                        add_rule(&mut t.syscalls, mux, muxed_rule(action, cmps, call));
+                    }
                 }
             }
             if !known {

@@ -413,6 +413,39 @@ fn seccomp_rules_equal_to_the_default_need_no_code() {
 }
 
 #[test]
+fn seccomp_x86_socket_and_ipc_rules_also_cover_their_multiplexers() {
+    let p = compiled(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [
+            {"names": ["socket"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["recv", "shmget"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}
+        ]
+    }));
+    let x86 = Abi::X86;
+    assert_eq!(verdict(&p, x86, "socket", &[40]), errno(EPERM));
+    assert_eq!(verdict(&p, x86, "socket", &[1]), ret::ALLOW);
+    // socketcall(SYS_SOCKET, args): the selector replaces the test on argument 0.
+    assert_eq!(
+        verdict(&p, x86, "socketcall", &[1, 0xffd0_0000]),
+        errno(EPERM)
+    );
+    assert_eq!(
+        verdict(&p, x86, "socketcall", &[2, 0xffd0_0000]),
+        ret::ALLOW
+    );
+    // recv exists on x86 only as socketcall(SYS_RECV).
+    assert_eq!(verdict(&p, x86, "socketcall", &[10]), errno(18));
+    assert_eq!(verdict(&p, x86, "ipc", &[23]), errno(18));
+    assert_eq!(verdict(&p, x86, "ipc", &[24]), ret::ALLOW);
+    assert_eq!(verdict(&p, x86, "shmget", &[]), errno(18));
+    // 64-bit x86 has no multiplexers.
+    assert_eq!(verdict(&p, Abi::X86_64, "shmget", &[]), errno(18));
+    assert_eq!(verdict(&p, Abi::X86_64, "socket", &[40]), errno(EPERM));
+}
+
+#[test]
 fn seccomp_unknown_syscall_names_are_skipped() {
     let p = compiled(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
