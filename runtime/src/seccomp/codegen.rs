@@ -82,31 +82,33 @@ fn intervals<'a>(t: &'a AbiRules, default: u32) -> Vec<(u32, Outcome<'a>)> {
     out
 }
 
-/// Code for "A holds argument `cmp.index`... does the comparison hold?", jumping to `t` or `f`.
+/// Code testing one argument comparison: continues at `t` when it holds, else at `f`.
 fn emit_cmp(asm: &mut Asm, abi: Abi, cmp: &ArgCmp, t: Label, f: Label) -> Label {
     let (lo_off, hi_off) = arg_offsets(cmp.index);
     let (hi, lo) = ((cmp.value >> 32) as u32, cmp.value as u32);
-    let (want_hi, want_lo) = ((cmp.value_two >> 32) as u32, cmp.value_two as u32);
-    if abi.wide_args() && cmp.op == Op::ScmpCmpMaskedEq && hi == 0 && want_hi != 0 {
-        // The masked high word is always zero, so it can never equal `want_hi`.
-        return f;
-    }
+    // libseccomp compares (arg & mask) with (valueTwo & mask): bits outside the mask never matter.
+    let want = cmp.value_two & cmp.value;
+    let (want_hi, want_lo) = ((want >> 32) as u32, want as u32);
 
     // The low word decides once the high words are equal (or on 32-bit ABIs, alone).
-    let low = {
-        let j = match cmp.op {
-            Op::ScmpCmpEq => asm.jump(Cond::Eq, lo, t, f),
-            Op::ScmpCmpNe => asm.jump(Cond::Eq, lo, f, t),
-            Op::ScmpCmpGt => asm.jump(Cond::Gt, lo, t, f),
-            Op::ScmpCmpGe => asm.jump(Cond::Ge, lo, t, f),
-            Op::ScmpCmpLt => asm.jump(Cond::Ge, lo, f, t),
-            Op::ScmpCmpLe => asm.jump(Cond::Gt, lo, f, t),
-            Op::ScmpCmpMaskedEq => {
-                let j = asm.jump(Cond::Eq, want_lo, t, f);
-                asm.and(lo, j)
-            }
-        };
-        asm.load(lo_off, j)
+    let low = match cmp.op {
+        // An empty mask leaves nothing to compare in this word.
+        Op::ScmpCmpMaskedEq if lo == 0 => t,
+        op => {
+            let j = match op {
+                Op::ScmpCmpEq => asm.jump(Cond::Eq, lo, t, f),
+                Op::ScmpCmpNe => asm.jump(Cond::Eq, lo, f, t),
+                Op::ScmpCmpGt => asm.jump(Cond::Gt, lo, t, f),
+                Op::ScmpCmpGe => asm.jump(Cond::Ge, lo, t, f),
+                Op::ScmpCmpLt => asm.jump(Cond::Ge, lo, f, t),
+                Op::ScmpCmpLe => asm.jump(Cond::Gt, lo, f, t),
+                Op::ScmpCmpMaskedEq => {
+                    let j = asm.jump(Cond::Eq, want_lo, t, f);
+                    asm.and(lo, j)
+                }
+            };
+            asm.load(lo_off, j)
+        }
     };
     if !abi.wide_args() {
         return low;
@@ -123,7 +125,6 @@ fn emit_cmp(asm: &mut Asm, abi: Abi, cmp: &ArgCmp, t: Label, f: Label) -> Label 
             asm.jump(Cond::Gt, hi, f, eq)
         }
         Op::ScmpCmpMaskedEq => {
-            // A mask without high bits leaves only the low word to compare.
             if hi == 0 {
                 return low;
             }

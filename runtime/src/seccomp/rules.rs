@@ -39,13 +39,26 @@ const MAX_ERRNO: u32 = 4095;
 const SYSCALL_MAX_ARGS: usize = 6;
 
 /// One argument comparison. For SCMP_CMP_MASKED_EQ `value` is the mask and `value_two`
-/// the expected result, as in libseccomp.
+/// the expected result, compared as `(arg & value) == (value_two & value)` as in libseccomp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArgCmp {
     pub index: u8,
     pub op: LinuxSeccompOperator,
     pub value: u64,
     pub value_two: u64,
+}
+
+impl ArgCmp {
+    /// Whether the comparison holds for every argument value on an ABI; libseccomp drops
+    /// these (a masked compare under an empty mask), which can leave a rule unconditional.
+    fn is_tautology(&self, wide_args: bool) -> bool {
+        let mask = if wide_args {
+            self.value
+        } else {
+            self.value & 0xffff_ffff
+        };
+        self.op == LinuxSeccompOperator::ScmpCmpMaskedEq && mask == 0
+    }
 }
 
 /// A conditional rule: `action` when every comparison holds.
@@ -248,7 +261,13 @@ pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
                 if action == default {
                     continue;
                 }
+                let wide = t.abi.wide_args();
                 for cmps in &groups {
+                    let cmps: Vec<ArgCmp> = cmps
+                        .iter()
+                        .filter(|c| !c.is_tautology(wide))
+                        .copied()
+                        .collect();
                     if let Some(nr) = direct {
                         let rule = Rule {
                             action,
@@ -257,7 +276,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
                         add_rule(&mut t.syscalls, nr, rule);
                     }
                     if let Some((mux, call)) = muxed {
-                        add_rule(&mut t.syscalls, mux, muxed_rule(action, cmps, call));
+                        add_rule(&mut t.syscalls, mux, muxed_rule(action, &cmps, call));
                     }
                 }
             }
