@@ -29,8 +29,6 @@ mod interp;
 #[cfg(test)]
 mod tests_compile;
 #[cfg(test)]
-mod tests_dump;
-#[cfg(test)]
 mod tests_live;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
