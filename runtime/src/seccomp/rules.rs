@@ -219,6 +219,37 @@ fn muxed_rule(action: u32, cmps: &[ArgCmp], call: u64) -> Rule {
     }
 }
 
+/// SECCOMP_FILTER_FLAG_* bits for a profile; `listener` says whether a rule notifies.
+fn filter_flags(s: &LinuxSeccomp, listener: bool) -> Result<u32, SeccompError> {
+    use oci_spec::runtime::LinuxSeccompFilterFlag as F;
+    let mut flags = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SeccompFilterFlagTsync => flag::TSYNC,
+            F::SeccompFilterFlagLog => flag::LOG,
+            F::SeccompFilterFlagSpecAllow => flag::SPEC_ALLOW,
+            // The kernel only accepts it together with a listener; without one it means nothing.
+            F::SeccompFilterFlagWaitKillableRecv if listener => flag::WAIT_KILLABLE_RECV,
+            F::SeccompFilterFlagWaitKillableRecv => 0,
+        };
+    }
+    if !listener {
+        return Ok(flags);
+    }
+    let path = s.listener_path().as_deref();
+    if path.is_none_or(|p| p.as_os_str().is_empty()) {
+        // The fd would have nowhere to go and notified syscalls would block for good.
+        return Err(SeccompError::NotifyWithoutListener);
+    }
+    flags |= flag::NEW_LISTENER;
+    // TSYNC alone would report a failed sync as a thread id, which collides with the
+    // listener fd the same call returns; TSYNC_ESRCH makes it an error instead.
+    if flags & flag::TSYNC != 0 {
+        flags |= flag::TSYNC_ESRCH;
+    }
+    Ok(flags)
+}
+
 pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
     if s.default_action() == Action::ScmpActNotify {
         return Err(SeccompError::NotifyDefault);
@@ -292,34 +323,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
         }
     }
 
-    let mut flags = 0;
-    for f in s.flags().iter().flatten() {
-        use oci_spec::runtime::LinuxSeccompFilterFlag as F;
-        flags |= match f {
-            F::SeccompFilterFlagTsync => flag::TSYNC,
-            F::SeccompFilterFlagLog => flag::LOG,
-            F::SeccompFilterFlagSpecAllow => flag::SPEC_ALLOW,
-            // The kernel only accepts it together with a listener; without one it means nothing.
-            F::SeccompFilterFlagWaitKillableRecv if listener => flag::WAIT_KILLABLE_RECV,
-            F::SeccompFilterFlagWaitKillableRecv => 0,
-        };
-    }
-    if listener
-        && s.listener_path()
-            .as_deref()
-            .is_none_or(|p| p.as_os_str().is_empty())
-    {
-        // The fd would have nowhere to go and notified syscalls would block for good.
-        return Err(SeccompError::NotifyWithoutListener);
-    }
-    if listener {
-        flags |= flag::NEW_LISTENER;
-        // TSYNC alone would report a failed sync as a thread id, which collides with the
-        // listener fd the same call returns; TSYNC_ESRCH makes it an error instead.
-        if flags & flag::TSYNC != 0 {
-            flags |= flag::TSYNC_ESRCH;
-        }
-    }
+    let flags = filter_flags(s, listener)?;
 
     Ok(Ruleset {
         default,
