@@ -250,6 +250,7 @@ fn filter_flags(s: &LinuxSeccomp, listener: bool) -> Result<u32, SeccompError> {
     Ok(flags)
 }
 
+/// Resolves a profile into rules per ABI, the ENOSYS cut-offs and the filter flags.
 pub fn build(s: &LinuxSeccomp) -> Result<Ruleset, SeccompError> {
     if s.default_action() == Action::ScmpActNotify {
         return Err(SeccompError::NotifyDefault);
