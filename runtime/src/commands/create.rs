@@ -164,6 +164,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .with_context(|| format!("chmod exec fifo {}", fifo.display()))?;
 
+    let seccomp = compile_seccomp(&spec)?;
     let (parent, child) = sync::pair()?;
     let init = Init {
         id: &a.id,
@@ -177,6 +178,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        seccomp,
     };
     let pid = if plan.needs_intermediate() {
         spawn_via_intermediate(&plan, &spec, init, &parent)?
@@ -246,6 +248,15 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     guard.cgroup = None;
     guard.dir = None;
     Ok(Created { container, pty })
+}
+
+pub fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Program>> {
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let p = seccomp::compile(s).context("seccomp profile in config.json")?;
+    tracing::debug!(instructions = p.instructions().len(), flags = p.flags(), "seccomp compiled");
+    Ok(Some(p))
 }
 
 /// runc's device policy: the config's rules, then the devices every container needs, then

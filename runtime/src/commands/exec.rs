@@ -130,11 +130,11 @@ enum Tty {
 
 struct ExecChild<'a> {
     process: &'a Process,
-    spec: &'a Spec,
     chan: Channel,
     tty: Option<Tty>,
     in_user_ns: bool,
     preserve_fds: u32,
+    seccomp: Option<crate::seccomp::Program>,
 }
 
 impl ExecChild<'_> {
@@ -167,8 +167,7 @@ impl ExecChild<'_> {
             }
             console::become_session_leader_on(&pty.slave)?;
         }
-        let seccomp = self.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-        let prepared = setup::finish(self.process, seccomp, self.preserve_fds)?;
+        let prepared = setup::finish(self.process, self.seccomp.as_ref(), self.preserve_fds)?;
         self.chan.send(&Msg::Ready)?;
         Err(setup::exec(&prepared))
     }
@@ -196,11 +195,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     let (parent, child) = sync::pair()?;
     let ec = ExecChild {
         process: &process,
-        spec: &c.spec,
         chan: child,
         tty,
         in_user_ns,
         preserve_fds: a.preserve_fds,
+        seccomp: crate::commands::create::compile_seccomp(&c.spec)?,
     };
     let inter = clone_with(CloneFlags::empty(), move || {
         let report = match ec.chan.try_clone() {

@@ -40,6 +40,8 @@ pub struct Init<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Compiled before the fork so a bad profile fails `create` early and loading is cheap.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 impl Init<'_> {
@@ -156,7 +158,7 @@ impl Init<'_> {
         }
 
         let prepared = match &process {
-            Some(p) => Some(setup::finish(p, linux.seccomp().as_ref(), self.preserve_fds)?),
+            Some(p) => Some(setup::finish(p, self.seccomp.as_ref(), self.preserve_fds)?),
             None => None,
         };
         if let Some(l) = prepared.as_ref().and_then(|p| p.seccomp_listener.as_ref()) {

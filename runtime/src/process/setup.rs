@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::{LinuxSeccomp, PosixRlimitType, Process};
+use oci_spec::runtime::{PosixRlimitType, Process};
 
 use crate::process::caps;
 use crate::seccomp;
@@ -257,7 +257,7 @@ fn cstrings<I: IntoIterator<Item = S>, S: AsRef<str>>(it: I, what: &str) -> Resu
 
 /// Everything from the working directory to the executable lookup. Runs in the final
 /// namespaces with the final root. Returns what `exec` needs.
-pub fn finish(p: &Process, seccomp_cfg: Option<&LinuxSeccomp>, preserve_fds: u32) -> Result<Prepared> {
+pub fn finish(p: &Process, seccomp_cfg: Option<&seccomp::Program>, preserve_fds: u32) -> Result<Prepared> {
     let cwd = p.cwd();
     if !cwd.as_os_str().is_empty() {
         if !cwd.is_absolute() {
@@ -282,7 +282,7 @@ pub fn finish(p: &Process, seccomp_cfg: Option<&LinuxSeccomp>, preserve_fds: u32
     let nnp = p.no_new_privileges().unwrap_or(false);
     let mut listener = None;
     if let (Some(s), false) = (seccomp_cfg, nnp) {
-        listener = seccomp::install(s).context("load seccomp profile")?;
+        listener = s.load().context("load seccomp profile")?;
     }
     let caps = match p.capabilities() {
         Some(c) => Some(caps::Sets::resolve(c)?),
@@ -307,7 +307,7 @@ pub fn finish(p: &Process, seccomp_cfg: Option<&LinuxSeccomp>, preserve_fds: u32
     if nnp {
         set_no_new_privs()?;
         if let Some(s) = seccomp_cfg {
-            listener = seccomp::install(s).context("load seccomp profile")?;
+            listener = s.load().context("load seccomp profile")?;
         }
     }
     let args = p.args().clone().unwrap_or_default();

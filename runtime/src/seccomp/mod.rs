@@ -10,10 +10,6 @@
 //! Semantics follow runc + libseccomp, so profiles written for Docker, podman and containerd
 //! behave the same; see README.md next to this file for the details and the choices made.
 
-// The container init calls into this module once the runtime core wires it in; until then the
-// binary itself uses none of it (the tests use all of it).
-#![cfg_attr(not(test), allow(dead_code))]
-
 mod arch;
 mod bpf;
 mod codegen;
@@ -99,6 +95,7 @@ impl Program {
     }
 
     /// Whether loading returns a user-notification listener fd.
+    #[cfg(test)]
     pub fn has_listener(&self) -> bool {
         self.flags & rules::flag::NEW_LISTENER != 0
     }
@@ -127,6 +124,7 @@ pub fn compile(s: &oci_spec::runtime::LinuxSeccomp) -> Result<Program, SeccompEr
 /// listener fd when a rule uses `SCMP_ACT_NOTIFY`. It does not set no_new_privs: call it
 /// after `prctl(PR_SET_NO_NEW_PRIVS)`, or while still holding CAP_SYS_ADMIN when
 /// `noNewPrivileges` is false (runc's order).
+#[cfg(test)]
 pub fn install(s: &oci_spec::runtime::LinuxSeccomp) -> Result<Option<OwnedFd>, SeccompError> {
     let program = compile(s)?;
     tracing::debug!(
