@@ -5,7 +5,6 @@
 //! would briefly cut a running container off its devices on every update, so when the current
 //! and wanted defaults are both deny, only the difference is written, the way runc does it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::device_rules::{DevKind, DeviceRule, ACC_ALL, ACC_MKNOD, ACC_READ, ACC_WRITE};
@@ -14,10 +13,53 @@ use crate::fsio;
 
 type Key = (u8, Option<u32>, Option<u32>);
 
+/// Exceptions in the order they were granted: the kernel lists them in that order and
+/// runtime-spec requires the config's order to be kept.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Exceptions(Vec<(Key, u32)>);
+
+impl Exceptions {
+    fn get(&self, k: &Key) -> Option<&u32> {
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v)
+    }
+    fn get_mut(&mut self, k: &Key) -> Option<&mut u32> {
+        self.0.iter_mut().find(|(key, _)| key == k).map(|(_, v)| v)
+    }
+    fn add(&mut self, k: Key, bits: u32) {
+        match self.get_mut(&k) {
+            Some(v) => *v |= bits,
+            None => self.0.push((k, bits)),
+        }
+    }
+    fn insert(&mut self, k: Key, bits: u32) {
+        match self.get_mut(&k) {
+            Some(v) => *v = bits,
+            None => self.0.push((k, bits)),
+        }
+    }
+    fn remove(&mut self, k: &Key) {
+        self.0.retain(|(key, _)| key != k);
+    }
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn iter(&self) -> impl Iterator<Item = (&Key, &u32)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl std::ops::Index<&Key> for Exceptions {
+    type Output = u32;
+    fn index(&self, k: &Key) -> &u32 {
+        self.get(k).expect("no such device exception")
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 struct State {
     default_allow: bool,
-    exceptions: BTreeMap<Key, u32>,
+    exceptions: Exceptions,
 }
 
 fn kind_byte(k: DevKind) -> u8 {
@@ -50,11 +92,11 @@ fn simulate(rules: &[DeviceRule]) -> State {
         Some(i) => (rules[i].allow, &rules[i + 1..]),
         None => (false, rules),
     };
-    let mut exceptions: BTreeMap<Key, u32> = BTreeMap::new();
+    let mut exceptions = Exceptions::default();
     for r in rest {
         let key = (kind_byte(r.kind), r.major, r.minor);
         if r.allow != default_allow {
-            *exceptions.entry(key).or_default() |= r.access;
+            exceptions.add(key, r.access);
         } else if let Some(bits) = exceptions.get_mut(&key) {
             *bits &= !r.access;
             if *bits == 0 {
@@ -72,7 +114,7 @@ fn simulate(rules: &[DeviceRule]) -> State {
 /// otherwise the allowed exceptions.
 fn current(dir: &Path) -> Result<Option<State>, Error> {
     let text = fsio::read(dir, "devices.list")?;
-    let mut exceptions = BTreeMap::new();
+    let mut exceptions = Exceptions::default();
     for line in text.lines() {
         if line.trim() == "a *:* rwm" {
             return Ok(None);
@@ -129,13 +171,13 @@ pub fn set(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
     if let Some(cur) = current(dir)?.filter(|_| !target.default_allow) {
         // Grant what is new first, then take away, so nothing the container keeps access to
         // is ever missing in between.
-        for (key, &bits) in &target.exceptions {
+        for (key, &bits) in target.exceptions.iter() {
             let added = bits & !cur.exceptions.get(key).copied().unwrap_or(0);
             if added != 0 {
                 write_rule(dir, &rule_for(*key, added, true))?;
             }
         }
-        for (key, &bits) in &cur.exceptions {
+        for (key, &bits) in cur.exceptions.iter() {
             let removed = bits & !target.exceptions.get(key).copied().unwrap_or(0);
             if removed != 0 {
                 write_rule(dir, &rule_for(*key, removed, false))?;
@@ -145,7 +187,7 @@ pub fn set(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
     }
     let reset = rule_for((b'a', None, None), ACC_ALL, target.default_allow);
     write_rule(dir, &reset)?;
-    for (key, &bits) in &target.exceptions {
+    for (key, &bits) in target.exceptions.iter() {
         write_rule(dir, &rule_for(*key, bits, !target.default_allow))?;
     }
     Ok(())

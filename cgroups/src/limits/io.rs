@@ -53,15 +53,21 @@ pub fn set_v1(dir: &Path, b: &LinuxBlockIo) -> Result<(), Error> {
     if let Some(w) = b.weight().filter(|w| *w != 0) {
         fsio::write(dir, weight_file, &w.to_string())?;
     }
+    // Leaf weights were a CFQ feature; kernels since 5.0 have no such file.
+    let leaf = fsio::exists(dir, "blkio.leaf_weight");
     if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
-        fsio::write(dir, "blkio.leaf_weight", &w.to_string())?;
+        if leaf {
+            fsio::write(dir, "blkio.leaf_weight", &w.to_string())?;
+        } else {
+            tracing::warn!("ignoring blkio leafWeight {w}: this kernel has no CFQ leaf weights");
+        }
     }
     for wd in b.weight_device().iter().flatten() {
         if let Some(w) = wd.weight().filter(|w| *w != 0) {
             let line = format!("{}:{} {w}", wd.major(), wd.minor());
             fsio::write(dir, weight_dev_file, &line)?;
         }
-        if let Some(w) = wd.leaf_weight().filter(|w| *w != 0) {
+        if let Some(w) = wd.leaf_weight().filter(|w| *w != 0 && leaf) {
             let line = format!("{}:{} {w}", wd.major(), wd.minor());
             fsio::write(dir, "blkio.leaf_weight_device", &line)?;
         }

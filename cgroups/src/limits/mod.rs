@@ -143,11 +143,11 @@ fn set_network(paths: &CgroupPaths, n: &oci_spec::runtime::LinuxNetwork) -> Resu
             None if paths.layout == Layout::V2 => {
                 tracing::debug!("ignoring {controller} settings: not a cgroup v2 controller");
             }
-            None => {
-                return Err(Error::ControllerMissing {
-                    controller: controller.into(),
-                })
-            }
+            // Classification only tags packets for the host's traffic control; a host that
+            // never mounted the controller has nothing that could act on the tag.
+            None => tracing::warn!(
+                "ignoring {controller} settings: the {controller} controller is not mounted on this host"
+            ),
         }
     }
     Ok(())

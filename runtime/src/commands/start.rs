@@ -53,7 +53,29 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             Err(e) => return Err(e).context("wait on exec fifo"),
         }
     }
+    // Then wait for EOF: the init's write end closes at execve (or when it dies).
+    loop {
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(n) if n > 0 => {
+                let mut b = [0u8; 16];
+                match std::io::Read::read(&mut f, &mut b) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e).context("read exec fifo"),
+                }
+            }
+            Ok(_) if !c.init_alive() => break,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("wait on exec fifo"),
+        }
+    }
     let _ = fs::remove_file(&fifo);
+    if !c.init_alive() && c.spec.process().is_some() {
+        // Most likely a startContainer hook failed; the init reported it on its stderr.
+        tracing::warn!("container {id} exited during start");
+    }
     c.started = true;
     c.save(root)?;
     let hk = c.spec.hooks().clone().unwrap_or_default();

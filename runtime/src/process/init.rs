@@ -178,10 +178,12 @@ impl Init<'_> {
                 .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
                 .context("open exec fifo for writing")?;
             w.write_all(&[0]).context("write exec fifo")?;
-            drop(w);
             drop(f);
             let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
             hooks::run_all(hk.start_container().as_ref(), "startContainer", &state)?;
+            // `w` is close-on-exec: `start` sees EOF once the user process runs, so it returns
+            // only when the container really is running. Leak it into the exec on purpose.
+            std::mem::forget(w);
         }
         match prepared {
             Some(p) => Err(setup::exec(&p)),
