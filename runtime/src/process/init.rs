@@ -2,6 +2,7 @@
 //! happen inside the new namespaces, reporting each failure to the runtime over the sync
 //! channel so that `create` fails with the real reason.
 
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -91,14 +92,19 @@ impl Init<'_> {
         if !self.no_new_keyring {
             join_session_keyring(self.id);
         }
+        // The state directory, held open across pivot_root: the fifo is reopened through it
+        // without needing /proc inside the container. Close-on-exec, so the user process
+        // never holds it.
         let fifo = match &self.fifo {
-            Some(p) => Some(
-                std::fs::OpenOptions::new()
+            Some(p) => {
+                let dir = p.parent().context("exec fifo has no directory")?;
+                let d = std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                    .open(p)
-                    .with_context(|| format!("open exec fifo {}", p.display()))?,
-            ),
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(dir)
+                    .with_context(|| format!("open state directory {}", dir.display()))?;
+                Some(d)
+            }
             None => None,
         };
 
@@ -167,16 +173,15 @@ impl Init<'_> {
         self.chan.send(&Msg::Ready)?;
 
         if let Some(f) = fifo {
-            // Changing credentials cleared the dumpable flag, which makes /proc/self/fd
-            // unreadable to us in a user namespace. execve resets it again.
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
             // Blocks until `start` opens the other end.
-            let mut w = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
-                .context("open exec fifo for writing")?;
+            let fd = nix::fcntl::openat(
+                &f,
+                crate::state::EXEC_FIFO,
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .context("open exec fifo for writing")?;
+            let mut w = File::from(fd);
             w.write_all(&[0]).context("write exec fifo")?;
             drop(f);
             let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
