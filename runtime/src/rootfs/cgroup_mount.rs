@@ -39,7 +39,11 @@ pub fn mount_cgroup(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
 }
 
 fn io_err(what: &'static str, e: std::io::Error) -> RootfsError {
-    RootfsError::sys(what, "", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    RootfsError::sys(
+        what,
+        "",
+        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    )
 }
 
 /// The host directory of our own cgroup in hierarchy `m`.
@@ -67,10 +71,19 @@ fn bind_plan(plan: &Plan, src: &Path, dest: PathBuf) -> Plan {
     }
 }
 
-fn mount_v2(ctx: &Ctx, plan: &Plan, infos: &[MountInfo], lines: &[CgroupLine]) -> Result<(), RootfsError> {
+fn mount_v2(
+    ctx: &Ctx,
+    plan: &Plan,
+    infos: &[MountInfo],
+    lines: &[CgroupLine],
+) -> Result<(), RootfsError> {
     if ctx.cgroup_ns {
         let (target, _) = mounts::mountpoint(ctx, plan, true)?;
-        let src = if plan.src.is_empty() { "cgroup2" } else { plan.src.as_str() };
+        let src = if plan.src.is_empty() {
+            "cgroup2"
+        } else {
+            plan.src.as_str()
+        };
         match sys::mount(
             Some(OsStr::new(src)),
             &proc_fd(target.as_fd()),
@@ -109,7 +122,12 @@ fn line_for<'a>(m: &MountInfo, lines: &'a [CgroupLine]) -> Option<&'a CgroupLine
     })
 }
 
-fn mount_v1(ctx: &Ctx, plan: &Plan, infos: &[MountInfo], lines: &[CgroupLine]) -> Result<(), RootfsError> {
+fn mount_v1(
+    ctx: &Ctx,
+    plan: &Plan,
+    infos: &[MountInfo],
+    lines: &[CgroupLine],
+) -> Result<(), RootfsError> {
     let tmpfs = Plan {
         src: "tmpfs".into(),
         dest: plan.dest.clone(),
@@ -127,8 +145,12 @@ fn mount_v1(ctx: &Ctx, plan: &Plan, infos: &[MountInfo], lines: &[CgroupLine]) -
 
     let mut combined = Vec::new();
     for m in infos.iter().filter(|m| m.fs_type == "cgroup") {
-        let Some(line) = line_for(m, lines) else { continue };
-        let Some(sub) = m.mount_point.file_name() else { continue };
+        let Some(line) = line_for(m, lines) else {
+            continue;
+        };
+        let Some(sub) = m.mount_point.file_name() else {
+            continue;
+        };
         let sub = sub.to_string_lossy().into_owned();
         let dest = plan.dest.join(&sub);
         if sub.contains(',') {
@@ -138,10 +160,20 @@ fn mount_v1(ctx: &Ctx, plan: &Plan, infos: &[MountInfo], lines: &[CgroupLine]) -
             let target = paths::open_or_create(ctx.root.as_fd(), &dest, Kind::Dir)
                 .map_err(sys_err("create cgroup mountpoint", &dest))?;
             let data = line.controllers.join(",");
-            let src = if data.starts_with("name=") { "systemd" } else { "cgroup" };
+            let src = if data.starts_with("name=") {
+                "systemd"
+            } else {
+                "cgroup"
+            };
             let flags = DEFAULT_FLAGS | (plan.opts.flags & libc::MS_RDONLY);
-            sys::mount(Some(OsStr::new(src)), &proc_fd(target.as_fd()), Some("cgroup"), flags, Some(&data))
-                .map_err(sys_err("mount cgroup on", &dest))?;
+            sys::mount(
+                Some(OsStr::new(src)),
+                &proc_fd(target.as_fd()),
+                Some("cgroup"),
+                flags,
+                Some(&data),
+            )
+            .map_err(sys_err("mount cgroup on", &dest))?;
         } else {
             mounts::mount(ctx, &bind_plan(plan, &own_dir(m, &line.path), dest))?;
         }

@@ -30,18 +30,25 @@ pub struct Node {
 }
 
 fn default_nodes() -> Vec<Node> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Node {
-            path: Path::new("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Node {
+        path: Path::new("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 fn from_spec(d: &LinuxDevice) -> Result<Node, RootfsError> {
@@ -89,7 +96,11 @@ pub fn nodes(spec: &Spec) -> Result<Vec<Node>, RootfsError> {
     Ok(all)
 }
 
-pub fn create_devices(root: BorrowedFd<'_>, spec: &Spec, use_bind: bool) -> Result<(), RootfsError> {
+pub fn create_devices(
+    root: BorrowedFd<'_>,
+    spec: &Spec,
+    use_bind: bool,
+) -> Result<(), RootfsError> {
     for node in nodes(spec)? {
         // /dev/ptmx is the devpts one, see setup_ptmx().
         if node.path == Path::new("/dev/ptmx") {
@@ -102,7 +113,8 @@ pub fn create_devices(root: BorrowedFd<'_>, spec: &Spec, use_bind: bool) -> Resu
 }
 
 fn create_node(root: BorrowedFd<'_>, node: &Node, use_bind: bool) -> Result<(), RootfsError> {
-    let (dir, name) = paths::parent_and_name(root, &node.path).map_err(sys_err("create parent of", &node.path))?;
+    let (dir, name) = paths::parent_and_name(root, &node.path)
+        .map_err(sys_err("create parent of", &node.path))?;
     // Whatever the image has there (a file, a symlink) gives way to the real node.
     match unlinkat(&dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
@@ -112,12 +124,19 @@ fn create_node(root: BorrowedFd<'_>, node: &Node, use_bind: bool) -> Result<(), 
         return bind_host_node(&dir, &name, node);
     }
     let dev = makedev(node.major, node.minor);
-    match mknodat(&dir, name.as_os_str(), node.kind, Mode::from_bits_truncate(node.mode), dev) {
+    match mknodat(
+        &dir,
+        name.as_os_str(),
+        node.kind,
+        Mode::from_bits_truncate(node.mode),
+        dev,
+    ) {
         Ok(()) => {}
         Err(Errno::EPERM) => return bind_host_node(&dir, &name, node),
         Err(e) => return Err(RootfsError::sys("mknod", &node.path, e)),
     }
-    let st = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys_err("stat", &node.path))?;
+    let st = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(sys_err("stat", &node.path))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != node.kind
         || (node.kind != SFlag::S_IFIFO && st.st_rdev != dev)
     {
@@ -127,8 +146,13 @@ fn create_node(root: BorrowedFd<'_>, node: &Node, use_bind: bool) -> Result<(), 
         )));
     }
     // mknod applied the umask; the node must have exactly the requested mode.
-    fchmodat(&dir, name.as_os_str(), Mode::from_bits_truncate(node.mode), FchmodatFlags::FollowSymlink)
-        .map_err(sys_err("chmod", &node.path))?;
+    fchmodat(
+        &dir,
+        name.as_os_str(),
+        Mode::from_bits_truncate(node.mode),
+        FchmodatFlags::FollowSymlink,
+    )
+    .map_err(sys_err("chmod", &node.path))?;
     fchownat(
         &dir,
         name.as_os_str(),
@@ -147,16 +171,28 @@ fn bind_host_node(dir: &OwnedFd, name: &OsString, node: &Node) -> Result<(), Roo
         Mode::empty(),
     )
     .map_err(sys_err("create", &node.path))?;
-    let target = openat(dir, name.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys_err("open", &node.path))?;
-    sys::mount(Some(node.path.as_os_str()), &proc_fd(target.as_fd()), None, libc::MS_BIND, None)
-        .map_err(sys_err("bind host device onto", &node.path))
+    let target = openat(
+        dir,
+        name.as_os_str(),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("open", &node.path))?;
+    sys::mount(
+        Some(node.path.as_os_str()),
+        &proc_fd(target.as_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(sys_err("bind host device onto", &node.path))
 }
 
 /// /dev/ptmx must be the devpts instance's ptmx, so ptys are from the container's devpts.
 pub fn setup_ptmx(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     let path = Path::new("/dev/ptmx");
-    let (dir, name) = paths::parent_and_name(root, path).map_err(sys_err("create parent of", path))?;
+    let (dir, name) =
+        paths::parent_and_name(root, path).map_err(sys_err("create parent of", path))?;
     match unlinkat(&dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(RootfsError::sys("remove", path, e)),
@@ -175,7 +211,8 @@ pub fn setup_dev_symlinks(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         links.push(("/proc/kcore", "/dev/core"));
     }
     for (target, link) in links {
-        let (dir, name) = paths::parent_and_name(root, Path::new(link)).map_err(sys_err("create parent of", link))?;
+        let (dir, name) = paths::parent_and_name(root, Path::new(link))
+            .map_err(sys_err("create parent of", link))?;
         match symlinkat(OsStr::new(target), &dir, name.as_os_str()) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(RootfsError::sys("symlink", link, e)),

@@ -58,7 +58,10 @@ impl RootfsError {
 }
 
 /// Shorthand for mapping an `Errno` into a `RootfsError::Sys`.
-pub(crate) fn sys_err(op: &'static str, path: impl AsRef<Path>) -> impl FnOnce(Errno) -> RootfsError {
+pub(crate) fn sys_err(
+    op: &'static str,
+    path: impl AsRef<Path>,
+) -> impl FnOnce(Errno) -> RootfsError {
     let path = path.as_ref().display().to_string();
     move |errno| RootfsError::Sys { op, path, errno }
 }

@@ -20,7 +20,12 @@ use super::paths;
 use super::sys::{self, MountAttr, MOUNT_ATTR_RDONLY};
 
 fn root_fd() -> Result<OwnedFd, RootfsError> {
-    open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err("open", "/"))
+    open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("open", "/"))
 }
 
 /// tmpfs mounts and /dev that asked for "ro" were mounted writable so prepare() could fill
@@ -37,7 +42,8 @@ pub fn remount_deferred_readonly(plans: &[Plan]) -> Result<(), RootfsError> {
             attr_set: MOUNT_ATTR_RDONLY,
             ..Default::default()
         };
-        sys::mount_setattr(fd.as_fd(), false, &attr).map_err(sys_err("remount read-only", &plan.dest))?;
+        sys::mount_setattr(fd.as_fd(), false, &attr)
+            .map_err(sys_err("remount read-only", &plan.dest))?;
     }
     Ok(())
 }
@@ -50,7 +56,8 @@ pub fn readonly_root() -> Result<(), RootfsError> {
     }
     let st = statvfs("/").map_err(sys_err("statfs", "/"))?;
     let keep = statfs_to_ms(st.flags().bits() as libc::c_ulong) & !libc::MS_STRICTATIME;
-    sys::mount(None, Path::new("/"), None, flags | keep, None).map_err(sys_err("remount read-only", "/"))
+    sys::mount(None, Path::new("/"), None, flags | keep, None)
+        .map_err(sys_err("remount read-only", "/"))
 }
 
 /// Bind each path onto itself and make the top mount read-only. Missing paths are skipped.
@@ -111,7 +118,8 @@ pub fn masked_paths(paths_: &[String]) -> Result<(), RootfsError> {
             dev_null_tree()
         }
         .map_err(|e| mask_err(p, e))?;
-        sys::move_mount(mask.as_fd(), fd.as_fd()).map_err(|e| mask_err(p, RootfsError::sys("move_mount onto", p, e)))?;
+        sys::move_mount(mask.as_fd(), fd.as_fd())
+            .map_err(|e| mask_err(p, RootfsError::sys("move_mount onto", p, e)))?;
         done.push(real);
     }
     Ok(())
@@ -122,7 +130,10 @@ fn mask_err(p: &str, e: RootfsError) -> RootfsError {
 }
 
 fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
-    let attrs = MOUNT_ATTR_RDONLY | super::sys::MOUNT_ATTR_NOSUID | super::sys::MOUNT_ATTR_NODEV | super::sys::MOUNT_ATTR_NOEXEC;
+    let attrs = MOUNT_ATTR_RDONLY
+        | super::sys::MOUNT_ATTR_NOSUID
+        | super::sys::MOUNT_ATTR_NODEV
+        | super::sys::MOUNT_ATTR_NOEXEC;
     match sys::new_detached_fs("tmpfs", &["nr_blocks=1", "nr_inodes=1"], attrs) {
         Ok(fd) => Ok(fd),
         // Some distribution kernels refuse nr_inodes below 2.
@@ -132,12 +143,16 @@ fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
 }
 
 fn dev_null_tree() -> Result<OwnedFd, RootfsError> {
-    let null = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err("open", "/dev/null"))?;
+    let null = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys_err("open", "/dev/null"))?;
     let st = fstat(&null).map_err(sys_err("stat", "/dev/null"))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
         || st.st_rdev != nix::sys::stat::makedev(1, 3)
     {
-        return Err(RootfsError::Invalid("the container's /dev/null is not the null device".into()));
+        return Err(RootfsError::Invalid(
+            "the container's /dev/null is not the null device".into(),
+        ));
     }
-    sys::clone_tree(fd_raw(null.as_fd()), Path::new(""), false).map_err(sys_err("open_tree", "/dev/null"))
+    sys::clone_tree(fd_raw(null.as_fd()), Path::new(""), false)
+        .map_err(sys_err("open_tree", "/dev/null"))
 }

@@ -50,7 +50,8 @@ pub fn mount_idmapped(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
     };
     sys::mount_setattr(tree.as_fd(), plan.opts.idmap.unwrap_or(false), &attr)
         .map_err(sys_err("set id mapping on", &plan.src))?;
-    sys::move_mount(tree.as_fd(), target.as_fd()).map_err(sys_err("move_mount onto", &plan.dest))?;
+    sys::move_mount(tree.as_fd(), target.as_fd())
+        .map_err(sys_err("move_mount onto", &plan.dest))?;
     // The tree fd now names the attached mount itself: no re-open needed.
     mounts::remount_bind_flags(plan, tree.as_fd())?;
     mounts::after_mount(plan, tree.as_fd())
@@ -70,7 +71,11 @@ fn helper_userns(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Owned
     match unsafe { fork() }.map_err(sys_err("fork", "the idmap helper"))? {
         ForkResult::Child => {
             drop(rd);
-            let ok: &[u8] = if unshare(CloneFlags::CLONE_NEWUSER).is_ok() { b"1" } else { b"0" };
+            let ok: &[u8] = if unshare(CloneFlags::CLONE_NEWUSER).is_ok() {
+                b"1"
+            } else {
+                b"0"
+            };
             let _ = write(&wr, ok);
             loop {
                 pause();
@@ -105,9 +110,18 @@ fn configure_helper(
     for (file, text) in [("uid_map", map_text(uid)), ("gid_map", map_text(gid))] {
         let path = format!("{proc}/{file}");
         std::fs::write(&path, text).map_err(|e| {
-            RootfsError::sys("write", &path, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            RootfsError::sys(
+                "write",
+                &path,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
         })?;
     }
     let ns = format!("{proc}/ns/user");
-    open(ns.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err("open", &ns))
+    open(
+        ns.as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("open", &ns))
 }

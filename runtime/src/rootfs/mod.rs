@@ -154,7 +154,12 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
 /// final root propagation.
 pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     finalize::remount_deferred_readonly(&plans(spec))?;
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         finalize::readonly_root().map_err(|e| RootfsError::step("make / read-only", e))?;
     }
     if let Some(linux) = spec.linux() {

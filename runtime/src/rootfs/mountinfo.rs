@@ -18,7 +18,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
                 out.push(v);
                 i += 4;
@@ -53,7 +56,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
 }
 
 pub fn read_mountinfo() -> std::io::Result<Vec<MountInfo>> {
-    Ok(parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?))
+    Ok(parse_mountinfo(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
 }
 
 /// One line of /proc/self/cgroup: `hierarchy-id:controllers:path`.
@@ -84,7 +89,9 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<CgroupLine> {
 }
 
 pub fn read_proc_cgroup() -> std::io::Result<Vec<CgroupLine>> {
-    Ok(parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup")?))
+    Ok(parse_proc_cgroup(&std::fs::read_to_string(
+        "/proc/self/cgroup",
+    )?))
 }
 
 #[cfg(test)]
@@ -98,7 +105,10 @@ mod unit {
             41 31 0:38 /a\\040b /mnt/x\\040y rw - cgroup2 cgroup2 rw\n";
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 3);
-        assert_eq!(m[1].mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(
+            m[1].mount_point,
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
         assert_eq!(m[1].fs_type, "cgroup");
         assert_eq!(m[1].super_options, vec!["rw", "cpu", "cpuacct"]);
         assert_eq!(m[2].root, PathBuf::from("/a b"));

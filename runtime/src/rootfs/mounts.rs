@@ -92,8 +92,13 @@ pub fn mount(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
 }
 
 fn mount_inner(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
-    if plan.src.contains('\0') || plan.fstype.contains('\0') || plan.dest.as_os_str().as_encoded_bytes().contains(&0) {
-        return Err(RootfsError::Invalid("mount field contains a NUL byte".into()));
+    if plan.src.contains('\0')
+        || plan.fstype.contains('\0')
+        || plan.dest.as_os_str().as_encoded_bytes().contains(&0)
+    {
+        return Err(RootfsError::Invalid(
+            "mount field contains a NUL byte".into(),
+        ));
     }
     if plan.fstype == "cgroup" && !plan.opts.is_bind() {
         return cgroup_mount::mount_cgroup(ctx, plan);
@@ -130,7 +135,11 @@ pub fn stat_source(src: &str) -> Result<bool, RootfsError> {
 
 /// Open the mount target inside the root, creating it when absent (a file when binding a
 /// non-directory). Returns the fd and whether the target already existed.
-pub fn mountpoint(ctx: &Ctx, plan: &Plan, src_is_dir: bool) -> Result<(OwnedFd, bool), RootfsError> {
+pub fn mountpoint(
+    ctx: &Ctx,
+    plan: &Plan,
+    src_is_dir: bool,
+) -> Result<(OwnedFd, bool), RootfsError> {
     let (fd, existed) = match paths::open_in_root(ctx.root.as_fd(), &plan.dest, OFlag::O_PATH) {
         Ok(fd) => (fd, true),
         Err(Errno::ENOENT) => {
@@ -147,7 +156,11 @@ pub fn mountpoint(ctx: &Ctx, plan: &Plan, src_is_dir: bool) -> Result<(OwnedFd, 
 
 /// procfs and sysfs must land on a real directory, never through a symlink at the end.
 fn pseudo_fs_target(ctx: &Ctx, plan: &Plan) -> Result<OwnedFd, RootfsError> {
-    let fd = match paths::open_in_root(ctx.root.as_fd(), &plan.dest, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+    let fd = match paths::open_in_root(
+        ctx.root.as_fd(),
+        &plan.dest,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+    ) {
         Ok(fd) => {
             let st = fstat(&fd).map_err(sys_err("stat", &plan.dest))?;
             if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
@@ -185,7 +198,10 @@ const PROC_ALLOWED: &[&str] = &[
 fn check_target(ctx: &Ctx, plan: &Plan, fd: BorrowedFd<'_>) -> Result<(), RootfsError> {
     let full = paths::fd_path(fd).map_err(sys_err("readlink mountpoint", &plan.dest))?;
     let rel = paths::inside(&ctx.rootfs, &full).ok_or_else(|| {
-        RootfsError::Invalid(format!("mountpoint {} is outside the rootfs", full.display()))
+        RootfsError::Invalid(format!(
+            "mountpoint {} is outside the rootfs",
+            full.display()
+        ))
     })?;
     if rel.as_os_str().is_empty() {
         return Err(RootfsError::Invalid(
@@ -215,7 +231,12 @@ fn check_target(ctx: &Ctx, plan: &Plan, fd: BorrowedFd<'_>) -> Result<(), Rootfs
 }
 
 /// A filesystem mount (proc, tmpfs, devpts, mqueue, sysfs, overlay...).
-fn fs_mount(ctx: &Ctx, plan: &Plan, target: BorrowedFd<'_>, existed: bool) -> Result<(), RootfsError> {
+fn fs_mount(
+    ctx: &Ctx,
+    plan: &Plan,
+    target: BorrowedFd<'_>,
+    existed: bool,
+) -> Result<(), RootfsError> {
     let mut flags = plan.opts.flags;
     // Kept writable until finalize(): /dev gets device nodes, and a tmpfs may be written by
     // later mounts and hooks.
@@ -227,9 +248,17 @@ fn fs_mount(ctx: &Ctx, plan: &Plan, target: BorrowedFd<'_>, existed: bool) -> Re
         // Keep the image's permissions on the directory we cover (user's mode= still wins).
         let st = fstat(target).map_err(sys_err("stat", &plan.dest))?;
         let mode = format!("mode={:04o}", st.st_mode & 0o7777);
-        data = if data.is_empty() { mode } else { format!("{mode},{data}") };
+        data = if data.is_empty() {
+            mode
+        } else {
+            format!("{mode},{data}")
+        };
     }
-    let src = if plan.src.is_empty() { plan.fstype.as_str() } else { plan.src.as_str() };
+    let src = if plan.src.is_empty() {
+        plan.fstype.as_str()
+    } else {
+        plan.src.as_str()
+    };
     let res = sys::mount(
         Some(OsStr::new(src)),
         &proc_fd(target),
@@ -257,8 +286,14 @@ fn fs_mount(ctx: &Ctx, plan: &Plan, target: BorrowedFd<'_>, existed: bool) -> Re
 /// A bind mount: bind, then remount for the flags, since MS_BIND ignores them.
 pub fn bind(ctx: &Ctx, plan: &Plan, target: BorrowedFd<'_>) -> Result<(), RootfsError> {
     let flags = libc::MS_BIND | (plan.opts.flags & libc::MS_REC);
-    sys::mount(Some(OsStr::new(&plan.src)), &proc_fd(target), None, flags, None)
-        .map_err(sys_err("bind", &plan.dest))?;
+    sys::mount(
+        Some(OsStr::new(&plan.src)),
+        &proc_fd(target),
+        None,
+        flags,
+        None,
+    )
+    .map_err(sys_err("bind", &plan.dest))?;
     let top = paths::reopen_top(ctx.root.as_fd(), &ctx.rootfs, target)
         .map_err(sys_err("reopen mountpoint", &plan.dest))?;
     remount_bind_flags(plan, top.as_fd())?;
@@ -305,8 +340,14 @@ pub fn remount_bind_flags(plan: &Plan, top: BorrowedFd<'_>) -> Result<(), Rootfs
             "remount bind: cannot change locked atime flags: {first}"
         )));
     }
-    sys::mount(None, &proc_fd(top), None, flags | (src_flags & LOCKED), None)
-        .map_err(sys_err("remount bind", &plan.dest))
+    sys::mount(
+        None,
+        &proc_fd(top),
+        None,
+        flags | (src_flags & LOCKED),
+        None,
+    )
+    .map_err(sys_err("remount bind", &plan.dest))
 }
 
 /// Propagation changes and recursive attributes, on the new mount itself.

@@ -212,8 +212,19 @@ mod unit {
     #[test]
     fn rootfs_options_flags_clear_and_data() {
         let o = MountOptions::parse(&[
-            "rbind", "ro", "nosuid", "rw", "suid", "size=65536k", "mode=755", "rslave", "rro",
-            "ratime", "tmpcopyup", "ridmap", "defaults",
+            "rbind",
+            "ro",
+            "nosuid",
+            "rw",
+            "suid",
+            "size=65536k",
+            "mode=755",
+            "rslave",
+            "rro",
+            "ratime",
+            "tmpcopyup",
+            "ridmap",
+            "defaults",
         ]);
         assert_eq!(o.flags, libc::MS_BIND | libc::MS_REC);
         assert_eq!(o.cleared, libc::MS_RDONLY | libc::MS_NOSUID);

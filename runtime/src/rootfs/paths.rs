@@ -85,7 +85,11 @@ pub fn open_or_create(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> Result<O
         let mut parent = open_in_root(root, Path::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
         let mut missing = comps.len();
         for k in 0..comps.len() {
-            match open_in_root(root, &join(&comps[..=k]), OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            match open_in_root(
+                root,
+                &join(&comps[..=k]),
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+            ) {
                 Ok(fd) => parent = fd,
                 Err(Errno::ENOENT) => {
                     missing = k;
@@ -151,7 +155,11 @@ fn create_chain(mut dir: OwnedFd, names: &[OsString], kind: Kind) -> Result<Owne
             match openat(
                 &dir,
                 last.as_os_str(),
-                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o644),
             ) {
                 Ok(_) | Err(Errno::EEXIST) => {}
@@ -203,7 +211,11 @@ pub fn inside(rootfs: &Path, path: &Path) -> Option<PathBuf> {
 
 /// Re-open the path `fd` points to, from `root`, so that we get the mount now on top of it.
 /// The new fd must name the same path, or something moved under our feet.
-pub fn reopen_top(root: BorrowedFd<'_>, rootfs: &Path, fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+pub fn reopen_top(
+    root: BorrowedFd<'_>,
+    rootfs: &Path,
+    fd: BorrowedFd<'_>,
+) -> Result<OwnedFd, Errno> {
     let full = fd_path(fd)?;
     let rel = inside(rootfs, &full).ok_or(Errno::EXDEV)?;
     let new = open_in_root(root, &rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;

@@ -35,10 +35,17 @@ pub fn root_propagation(spec: &Spec) -> Result<Option<libc::c_ulong>, RootfsErro
 
 pub fn prepare_root(rootfs: &Path, prop: Option<libc::c_ulong>) -> Result<(), RootfsError> {
     let flags = prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
-    sys::mount(None, Path::new("/"), None, flags, None).map_err(sys_err("set propagation of", "/"))?;
+    sys::mount(None, Path::new("/"), None, flags, None)
+        .map_err(sys_err("set propagation of", "/"))?;
     make_parent_private(rootfs, prop)?;
-    sys::mount(Some(rootfs.as_os_str()), rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(sys_err("bind rootfs onto itself at", rootfs))
+    sys::mount(
+        Some(rootfs.as_os_str()),
+        rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(sys_err("bind rootfs onto itself at", rootfs))
 }
 
 /// Walk up from the rootfs to the first mount point and make it private (or slave).

@@ -138,7 +138,8 @@ pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno>
 pub fn new_detached_fs(fstype: &str, options: &[&str], attrs: u64) -> Result<OwnedFd, Errno> {
     let name = cstr(OsStr::new(fstype))?;
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
-    let fs = Errno::result(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
+    let fs =
+        Errno::result(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: fsopen returned a new file descriptor that nothing else owns.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
     for opt in options.iter().filter(|o| !o.is_empty()) {
@@ -154,7 +155,14 @@ pub fn new_detached_fs(fstype: &str, options: &[&str], attrs: u64) -> Result<Own
         };
         // SAFETY: key and value are NUL-terminated strings (or null) that outlive the call.
         Errno::result(unsafe {
-            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), vptr, 0)
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                key.as_ptr(),
+                vptr,
+                0,
+            )
         })?;
     }
     // SAFETY: FSCONFIG_CMD_CREATE takes no pointers.
@@ -170,7 +178,12 @@ pub fn new_detached_fs(fstype: &str, options: &[&str], attrs: u64) -> Result<Own
     })?;
     // SAFETY: fsmount takes only integers.
     let mnt = Errno::result(unsafe {
-        libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs as libc::c_uint)
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
     })?;
     // SAFETY: fsmount returned a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
