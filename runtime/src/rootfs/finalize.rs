@@ -64,7 +64,7 @@ pub fn readonly_root() -> Result<(), RootfsError> {
 pub fn readonly_paths(paths_: &[String]) -> Result<(), RootfsError> {
     let root = root_fd()?;
     for p in paths_ {
-        let path = Path::new(p);
+        let path = absolute("readonlyPaths", p)?;
         let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
@@ -84,6 +84,19 @@ pub fn readonly_paths(paths_: &[String]) -> Result<(), RootfsError> {
     Ok(())
 }
 
+/// The runtime spec requires absolute paths here; a relative one is a configuration error
+/// rather than something to guess a base for.
+fn absolute<'a>(field: &str, p: &'a str) -> Result<&'a Path, RootfsError> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(RootfsError::Invalid(format!(
+            "linux.{field} entry {p:?} is not an absolute path"
+        )))
+    }
+}
+
 fn readonly_err(p: &str, e: RootfsError) -> RootfsError {
     RootfsError::step(format!("make {p} read-only"), e)
 }
@@ -101,7 +114,7 @@ pub fn masked_paths(paths_: &[String]) -> Result<(), RootfsError> {
     let root = root_fd()?;
     let mut done: Vec<std::path::PathBuf> = Vec::new();
     for p in paths_ {
-        let path = Path::new(p);
+        let path = absolute("maskedPaths", p)?;
         let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,

@@ -224,3 +224,43 @@ pub fn reopen_top(
     }
     Ok(new)
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use nix::fcntl::open;
+    use std::os::unix::fs::symlink;
+
+    fn root(dir: &Path) -> OwnedFd {
+        open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn rootfs_paths_create_follows_dangling_links_inside_root() {
+        let t = tempfile::Builder::new().prefix("berth-rootfs-paths-").tempdir().unwrap();
+        let r = root(t.path());
+        symlink("/abs/target", t.path().join("abslink")).unwrap();
+        symlink("../../../../rel", t.path().join("rellink")).unwrap();
+        symlink("loop", t.path().join("loop")).unwrap();
+        std::fs::write(t.path().join("file"), "").unwrap();
+
+        let fd = open_or_create(r.as_fd(), Path::new("/a/b/c"), Kind::Dir).unwrap();
+        assert_eq!(fd_path(fd.as_fd()).unwrap(), t.path().join("a/b/c"));
+        open_or_create(r.as_fd(), Path::new("/abslink/z"), Kind::Dir).unwrap();
+        assert!(t.path().join("abs/target/z").is_dir());
+        open_or_create(r.as_fd(), Path::new("rellink"), Kind::File).unwrap();
+        assert!(t.path().join("rel").is_file());
+        open_or_create(r.as_fd(), Path::new("/new/../../../made"), Kind::Dir).unwrap();
+        assert!(t.path().join("made").is_dir());
+        assert_eq!(
+            open_or_create(r.as_fd(), Path::new("/loop/x"), Kind::Dir).unwrap_err(),
+            Errno::ELOOP
+        );
+        assert_eq!(
+            open_or_create(r.as_fd(), Path::new("/file/x"), Kind::Dir).unwrap_err(),
+            Errno::ENOTDIR
+        );
+        assert_eq!(lexical_clean(Path::new("/../a/./b/..")), PathBuf::from("/a"));
+        assert_eq!(lexical_clean(Path::new("dev/x")), PathBuf::from("/dev/x"));
+    }
+}

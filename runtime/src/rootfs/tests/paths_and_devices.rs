@@ -211,3 +211,34 @@ fn rootfs_errors_name_the_mount() {
         run.output
     );
 }
+
+#[test]
+fn rootfs_relative_masked_path_is_an_error() {
+    let fx = Fixture::new("relmask");
+    let spec = make_spec(
+        json!([{"destination": "/proc", "type": "proc", "source": "proc"}]),
+        json!({"maskedPaths": ["masked-relpath"]}),
+        false,
+    );
+    let run = run_in(&fx, &spec, Setup::default(), "true", None);
+    assert_eq!(run.status, 102, "{}", run.output);
+    assert!(
+        run.output.contains("linux.maskedPaths entry \"masked-relpath\" is not an absolute path"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn rootfs_masked_symlink_loop_is_an_error() {
+    let fx = Fixture::new("maskloop");
+    std::os::unix::fs::symlink("../masked-symlink", fx.rootfs.join("masked-symlink")).unwrap();
+    let spec = make_spec(
+        json!([{"destination": "/proc", "type": "proc", "source": "proc"}]),
+        json!({"maskedPaths": ["/masked-symlink"]}),
+        false,
+    );
+    let run = run_in(&fx, &spec, Setup::default(), "true", None);
+    assert_eq!(run.status, 102, "{}", run.output);
+    assert!(run.output.contains("mask /masked-symlink: open /masked-symlink: ELOOP"), "{}", run.output);
+}
