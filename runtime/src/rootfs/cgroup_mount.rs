@@ -97,7 +97,9 @@ fn mount_v2(
                 return mounts::after_mount(plan, top.as_fd());
             }
             // A user namespace that does not own the cgroup namespace cannot mount cgroup2.
-            Err(Errno::EPERM | Errno::EBUSY) => {}
+            Err(e @ (Errno::EPERM | Errno::EBUSY)) => {
+                tracing::debug!(error = %e, "cgroup2 mount refused; binding our own cgroup instead");
+            }
             Err(e) => return Err(RootfsError::sys("mount cgroup2 on", &plan.dest, e)),
         }
     }

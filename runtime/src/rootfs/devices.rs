@@ -132,7 +132,10 @@ fn create_node(root: BorrowedFd<'_>, node: &Node, use_bind: bool) -> Result<(), 
         dev,
     ) {
         Ok(()) => {}
-        Err(Errno::EPERM) => return bind_host_node(&dir, &name, node),
+        Err(Errno::EPERM) => {
+            tracing::debug!(path = %node.path.display(), "mknod refused; binding the host's node");
+            return bind_host_node(&dir, &name, node);
+        }
         Err(e) => return Err(RootfsError::sys("mknod", &node.path, e)),
     }
     let st = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)

@@ -141,6 +141,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<(), R
 /// Enter the rootfs; leaves cwd = "/".
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     let rootfs = canonical(rootfs)?;
+    tracing::debug!(rootfs = %rootfs.display(), no_pivot, "entering rootfs");
     if no_pivot {
         pivot::move_into(&rootfs)
     } else {

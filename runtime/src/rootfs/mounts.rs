@@ -84,6 +84,7 @@ impl Plan {
 
 /// Make the mount described by `plan`; errors name the mount.
 pub fn mount(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
+    tracing::debug!(src = %plan.name(), dest = %plan.dest.display(), fstype = %plan.fstype, "mount");
     mount_inner(ctx, plan).map_err(|e| RootfsError::Mount {
         src: plan.name(),
         dest: plan.dest.display().to_string(),
@@ -271,6 +272,7 @@ fn fs_mount(
         // Without its own network namespace a user namespace cannot mount sysfs; the host's,
         // bound read-only as asked, is what runc falls back to as well.
         Err(Errno::EPERM) if plan.fstype == "sysfs" && ctx.in_user_ns => {
+            tracing::debug!(dest = %plan.dest.display(), "sysfs refused in user namespace; binding /sys");
             let mut fallback = plan.clone();
             fallback.src = "/sys".into();
             fallback.opts.flags |= libc::MS_BIND | libc::MS_REC;
@@ -325,6 +327,7 @@ pub fn remount_bind_flags(plan: &Plan, top: BorrowedFd<'_>) -> Result<(), Rootfs
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
+    tracing::debug!(dest = %plan.dest.display(), error = %first, "bind remount refused; retrying with the source's locked flags");
     let st = nix::sys::statvfs::statvfs(plan.src.as_str())
         .or_else(|_| nix::sys::statvfs::fstatvfs(top))
         .map_err(sys_err("statfs", &plan.src))?;

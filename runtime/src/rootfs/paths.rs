@@ -237,7 +237,10 @@ mod unit {
 
     #[test]
     fn rootfs_paths_create_follows_dangling_links_inside_root() {
-        let t = tempfile::Builder::new().prefix("berth-rootfs-paths-").tempdir().unwrap();
+        let t = tempfile::Builder::new()
+            .prefix("berth-rootfs-paths-")
+            .tempdir()
+            .unwrap();
         let r = root(t.path());
         symlink("/abs/target", t.path().join("abslink")).unwrap();
         symlink("../../../../rel", t.path().join("rellink")).unwrap();
@@ -260,7 +263,10 @@ mod unit {
             open_or_create(r.as_fd(), Path::new("/file/x"), Kind::Dir).unwrap_err(),
             Errno::ENOTDIR
         );
-        assert_eq!(lexical_clean(Path::new("/../a/./b/..")), PathBuf::from("/a"));
+        assert_eq!(
+            lexical_clean(Path::new("/../a/./b/..")),
+            PathBuf::from("/a")
+        );
         assert_eq!(lexical_clean(Path::new("dev/x")), PathBuf::from("/dev/x"));
     }
 }

@@ -223,7 +223,8 @@ fn rootfs_relative_masked_path_is_an_error() {
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
     assert_eq!(run.status, 102, "{}", run.output);
     assert!(
-        run.output.contains("linux.maskedPaths entry \"masked-relpath\" is not an absolute path"),
+        run.output
+            .contains("linux.maskedPaths entry \"masked-relpath\" is not an absolute path"),
         "{}",
         run.output
     );
@@ -240,5 +241,10 @@ fn rootfs_masked_symlink_loop_is_an_error() {
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
     assert_eq!(run.status, 102, "{}", run.output);
-    assert!(run.output.contains("mask /masked-symlink: open /masked-symlink: ELOOP"), "{}", run.output);
+    assert!(
+        run.output
+            .contains("mask /masked-symlink: open /masked-symlink: ELOOP"),
+        "{}",
+        run.output
+    );
 }
