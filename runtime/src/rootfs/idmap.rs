@@ -5,40 +5,88 @@
 //! with move_mount. The user namespace comes from a short-lived helper child that unshares
 //! CLONE_NEWUSER and waits to be killed once we hold its namespace fd. The kernel only lets
 //! the owner of the source filesystem's user namespace do this, so it works from the initial
-//! user namespace; inside a container user namespace it fails with EPERM, as it does for runc's
-//! in-container code (runc prepares these from the host side).
+//! user namespace only. For an init inside a container user namespace the runtime builds the
+//! detached trees first with [`open_idmapped_sources`] (as runc does from its host side) and
+//! passes them to `prepare_with_idmapped_sources`, which only attaches them.
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pause, pipe, read, write, ForkResult, Pid};
-use oci_spec::runtime::LinuxIdMapping;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::error::{sys_err, RootfsError};
 use super::mounts::{self, Ctx, Plan};
 use super::sys::{self, MountAttr, MOUNT_ATTR_IDMAP};
 
-pub fn mount_idmapped(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
+/// Idmapped bind sources made ahead of time, outside the container's user namespace, for
+/// the `spec.mounts` entries (by index) that ask for an ID mapping. Detached mounts survive
+/// fork, so the runtime makes these before it starts the init and the init attaches them.
+#[derive(Debug, Default)]
+pub struct IdmappedSources {
+    trees: Vec<(usize, OwnedFd)>,
+}
+
+impl IdmappedSources {
+    pub fn get(&self, index: usize) -> Option<BorrowedFd<'_>> {
+        self.trees
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, fd)| fd.as_fd())
+    }
+}
+
+pub fn wants_idmap(plan: &Plan) -> bool {
+    plan.opts.idmap.is_some() || plan.uid_mappings.is_some() || plan.gid_mappings.is_some()
+}
+
+/// Build the ID-mapped sources for every mount of `spec` that wants one. Run this in the
+/// initial user namespace (the runtime, before the init joins the container's).
+pub fn open_idmapped_sources(spec: &Spec) -> Result<IdmappedSources, RootfsError> {
+    let linux = spec.linux().as_ref();
+    let uid = linux.and_then(|l| l.uid_mappings().clone());
+    let gid = linux.and_then(|l| l.gid_mappings().clone());
+    let mut trees = Vec::new();
+    for (i, m) in spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
+        let plan = Plan::from_spec(m);
+        if !wants_idmap(&plan) {
+            continue;
+        }
+        let tree =
+            idmapped_tree(&plan, uid.as_ref(), gid.as_ref()).map_err(|e| RootfsError::Mount {
+                src: plan.name(),
+                dest: plan.dest.display().to_string(),
+                cause: Box::new(e),
+            })?;
+        trees.push((i, tree));
+    }
+    Ok(IdmappedSources { trees })
+}
+
+/// A detached, ID-mapped copy of the plan's source.
+fn idmapped_tree(
+    plan: &Plan,
+    default_uid: Option<&Vec<LinuxIdMapping>>,
+    default_gid: Option<&Vec<LinuxIdMapping>>,
+) -> Result<OwnedFd, RootfsError> {
     if !plan.opts.is_bind() {
         return Err(RootfsError::Invalid(
             "idmapped mounts must be bind mounts".into(),
         ));
     }
-    let uid = plan.uid_mappings.as_ref().or(ctx.uid_mappings.as_ref());
-    let gid = plan.gid_mappings.as_ref().or(ctx.gid_mappings.as_ref());
+    let uid = plan.uid_mappings.as_ref().or(default_uid);
+    let gid = plan.gid_mappings.as_ref().or(default_gid);
     let (Some(uid), Some(gid)) = (uid, gid) else {
         return Err(RootfsError::Invalid(
             "idmapped mount needs both uidMappings and gidMappings".into(),
         ));
     };
-    let src_is_dir = mounts::stat_source(&plan.src)?;
-    let (target, _) = mounts::mountpoint(ctx, plan, src_is_dir)?;
-
+    mounts::stat_source(&plan.src)?;
     let recursive_tree = plan.opts.flags & libc::MS_REC != 0;
     let tree = sys::clone_tree(libc::AT_FDCWD, Path::new(&plan.src), recursive_tree)
         .map_err(sys_err("open_tree", &plan.src))?;
@@ -50,11 +98,25 @@ pub fn mount_idmapped(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
     };
     sys::mount_setattr(tree.as_fd(), plan.opts.idmap.unwrap_or(false), &attr)
         .map_err(sys_err("set id mapping on", &plan.src))?;
-    sys::move_mount(tree.as_fd(), target.as_fd())
-        .map_err(sys_err("move_mount onto", &plan.dest))?;
+    Ok(tree)
+}
+
+/// Make an idmapped mount from inside the container's mount namespace: possible when the
+/// init is still in the initial user namespace.
+pub fn mount_idmapped(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
+    let tree = idmapped_tree(plan, ctx.uid_mappings.as_ref(), ctx.gid_mappings.as_ref())?;
+    attach(ctx, plan, tree.as_fd())
+}
+
+/// Attach a detached tree (made here or by open_idmapped_sources) at the plan's destination.
+pub fn attach(ctx: &Ctx, plan: &Plan, tree: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    let st = fstat(tree).map_err(sys_err("stat", &plan.src))?;
+    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+    let (target, _) = mounts::mountpoint(ctx, plan, is_dir)?;
+    sys::move_mount(tree, target.as_fd()).map_err(sys_err("move_mount onto", &plan.dest))?;
     // The tree fd now names the attached mount itself: no re-open needed.
-    mounts::remount_bind_flags(plan, tree.as_fd())?;
-    mounts::after_mount(plan, tree.as_fd())
+    mounts::remount_bind_flags(plan, tree)?;
+    mounts::after_mount(plan, tree)
 }
 
 fn map_text(maps: &[LinuxIdMapping]) -> String {

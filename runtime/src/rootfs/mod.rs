@@ -54,6 +54,7 @@ mod sys;
 mod tests;
 
 pub use error::RootfsError;
+pub use idmap::{open_idmapped_sources, IdmappedSources};
 
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
@@ -101,6 +102,18 @@ fn canonical(rootfs: &Path) -> Result<PathBuf, RootfsError> {
 
 /// Everything before pivot_root: propagation, the rootfs bind, `spec.mounts`, /dev.
 pub fn prepare(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<(), RootfsError> {
+    prepare_with_idmapped_sources(spec, rootfs, opts, &IdmappedSources::default())
+}
+
+/// [`prepare`], attaching the idmapped mounts `sources` holds (made by
+/// [`open_idmapped_sources`] before the init entered its user namespace) instead of making
+/// them here.
+pub fn prepare_with_idmapped_sources(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &RootfsOptions,
+    sources: &IdmappedSources,
+) -> Result<(), RootfsError> {
     let rootfs = canonical(rootfs)?;
     let prop = propagation::root_propagation(spec)?;
     if opts.no_pivot && prop.is_some_and(|p| p & libc::MS_PRIVATE != 0) {
@@ -125,8 +138,11 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<(), R
         gid_mappings: linux.and_then(|l| l.gid_mappings().clone()),
     };
     let plans = plans(spec);
-    for plan in &plans {
-        mounts::mount(&ctx, plan)?;
+    for (i, plan) in plans.iter().enumerate() {
+        match sources.get(i) {
+            Some(tree) => mounts::mount_prepared(&ctx, plan, tree)?,
+            None => mounts::mount(&ctx, plan)?,
+        }
     }
     let dev_is_bound = plans.iter().any(|p| p.opts.is_bind() && p.is_dev());
     if !dev_is_bound {

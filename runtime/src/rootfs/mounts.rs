@@ -84,8 +84,18 @@ impl Plan {
 
 /// Make the mount described by `plan`; errors name the mount.
 pub fn mount(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
+    named(plan, || mount_inner(ctx, plan))
+}
+
+/// Attach an idmapped source prepared outside the container's user namespace.
+pub fn mount_prepared(ctx: &Ctx, plan: &Plan, tree: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    named(plan, || idmap::attach(ctx, plan, tree))
+}
+
+/// Run `f`, naming the plan's mount in its error.
+fn named(plan: &Plan, f: impl FnOnce() -> Result<(), RootfsError>) -> Result<(), RootfsError> {
     tracing::debug!(src = %plan.name(), dest = %plan.dest.display(), fstype = %plan.fstype, "mount");
-    mount_inner(ctx, plan).map_err(|e| RootfsError::Mount {
+    f().map_err(|e| RootfsError::Mount {
         src: plan.name(),
         dest: plan.dest.display().to_string(),
         cause: Box::new(e),
@@ -104,7 +114,7 @@ fn mount_inner(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
     if plan.fstype == "cgroup" && !plan.opts.is_bind() {
         return cgroup_mount::mount_cgroup(ctx, plan);
     }
-    if plan.opts.idmap.is_some() || plan.uid_mappings.is_some() || plan.gid_mappings.is_some() {
+    if idmap::wants_idmap(plan) {
         return idmap::mount_idmapped(ctx, plan);
     }
     if plan.opts.is_bind() {

@@ -12,10 +12,12 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, execve, fork, pipe, Fork
 use oci_spec::runtime::Spec;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::rootfs::{finalize, pivot, prepare, RootfsOptions};
+use crate::rootfs::RootfsOptions;
+use crate::rootfs::{finalize, pivot, prepare_with_idmapped_sources, IdmappedSources};
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -105,6 +107,10 @@ pub struct Setup {
     pub extra: Option<CloneFlags>,
     /// Also a new PID namespace, with the script as its PID 1.
     pub pidns: bool,
+    /// Start in a new user namespace (identity-mapped for 65536 ids) before the rest.
+    pub userns: bool,
+    /// Idmapped mount sources made by the test process, outside the user namespace.
+    pub sources: IdmappedSources,
 }
 
 pub struct Run {
@@ -158,8 +164,32 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn child_main(fx_rootfs: &Path, spec: &Spec, setup: &Setup, script: &CString) -> ! {
+/// Pipes through which a child in a new user namespace waits for its ID maps.
+struct UsernsSync {
+    ready_w: OwnedFd,
+    ack_r: OwnedFd,
+}
+
+fn child_main(
+    fx_rootfs: &Path,
+    spec: &Spec,
+    setup: &Setup,
+    script: &CString,
+    sync: Option<UsernsSync>,
+) -> ! {
     let _ = nix::unistd::alarm::set(60);
+    if let Some(sync) = sync {
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+            raw_write(2, &format!("unshare user namespace: {e}\n"));
+            exit(99);
+        }
+        let _ = nix::unistd::write(&sync.ready_w, b"u");
+        let mut b = [0u8; 1];
+        if nix::unistd::read(&sync.ack_r, &mut b) != Ok(1) {
+            raw_write(2, "no ID maps from the parent\n");
+            exit(99);
+        }
+    }
     let flags = CloneFlags::CLONE_NEWNS | setup.extra.unwrap_or(CloneFlags::empty());
     let flags = if setup.pidns {
         flags | CloneFlags::CLONE_NEWPID
@@ -181,7 +211,7 @@ fn child_main(fx_rootfs: &Path, spec: &Spec, setup: &Setup, script: &CString) ->
             Err(_) => exit(97),
         }
     }
-    if let Err(e) = prepare(spec, fx_rootfs, &setup.opts) {
+    if let Err(e) = prepare_with_idmapped_sources(spec, fx_rootfs, &setup.opts, &setup.sources) {
         raw_write(2, &format!("prepare: {e}\n"));
         exit(100);
     }
@@ -216,6 +246,8 @@ pub fn run_in(
     let script = CString::new(format!("{prelude}{script}")).unwrap();
     let (out_r, out_w) = pipe().unwrap();
     let (in_r, in_w) = pipe().unwrap();
+    let (ready_r, ready_w) = pipe().unwrap();
+    let (ack_r, ack_w) = pipe().unwrap();
     // SAFETY: the child only runs our rootfs code and execs; it writes with raw write(2) and
     // leaves with _exit, never touching the harness's locks.
     let child = match unsafe { fork() }.expect("fork") {
@@ -223,12 +255,23 @@ pub fn run_in(
             let _ = dup2_stdout(&out_w);
             let _ = dup2_stderr(&out_w);
             let _ = dup2_stdin(&in_r);
-            drop((out_r, out_w, in_r, in_w));
-            child_main(&fx.rootfs, spec, &setup, &script)
+            drop((out_r, out_w, in_r, in_w, ready_r, ack_w));
+            let sync = setup.userns.then_some(UsernsSync { ready_w, ack_r });
+            child_main(&fx.rootfs, spec, &setup, &script, sync)
         }
         ForkResult::Parent { child } => child,
     };
-    drop((out_w, in_r));
+    drop((out_w, in_r, ready_w, ack_r));
+    if setup.userns {
+        let mut b = [0u8; 1];
+        if nix::unistd::read(&ready_r, &mut b) == Ok(1) {
+            for f in ["uid_map", "gid_map"] {
+                std::fs::write(format!("/proc/{child}/{f}"), "0 0 65536\n").expect("write ID map");
+            }
+        }
+        let _ = nix::unistd::write(&ack_w, b"a");
+    }
+    drop((ready_r, ack_w));
     let mut reader = BufReader::new(std::fs::File::from(out_r));
     let mut output = String::new();
     let mut stdin = Some(std::fs::File::from(in_w));

@@ -5,3 +5,4 @@ mod harness;
 mod mounts;
 mod paths_and_devices;
 mod security;
+mod userns;

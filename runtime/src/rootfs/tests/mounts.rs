@@ -258,6 +258,7 @@ fn rootfs_no_pivot_hides_host_proc_and_sys() {
         },
         extra: Some(CloneFlags::CLONE_NEWIPC),
         pidns: true,
+        ..Default::default()
     };
     let run = run_in(
         &fx,
@@ -356,7 +357,7 @@ fn rootfs_cgroup_with_cgroupns_mounts_cgroup_filesystems() {
             ..Default::default()
         },
         extra: Some(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP),
-        pidns: false,
+        ..Default::default()
     };
     let run = run_in(
         &fx,
