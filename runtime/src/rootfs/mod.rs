@@ -54,7 +54,7 @@ mod sys;
 mod tests;
 
 pub use error::RootfsError;
-pub use idmap::{open_idmapped_sources, IdmappedSources};
+pub use idmap::IdmappedSources;
 
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
@@ -98,6 +98,13 @@ fn canonical(rootfs: &Path) -> Result<PathBuf, RootfsError> {
             nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         )
     })
+}
+
+/// Idmapped mount sources for `spec`, made in the initial user namespace before the init
+/// enters the container's: pass them to [`prepare_with_idmapped_sources`]. Needed only when
+/// the container has a user namespace and a mount asks for "idmap"/"ridmap" or mappings.
+pub fn open_idmapped_sources(spec: &Spec) -> Result<IdmappedSources, RootfsError> {
+    idmap::open_idmapped_sources(spec)
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, `spec.mounts`, /dev.
