@@ -111,6 +111,8 @@ pub struct Setup {
     pub userns: bool,
     /// Idmapped mount sources made by the test process, outside the user namespace.
     pub sources: IdmappedSources,
+    /// Runs in the child's new namespaces before prepare(), e.g. to fake another host layout.
+    pub before_prepare: Option<fn() -> Result<(), String>>,
 }
 
 pub struct Run {
@@ -209,6 +211,12 @@ fn child_main(
             },
             Ok(ForkResult::Child) => {}
             Err(_) => exit(97),
+        }
+    }
+    if let Some(f) = setup.before_prepare {
+        if let Err(e) = f() {
+            raw_write(2, &format!("before prepare: {e}\n"));
+            exit(96);
         }
     }
     if let Err(e) = prepare_with_idmapped_sources(spec, fx_rootfs, &setup.opts, &setup.sources) {

@@ -401,3 +401,80 @@ fn rootfs_idmap_mount_shows_mapped_owner() {
     );
     run.assert_ok();
 }
+
+/// Turn the child's view of this hybrid host into a cgroup v2 host: cgroup2 on /sys/fs/cgroup.
+fn fake_unified_host() -> Result<(), String> {
+    let target = std::path::Path::new("/sys/fs/cgroup");
+    crate::rootfs::sys::mount(Some("cgroup2".as_ref()), target, Some("cgroup2"), 0, None)
+        .map_err(|e| format!("mount cgroup2 on /sys/fs/cgroup: {e}"))
+}
+
+fn v2_test_cgroup(test_pid: u32) -> String {
+    format!("berth-rootfs-cgv2-{test_pid}")
+}
+
+/// ... and join a cgroup of our own in it, as the init would have.
+fn fake_unified_host_in_own_cgroup() -> Result<(), String> {
+    fake_unified_host()?;
+    let dir = std::path::Path::new("/sys/fs/cgroup")
+        .join(v2_test_cgroup(nix::unistd::getppid().as_raw() as u32));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("cgroup.procs"), "0")
+        .map_err(|e| format!("join {}: {e}", dir.display()))
+}
+
+/// Removes the test's cgroup from the real unified hierarchy once its process is gone.
+struct RemoveCgroup(std::path::PathBuf);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn rootfs_cgroup_v2_binds_own_cgroup_or_mounts_with_cgroupns() {
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let _cleanup = RemoveCgroup(unified.join(v2_test_cgroup(std::process::id())));
+    for cgroup_ns in [false, true] {
+        let fx = Fixture::new("cgv2");
+        let mut mounts = default_mounts();
+        mounts.as_array_mut().unwrap().push(json!(
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid"]}));
+        let spec = make_spec(mounts, json!({}), false);
+        let mut extra = CloneFlags::CLONE_NEWIPC;
+        if cgroup_ns {
+            extra |= CloneFlags::CLONE_NEWCGROUP;
+        }
+        let setup = Setup {
+            opts: RootfsOptions {
+                cgroup_ns,
+                ..Default::default()
+            },
+            extra: Some(extra),
+            before_prepare: Some(if cgroup_ns {
+                fake_unified_host
+            } else {
+                fake_unified_host_in_own_cgroup
+            }),
+            ..Default::default()
+        };
+        let own = if cgroup_ns {
+            // A fresh cgroup2 mount shows the namespace's root.
+            "/".to_string()
+        } else {
+            format!("/{}", v2_test_cgroup(std::process::id()))
+        };
+        let script = format!(
+            r#"set -ex
+            grep ' /sys/fs/cgroup ' /proc/self/mountinfo | grep -q ' - cgroup2 '
+            grep ' /sys/fs/cgroup ' /proc/self/mountinfo | grep -q ' ro,nosuid'
+            test "$(awk '$5 == "/sys/fs/cgroup" {{print $4}}' /proc/self/mountinfo)" = "{own}"
+            grep -qx $$ /sys/fs/cgroup/cgroup.procs
+            test "$(grep -c ' /sys/fs/cgroup/' /proc/self/mountinfo)" = 0
+            fails mkdir /sys/fs/cgroup/x
+        "#
+        );
+        run_in(&fx, &spec, setup, &script, None).assert_ok();
+    }
+}

@@ -36,6 +36,7 @@ fn rootfs_user_namespace_container() {
         pidns: true,
         userns: true,
         sources,
+        ..Default::default()
     };
     let run = run_in(
         &fx,
