@@ -118,6 +118,11 @@ fn mount_inner(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
         return idmap::mount_idmapped(ctx, plan);
     }
     if plan.opts.is_bind() {
+        if plan.opts.copy_symlink {
+            if let Ok(target) = std::fs::read_link(&plan.src) {
+                return copy_symlink(ctx, plan, &target);
+            }
+        }
         let src_is_dir = stat_source(&plan.src)?;
         let (target, _) = mountpoint(ctx, plan, src_is_dir)?;
         return bind(ctx, plan, target.as_fd());
@@ -131,6 +136,23 @@ fn mount_inner(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
         return copyup::mount_tmpfs_copyup(ctx, plan, target.as_fd());
     }
     fs_mount(ctx, plan, target.as_fd(), existed)
+}
+
+/// "copy-symlink": recreate the source symlink at the target instead of mounting.
+fn copy_symlink(ctx: &Ctx, plan: &Plan, target: &Path) -> Result<(), RootfsError> {
+    let (dir, name) = paths::parent_and_name(ctx.root.as_fd(), &plan.dest)
+        .map_err(sys_err("create parent of", &plan.dest))?;
+    match nix::unistd::symlinkat(target, &dir, name.as_os_str()) {
+        Ok(()) => Ok(()),
+        // Already the same link (a restarted container): fine.
+        Err(Errno::EEXIST)
+            if nix::fcntl::readlinkat(&dir, name.as_os_str())
+                .is_ok_and(|t| Path::new(&t) == target) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(RootfsError::sys("symlink", &plan.dest, e)),
+    }
 }
 
 /// Whether the bind source is a directory; a missing source is an error naming it.

@@ -39,6 +39,13 @@ const FLAGS: &[(&str, bool, c_ulong)] = &[
     ("suid", true, libc::MS_NOSUID),
     ("symfollow", true, libc::MS_NOSYMFOLLOW),
     ("sync", false, libc::MS_SYNCHRONOUS),
+    // crun's recursive spellings of superblock flags. The kernel has no per-mount or recursive
+    // form of these, so they act like the plain ones.
+    ("rsync", false, libc::MS_SYNCHRONOUS),
+    ("rasync", true, libc::MS_SYNCHRONOUS),
+    ("rdirsync", false, libc::MS_DIRSYNC),
+    ("rmand", false, libc::MS_MANDLOCK),
+    ("rnomand", true, libc::MS_MANDLOCK),
 ];
 
 pub const PROPAGATION: &[(&str, c_ulong)] = &[
@@ -79,7 +86,7 @@ pub fn known_options() -> Vec<&'static str> {
     let mut all: Vec<&str> = FLAGS.iter().map(|f| f.0).collect();
     all.extend(PROPAGATION.iter().map(|p| p.0));
     all.extend(REC_ATTRS.iter().map(|a| a.0));
-    all.extend(["defaults", "tmpcopyup", "idmap", "ridmap"]);
+    all.extend(["defaults", "tmpcopyup", "idmap", "ridmap", "copy-symlink"]);
     all.sort_unstable();
     all
 }
@@ -97,6 +104,8 @@ pub struct MountOptions {
     /// Filesystem-specific options, joined with ',' for mount(2).
     pub data: Vec<String>,
     pub tmpcopyup: bool,
+    /// crun's "copy-symlink": a bind of a symlink makes the same symlink at the target.
+    pub copy_symlink: bool,
     /// Some(recursive) when "idmap" or "ridmap" was given.
     pub idmap: Option<bool>,
 }
@@ -132,6 +141,7 @@ impl MountOptions {
                 match opt {
                     "defaults" => {}
                     "tmpcopyup" => o.tmpcopyup = true,
+                    "copy-symlink" => o.copy_symlink = true,
                     "idmap" => o.idmap = Some(o.idmap.unwrap_or(false)),
                     "ridmap" => o.idmap = Some(true),
                     _ => o.data.push(opt.to_string()),

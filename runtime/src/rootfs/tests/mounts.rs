@@ -52,12 +52,15 @@ fn rootfs_bind_mounts_dir_file_and_readonly() {
     std::fs::create_dir(&rw).unwrap();
     let file = fx.path().join("afile");
     std::fs::write(&file, "file-content\n").unwrap();
+    let link = fx.path().join("alink");
+    std::os::unix::fs::symlink("../run/target", &link).unwrap();
     let spec = make_spec(
         json!([
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/data/ro", "type": "bind", "source": src, "options": ["rbind", "ro"]},
             {"destination": "/data/rw", "type": "none", "source": rw, "options": ["bind", "rw"]},
             {"destination": "/etc/new/hostfile", "source": file, "options": ["bind", "ro", "nosuid"]},
+            {"destination": "/etc/linked", "type": "bind", "source": link, "options": ["rbind", "copy-symlink"]},
         ]),
         json!({}),
         false,
@@ -75,6 +78,7 @@ fn rootfs_bind_mounts_dir_file_and_readonly() {
         test "$(cat /etc/new/hostfile)" = file-content
         fails sh -c 'echo x >> /etc/new/hostfile'
         grep ' /etc/new/hostfile ' /proc/self/mountinfo | grep -q 'ro,nosuid'
+        test "$(readlink /etc/linked)" = ../run/target
     "#,
         None,
     );
