@@ -308,6 +308,11 @@ fn fs_mount(
             let mut fallback = plan.clone();
             fallback.src = "/sys".into();
             fallback.opts.flags |= libc::MS_BIND | libc::MS_REC;
+            // A remount only reaches the top mount; the host's mounts under /sys must be
+            // read-only too.
+            if plan.opts.flags & libc::MS_RDONLY != 0 {
+                fallback.opts.rec_set |= sys::MOUNT_ATTR_RDONLY;
+            }
             return bind(ctx, &fallback, target);
         }
         Err(e) => return Err(RootfsError::sys("mount", &plan.dest, e)),

@@ -52,7 +52,14 @@ impl Fixture {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::create_dir_all(&host).unwrap();
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+        // Copied by a separate process: a write fd held in this process would be inherited by
+        // children other tests fork meanwhile, and exec of the copy would fail with ETXTBSY.
+        let copied = std::process::Command::new("cp")
+            .arg("/bin/busybox")
+            .arg(rootfs.join("bin/busybox"))
+            .status()
+            .expect("run cp");
+        assert!(copied.success(), "copy /bin/busybox into the fixture");
         for a in applets() {
             if a != "busybox" {
                 let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
@@ -209,7 +216,10 @@ fn child_main(
                 Ok(WaitStatus::Exited(_, c)) => exit(c),
                 _ => exit(98),
             },
-            Ok(ForkResult::Child) => {}
+            Ok(ForkResult::Child) => {
+                // Alarms do not survive fork.
+                let _ = nix::unistd::alarm::set(60);
+            }
             Err(_) => exit(97),
         }
     }

@@ -50,6 +50,7 @@ fn rootfs_user_namespace_container() {
         echo x > /dev/null
         test -d /sys/class
         fails touch /sys/x
+        fails mkdir /sys/fs/cgroup/memory/berth-x
         test "$(stat -c %u:%g /idm/f)" = 1000:2000
         fails touch /idm/new
         fails touch /newfile
