@@ -67,7 +67,7 @@ pub fn mount_tmpfs_copyup(
 
 /// Copy the entries of `src` into `dst` keeping type, mode and owner.
 fn copy_dir(src: &OwnedFd, dst: &OwnedFd) -> Result<(), RootfsError> {
-    let mut dir = Dir::from_fd(src.try_clone().map_err(|e| io(e, "dup"))?)
+    let mut dir = Dir::from_fd(src.try_clone().map_err(|e| io(e, "dup", "directory fd"))?)
         .map_err(sys_err("opendir", "."))?;
     let names: Vec<_> = dir
         .iter()
@@ -81,10 +81,10 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd) -> Result<(), RootfsError> {
     Ok(())
 }
 
-fn io(e: std::io::Error, what: &'static str) -> RootfsError {
+fn io(e: std::io::Error, what: &'static str, path: impl AsRef<std::path::Path>) -> RootfsError {
     RootfsError::sys(
         what,
-        "",
+        path,
         Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     )
 }
@@ -127,7 +127,7 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &OsStr) -> Result<(), RootfsEr
             )
             .map_err(sys_err("create", name))?;
             let (mut s, mut d) = (File::from(s), File::from(d));
-            std::io::copy(&mut s, &mut d).map_err(|e| io(e, "copy"))?;
+            std::io::copy(&mut s, &mut d).map_err(|e| io(e, "copy", name))?;
             fchown(&d, uid, gid).map_err(sys_err("chown", name))?;
             fchmod(&d, perm).map_err(sys_err("chmod", name))?;
         }

@@ -14,7 +14,7 @@ pub enum RootfsError {
         cause: Box<RootfsError>,
     },
     /// A system call on a named path failed.
-    #[error("{op} {path}: {errno}")]
+    #[error("{op}{}: {errno}", if path.is_empty() { String::new() } else { format!(" {path}") })]
     Sys {
         op: &'static str,
         path: String,
@@ -64,4 +64,25 @@ pub(crate) fn sys_err(
 ) -> impl FnOnce(Errno) -> RootfsError {
     let path = path.as_ref().display().to_string();
     move |errno| RootfsError::Sys { op, path, errno }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn rootfs_error_messages_read_as_sentences() {
+        let e = RootfsError::Mount {
+            src: "/host/path".into(),
+            dest: "/data".into(),
+            cause: Box::new(RootfsError::sys("stat", "/host/path", Errno::ENOENT)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "mount /host/path to /data: stat /host/path: ENOENT: No such file or directory"
+        );
+        assert_eq!(e.errno(), Some(Errno::ENOENT));
+        let e = RootfsError::step("set up /dev", RootfsError::sys("read", "", Errno::EIO));
+        assert_eq!(e.to_string(), "set up /dev: read: EIO: I/O error");
+    }
 }
