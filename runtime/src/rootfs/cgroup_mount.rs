@@ -200,3 +200,31 @@ fn mount_v1(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use crate::rootfs::mountinfo::{parse_mountinfo, parse_proc_cgroup};
+
+    #[test]
+    fn rootfs_cgroup_v1_hierarchies_match_their_own_cgroup() {
+        let infos = parse_mountinfo(
+            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             40 31 0:37 /outer /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n",
+        );
+        let lines =
+            parse_proc_cgroup("4:cpu,cpuacct:/box/one\n1:name=systemd:/outer/box\n0::/box\n");
+        let cpu = line_for(&infos[0], &lines).unwrap();
+        assert_eq!(cpu.controllers, vec!["cpu", "cpuacct"]);
+        assert_eq!(
+            own_dir(&infos[0], &cpu.path),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/box/one")
+        );
+        let systemd = line_for(&infos[1], &lines).unwrap();
+        // The mount's root is a subtree: our path is relative to it.
+        assert_eq!(
+            own_dir(&infos[1], &systemd.path),
+            PathBuf::from("/sys/fs/cgroup/systemd/box")
+        );
+    }
+}
