@@ -125,7 +125,7 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
-/// A user namespace with the given mappings, as an fd of /proc/<helper>/ns/user.
+/// A user namespace with the given mappings, as an fd of `/proc/<helper>/ns/user`.
 fn helper_userns(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, RootfsError> {
     let (rd, wr) = pipe().map_err(sys_err("pipe", "for the idmap helper"))?;
     // SAFETY: the child only calls unshare, write and pause (all async-signal-safe) and never

@@ -9,9 +9,9 @@
 //!    the default devices plus `linux.devices`, `/dev/ptmx -> pts/ptmx` and the `/dev/fd`,
 //!    `stdin`, `stdout`, `stderr` (and `core`) symlinks.
 //! 2. createContainer hooks run here, while the old root is still reachable.
-//! 3. [`pivot`] — pivot_root into the rootfs (or MS_MOVE + chroot with `no_pivot`); cwd is `/`.
+//! 3. [`pivot()`] — pivot_root into the rootfs (or MS_MOVE + chroot with `no_pivot`); cwd is `/`.
 //!    stdio still on the host's /dev/null moves to the container's.
-//! 4. [`finalize`] — after the console and sysctls: read-only remount of tmpfs and `/dev`
+//! 4. [`finalize()`] — after the console and sysctls: read-only remount of tmpfs and `/dev`
 //!    mounts that asked for "ro" (kept writable so /dev could be filled), `root.readonly`,
 //!    `linux.readonlyPaths`, `linux.maskedPaths`, then a shared/unbindable
 //!    `rootfsPropagation` on the new `/`.
@@ -33,6 +33,17 @@
 //! propagation options applied to the new mount in order, recursive `r*` attributes through
 //! mount_setattr(AT_RECURSIVE), `idmap`/`ridmap` (see [`idmap`]), `tmpcopyup` (see [`copyup`]);
 //! unknown options are filesystem data. `type: cgroup` is described in [`cgroup_mount`].
+//! Relative bind sources resolve against the caller's cwd, so the init must run in the bundle
+//! directory, as runc's does.
+//!
+//! # User namespaces
+//!
+//! With `in_user_ns`, device nodes are bind mounts of the host's (mknod is refused), sysfs
+//! falls back to a read-only rbind of the host's /sys when the kernel refuses a new instance,
+//! and bind remounts re-apply flags the kernel keeps locked. ID-mapped mounts need the initial
+//! user namespace: the runtime makes them with [`open_idmapped_sources`] before the init
+//! enters the container's user namespace and the init calls
+//! [`prepare_with_idmapped_sources`], which only attaches them.
 
 #![allow(dead_code)] // The entry points are called by the init process, merged separately.
 
