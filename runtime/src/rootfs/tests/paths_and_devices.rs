@@ -210,6 +210,30 @@ fn rootfs_errors_name_the_mount() {
         "{}",
         run.output
     );
+
+    for (mount, expect) in [
+        (
+            json!({"destination": "/", "type": "tmpfs", "source": "tmpfs"}),
+            "mount tmpfs to /: mountpoint is the rootfs itself",
+        ),
+        (
+            json!({"destination": "/idm", "type": "bind", "source": "/etc", "options": ["bind", "idmap"]}),
+            "mount /etc to /idm: idmapped mount needs both uidMappings and gidMappings",
+        ),
+        (
+            json!({"destination": "/d", "type": "nosuchtype"}),
+            "mount nosuchtype to /d: mount /d: ENODEV",
+        ),
+    ] {
+        let spec = make_spec(json!([mount]), json!({}), false);
+        let run = run_in(&fx, &spec, Setup::default(), "true", None);
+        assert_eq!(run.status, 100, "{}", run.output);
+        assert!(
+            run.output.contains(expect),
+            "expected {expect:?} in:\n{}",
+            run.output
+        );
+    }
 }
 
 #[test]
