@@ -134,8 +134,9 @@ impl Run {
     }
 }
 
-/// (mount id, mount point) of the host mounts a leak could show up as.
-fn watched_mounts(fixture_dir: &Path) -> Vec<(String, String)> {
+/// The whole mountinfo lines (ids, options, propagation) of the host mounts a leak, or a
+/// propagation change, could show up in.
+fn watched_mounts(fixture_dir: &Path) -> Vec<String> {
     const SYSTEM: &[&str] = &[
         "/",
         "/proc",
@@ -155,7 +156,7 @@ fn watched_mounts(fixture_dir: &Path) -> Vec<(String, String)> {
             let watched = Path::new(&mp).starts_with(fixture_dir)
                 || SYSTEM.contains(&mp.as_str())
                 || mp.starts_with("/sys/fs/cgroup");
-            watched.then(|| (f[0].to_string(), mp))
+            watched.then(|| l.to_string())
         })
         .collect()
 }
