@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statvfs::statvfs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use super::error::{sys_err, RootfsError};
@@ -61,16 +61,16 @@ pub fn readonly_root() -> Result<(), RootfsError> {
 }
 
 /// Bind each path onto itself and make the top mount read-only. Missing paths are skipped.
-pub fn readonly_paths(paths_: &[String]) -> Result<(), RootfsError> {
+pub fn readonly_paths(list: &[String]) -> Result<(), RootfsError> {
     let root = root_fd()?;
-    for p in paths_ {
+    for p in list {
         let path = absolute("readonlyPaths", p)?;
         let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(readonly_err(p, RootfsError::sys("open", p, e))),
         };
-        let tree = sys::clone_tree(fd_raw(fd.as_fd()), Path::new(""), true)
+        let tree = sys::clone_tree(fd.as_raw_fd(), Path::new(""), true)
             .map_err(|e| readonly_err(p, RootfsError::sys("open_tree", p, e)))?;
         let attr = MountAttr {
             attr_set: MOUNT_ATTR_RDONLY,
@@ -101,19 +101,14 @@ fn readonly_err(p: &str, e: RootfsError) -> RootfsError {
     RootfsError::step(format!("make {p} read-only"), e)
 }
 
-fn fd_raw(fd: BorrowedFd<'_>) -> i32 {
-    use std::os::fd::AsRawFd;
-    fd.as_raw_fd()
-}
-
 /// /dev/null over files, an empty read-only tmpfs over directories. Missing paths are skipped.
-pub fn masked_paths(paths_: &[String]) -> Result<(), RootfsError> {
-    if paths_.is_empty() {
+pub fn masked_paths(list: &[String]) -> Result<(), RootfsError> {
+    if list.is_empty() {
         return Ok(());
     }
     let root = root_fd()?;
     let mut done: Vec<std::path::PathBuf> = Vec::new();
-    for p in paths_ {
+    for p in list {
         let path = absolute("maskedPaths", p)?;
         let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
             Ok(fd) => fd,
@@ -166,6 +161,6 @@ fn dev_null_tree() -> Result<OwnedFd, RootfsError> {
             "the container's /dev/null is not the null device".into(),
         ));
     }
-    sys::clone_tree(fd_raw(null.as_fd()), Path::new(""), false)
+    sys::clone_tree(null.as_raw_fd(), Path::new(""), false)
         .map_err(sys_err("open_tree", "/dev/null"))
 }
