@@ -20,7 +20,7 @@ use crate::process::namespaces::{self, Plan};
 use crate::process::spawn::clone_with;
 use crate::process::sync::{self, Msg};
 use crate::process::console;
-use crate::seccomp;
+use crate::{rootfs, seccomp};
 use crate::state::{self, hook_state_json, Container, Status, EXEC_FIFO};
 use crate::{procfs, timefmt};
 
@@ -165,6 +165,11 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         .with_context(|| format!("chmod exec fifo {}", fifo.display()))?;
 
     let seccomp = compile_seccomp(&spec)?;
+    let idmapped = if plan.user() {
+        rootfs::open_idmapped_sources(&spec).context("prepare idmapped mounts")?
+    } else {
+        rootfs::IdmappedSources::default()
+    };
     let (parent, child) = sync::pair()?;
     let init = Init {
         id: &a.id,
@@ -179,6 +184,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         seccomp,
+        idmapped,
     };
     let pid = if plan.needs_intermediate() {
         spawn_via_intermediate(&plan, &spec, init, &parent)?

@@ -43,6 +43,8 @@ pub struct Init<'a> {
     pub preserve_fds: u32,
     /// Compiled before the fork so a bad profile fails `create` early and loading is cheap.
     pub seccomp: Option<crate::seccomp::Program>,
+    /// Idmapped mount sources made before the init entered its user namespace.
+    pub idmapped: rootfs::IdmappedSources,
 }
 
 impl Init<'_> {
@@ -114,7 +116,10 @@ impl Init<'_> {
             cgroup_ns: self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Cgroup),
         };
         if has_mount_ns {
-            rootfs::prepare(spec, &self.rootfs, &opts)?;
+            // Relative bind sources are relative to the bundle, as with runc.
+            std::env::set_current_dir(self.bundle)
+                .with_context(|| format!("chdir to bundle {}", self.bundle.display()))?;
+            rootfs::prepare_with_idmapped_sources(spec, &self.rootfs, &opts, &self.idmapped)?;
         }
 
         let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);

@@ -1,100 +1,200 @@
 //! The container's root filesystem: mounts, devices, pivot_root, masked and read-only paths.
-//! (Interim minimal version; the full module lands from the rootfs branch.)
+//!
+//! The container's init calls three functions, in its own mount namespace (user-ns maps
+//! written, cgroup joined):
+//!
+//! 1. [`prepare`] — everything that needs the host's view: root propagation (`/` becomes
+//!    rslave, or `linux.rootfsPropagation`; the rootfs's parent mount private), the rootfs bound
+//!    onto itself, every `spec.mounts` entry in order, then — unless `/dev` is a bind mount —
+//!    the default devices plus `linux.devices`, `/dev/ptmx -> pts/ptmx` and the `/dev/fd`,
+//!    `stdin`, `stdout`, `stderr` (and `core`) symlinks.
+//! 2. createContainer hooks run here, while the old root is still reachable.
+//! 3. [`pivot()`] — pivot_root into the rootfs (or MS_MOVE + chroot with `no_pivot`); cwd is `/`.
+//!    stdio still on the host's /dev/null moves to the container's.
+//! 4. [`finalize()`] — after the console and sysctls: read-only remount of tmpfs and `/dev`
+//!    mounts that asked for "ro" (kept writable so /dev could be filled), `root.readonly`,
+//!    `linux.readonlyPaths`, `linux.maskedPaths`, then a shared/unbindable
+//!    `rootfsPropagation` on the new `/`.
+//!
+//! # Safety against the image
+//!
+//! The image is untrusted: any of its paths may be a symlink (`etc -> /../../host`, absolute
+//! links, links to `/proc/self/root`). Every mount target, device path and symlink we create
+//! is looked up with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) from an fd of the rootfs
+//! (see [`paths`]), created component by component under fds of resolved parents, and mounted
+//! through `/proc/self/fd/N` of that very fd, so it lands where the container will see it —
+//! never outside. The resolved target is also checked to be strictly inside the rootfs, and
+//! nothing but a procfs may be mounted on `/proc` (only lxcfs-style files below it).
+//!
+//! # Mount options
+//!
+//! Everything runc and crun accept (see [`options`]): MS_* flags and their negations,
+//! `bind`/`rbind` (flags applied by a bind remount, re-adding flags the kernel keeps locked),
+//! propagation options applied to the new mount in order, recursive `r*` attributes through
+//! mount_setattr(AT_RECURSIVE), `idmap`/`ridmap` (see [`idmap`]), `tmpcopyup` (see [`copyup`]);
+//! unknown options are filesystem data. `type: cgroup` is described in [`cgroup_mount`].
+//! Relative bind sources resolve against the caller's cwd, so the init must run in the bundle
+//! directory, as runc's does.
+//!
+//! # User namespaces
+//!
+//! With `in_user_ns`, device nodes are bind mounts of the host's (mknod is refused), sysfs
+//! falls back to a read-only rbind of the host's /sys when the kernel refuses a new instance,
+//! and bind remounts re-apply flags the kernel keeps locked. ID-mapped mounts need the initial
+//! user namespace: the runtime makes them with [`open_idmapped_sources`] before the init
+//! enters the container's user namespace and the init calls
+//! [`prepare_with_idmapped_sources`], which only attaches them.
 
-use std::fs;
-use std::path::Path;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+mod cgroup_mount;
+mod copyup;
+mod devices;
+mod error;
+mod finalize;
+mod idmap;
+mod mountinfo;
+mod mounts;
+mod options;
+mod paths;
+mod pivot;
+mod propagation;
+mod sys;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::RootfsError;
+pub use idmap::IdmappedSources;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
-#[derive(Debug, thiserror::Error)]
-#[error("rootfs: {0}")]
-pub struct RootfsError(String);
+use error::sys_err;
+use mounts::{Ctx, Plan};
 
-fn err<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> RootfsError {
-    move |e| RootfsError(format!("{what}: {e}"))
-}
-
-pub const MOUNT_OPTIONS: &[&str] = &["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec"];
-
+/// How the container is set up around the rootfs.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RootfsOptions {
+    /// runc's --no-pivot: MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// The init runs in a new user namespace: device nodes are bind-mounted from the host.
     pub in_user_ns: bool,
+    /// The init has its own cgroup namespace: cgroup mounts are fresh cgroup filesystems.
     pub cgroup_ns: bool,
 }
 
-fn flags(opts: &[String]) -> (MsFlags, String) {
-    let mut f = MsFlags::empty();
-    let mut data = Vec::new();
-    for o in opts {
-        match o.as_str() {
-            "ro" => f |= MsFlags::MS_RDONLY,
-            "rw" => {}
-            "nosuid" => f |= MsFlags::MS_NOSUID,
-            "nodev" => f |= MsFlags::MS_NODEV,
-            "noexec" => f |= MsFlags::MS_NOEXEC,
-            "bind" => f |= MsFlags::MS_BIND,
-            "rbind" => f |= MsFlags::MS_BIND | MsFlags::MS_REC,
-            "relatime" => f |= MsFlags::MS_RELATIME,
-            "strictatime" => f |= MsFlags::MS_STRICTATIME,
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
-            other => data.push(other.to_string()),
-        }
-    }
-    (f, data.join(","))
+/// Every mount option name we understand, for `berth-runtime features`.
+pub fn known_mount_options() -> Vec<&'static str> {
+    options::known_options()
 }
 
-pub fn prepare(spec: &Spec, rootfs: &Path, _o: &RootfsOptions) -> Result<(), RootfsError> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(err("make / rslave".into()))?;
-    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(err("bind rootfs".into()))?;
-    for m in spec.mounts().iter().flatten().filter(|m| m.typ().as_deref() != Some("cgroup")) {
-        let target = rootfs.join(m.destination().strip_prefix("/").unwrap_or(m.destination()));
-        let (f, data) = flags(m.options().as_deref().unwrap_or(&[]));
-        let src = m.source().clone().unwrap_or_else(|| "none".into());
-        if f.contains(MsFlags::MS_BIND) && src.is_file() {
-            if !target.exists() {
-                fs::File::create(&target).map_err(err(format!("create {}", target.display())))?;
-            }
-        } else {
-            fs::create_dir_all(&target).map_err(err(format!("create {}", target.display())))?;
-        }
-        let typ = m.typ().clone();
-        mount(Some(&src), &target, typ.as_deref().filter(|t| *t != "bind"), f, Some(data.as_str()).filter(|d| !d.is_empty()))
-            .map_err(err(format!("mount {} to {}", src.display(), m.destination().display())))?;
-        if f.contains(MsFlags::MS_BIND) && f.contains(MsFlags::MS_RDONLY) {
-            mount(None::<&str>, &target, None::<&str>, f | MsFlags::MS_REMOUNT, None::<&str>)
-                .map_err(err(format!("remount {} ro", m.destination().display())))?;
+fn plans(spec: &Spec) -> Vec<Plan> {
+    spec.mounts()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(Plan::from_spec)
+        .collect()
+}
+
+fn canonical(rootfs: &Path) -> Result<PathBuf, RootfsError> {
+    rootfs.canonicalize().map_err(|e| {
+        RootfsError::sys(
+            "resolve rootfs",
+            rootfs,
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })
+}
+
+/// Idmapped mount sources for `spec`, made in the initial user namespace before the init
+/// enters the container's: pass them to [`prepare_with_idmapped_sources`]. Needed only when
+/// the container has a user namespace and a mount asks for "idmap"/"ridmap" or mappings.
+pub fn open_idmapped_sources(spec: &Spec) -> Result<IdmappedSources, RootfsError> {
+    idmap::open_idmapped_sources(spec)
+}
+
+/// Everything before pivot_root: propagation, the rootfs bind, `spec.mounts`, /dev;
+/// attaching the idmapped mounts `sources` holds (made by
+/// [`open_idmapped_sources`] before the init entered its user namespace) instead of making
+/// them here.
+pub fn prepare_with_idmapped_sources(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &RootfsOptions,
+    sources: &IdmappedSources,
+) -> Result<(), RootfsError> {
+    let rootfs = canonical(rootfs)?;
+    let prop = propagation::root_propagation(spec)?;
+    if opts.no_pivot && prop.is_some_and(|p| p & libc::MS_PRIVATE != 0) {
+        return Err(RootfsError::Invalid(
+            "rootfsPropagation of [r]private is not safe without pivot_root".into(),
+        ));
+    }
+    propagation::prepare_root(&rootfs, prop)?;
+    let root = open(
+        &rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("open rootfs", &rootfs))?;
+    let linux = spec.linux().as_ref();
+    let ctx = Ctx {
+        root,
+        rootfs,
+        in_user_ns: opts.in_user_ns,
+        cgroup_ns: opts.cgroup_ns,
+        uid_mappings: linux.and_then(|l| l.uid_mappings().clone()),
+        gid_mappings: linux.and_then(|l| l.gid_mappings().clone()),
+    };
+    let plans = plans(spec);
+    for (i, plan) in plans.iter().enumerate() {
+        match sources.get(i) {
+            Some(tree) => mounts::mount_prepared(&ctx, plan, tree)?,
+            None => mounts::mount(&ctx, plan)?,
         }
     }
-    let dev = rootfs.join("dev");
-    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let t = dev.join(d);
-        if !t.exists() {
-            fs::File::create(&t).map_err(err(format!("create {}", t.display())))?;
-            mount(Some(&Path::new("/dev").join(d)), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(err(format!("bind /dev/{d}")))?;
-        }
-    }
-    for (l, t) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
-        let _ = std::os::unix::fs::symlink(t, dev.join(l));
+    let dev_is_bound = plans.iter().any(|p| p.opts.is_bind() && p.is_dev());
+    if !dev_is_bound {
+        let step = |e| RootfsError::step("set up /dev", e);
+        devices::create_devices(ctx.root.as_fd(), spec, opts.in_user_ns).map_err(step)?;
+        devices::setup_ptmx(ctx.root.as_fd()).map_err(step)?;
+        devices::setup_dev_symlinks(ctx.root.as_fd()).map_err(step)?;
     }
     Ok(())
 }
 
-pub fn pivot(rootfs: &Path, _no_pivot: bool) -> Result<(), RootfsError> {
-    std::env::set_current_dir(rootfs).map_err(err("chdir rootfs".into()))?;
-    nix::unistd::pivot_root(".", ".").map_err(err("pivot_root".into()))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(err("unmount old root".into()))?;
-    std::env::set_current_dir("/").map_err(err("chdir /".into()))?;
-    Ok(())
+/// Enter the rootfs; leaves cwd = "/".
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    let rootfs = canonical(rootfs)?;
+    tracing::debug!(rootfs = %rootfs.display(), no_pivot, "entering rootfs");
+    if no_pivot {
+        pivot::move_into(&rootfs)
+    } else {
+        pivot::pivot_into(&rootfs)
+    }
+    .map_err(|e| RootfsError::step("enter rootfs", e))?;
+    pivot::reopen_dev_null()
 }
 
+/// After pivot: deferred read-only remounts, read-only `/`, readonlyPaths, maskedPaths and the
+/// final root propagation.
 pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY, None::<&str>)
-            .map_err(err("remount / ro".into()))?;
+    finalize::remount_deferred_readonly(&plans(spec))?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        finalize::readonly_root().map_err(|e| RootfsError::step("make / read-only", e))?;
     }
-    Ok(())
+    if let Some(linux) = spec.linux() {
+        finalize::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+        finalize::masked_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+    }
+    propagation::apply_final(propagation::root_propagation(spec)?)
 }

@@ -1,0 +1,166 @@
+//! Steps run from inside the new root: read-only remounts deferred by prepare(), a read-only
+//! `/`, `linux.readonlyPaths` and `linux.maskedPaths`.
+//!
+//! These use the new mount API on fds (open_tree, mount_setattr, fsmount, move_mount), so they
+//! need no /proc in the container and cannot be redirected between lookup and mount. Lookups
+//! still go through openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, which keeps
+//! `/proc/self/root`-style magic links from leading anywhere.
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statvfs::statvfs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use super::error::{sys_err, RootfsError};
+use super::mounts::Plan;
+use super::options::statfs_to_ms;
+use super::paths;
+use super::sys::{self, MountAttr, MOUNT_ATTR_RDONLY};
+
+fn root_fd() -> Result<OwnedFd, RootfsError> {
+    open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("open", "/"))
+}
+
+/// tmpfs mounts and /dev that asked for "ro" were mounted writable so prepare() could fill
+/// them; now they turn read-only.
+pub fn remount_deferred_readonly(plans: &[Plan]) -> Result<(), RootfsError> {
+    let root = root_fd()?;
+    for plan in plans {
+        if plan.opts.flags & libc::MS_RDONLY == 0 || !(plan.fstype == "tmpfs" || plan.is_dev()) {
+            continue;
+        }
+        let fd = paths::open_in_root(root.as_fd(), &plan.dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .map_err(sys_err("open", &plan.dest))?;
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
+        sys::mount_setattr(fd.as_fd(), false, &attr)
+            .map_err(sys_err("remount read-only", &plan.dest))?;
+    }
+    Ok(())
+}
+
+/// Remount `/` read-only, keeping the flags it has (some may be locked in a user namespace).
+pub fn readonly_root() -> Result<(), RootfsError> {
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    if sys::mount(None, Path::new("/"), None, flags, None).is_ok() {
+        return Ok(());
+    }
+    let st = statvfs("/").map_err(sys_err("statfs", "/"))?;
+    let keep = statfs_to_ms(st.flags().bits() as libc::c_ulong) & !libc::MS_STRICTATIME;
+    sys::mount(None, Path::new("/"), None, flags | keep, None)
+        .map_err(sys_err("remount read-only", "/"))
+}
+
+/// Bind each path onto itself and make the top mount read-only. Missing paths are skipped.
+pub fn readonly_paths(list: &[String]) -> Result<(), RootfsError> {
+    let root = root_fd()?;
+    for p in list {
+        let path = absolute("readonlyPaths", p)?;
+        let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(readonly_err(p, RootfsError::sys("open", p, e))),
+        };
+        let tree = sys::clone_tree(fd.as_raw_fd(), Path::new(""), true)
+            .map_err(|e| readonly_err(p, RootfsError::sys("open_tree", p, e)))?;
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
+        sys::mount_setattr(tree.as_fd(), false, &attr)
+            .map_err(|e| readonly_err(p, RootfsError::sys("mount_setattr", p, e)))?;
+        sys::move_mount(tree.as_fd(), fd.as_fd())
+            .map_err(|e| readonly_err(p, RootfsError::sys("move_mount onto", p, e)))?;
+    }
+    Ok(())
+}
+
+/// The runtime spec requires absolute paths here; a relative one is a configuration error
+/// rather than something to guess a base for.
+fn absolute<'a>(field: &str, p: &'a str) -> Result<&'a Path, RootfsError> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(RootfsError::Invalid(format!(
+            "linux.{field} entry {p:?} is not an absolute path"
+        )))
+    }
+}
+
+fn readonly_err(p: &str, e: RootfsError) -> RootfsError {
+    RootfsError::step(format!("make {p} read-only"), e)
+}
+
+/// /dev/null over files, an empty read-only tmpfs over directories. Missing paths are skipped.
+pub fn masked_paths(list: &[String]) -> Result<(), RootfsError> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let root = root_fd()?;
+    let mut done: Vec<std::path::PathBuf> = Vec::new();
+    for p in list {
+        let path = absolute("maskedPaths", p)?;
+        let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(mask_err(p, RootfsError::sys("open", p, e))),
+        };
+        let real = paths::fd_path(fd.as_fd()).unwrap_or_else(|_| path.to_path_buf());
+        if done.contains(&real) {
+            continue;
+        }
+        let st = fstat(&fd).map_err(|e| mask_err(p, RootfsError::sys("stat", p, e)))?;
+        let mask = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            empty_readonly_tmpfs()
+        } else {
+            dev_null_tree()
+        }
+        .map_err(|e| mask_err(p, e))?;
+        sys::move_mount(mask.as_fd(), fd.as_fd())
+            .map_err(|e| mask_err(p, RootfsError::sys("move_mount onto", p, e)))?;
+        done.push(real);
+    }
+    Ok(())
+}
+
+fn mask_err(p: &str, e: RootfsError) -> RootfsError {
+    RootfsError::step(format!("mask {p}"), e)
+}
+
+fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
+    let attrs = MOUNT_ATTR_RDONLY
+        | super::sys::MOUNT_ATTR_NOSUID
+        | super::sys::MOUNT_ATTR_NODEV
+        | super::sys::MOUNT_ATTR_NOEXEC;
+    match sys::new_detached_fs("tmpfs", &["nr_blocks=1", "nr_inodes=1"], attrs) {
+        Ok(fd) => Ok(fd),
+        // Some distribution kernels refuse nr_inodes below 2.
+        Err(_) => sys::new_detached_fs("tmpfs", &["nr_blocks=1", "nr_inodes=2"], attrs)
+            .map_err(sys_err("create masking tmpfs", "tmpfs")),
+    }
+}
+
+fn dev_null_tree() -> Result<OwnedFd, RootfsError> {
+    let null = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys_err("open", "/dev/null"))?;
+    let st = fstat(&null).map_err(sys_err("stat", "/dev/null"))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
+        || st.st_rdev != nix::sys::stat::makedev(1, 3)
+    {
+        return Err(RootfsError::Invalid(
+            "the container's /dev/null is not the null device".into(),
+        ));
+    }
+    sys::clone_tree(null.as_raw_fd(), Path::new(""), false)
+        .map_err(sys_err("open_tree", "/dev/null"))
+}
