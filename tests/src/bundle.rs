@@ -40,6 +40,12 @@ impl Bundle {
         Bundle { dir }
     }
 
+    /// An existing bundle directory, used in place (for one the test made
+    /// itself, e.g. with `umoci unpack`, inside its temp dir).
+    pub fn at(dir: impl Into<PathBuf>) -> Bundle {
+        Bundle { dir: dir.into() }
+    }
+
     pub fn path(&self) -> &Path {
         &self.dir
     }

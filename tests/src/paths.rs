@@ -59,13 +59,14 @@ pub fn bin(name: &str) -> PathBuf {
 /// returns at once when the fixtures are current.
 pub fn fixtures() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build_fixtures("build.sh", "BERTH_FIXTURES"))
-        .clone()
+    BUILT.get_or_init(|| build_fixtures("build.sh")).clone()
 }
 
 /// Directory of the Debian minbase + nginx-light image (`debian-oci/`,
-/// `debian.tar`), or `None` unless `BERTH_E2E_FULL=1`.
+/// `debian.tar`, serving HTTP on port 80), or `None` unless `BERTH_E2E_FULL=1`.
+///
+/// Built once per machine by `tests/fixtures/build-debian.sh` and cached under
+/// `${BERTH_DEBIAN_CACHE:-/var/cache/berth-fixtures/debian}`.
 pub fn debian_fixtures() -> Option<PathBuf> {
     if env::var("BERTH_E2E_FULL").as_deref() != Ok("1") {
         return None;
@@ -73,27 +74,22 @@ pub fn debian_fixtures() -> Option<PathBuf> {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     Some(
         BUILT
-            .get_or_init(|| build_fixtures("build-debian.sh", "BERTH_FIXTURES"))
+            .get_or_init(|| build_fixtures("build-debian.sh"))
             .clone(),
     )
 }
 
-fn fixtures_dir(var: &str) -> PathBuf {
-    env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target").join("fixtures"))
-}
-
-fn build_fixtures(script: &str, var: &str) -> PathBuf {
-    let dir = fixtures_dir(var);
+/// Runs a fixture script, which prints nothing on stdout but the directory
+/// it built into (or, for build.sh, nothing: the directory is the default).
+fn build_fixtures(script: &str) -> PathBuf {
     let script = workspace_root().join("tests").join("fixtures").join(script);
-    let out = run_timeout(Command::new(&script).env(var, &dir), FIXTURE_BUILD_TIMEOUT);
+    let out = run_timeout(&mut Command::new(&script), FIXTURE_BUILD_TIMEOUT);
     assert!(
-        out.status.success() && !out.timed_out,
+        out.success(),
         "{}: fixture build failed ({}):\n{}",
         script.display(),
         out.describe_status(),
         out.stderr
     );
-    dir
+    PathBuf::from(out.stdout.trim())
 }

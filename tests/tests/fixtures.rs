@@ -306,3 +306,79 @@ fn registry_serves_the_pushed_busybox_image() {
         stop_again.stderr
     );
 }
+
+/// Docker's default capability set, which nginx needs to drop privileges.
+const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+#[test]
+fn debian_image_serves_http_under_runc() {
+    let Some(debian) = berth_tests::debian_fixtures() else {
+        eprintln!("skipped: set BERTH_E2E_FULL=1 for the Debian image tier");
+        return;
+    };
+    if !require_root() || !has_cmd("runc") || !has_cmd("umoci") || !has_cmd("curl") {
+        eprintln!("skipped: needs root, runc, umoci and curl");
+        return;
+    }
+    let env = TestEnv::new("debian-nginx");
+    let bundle_dir = env.path().join("nginx");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:latest", debian.join("debian-oci").display()))
+        .arg(&bundle_dir))
+    .assert_success();
+    let bundle = Bundle::at(&bundle_dir);
+    bundle.edit_config(|c| {
+        assert_eq!(
+            c["process"]["args"],
+            serde_json::json!(["nginx", "-g", "daemon off;"])
+        );
+        c["process"]["terminal"] = Value::from(false);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = serde_json::json!(DOCKER_CAPS);
+        }
+    });
+    let id = env.unique("nginx");
+    run(env
+        .oci_runtime("runc")
+        .args(["run", "-d", "--bundle"])
+        .arg(bundle.path())
+        .arg(&id))
+    .assert_success();
+    let state = run(env.oci_runtime("runc").args(["state", &id]));
+    state.assert_success();
+    let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+
+    // nginx needs a moment before it listens; ask until it answers.
+    let mut page = None;
+    for _ in 0..100 {
+        let out = run(Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-n", "curl", "-fsS"])
+            .arg("http://127.0.0.1:80/"));
+        if out.success() {
+            page = Some(out.stdout);
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let page = page.expect("nginx never answered on port 80");
+    assert!(page.contains("Welcome to nginx"), "{page}");
+    run(env.oci_runtime("runc").args(["delete", "-f", &id])).assert_success();
+}
