@@ -7,7 +7,8 @@
 # tree. A runtime that fails is reported and left out; the others go on.
 #
 #   tests/bench/runtime-run.sh [ITERATIONS]      (default 30; needs root)
-#   BERTH_RUNTIME=/path/to/berth-runtime         use this build instead
+#   BERTH_RUNTIME=/path/to/berth-runtime         use this build instead of
+#                                                cargo build --release
 set -euo pipefail
 
 iterations=${1:-30}
@@ -21,9 +22,10 @@ die() { echo "runtime-run.sh: $*" >&2; exit 1; }
 
 # --- runtimes under test ------------------------------------------------------
 berth=${BERTH_RUNTIME:-${CARGO_TARGET_DIR:-$repo/target}/release/berth-runtime}
-if [ ! -x "$berth" ] && [ -z "${BERTH_RUNTIME:-}" ]; then
-    echo "building berth-runtime (release)..." >&2
-    (cd "$repo" && cargo build --release -p berth-runtime >&2) || echo "runtime-run.sh: berth-runtime release build failed" >&2
+if [ -z "${BERTH_RUNTIME:-}" ]; then
+    # Always through cargo, so the numbers are never those of a stale build.
+    (cd "$repo" && cargo build --quiet --release -p berth-runtime >&2) ||
+        echo "runtime-run.sh: berth-runtime release build failed; going on without it" >&2
 fi
 names=()
 paths=()
@@ -49,14 +51,21 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-cp -a "$fixtures/busybox" "$work/bundle"
-python3 - "$work/bundle/config.json" <<'PY'
+set_args() {
+    python3 - "$1/config.json" "${@:2}" <<'PY'
 import json, sys
 path = sys.argv[1]
 spec = json.load(open(path))
-spec["process"]["args"] = ["true"]
+spec["process"]["args"] = sys.argv[2:]
 json.dump(spec, open(path, "w"), indent="\t")
 PY
+}
+cp -a "$fixtures/busybox" "$work/bundle"
+set_args "$work/bundle" true
+# A runtime that exits 0 without running the container would win every
+# race, so each must first show the container's output.
+cp -a "$fixtures/busybox" "$work/check"
+set_args "$work/check" sh -c "echo container-ran"
 
 # One run of runtime $1 (index); appends "ms rss_kib" to its sample file.
 failed=()
@@ -77,8 +86,19 @@ run_once() {
     echo "$(((end - start) / 1000)) $(tail -n 1 "$work/rss")" >>"$work/samples-$name"
 }
 
+for i in "${!names[@]}"; do
+    name=${names[$i]}
+    if ! out=$("${paths[$i]}" --root "$work/state-$name" run --bundle "$work/check" "$prefix-$name-check" </dev/null 2>&1) ||
+        [ "$out" != container-ran ]; then
+        echo "runtime-run.sh: $name did not run the container; left out of the results:" >&2
+        printf '%s\n' "${out:-(no output)}" | head -n 8 | sed 's/^/    /' >&2
+        "${paths[$i]}" --root "$work/state-$name" delete -f "$prefix-$name-check" >/dev/null 2>&1 || true
+        failed[i]=1
+    fi
+done
 # Warm-up: page cache, first cgroup creation; not counted.
 for i in "${!names[@]}"; do
+    [ -n "${failed[i]:-}" ] && continue
     run_once "$i" warm
     rm -f "$work/samples-${names[$i]}"
 done
