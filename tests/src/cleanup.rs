@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -123,6 +124,11 @@ fn all_pids() -> Vec<i32> {
 
 /// Container init pids from runtime state files (runc's `init_process_pid`,
 /// or a plain `pid`), for containers outside any prefixed cgroup.
+///
+/// A state file can outlive its container, and its pid may since belong to
+/// someone else's process, so a pid counts only when it still looks like the
+/// container: its start time matches runc's `init_process_start`, or its
+/// root directory is not the host's (it was pivoted into a rootfs).
 fn state_file_pids(run_dir: &Path) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     let mut stack = vec![(run_dir.to_path_buf(), 0)];
@@ -142,17 +148,49 @@ fn state_file_pids(run_dir: &Path) -> BTreeSet<i32> {
                 let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };
+                let start = state.get("init_process_start").and_then(|v| v.as_u64());
                 for key in ["pid", "init_process_pid"] {
-                    if let Some(pid) = state.get(key).and_then(|v| v.as_i64()) {
-                        if pid > 1 && pid != std::process::id() as i64 {
-                            pids.insert(pid as i32);
-                        }
+                    let Some(pid) = state.get(key).and_then(|v| v.as_i64()) else {
+                        continue;
+                    };
+                    let Ok(pid) = i32::try_from(pid) else {
+                        continue;
+                    };
+                    if pid > 1
+                        && pid != std::process::id() as i32
+                        && still_the_container(pid, start)
+                    {
+                        pids.insert(pid);
                     }
                 }
             }
         }
     }
     pids
+}
+
+fn still_the_container(pid: i32, recorded_start: Option<u64>) -> bool {
+    if let (Some(recorded), Some(actual)) = (recorded_start, start_time(pid)) {
+        return recorded == actual;
+    }
+    let root_of = |p: &str| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    match (root_of(&format!("/proc/{pid}/root/")), root_of("/")) {
+        (Some(theirs), Some(ours)) => theirs != ours,
+        _ => false,
+    }
+}
+
+/// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name, which may hold spaces;
+    // the state is field 3, so the start time is the 20th of these.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 fn kill_all(pids: &BTreeSet<i32>, report: &mut CleanupReport) {
@@ -495,6 +533,17 @@ mod tests {
         assert!(!matches_prefix("bt12x10-web", "bt12x1"));
         assert!(matches_prefix("bt12x10-bt12x1-x", "bt12x1"));
         assert!(!matches_prefix("bt123x1-web", "bt12x1"));
+    }
+
+    #[test]
+    fn start_time_matches_runc_recording_for_this_process() {
+        let me = std::process::id() as i32;
+        let start = start_time(me).expect("own start time");
+        assert!(still_the_container(me, Some(start)));
+        assert!(!still_the_container(me, Some(start + 1)));
+        // Without a recorded start time, a process sharing the host root is
+        // not taken for a container.
+        assert!(!still_the_container(me, None));
     }
 
     #[test]

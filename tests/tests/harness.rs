@@ -132,15 +132,15 @@ struct Left {
     children: Vec<Child>,
 }
 
-/// Runs `body` with a fresh env; `body` panics with a [`Left`] after making
-/// things, so the caller can check that clean-up happened anyway.
-fn panic_inside_env(body: impl FnOnce(&TestEnv) + panic::UnwindSafe) -> Left {
+/// Runs `body` with a fresh env; `body` panics with a `T` (a [`Left`]) after
+/// making things, so the caller can check that clean-up happened anyway.
+fn panic_inside_env<T: 'static>(body: impl FnOnce(&TestEnv) + panic::UnwindSafe) -> T {
     let result = panic::catch_unwind(|| {
         let env = TestEnv::new("panics");
         body(&env);
     });
     let err = result.expect_err("the body must panic");
-    match err.downcast::<Left>() {
+    match err.downcast::<T>() {
         Ok(left) => *left,
         // The body failed before its deliberate panic: show that failure.
         Err(other) => panic::resume_unwind(other),
@@ -158,7 +158,7 @@ fn cleanup_runs_on_panic() {
     if !require_root() {
         return;
     }
-    let mut left = panic_inside_env(|env| {
+    let mut left: Left = panic_inside_env(|env| {
         // A daemon the test started.
         let daemon = env.spawn(Command::new("sleep").arg("1000"));
         // A mount, stacked twice, and a nested one.
@@ -252,6 +252,55 @@ fn cleanup_runs_on_panic() {
             !tables.stdout.contains(prefix.as_str()),
             "nft tables left: {}",
             tables.stdout
+        );
+    }
+}
+
+#[test]
+fn cleanup_kills_a_detached_container_left_running() {
+    if !require_root() || !has_cmd("runc") {
+        return;
+    }
+    let (left, pid): (Left, i32) = panic_inside_env(|env| {
+        let bundle = Bundle::busybox(env);
+        bundle.args(&["sleep", "1000"]);
+        let id = env.unique("detached");
+        run(env
+            .oci_runtime("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(bundle.path())
+            .arg(&id))
+        .assert_success();
+        let state = run(env.oci_runtime("runc").args(["state", &id]));
+        state.assert_success();
+        let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+            .as_i64()
+            .unwrap();
+        panic::panic_any((
+            Left {
+                prefix: env.prefix().to_string(),
+                dir: env.path().to_path_buf(),
+                children: Vec::new(),
+            },
+            pid as i32,
+        ));
+    });
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z"),
+        "container init {pid} still running: {stat}"
+    );
+    assert!(!left.dir.exists(), "{} still exists", left.dir.display());
+    for root in CGROUP_ROOTS {
+        let leftovers: Vec<_> = fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{}-", left.prefix)))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "cgroups left in {root}: {leftovers:?}"
         );
     }
 }
