@@ -14,4 +14,7 @@ bin=${CARGO_TARGET_DIR:-target}/debug
 
 state=$(mktemp -d /tmp/berth-demo.XXXXXX)
 trap 'rm -rf "$state"' EXIT
-"$bin/berth-runtime" --root "$state" run --bundle "$fixtures/busybox" "berth-demo-$$"
+out=$("$bin/berth-runtime" --root "$state" run --bundle "$fixtures/busybox" "berth-demo-$$")
+echo "$out"
+# A runtime that silently did nothing must not look like success.
+[ "$out" = "hello from busybox" ] || { echo "demo.sh: expected 'hello from busybox' from the container" >&2; exit 1; }
