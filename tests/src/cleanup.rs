@@ -127,7 +127,8 @@ fn all_pids() -> Vec<i32> {
 ///
 /// A state file can outlive its container, and its pid may since belong to
 /// someone else's process, so a pid counts only when it still looks like the
-/// container: its start time matches runc's `init_process_start`, or its
+/// container: its start time matches the recorded one (runc's
+/// `init_process_start`, berth-runtime's `pid_start`), or its
 /// root directory is not the host's (it was pivoted into a rootfs).
 fn state_file_pids(run_dir: &Path) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
@@ -148,7 +149,10 @@ fn state_file_pids(run_dir: &Path) -> BTreeSet<i32> {
                 let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };
-                let start = state.get("init_process_start").and_then(|v| v.as_u64());
+                // runc's name for the init's start time, then berth-runtime's.
+                let start = ["init_process_start", "pid_start"]
+                    .iter()
+                    .find_map(|k| state.get(*k).and_then(|v| v.as_u64()));
                 for key in ["pid", "init_process_pid"] {
                     let Some(pid) = state.get(key).and_then(|v| v.as_i64()) else {
                         continue;
