@@ -1,0 +1,16 @@
+#!/bin/bash
+# Runs Berth's checks (as root, on Debian 12): installs what is needed,
+# builds everything, runs every test, then the format and lint gates.
+#   BERTH_E2E_FULL=1   also the Debian image tier (debootstrap, cached)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/deps.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+cargo build --workspace --all-targets
+tests/fixtures/build.sh >/dev/null
+cargo test --workspace -- --test-threads=2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+echo "test.sh: all checks passed"

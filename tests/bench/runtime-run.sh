@@ -1,0 +1,138 @@
+#!/bin/bash
+# Time `RUNTIME --root TMP run --bundle B ID` of the busybox bundle running
+# `true` (create, start, wait, delete in one call) for berth-runtime and each
+# anchor runtime found (runc, crun, youki). Iterations are interleaved so that
+# machine noise hits every runtime alike; prints median and p90 per runtime,
+# the ratio of each median to runc's, and the peak RSS of the runtime process
+# tree. A runtime that fails is reported and left out; the others go on.
+#
+#   tests/bench/runtime-run.sh [ITERATIONS]      (default 30; needs root)
+#   BERTH_RUNTIME=/path/to/berth-runtime         use this build instead of
+#                                                cargo build --release
+set -euo pipefail
+
+iterations=${1:-30}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+die() { echo "runtime-run.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root"
+[[ "$iterations" =~ ^[1-9][0-9]*$ ]] || die "ITERATIONS must be a positive number, got '$iterations'"
+[ -x /usr/bin/time ] || die "/usr/bin/time: missing (apt-get install time)"
+
+# --- runtimes under test ------------------------------------------------------
+berth=${BERTH_RUNTIME:-${CARGO_TARGET_DIR:-$repo/target}/release/berth-runtime}
+if [ -z "${BERTH_RUNTIME:-}" ]; then
+    # Always through cargo, so the numbers are never those of a stale build.
+    (cd "$repo" && cargo build --quiet --release -p berth-runtime >&2) ||
+        echo "runtime-run.sh: berth-runtime release build failed; going on without it" >&2
+fi
+names=()
+paths=()
+[ -x "$berth" ] && names+=(berth-runtime) && paths+=("$berth")
+for anchor in runc crun youki; do
+    if p=$(command -v "$anchor"); then
+        names+=("$anchor")
+        paths+=("$p")
+    fi
+done
+[ ${#names[@]} -gt 0 ] || die "no runtime found"
+
+# --- bundle and state ---------------------------------------------------------
+fixtures=$("$repo/tests/fixtures/build.sh")
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+prefix=bench$$
+cleanup() {
+    for i in "${!names[@]}"; do
+        for id in $("${paths[$i]}" --root "$work/state-${names[$i]}" list -q 2>/dev/null); do
+            "${paths[$i]}" --root "$work/state-${names[$i]}" delete -f "$id" >/dev/null 2>&1 || true
+        done
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+set_args() {
+    python3 - "$1/config.json" "${@:2}" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["process"]["args"] = sys.argv[2:]
+json.dump(spec, open(path, "w"), indent="\t")
+PY
+}
+cp -a "$fixtures/busybox" "$work/bundle"
+set_args "$work/bundle" true
+# A runtime that exits 0 without running the container would win every
+# race, so each must first show the container's output.
+cp -a "$fixtures/busybox" "$work/check"
+set_args "$work/check" sh -c "echo container-ran"
+
+# One run of runtime $1 (index); appends "ms rss_kib" to its sample file.
+failed=()
+run_once() {
+    local i=$1 n=$2 name=${names[$1]}
+    local id=$prefix-$name-$n
+    local start end
+    start=$(date +%s%N)
+    if ! /usr/bin/time -f %M -o "$work/rss" "${paths[$i]}" --root "$work/state-$name" \
+        run --bundle "$work/bundle" "$id" </dev/null >"$work/out" 2>"$work/err"; then
+        echo "runtime-run.sh: $name failed; left out of the results:" >&2
+        sed 's/^/    /' "$work/err" "$work/out" | grep -v '^    Command exited with' | head -n 8 >&2
+        "${paths[$i]}" --root "$work/state-$name" delete -f "$id" >/dev/null 2>&1 || true
+        failed[i]=1
+        return
+    fi
+    end=$(date +%s%N)
+    echo "$(((end - start) / 1000)) $(tail -n 1 "$work/rss")" >>"$work/samples-$name"
+}
+
+for i in "${!names[@]}"; do
+    name=${names[$i]}
+    if ! out=$("${paths[$i]}" --root "$work/state-$name" run --bundle "$work/check" "$prefix-$name-check" </dev/null 2>&1) ||
+        [ "$out" != container-ran ]; then
+        echo "runtime-run.sh: $name did not run the container; left out of the results:" >&2
+        printf '%s\n' "${out:-(no output)}" | head -n 8 | sed 's/^/    /' >&2
+        "${paths[$i]}" --root "$work/state-$name" delete -f "$prefix-$name-check" >/dev/null 2>&1 || true
+        failed[i]=1
+    fi
+done
+# Warm-up: page cache, first cgroup creation; not counted.
+for i in "${!names[@]}"; do
+    [ -n "${failed[i]:-}" ] && continue
+    run_once "$i" warm
+    rm -f "$work/samples-${names[$i]}"
+done
+for n in $(seq "$iterations"); do
+    for i in "${!names[@]}"; do
+        [ -z "${failed[i]:-}" ] && run_once "$i" "$n"
+    done
+done
+
+# --- report -------------------------------------------------------------------
+echo "busybox 'true' via RUNTIME run: $iterations interleaved iterations, $(nproc) CPUs, $(uname -r)"
+python3 - "$work" "${names[@]}" <<'PY'
+import os, sys
+work, names = sys.argv[1], sys.argv[2:]
+
+def pct(sorted_vals, p):
+    # nearest-rank percentile
+    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+rows = {}
+for name in names:
+    path = os.path.join(work, "samples-" + name)
+    if not os.path.exists(path):
+        continue
+    samples = [tuple(map(int, line.split())) for line in open(path) if line.strip()]
+    times = sorted(us / 1000 for us, _ in samples)
+    rows[name] = (len(times), pct(times, 50), pct(times, 90), max(rss for _, rss in samples) / 1024)
+
+anchor = rows.get("runc")
+print(f"{'runtime':<15} {'runs':>5} {'median ms':>10} {'p90 ms':>9} {'vs runc':>8} {'peak RSS MiB':>13}")
+for name, (n, med, p90, rss) in rows.items():
+    ratio = f"{med / anchor[1]:.2f}x" if anchor else "-"
+    print(f"{name:<15} {n:>5} {med:>10.1f} {p90:>9.1f} {ratio:>8} {rss:>13.1f}")
+if not rows:
+    sys.exit("no runtime completed a run")
+PY
