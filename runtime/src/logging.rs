@@ -1,29 +1,39 @@
 //! runc-compatible logging. With `--log-format json` every line is
 //! `{"level":"error","msg":"...","time":"..."}`: containerd-shim-runc-v2 and dockerd read the
 //! last error line of the `--log` file to tell the user why a container failed.
+//!
+//! A tiny `tracing` subscriber rather than tracing-subscriber: the runtime is started for
+//! every container operation and re-executes itself from an in-memory copy, so every
+//! kilobyte of binary is start-up time.
 
-use std::fmt;
-use std::fs::OpenOptions;
+use std::fmt::{self, Write as _};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 use crate::cli::LogFormat;
 use crate::timefmt;
 
-struct RuncFormat {
+enum Sink {
+    Stderr,
+    File(Mutex<File>),
+}
+
+struct RuncLogger {
+    max: Level,
     json: bool,
+    sink: Sink,
 }
 
 #[derive(Default)]
 struct Fields {
     msg: String,
-    extra: Vec<(String, String)>,
+    extra: Vec<(&'static str, String)>,
 }
 
 impl Visit for Fields {
@@ -31,14 +41,14 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = value.to_string();
         } else {
-            self.extra.push((field.name().to_string(), value.to_string()));
+            self.extra.push((field.name(), value.to_string()));
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.extra.push((field.name().to_string(), format!("{value:?}")));
+            self.extra.push((field.name(), format!("{value:?}")));
         }
     }
 }
@@ -53,20 +63,9 @@ fn level_name(l: &Level) -> &'static str {
     }
 }
 
-impl<S, N> FormatEvent<S, N> for RuncFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let mut f = Fields::default();
-        event.record(&mut f);
-        let level = level_name(event.metadata().level());
+impl RuncLogger {
+    fn format(&self, level: &Level, f: Fields) -> String {
+        let level = level_name(level);
         let time = timefmt::now();
         if self.json {
             let mut obj = serde_json::Map::new();
@@ -74,38 +73,60 @@ where
             obj.insert("msg".into(), f.msg.into());
             obj.insert("time".into(), time.into());
             for (k, v) in f.extra {
-                obj.insert(k, v.into());
+                obj.insert(k.into(), v.into());
             }
-            writeln!(w, "{}", serde_json::Value::Object(obj))
+            format!("{}\n", serde_json::Value::Object(obj))
         } else {
-            write!(w, "time=\"{time}\" level={level} msg={:?}", f.msg)?;
+            let mut s = format!("time=\"{time}\" level={level} msg={:?}", f.msg);
             for (k, v) in f.extra {
-                write!(w, " {k}={v:?}")?;
+                let _ = write!(s, " {k}={v:?}");
             }
-            writeln!(w)
+            s.push('\n');
+            s
         }
     }
 }
 
-/// Install the global subscriber. Logging is best effort: a log file we cannot open must not
-/// stop a container from starting, so we fall back to stderr.
+impl Subscriber for RuncLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= &self.max
+    }
+    fn new_span(&self, _span: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _span: &Id, _values: &Record<'_>) {}
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let line = self.format(event.metadata().level(), f);
+        // Logging is best effort: a full disk must not turn into a second error.
+        match &self.sink {
+            Sink::Stderr => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+            Sink::File(m) => {
+                if let Ok(mut file) = m.lock() {
+                    let _ = file.write_all(line.as_bytes());
+                }
+            }
+        }
+    }
+    fn enter(&self, _span: &Id) {}
+    fn exit(&self, _span: &Id) {}
+}
+
+/// Install the global subscriber. A log file we cannot open must not stop a container from
+/// starting, so we fall back to stderr.
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) {
-    let level = if debug { Level::DEBUG } else { Level::WARN };
-    let fmt = RuncFormat {
+    let sink = log
+        .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok())
+        .map(|f| Sink::File(Mutex::new(f)))
+        .unwrap_or(Sink::Stderr);
+    let logger = RuncLogger {
+        max: if debug { Level::DEBUG } else { Level::WARN },
         json: format == LogFormat::Json,
+        sink,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .event_format(fmt);
-    let file = log.and_then(|p| {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
-    let _ = match file {
-        Some(f) => builder.with_writer(Mutex::new(f)).try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
-    };
+    let _ = tracing::subscriber::set_global_default(logger);
 }

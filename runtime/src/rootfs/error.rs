@@ -48,6 +48,18 @@ impl RootfsError {
     }
 }
 
+#[cfg(test)]
+impl RootfsError {
+    /// The errno at the bottom of the chain, when there is one.
+    pub(crate) fn errno(&self) -> Option<Errno> {
+        match self {
+            RootfsError::Sys { errno, .. } => Some(*errno),
+            RootfsError::Mount { cause, .. } | RootfsError::Step { cause, .. } => cause.errno(),
+            RootfsError::Invalid(_) => None,
+        }
+    }
+}
+
 /// Shorthand for mapping an `Errno` into a `RootfsError::Sys`.
 pub(crate) fn sys_err(
     op: &'static str,

@@ -53,6 +53,31 @@ const FLAGS: [(&str, u32); 4] = [
     ),
 ];
 
+#[cfg(test)]
+impl Features {
+    /// The same object as oci-spec's type, for a runtime that builds its whole features
+    /// document with oci-spec.
+    pub fn to_oci(&self) -> oci_spec::runtime::Seccomp {
+        let mut out = oci_spec::runtime::Seccomp::default();
+        out.set_enabled(Some(self.enabled))
+            .set_actions(Some(parse_names(&self.actions)))
+            .set_operators(Some(self.operators.clone()))
+            .set_archs(Some(parse_names(&self.archs)))
+            .set_known_flags(Some(self.known_flags.clone()))
+            .set_supported_flags(Some(self.supported_flags.clone()));
+        out
+    }
+}
+
+/// config.json names to oci-spec enum values; every name here comes from oci-spec's own set.
+#[cfg(test)]
+fn parse_names<T: serde::de::DeserializeOwned>(names: &[String]) -> Vec<T> {
+    names
+        .iter()
+        .filter_map(|s| serde_json::from_value(serde_json::Value::from(s.as_str())).ok())
+        .collect()
+}
+
 pub fn supported() -> Features {
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut archs: Vec<String> = Abi::ALL.iter().map(|a| a.oci_name().to_owned()).collect();
