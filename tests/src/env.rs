@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 
 use crate::cleanup::{self, CleanupReport};
 
@@ -36,6 +37,8 @@ impl TestEnv {
         let base = std::env::var_os("BERTH_TEST_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
+        static SWEPT: Once = Once::new();
+        SWEPT.call_once(|| sweep_dead_runs(&base));
         let dir = base.join(format!("berth-{prefix}-{}", sanitize(name)));
         if dir.exists() {
             // Left by an earlier process with the same pid that was killed
@@ -147,6 +150,38 @@ impl Drop for TestEnv {
     }
 }
 
+/// Cleans up after test processes that died without running their drops
+/// (killed by a CI timeout, SIGKILL, an abort): their temp dirs name their
+/// prefix, and a prefix whose pid is gone can belong to nobody else.
+fn sweep_dead_runs(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(prefix) = dead_run_prefix(&name) else {
+            continue;
+        };
+        let report = cleanup::clean(&prefix, &entry.path());
+        if !report.is_clean() {
+            eprintln!("berth-tests: sweeping dead run {prefix} left things behind:\n{report}");
+        }
+    }
+}
+
+/// `berth-bt<pid>x<n>-<name>` with no live process `<pid>` → `bt<pid>x<n>`.
+fn dead_run_prefix(dir_name: &str) -> Option<String> {
+    let rest = dir_name.strip_prefix("berth-bt")?;
+    let (pid, rest) = rest.split_once('x')?;
+    let (counter, _) = rest.split_once('-')?;
+    let pid: u32 = pid.parse().ok()?;
+    counter.parse::<u32>().ok()?;
+    if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        return None;
+    }
+    Some(format!("bt{pid}x{counter}"))
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -158,4 +193,23 @@ fn sanitize(name: &str) -> String {
         })
         .take(40)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dirs_of_dead_processes_are_swept() {
+        // pid_max is at most 2^22, so this pid cannot be running.
+        assert_eq!(
+            dead_run_prefix("berth-bt99999999x3-some_test").as_deref(),
+            Some("bt99999999x3")
+        );
+        let me = std::process::id();
+        assert_eq!(dead_run_prefix(&format!("berth-bt{me}x3-t")), None);
+        assert_eq!(dead_run_prefix("berth-bt1x3-init"), None, "pid 1 is alive");
+        assert_eq!(dead_run_prefix("berth-demo.abc"), None);
+        assert_eq!(dead_run_prefix("berth-btAx3-t"), None);
+    }
 }

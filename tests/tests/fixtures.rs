@@ -381,9 +381,10 @@ fn debian_image_serves_http_under_runc() {
     .assert_success();
     let state = run(env.oci_runtime("runc").args(["state", &id]));
     state.assert_success();
-    let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+    let pid = serde_json::from_str::<Value>(&state.stdout)
+        .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
         .as_i64()
-        .unwrap();
+        .expect("state has a pid");
 
     // nginx needs a moment before it listens; ask until it answers.
     let mut page = None;

@@ -273,9 +273,10 @@ fn cleanup_kills_a_detached_container_left_running() {
         .assert_success();
         let state = run(env.oci_runtime("runc").args(["state", &id]));
         state.assert_success();
-        let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+        let pid = serde_json::from_str::<Value>(&state.stdout)
+            .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
             .as_i64()
-            .unwrap();
+            .expect("state has a pid");
         panic::panic_any((
             Left {
                 prefix: env.prefix().to_string(),
