@@ -402,3 +402,27 @@ fn debian_image_serves_http_under_runc() {
     assert!(page.contains("Welcome to nginx"), "{page}");
     run(env.oci_runtime("runc").args(["delete", "-f", &id])).assert_success();
 }
+
+#[test]
+fn registry_wrapper_serves_until_dropped() {
+    if !has_cmd("docker-registry") || !has_cmd("skopeo") || !has_cmd("curl") {
+        eprintln!("skipped: needs docker-registry, skopeo and curl");
+        return;
+    }
+    let env = TestEnv::new("registry-wrapper");
+    let registry = berth_tests::Registry::start(&env);
+    let reference = registry.reference("berth/busybox:multi");
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")));
+    out.assert_success();
+    let index: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+
+    let url = format!("http://{}/v2/", registry.host());
+    drop(registry);
+    run(Command::new("curl").arg("-fsS").arg(&url)).assert_failure();
+}
