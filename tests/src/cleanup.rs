@@ -198,11 +198,15 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 fn kill_all(pids: &BTreeSet<i32>, report: &mut CleanupReport) {
-    for &pid in pids {
+    // A test may have moved itself into one of its cgroups; never kill the
+    // test process (or init).
+    let me = std::process::id() as i32;
+    let pids: Vec<i32> = pids.iter().copied().filter(|&p| p > 1 && p != me).collect();
+    for &pid in &pids {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let deadline = Instant::now() + SETTLE;
-    let mut alive: Vec<i32> = pids.iter().copied().collect();
+    let mut alive = pids;
     while !alive.is_empty() && Instant::now() < deadline {
         alive.retain(|&pid| is_running(pid));
         if !alive.is_empty() {
