@@ -307,6 +307,51 @@ fn cleanup_kills_a_detached_container_left_running() {
 }
 
 #[test]
+fn cleanup_removes_the_cgroup_of_a_container_named_by_someone_else() {
+    if !require_root() || !has_cmd("runc") {
+        return;
+    }
+    // Like dockerd's /docker/<id>: a cgroup path without the test's prefix.
+    let cgroup = format!("berthforeign{}", std::process::id());
+    let cgroups_path = format!("/{cgroup}");
+    let (left, pid): (Left, i32) = panic_inside_env(move |env| {
+        let bundle = Bundle::busybox(env);
+        bundle.args(&["sleep", "1000"]);
+        bundle.edit_config(|c| c["linux"]["cgroupsPath"] = Value::from(cgroups_path));
+        let id = env.unique("foreign");
+        run(env
+            .oci_runtime("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(bundle.path())
+            .arg(&id))
+        .assert_success();
+        let state = run(env.oci_runtime("runc").args(["state", &id]));
+        state.assert_success();
+        let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+            .as_i64()
+            .unwrap();
+        panic::panic_any((
+            Left {
+                prefix: env.prefix().to_string(),
+                dir: env.path().to_path_buf(),
+                children: Vec::new(),
+            },
+            pid as i32,
+        ));
+    });
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z"),
+        "container init {pid} still running: {stat}"
+    );
+    assert!(!left.dir.exists());
+    for root in CGROUP_ROOTS {
+        let cg = PathBuf::from(root).join(&cgroup);
+        assert!(!cg.exists(), "cgroup {} still exists", cg.display());
+    }
+}
+
+#[test]
 fn cleanup_report_is_clean_for_an_unused_env() {
     let mut env = TestEnv::new("unused");
     let report = env.cleanup();
