@@ -27,8 +27,9 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Creates the temp dir with `root/` and `run/` inside. `name` only makes
-    /// the dir easier to find when debugging.
+    /// Creates the temp dir `berth-<prefix>` with `root/` and `run/` inside.
+    /// `name` goes in its `test-name` file, to find a test's dir when
+    /// debugging.
     pub fn new(name: &str) -> TestEnv {
         let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
         // The "x" keeps pid 1 counter 23 apart from pid 12 counter 3; short
@@ -39,7 +40,9 @@ impl TestEnv {
             .unwrap_or_else(std::env::temp_dir);
         static SWEPT: Once = Once::new();
         SWEPT.call_once(|| sweep_dead_runs(&base));
-        let dir = base.join(format!("berth-{prefix}-{}", sanitize(name)));
+        // Short on purpose: unix socket paths (shim, daemon sockets under
+        // run()) must fit in 108 bytes. The test's name goes in a file.
+        let dir = base.join(format!("berth-{prefix}"));
         if dir.exists() {
             // Left by an earlier process with the same pid that was killed
             // before it could clean up.
@@ -62,6 +65,9 @@ impl TestEnv {
             fs::create_dir_all(&sub)
                 .unwrap_or_else(|e| panic!("{}: cannot create: {e}", sub.display()));
         }
+        let name_file = env.dir.join("test-name");
+        fs::write(&name_file, format!("{name}\n"))
+            .unwrap_or_else(|e| panic!("{}: cannot write: {e}", name_file.display()));
         env
     }
 
@@ -173,26 +179,13 @@ fn sweep_dead_runs(base: &Path) {
 fn dead_run_prefix(dir_name: &str) -> Option<String> {
     let rest = dir_name.strip_prefix("berth-bt")?;
     let (pid, rest) = rest.split_once('x')?;
-    let (counter, _) = rest.split_once('-')?;
+    let counter = rest.split_once('-').map_or(rest, |(c, _)| c);
     let pid: u32 = pid.parse().ok()?;
     counter.parse::<u32>().ok()?;
     if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
         return None;
     }
     Some(format!("bt{pid}x{counter}"))
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect()
 }
 
 #[cfg(test)]
@@ -209,6 +202,10 @@ mod tests {
         let me = std::process::id();
         assert_eq!(dead_run_prefix(&format!("berth-bt{me}x3-t")), None);
         assert_eq!(dead_run_prefix("berth-bt1x3-init"), None, "pid 1 is alive");
+        assert_eq!(
+            dead_run_prefix("berth-bt99999999x4").as_deref(),
+            Some("bt99999999x4")
+        );
         assert_eq!(dead_run_prefix("berth-demo.abc"), None);
         assert_eq!(dead_run_prefix("berth-btAx3-t"), None);
     }
