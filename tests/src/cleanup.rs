@@ -10,7 +10,7 @@ mod network;
 mod processes;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) use mounts::remove_tree;
@@ -64,6 +64,10 @@ pub(crate) fn clean(prefix: &str, dir: &Path) -> CleanupReport {
 
     let mut pids = processes::marked(prefix);
     pids.extend(processes::from_state_files(dir));
+    let outside_state = runtime_state_outside(prefix);
+    for state in &outside_state {
+        pids.extend(processes::from_state_files(state));
+    }
     for cg in &prefixed {
         pids.extend(cgroups::pids(cg));
     }
@@ -80,10 +84,26 @@ pub(crate) fn clean(prefix: &str, dir: &Path) -> CleanupReport {
         network::remove_links(prefix, &mut report);
         network::remove_nft_tables(prefix, &mut report);
     }
-    if let Err(e) = remove_tree(dir) {
-        report.note(e);
+    for state in outside_state.iter().map(PathBuf::as_path).chain([dir]) {
+        if let Err(e) = remove_tree(state) {
+            report.note(e);
+        }
     }
     report
+}
+
+/// Runtime state kept outside the test's dir, in directories named with its
+/// prefix: containerd-shim-runc-v2 keeps runc's state in
+/// `/run/containerd/runc/<namespace>` whatever containerd's own `--state`.
+fn runtime_state_outside(prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/run/containerd/runc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| matches_prefix(&e.file_name().to_string_lossy(), prefix))
+        .map(|e| e.path())
+        .collect()
 }
 
 #[cfg(test)]

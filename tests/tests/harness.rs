@@ -185,6 +185,12 @@ fn cleanup_runs_on_panic() {
         fs::create_dir(&fcg).unwrap();
         fs::write(fcg.join("cgroup.procs"), frozen.id().to_string()).unwrap();
         fs::write(fcg.join("freezer.state"), "FROZEN").unwrap();
+        // containerd-shim-runc-v2's runc state for a namespace of the test.
+        let shim_state = PathBuf::from("/run/containerd/runc")
+            .join(env.unique("ns"))
+            .join("c1");
+        fs::create_dir_all(&shim_state).unwrap();
+        fs::write(shim_state.join("state.json"), "{}").unwrap();
         // Network objects.
         if has_cmd("ip") {
             run(Command::new("ip").args(["netns", "add", &env.unique("ns")])).assert_success();
@@ -222,6 +228,12 @@ fn cleanup_runs_on_panic() {
         );
     }
     assert!(!left.dir.exists(), "{} still exists", left.dir.display());
+    let shim_state = PathBuf::from(format!("/run/containerd/runc/{prefix}-ns"));
+    assert!(
+        !shim_state.exists(),
+        "{} still exists",
+        shim_state.display()
+    );
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(prefix.as_str()), "mounts left:\n{mounts}");
     let mut cgroups: Vec<PathBuf> = CGROUP_ROOTS
