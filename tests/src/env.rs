@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 
 use crate::cleanup::{self, CleanupReport};
 
@@ -26,8 +27,9 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Creates the temp dir with `root/` and `run/` inside. `name` only makes
-    /// the dir easier to find when debugging.
+    /// Creates the temp dir `berth-<prefix>` with `root/` and `run/` inside.
+    /// `name` goes in its `test-name` file, to find a test's dir when
+    /// debugging.
     pub fn new(name: &str) -> TestEnv {
         let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
         // The "x" keeps pid 1 counter 23 apart from pid 12 counter 3; short
@@ -36,7 +38,11 @@ impl TestEnv {
         let base = std::env::var_os("BERTH_TEST_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        let dir = base.join(format!("berth-{prefix}-{}", sanitize(name)));
+        static SWEPT: Once = Once::new();
+        SWEPT.call_once(|| sweep_dead_runs(&base));
+        // Short on purpose: unix socket paths (shim, daemon sockets under
+        // run()) must fit in 108 bytes. The test's name goes in a file.
+        let dir = base.join(format!("berth-{prefix}"));
         if dir.exists() {
             // Left by an earlier process with the same pid that was killed
             // before it could clean up.
@@ -59,6 +65,9 @@ impl TestEnv {
             fs::create_dir_all(&sub)
                 .unwrap_or_else(|e| panic!("{}: cannot create: {e}", sub.display()));
         }
+        let name_file = env.dir.join("test-name");
+        fs::write(&name_file, format!("{name}\n"))
+            .unwrap_or_else(|e| panic!("{}: cannot write: {e}", name_file.display()));
         env
     }
 
@@ -147,15 +156,57 @@ impl Drop for TestEnv {
     }
 }
 
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect()
+/// Cleans up after test processes that died without running their drops
+/// (killed by a CI timeout, SIGKILL, an abort): their temp dirs name their
+/// prefix, and a prefix whose pid is gone can belong to nobody else.
+fn sweep_dead_runs(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(prefix) = dead_run_prefix(&name) else {
+            continue;
+        };
+        let report = cleanup::clean(&prefix, &entry.path());
+        if !report.is_clean() {
+            eprintln!("berth-tests: sweeping dead run {prefix} left things behind:\n{report}");
+        }
+    }
+}
+
+/// `berth-bt<pid>x<n>-<name>` with no live process `<pid>` → `bt<pid>x<n>`.
+fn dead_run_prefix(dir_name: &str) -> Option<String> {
+    let rest = dir_name.strip_prefix("berth-bt")?;
+    let (pid, rest) = rest.split_once('x')?;
+    let counter = rest.split_once('-').map_or(rest, |(c, _)| c);
+    let pid: u32 = pid.parse().ok()?;
+    counter.parse::<u32>().ok()?;
+    if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        return None;
+    }
+    Some(format!("bt{pid}x{counter}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dirs_of_dead_processes_are_swept() {
+        // pid_max is at most 2^22, so this pid cannot be running.
+        assert_eq!(
+            dead_run_prefix("berth-bt99999999x3-some_test").as_deref(),
+            Some("bt99999999x3")
+        );
+        let me = std::process::id();
+        assert_eq!(dead_run_prefix(&format!("berth-bt{me}x3-t")), None);
+        assert_eq!(dead_run_prefix("berth-bt1x3-init"), None, "pid 1 is alive");
+        assert_eq!(
+            dead_run_prefix("berth-bt99999999x4").as_deref(),
+            Some("bt99999999x4")
+        );
+        assert_eq!(dead_run_prefix("berth-demo.abc"), None);
+        assert_eq!(dead_run_prefix("berth-btAx3-t"), None);
+    }
 }

@@ -29,6 +29,7 @@ mod env;
 mod host;
 mod paths;
 mod process;
+mod registry;
 
 pub use bundle::Bundle;
 pub use cleanup::CleanupReport;
@@ -36,3 +37,4 @@ pub use env::TestEnv;
 pub use host::{has_cmd, is_root, require_root};
 pub use paths::{bin, bin_dir, debian_fixtures, fixtures, workspace_root};
 pub use process::{run, run_timeout, run_with_input, Output, DEFAULT_TIMEOUT};
+pub use registry::Registry;

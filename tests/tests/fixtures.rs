@@ -381,9 +381,10 @@ fn debian_image_serves_http_under_runc() {
     .assert_success();
     let state = run(env.oci_runtime("runc").args(["state", &id]));
     state.assert_success();
-    let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+    let pid = serde_json::from_str::<Value>(&state.stdout)
+        .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
         .as_i64()
-        .unwrap();
+        .expect("state has a pid");
 
     // nginx needs a moment before it listens; ask until it answers.
     let mut page = None;
@@ -400,4 +401,28 @@ fn debian_image_serves_http_under_runc() {
     let page = page.expect("nginx never answered on port 80");
     assert!(page.contains("Welcome to nginx"), "{page}");
     run(env.oci_runtime("runc").args(["delete", "-f", &id])).assert_success();
+}
+
+#[test]
+fn registry_wrapper_serves_until_dropped() {
+    if !has_cmd("docker-registry") || !has_cmd("skopeo") || !has_cmd("curl") {
+        eprintln!("skipped: needs docker-registry, skopeo and curl");
+        return;
+    }
+    let env = TestEnv::new("registry-wrapper");
+    let registry = berth_tests::Registry::start(&env);
+    let reference = registry.reference("berth/busybox:multi");
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")));
+    out.assert_success();
+    let index: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+
+    let url = format!("http://{}/v2/", registry.host());
+    drop(registry);
+    run(Command::new("curl").arg("-fsS").arg(&url)).assert_failure();
 }

@@ -185,6 +185,12 @@ fn cleanup_runs_on_panic() {
         fs::create_dir(&fcg).unwrap();
         fs::write(fcg.join("cgroup.procs"), frozen.id().to_string()).unwrap();
         fs::write(fcg.join("freezer.state"), "FROZEN").unwrap();
+        // containerd-shim-runc-v2's runc state for a namespace of the test.
+        let shim_state = PathBuf::from("/run/containerd/runc")
+            .join(env.unique("ns"))
+            .join("c1");
+        fs::create_dir_all(&shim_state).unwrap();
+        fs::write(shim_state.join("state.json"), "{}").unwrap();
         // Network objects.
         if has_cmd("ip") {
             run(Command::new("ip").args(["netns", "add", &env.unique("ns")])).assert_success();
@@ -222,6 +228,12 @@ fn cleanup_runs_on_panic() {
         );
     }
     assert!(!left.dir.exists(), "{} still exists", left.dir.display());
+    let shim_state = PathBuf::from(format!("/run/containerd/runc/{prefix}-ns"));
+    assert!(
+        !shim_state.exists(),
+        "{} still exists",
+        shim_state.display()
+    );
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(prefix.as_str()), "mounts left:\n{mounts}");
     let mut cgroups: Vec<PathBuf> = CGROUP_ROOTS
@@ -273,9 +285,10 @@ fn cleanup_kills_a_detached_container_left_running() {
         .assert_success();
         let state = run(env.oci_runtime("runc").args(["state", &id]));
         state.assert_success();
-        let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+        let pid = serde_json::from_str::<Value>(&state.stdout)
+            .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
             .as_i64()
-            .unwrap();
+            .expect("state has a pid");
         panic::panic_any((
             Left {
                 prefix: env.prefix().to_string(),
@@ -302,6 +315,51 @@ fn cleanup_kills_a_detached_container_left_running() {
             leftovers.is_empty(),
             "cgroups left in {root}: {leftovers:?}"
         );
+    }
+}
+
+#[test]
+fn cleanup_removes_the_cgroup_of_a_container_named_by_someone_else() {
+    if !require_root() || !has_cmd("runc") {
+        return;
+    }
+    // Like dockerd's /docker/<id>: a cgroup path without the test's prefix.
+    let cgroup = format!("berthforeign{}", std::process::id());
+    let cgroups_path = format!("/{cgroup}");
+    let (left, pid): (Left, i32) = panic_inside_env(move |env| {
+        let bundle = Bundle::busybox(env);
+        bundle.args(&["sleep", "1000"]);
+        bundle.edit_config(|c| c["linux"]["cgroupsPath"] = Value::from(cgroups_path));
+        let id = env.unique("foreign");
+        run(env
+            .oci_runtime("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(bundle.path())
+            .arg(&id))
+        .assert_success();
+        let state = run(env.oci_runtime("runc").args(["state", &id]));
+        state.assert_success();
+        let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+            .as_i64()
+            .unwrap();
+        panic::panic_any((
+            Left {
+                prefix: env.prefix().to_string(),
+                dir: env.path().to_path_buf(),
+                children: Vec::new(),
+            },
+            pid as i32,
+        ));
+    });
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z"),
+        "container init {pid} still running: {stat}"
+    );
+    assert!(!left.dir.exists());
+    for root in CGROUP_ROOTS {
+        let cg = PathBuf::from(root).join(&cgroup);
+        assert!(!cg.exists(), "cgroup {} still exists", cg.display());
     }
 }
 

@@ -39,9 +39,10 @@ fn env_drop_removes_a_berth_runtime_container_left_running() {
     .assert_success();
     let state = run(env.oci_runtime(bin("berth-runtime")).args(["state", &id]));
     state.assert_success();
-    let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
+    let pid = serde_json::from_str::<Value>(&state.stdout)
+        .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
         .as_i64()
-        .unwrap();
+        .expect("state has a pid");
     let dir = env.path().to_path_buf();
 
     drop(env);
