@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/berth/runtime", env = "BERTH_RUNTIME_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/berth/runtime",
+        env = "BERTH_RUNTIME_ROOT"
+    )]
     pub root: PathBuf,
     /// Log file (default: stderr).
     #[arg(long, global = true)]

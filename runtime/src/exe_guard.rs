@@ -23,7 +23,10 @@ fn already_sealed() -> bool {
 
 fn memfd() -> Result<OwnedFd> {
     let name = c"berth-runtime";
-    for flags in [libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC, libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING] {
+    for flags in [
+        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC,
+        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+    ] {
         // SAFETY: memfd_create reads a C string and returns a new descriptor or -1.
         let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
         if fd >= 0 {
@@ -45,14 +48,24 @@ pub fn ensure_sealed_copy() -> Result<()> {
     while left > 0 {
         // SAFETY: copy between two descriptors we own; offsets are the files' own.
         let n = unsafe {
-            libc::copy_file_range(src.as_raw_fd(), std::ptr::null_mut(), dst.as_raw_fd(), std::ptr::null_mut(), left, 0)
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                std::ptr::null_mut(),
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                left,
+                0,
+            )
         };
         if n <= 0 {
             // copy_file_range cannot cross some filesystems; sendfile can.
             // SAFETY: as above.
-            let n2 = unsafe { libc::sendfile(dst.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left) };
+            let n2 = unsafe {
+                libc::sendfile(dst.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left)
+            };
             if n2 <= 0 {
-                return Err(std::io::Error::last_os_error()).context("copy the runtime binary into a memfd");
+                return Err(std::io::Error::last_os_error())
+                    .context("copy the runtime binary into a memfd");
             }
             left -= n2 as usize;
         } else {
@@ -78,5 +91,7 @@ pub fn ensure_sealed_copy() -> Result<()> {
         .collect::<Result<_, _>>()
         .context("environment with a NUL byte")?;
     let err = nix::unistd::fexecve(&dst, &argv, &env).unwrap_err();
-    Err(anyhow::anyhow!("re-exec the runtime from its sealed copy: {err}"))
+    Err(anyhow::anyhow!(
+        "re-exec the runtime from its sealed copy: {err}"
+    ))
 }

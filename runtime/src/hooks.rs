@@ -32,7 +32,9 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state);
     }
-    let deadline = h.timeout().map(|t| Instant::now() + Duration::from_secs(t.max(0) as u64));
+    let deadline = h
+        .timeout()
+        .map(|t| Instant::now() + Duration::from_secs(t.max(0) as u64));
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
@@ -50,7 +52,14 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
             use std::io::Read;
             let _ = e.read_to_string(&mut err);
         }
-        bail!("{status}{}", if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) });
+        bail!(
+            "{status}{}",
+            if err.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", err.trim())
+            }
+        );
     }
     Ok(())
 }

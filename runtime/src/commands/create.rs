@@ -15,14 +15,14 @@ use oci_spec::runtime::Spec;
 use crate::cli::CreateArgs;
 use crate::commands::Global;
 use crate::hooks;
+use crate::process::console;
 use crate::process::init::{Init, Tty};
 use crate::process::namespaces::{self, Plan};
 use crate::process::spawn::clone_with;
 use crate::process::sync::{self, Msg};
-use crate::process::console;
-use crate::{rootfs, seccomp};
 use crate::state::{self, hook_state_json, Container, Status, EXEC_FIFO};
 use crate::{procfs, timefmt};
+use crate::{rootfs, seccomp};
 
 pub struct Created {
     pub container: Container,
@@ -33,8 +33,8 @@ pub struct Created {
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-    let spec: Spec = serde_json::from_slice(&data)
-        .with_context(|| format!("parse {}", path.display()))?;
+    let spec: Spec =
+        serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))?;
     Ok(spec)
 }
 
@@ -95,7 +95,11 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
     let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().clone());
     let mut s = String::new();
     for (clock, off) in offsets.iter().flatten() {
-        s.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        s.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
     }
     if !s.is_empty() {
         fs::write("/proc/self/timens_offsets", &s)
@@ -106,22 +110,27 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("berth-tmp");
-    fs::write(&tmp, pid.to_string()).with_context(|| format!("write pid file {}", tmp.display()))?;
+    fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("write pid file {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))?;
     Ok(())
 }
 
 pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     state::validate_id(&a.id)?;
-    let bundle = fs::canonicalize(&a.bundle)
-        .with_context(|| format!("bundle {}", a.bundle.display()))?;
+    let bundle =
+        fs::canonicalize(&a.bundle).with_context(|| format!("bundle {}", a.bundle.display()))?;
     let spec = load_spec(&bundle)?;
     let root_cfg = spec.root().as_ref().context("config.json has no root")?;
     let rootfs = bundle.join(root_cfg.path());
     let rootfs = fs::canonicalize(&rootfs)
         .with_context(|| format!("rootfs {} from config.json", rootfs.display()))?;
     let plan = Plan::from_spec(&spec)?;
-    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let tty = match (&a.console_socket, terminal) {
         (Some(p), true) => Some(Tty::Socket(console::connect(p)?)),
         (None, true) if relay_tty => Some(Tty::Relay),
@@ -148,14 +157,19 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let cgroup = match berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
-        }
+    let cgroup =
+        match berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
+            }
+        };
+    let mut guard = Cleanup {
+        dir: Some(dir.clone()),
+        pid: None,
+        cgroup: None,
     };
-    let mut guard = Cleanup { dir: Some(dir.clone()), pid: None, cgroup: None };
 
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
@@ -198,12 +212,18 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     }
     // Limits before the process joins: a realtime task cannot enter a v1 cgroup whose
     // cpu.rt_runtime_us is still 0.
-    cgroup.create().with_context(|| format!("create cgroup for container {}", a.id))?;
+    cgroup
+        .create()
+        .with_context(|| format!("create cgroup for container {}", a.id))?;
     guard.cgroup = Some(&cgroup);
     if let Some(r) = resources_with_default_devices(&spec) {
-        cgroup.set(&r).with_context(|| format!("set cgroup limits for container {}", a.id))?;
+        cgroup
+            .set(&r)
+            .with_context(|| format!("set cgroup limits for container {}", a.id))?;
     }
-    cgroup.apply(pid.as_raw()).with_context(|| format!("join cgroup for container {}", a.id))?;
+    cgroup
+        .apply(pid.as_raw())
+        .with_context(|| format!("join cgroup for container {}", a.id))?;
     parent.send(&Msg::Go { pid: pid.as_raw() })?;
 
     let mut pty = None;
@@ -261,7 +281,11 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Program>> {
         return Ok(None);
     };
     let p = seccomp::compile(s).context("seccomp profile in config.json")?;
-    tracing::debug!(instructions = p.instructions().len(), flags = p.flags(), "seccomp compiled");
+    tracing::debug!(
+        instructions = p.instructions().len(),
+        flags = p.flags(),
+        "seccomp compiled"
+    );
     Ok(Some(p))
 }
 
@@ -293,12 +317,20 @@ fn resources_with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::Linu
     Some(r)
 }
 
-fn pass_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
+fn pass_seccomp_listener(
+    spec: &Spec,
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+    fd: &OwnedFd,
+) -> Result<()> {
     let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let path = sc
         .and_then(|s| s.listener_path().as_ref())
         .context("seccomp profile uses SCMP_ACT_NOTIFY but has no listenerPath")?;
-    let meta = sc.and_then(|s| s.listener_metadata().clone()).unwrap_or_default();
+    let meta = sc
+        .and_then(|s| s.listener_metadata().clone())
+        .unwrap_or_default();
     let st = hook_state_json(spec, id, Status::Creating, pid, bundle);
     seccomp::send_listener(path, &meta, std::os::fd::AsFd::as_fd(fd), &st)
         .with_context(|| format!("send seccomp listener to {}", path.display()))?;
@@ -308,7 +340,12 @@ fn pass_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &Ow
 /// Namespaces joined by path (and a new time namespace) must be entered before the init is
 /// forked, but not by the runtime itself, which still needs the host's view: an intermediate
 /// process joins them, forks the init and reports its pid.
-fn spawn_via_intermediate(plan: &Plan, spec: &Spec, init: Init, parent: &sync::Channel) -> Result<Pid> {
+fn spawn_via_intermediate(
+    plan: &Plan,
+    spec: &Spec,
+    init: Init,
+    parent: &sync::Channel,
+) -> Result<Pid> {
     let child = clone_with(nix::sched::CloneFlags::empty(), move || {
         // Our own handle for the report: `init` (and its channel) moves into the init.
         let report = match init.chan.try_clone() {
@@ -320,8 +357,10 @@ fn spawn_via_intermediate(plan: &Plan, spec: &Spec, init: Init, parent: &sync::C
                 namespaces::join(ns)?;
             }
             if plan.new_time {
-                nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-                    .context("create time namespace")?;
+                nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+                    libc::CLONE_NEWTIME,
+                ))
+                .context("create time namespace")?;
                 write_time_offsets(spec)?;
             }
             clone_with(plan.new, move || init.main())

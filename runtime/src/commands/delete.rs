@@ -17,7 +17,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Err(e) => {
             // A create that died before writing state.json leaves a bare directory.
             let dir = state::dir(root, id);
-            if state::validate_id(id).is_ok() && dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
+            if state::validate_id(id).is_ok()
+                && dir.is_dir()
+                && !dir.join(state::STATE_FILE).exists()
+            {
                 let _ = fs::remove_dir_all(&dir);
                 return Ok(());
             }
@@ -54,7 +57,11 @@ fn kill_and_wait(c: &Container, all: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     if c.init_alive() {
-        bail!("container {} init {} did not die after SIGKILL", c.id, c.pid);
+        bail!(
+            "container {} init {} did not die after SIGKILL",
+            c.id,
+            c.pid
+        );
     }
     Ok(())
 }
@@ -73,7 +80,11 @@ pub fn destroy(root: &Path, c: &Container) -> Result<()> {
         }
     }
     let hk = c.spec.hooks().clone().unwrap_or_default();
-    if let Err(e) = hooks::run_all(hk.poststop().as_ref(), "poststop", &c.hook_state(Status::Stopped)) {
+    if let Err(e) = hooks::run_all(
+        hk.poststop().as_ref(),
+        "poststop",
+        &c.hook_state(Status::Stopped),
+    ) {
         tracing::warn!("{e:#}");
     }
     fs::remove_dir_all(state::dir(root, &c.id))?;

@@ -23,17 +23,24 @@ fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),
     };
-    let uid = u.parse().with_context(|| format!("--user {s:?}: uid must be numeric"))?;
+    let uid = u
+        .parse()
+        .with_context(|| format!("--user {s:?}: uid must be numeric"))?;
     let gid = g
-        .map(|g| g.parse().with_context(|| format!("--user {s:?}: gid must be numeric")))
+        .map(|g| {
+            g.parse()
+                .with_context(|| format!("--user {s:?}: gid must be numeric"))
+        })
         .transpose()?;
     Ok((uid, gid))
 }
 
 fn process_from_args(a: &ExecArgs, spec: &Spec) -> Result<Process> {
     if let Some(path) = &a.process {
-        let data = std::fs::read(path).with_context(|| format!("read process {}", path.display()))?;
-        return serde_json::from_slice(&data).with_context(|| format!("parse process {}", path.display()));
+        let data =
+            std::fs::read(path).with_context(|| format!("read process {}", path.display()))?;
+        return serde_json::from_slice(&data)
+            .with_context(|| format!("parse process {}", path.display()));
     }
     if a.command.is_empty() {
         bail!("exec needs a command (or --process)");
@@ -116,7 +123,10 @@ fn join_plan(c: &Container) -> Result<Vec<ToJoin>> {
     ];
     let mut out = Vec::new();
     for t in order.into_iter().filter(|t| types.contains(t)) {
-        let path = Path::new("/proc").join(c.pid.to_string()).join("ns").join(namespaces::proc_name(t));
+        let path = Path::new("/proc")
+            .join(c.pid.to_string())
+            .join("ns")
+            .join(namespaces::proc_name(t));
         let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
         out.push(ToJoin { typ: t, path, file });
     }
@@ -162,8 +172,12 @@ impl ExecChild<'_> {
                 console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
             }
             match tty {
-                Tty::Socket(s) => console::send_master(s.as_raw_fd(), &pty.master, &pty.slave_path)?,
-                Tty::Relay => self.chan.send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
+                Tty::Socket(s) => {
+                    console::send_master(s.as_raw_fd(), &pty.master, &pty.slave_path)?
+                }
+                Tty::Relay => self
+                    .chan
+                    .send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
             }
             console::become_session_leader_on(&pty.slave)?;
         }
@@ -190,7 +204,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     let joins = join_plan(&c)?;
     let in_user_ns = joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
     set_child_subreaper()?;
-    let sigs = if a.detach { None } else { Some(foreground::block_signals()?) };
+    let sigs = if a.detach {
+        None
+    } else {
+        Some(foreground::block_signals()?)
+    };
 
     let (parent, child) = sync::pair()?;
     let ec = ExecChild {

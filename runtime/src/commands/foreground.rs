@@ -104,7 +104,10 @@ pub fn wait(pid: Pid, sigs: SigSet, pty: Option<OwnedFd>) -> Result<i32> {
             fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
             if stdin_open {
                 // SAFETY: fd 0 lives as long as the process.
-                fds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(0) }, PollFlags::POLLIN));
+                fds.push(PollFd::new(
+                    unsafe { BorrowedFd::borrow_raw(0) },
+                    PollFlags::POLLIN,
+                ));
             }
         }
         match poll(&mut fds, PollTimeout::NONE) {
@@ -131,14 +134,25 @@ pub fn wait(pid: Pid, sigs: SigSet, pty: Option<OwnedFd>) -> Result<i32> {
             }
         }
         if let Some(m) = &pty {
-            if ready.get(1).copied().flatten().is_some_and(|r| !r.is_empty()) {
+            if ready
+                .get(1)
+                .copied()
+                .flatten()
+                .is_some_and(|r| !r.is_empty())
+            {
                 // SAFETY: reading/writing into our buffer from descriptors we hold.
                 let n = unsafe { libc::read(m.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {
                     write_all(1, &buf[..n as usize]);
                 }
             }
-            if stdin_open && ready.get(2).copied().flatten().is_some_and(|r| !r.is_empty()) {
+            if stdin_open
+                && ready
+                    .get(2)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|r| !r.is_empty())
+            {
                 // SAFETY: as above.
                 let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {
@@ -153,7 +167,11 @@ pub fn wait(pid: Pid, sigs: SigSet, pty: Option<OwnedFd>) -> Result<i32> {
 
 fn drain(fd: i32, buf: &mut [u8]) {
     loop {
-        let mut p = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
+        let mut p = [libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         // SAFETY: poll/read on a descriptor we hold, into our buffer.
         unsafe {
             if libc::poll(p.as_mut_ptr(), 1, 0) <= 0 || p[0].revents & libc::POLLIN == 0 {

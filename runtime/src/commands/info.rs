@@ -25,13 +25,29 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         return Ok(n);
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     if let Some(rt) = name.strip_prefix("SIGRTMIN") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.trim_start_matches('+').parse().with_context(|| format!("invalid signal {s:?}"))? };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+')
+                .parse()
+                .with_context(|| format!("invalid signal {s:?}"))?
+        };
         return Ok(libc::SIGRTMIN() + off);
     }
     if let Some(rt) = name.strip_prefix("SIGRTMAX") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.trim_start_matches('-').parse().with_context(|| format!("invalid signal {s:?}"))? };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('-')
+                .parse()
+                .with_context(|| format!("invalid signal {s:?}"))?
+        };
         return Ok(libc::SIGRTMAX() - off);
     }
     Signal::from_str(&name)
@@ -47,12 +63,14 @@ pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<()> {
     }
     if all {
         let cg = c.cgroup()?;
-        cg.kill_all(signo).with_context(|| format!("signal {sig} to all processes of {id}"))?;
+        cg.kill_all(signo)
+            .with_context(|| format!("signal {sig} to all processes of {id}"))?;
         return Ok(());
     }
     // SAFETY: kill(2) with a pid we verified is still the container's init.
     if unsafe { libc::kill(c.pid, signo) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("signal {sig} to container {id}"));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("signal {sig} to container {id}"));
     }
     Ok(())
 }
@@ -109,7 +127,9 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
             println!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
-            let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
+            let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+                .map(String::from)
+                .to_vec()];
             for (c, s) in &all {
                 let pid = if *s == Status::Stopped { 0 } else { c.pid };
                 rows.push(vec![
@@ -130,20 +150,32 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
 
 pub fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     let c = Container::load(root, id)?;
-    let pids = if c.status(root) == Status::Stopped { Vec::new() } else { c.cgroup()?.pids()? };
+    let pids = if c.status(root) == Status::Stopped {
+        Vec::new()
+    } else {
+        c.cgroup()?.pids()?
+    };
     match format {
         "json" => {
             println!("{}", serde_json::to_string(&pids)?);
             Ok(())
         }
         "table" => {
-            let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
             let out = std::process::Command::new("ps")
                 .args(&args)
                 .output()
                 .context("run ps(1)")?;
             if !out.status.success() {
-                bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
@@ -154,7 +186,11 @@ pub fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<()>
                 .context("ps output has no PID column")?;
             println!("{header}");
             for l in lines {
-                if let Some(p) = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()) {
+                if let Some(p) = l
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
                     if pids.contains(&p) {
                         println!("{l}");
                     }
@@ -169,7 +205,9 @@ pub fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<()>
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let c = Container::load(root, id)?;
     match c.status(root) {
-        Status::Running | Status::Created => c.cgroup()?.freeze().with_context(|| format!("pause {id}")),
+        Status::Running | Status::Created => {
+            c.cgroup()?.freeze().with_context(|| format!("pause {id}"))
+        }
         s => bail!("container {id} is not running: {s}"),
     }
 }

@@ -10,8 +10,8 @@ use oci_spec::runtime::{LinuxPids, LinuxResources, Spec};
 use serde_json::json;
 
 use crate::cli::{EventsArgs, SpecArgs, UpdateArgs};
-use crate::state::{Container, Status};
 use crate::seccomp;
+use crate::state::{Container, Status};
 
 /// "512m", "1g", "1024", "-1".
 fn parse_bytes(s: &str) -> Result<i64> {
@@ -40,7 +40,9 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
         Some(p) => {
             let mut data = Vec::new();
             if p.as_os_str() == "-" {
-                std::io::stdin().read_to_end(&mut data).context("read resources from stdin")?;
+                std::io::stdin()
+                    .read_to_end(&mut data)
+                    .context("read resources from stdin")?;
             } else {
                 data = fs::read(p).with_context(|| format!("read {}", p.display()))?;
             }
@@ -67,13 +69,27 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
     }
     let mut cpu = r.cpu().clone().unwrap_or_default();
     let before = serde_json::to_value(&cpu)?;
-    if let Some(v) = a.cpu_period { cpu.set_period(Some(v)); }
-    if let Some(v) = a.cpu_quota { cpu.set_quota(Some(v)); }
-    if let Some(v) = a.cpu_share { cpu.set_shares(Some(v)); }
-    if let Some(v) = a.cpu_rt_period { cpu.set_realtime_period(Some(v)); }
-    if let Some(v) = a.cpu_rt_runtime { cpu.set_realtime_runtime(Some(v)); }
-    if let Some(v) = &a.cpuset_cpus { cpu.set_cpus(Some(v.clone())); }
-    if let Some(v) = &a.cpuset_mems { cpu.set_mems(Some(v.clone())); }
+    if let Some(v) = a.cpu_period {
+        cpu.set_period(Some(v));
+    }
+    if let Some(v) = a.cpu_quota {
+        cpu.set_quota(Some(v));
+    }
+    if let Some(v) = a.cpu_share {
+        cpu.set_shares(Some(v));
+    }
+    if let Some(v) = a.cpu_rt_period {
+        cpu.set_realtime_period(Some(v));
+    }
+    if let Some(v) = a.cpu_rt_runtime {
+        cpu.set_realtime_runtime(Some(v));
+    }
+    if let Some(v) = &a.cpuset_cpus {
+        cpu.set_cpus(Some(v.clone()));
+    }
+    if let Some(v) = &a.cpuset_mems {
+        cpu.set_mems(Some(v.clone()));
+    }
     if r.cpu().is_some() || serde_json::to_value(&cpu)? != before {
         r.set_cpu(Some(cpu));
     }
@@ -87,7 +103,9 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
         b.set_weight(Some(w));
         r.set_block_io(Some(b));
     }
-    c.cgroup()?.set(&r).with_context(|| format!("update resources of {}", a.id))?;
+    c.cgroup()?
+        .set(&r)
+        .with_context(|| format!("update resources of {}", a.id))?;
     // Remember the new limits so that a later `update` merges with them.
     let mut linux = c.spec.linux().clone().unwrap_or_default();
     let merged = merge(linux.resources().clone(), &r)?;
@@ -113,8 +131,13 @@ fn merge(old: Option<LinuxResources>, new: &LinuxResources) -> Result<LinuxResou
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = n.parse().with_context(|| format!("invalid interval {s:?}"))?;
+    let (n, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = n
+        .parse()
+        .with_context(|| format!("invalid interval {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -135,7 +158,10 @@ pub fn events(root: &Path, a: &EventsArgs) -> Result<()> {
         if c.status(root) == Status::Stopped {
             bail!("container {} is not running", a.id);
         }
-        let stats = c.cgroup()?.stats().with_context(|| format!("stats of {}", a.id))?;
+        let stats = c
+            .cgroup()?
+            .stats()
+            .with_context(|| format!("stats of {}", a.id))?;
         println!("{}", json!({"type": "stats", "id": a.id, "data": stats}));
         if a.stats {
             return Ok(());
@@ -178,7 +204,10 @@ pub fn spec(a: &SpecArgs) -> Result<()> {
         bail!("File {} exists. Remove it first", path.display());
     }
     let spec = if a.rootless {
-        Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+        Spec::rootless(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
     } else {
         Spec::default()
     };

@@ -11,7 +11,11 @@ use crate::state::Container;
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     // Subreaper: the init may be our grandchild (via the intermediate) and we must reap it.
     spawn::set_child_subreaper()?;
-    let sigs = if a.detach { None } else { Some(foreground::block_signals()?) };
+    let sigs = if a.detach {
+        None
+    } else {
+        Some(foreground::block_signals()?)
+    };
     let created = create::create(g, &a.create, !a.detach)?;
     let id = &a.create.id;
     if let Err(e) = start::start(&g.root, id) {

@@ -79,7 +79,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     c.started = true;
     c.save(root)?;
     let hk = c.spec.hooks().clone().unwrap_or_default();
-    if let Err(e) = hooks::run_all(hk.poststart().as_ref(), "poststart", &c.hook_state(Status::Running)) {
+    if let Err(e) = hooks::run_all(
+        hk.poststart().as_ref(),
+        "poststart",
+        &c.hook_state(Status::Running),
+    ) {
         // runtime-spec: a failing poststart hook is logged; the container keeps running.
         tracing::warn!("{e:#}");
     }

@@ -66,7 +66,11 @@ impl Sets {
     /// Set effective, permitted, inheritable and ambient after the uid change.
     pub fn apply(&self) -> Result<()> {
         // The kernel requires effective to be a subset of permitted at every capset(2).
-        let effective: CapsHashSet = self.effective.intersection(&self.permitted).copied().collect();
+        let effective: CapsHashSet = self
+            .effective
+            .intersection(&self.permitted)
+            .copied()
+            .collect();
         caps::set(None, CapSet::Inheritable, &self.inheritable)
             .context("set inheritable capabilities")?;
         caps::set(None, CapSet::Effective, &effective).context("set effective capabilities")?;
@@ -86,7 +90,9 @@ impl Sets {
             } else {
                 // runc's default spec lists ambient caps without inheritable ones; the kernel
                 // refuses those, and runc drops them silently too.
-                tracing::debug!("ambient capability {cap} is not both permitted and inheritable, skipped");
+                tracing::debug!(
+                    "ambient capability {cap} is not both permitted and inheritable, skipped"
+                );
             }
         }
         Ok(())
@@ -95,6 +101,10 @@ impl Sets {
 
 pub fn parse_cap(name: &str) -> Result<Capability> {
     let n = name.to_ascii_uppercase();
-    let n = if n.starts_with("CAP_") { n } else { format!("CAP_{n}") };
+    let n = if n.starts_with("CAP_") {
+        n
+    } else {
+        format!("CAP_{n}")
+    };
     Capability::from_str(&n).map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))
 }

@@ -35,7 +35,9 @@ pub fn open_pty() -> Result<Pty> {
         if libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()) != 0 {
             return Err(std::io::Error::last_os_error()).context("ptsname");
         }
-        std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(buf.as_ptr())
+            .to_string_lossy()
+            .into_owned()
     };
     let slave = OpenOptions::new()
         .read(true)
@@ -68,8 +70,14 @@ pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
 pub fn send_master(sock: RawFd, master: &OwnedFd, name: &str) -> Result<()> {
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(sock, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .context("send the pty master over the console socket")?;
+    sendmsg::<()>(
+        sock,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .context("send the pty master over the console socket")?;
     Ok(())
 }
 
@@ -80,7 +88,8 @@ pub fn become_session_leader_on(slave: &File) -> Result<()> {
     unsafe {
         libc::setsid();
         if libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
-            return Err(std::io::Error::last_os_error()).context("make the pty our controlling terminal");
+            return Err(std::io::Error::last_os_error())
+                .context("make the pty our controlling terminal");
         }
         for target in 0..3 {
             if libc::dup2(fd, target) < 0 {

@@ -60,13 +60,17 @@ impl Init<'_> {
 
     fn setup(&self) -> Result<std::convert::Infallible> {
         let (msg, _) = self.chan.expect("setup")?;
-        let Msg::Go { pid } = msg else { bail!("unexpected message {msg:?}") };
+        let Msg::Go { pid } = msg else {
+            bail!("unexpected message {msg:?}")
+        };
         let spec = self.spec;
         let linux = spec.linux().clone().unwrap_or_default();
         // A config without a process is valid: the container exists for its hooks and
         // namespaces, and its init leaves once started.
         let process = spec.process().clone();
-        let has_mount_ns = self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Mount);
+        let has_mount_ns = self
+            .plan
+            .contains(oci_spec::runtime::LinuxNamespaceType::Mount);
 
         if self.plan.user() {
             // Become root of the new user namespace, whose mappings the runtime just wrote.
@@ -78,7 +82,9 @@ impl Init<'_> {
         if self.plan.new_cgroup {
             unshare(CloneFlags::CLONE_NEWCGROUP).context("create cgroup namespace")?;
         }
-        let has_uts = self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Uts);
+        let has_uts = self
+            .plan
+            .contains(oci_spec::runtime::LinuxNamespaceType::Uts);
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             if !has_uts {
                 bail!("cannot set hostname {h:?} without a private UTS namespace");
@@ -113,7 +119,9 @@ impl Init<'_> {
         let opts = rootfs::RootfsOptions {
             no_pivot: self.no_pivot,
             in_user_ns: self.plan.user(),
-            cgroup_ns: self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Cgroup),
+            cgroup_ns: self
+                .plan
+                .contains(oci_spec::runtime::LinuxNamespaceType::Cgroup),
         };
         if has_mount_ns {
             // Relative bind sources are relative to the bundle, as with runc.
@@ -150,8 +158,12 @@ impl Init<'_> {
                 console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
             }
             match &self.tty {
-                Some(Tty::Socket(sock)) => console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?,
-                Some(Tty::Relay) => self.chan.send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
+                Some(Tty::Socket(sock)) => {
+                    console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?
+                }
+                Some(Tty::Relay) => self
+                    .chan
+                    .send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
                 None => bail!("process.terminal is true but no --console-socket was given"),
             }
             console::mount_console(&pty.slave_path)?;
@@ -173,7 +185,8 @@ impl Init<'_> {
             None => None,
         };
         if let Some(l) = prepared.as_ref().and_then(|p| p.seccomp_listener.as_ref()) {
-            self.chan.send_with_fd(&Msg::SeccompListener, Some(l.as_raw_fd()))?;
+            self.chan
+                .send_with_fd(&Msg::SeccompListener, Some(l.as_raw_fd()))?;
         }
         self.chan.send(&Msg::Ready)?;
 
@@ -206,7 +219,8 @@ impl Init<'_> {
 fn set_domainname(d: &str) -> Result<()> {
     // SAFETY: setdomainname reads `len` bytes from the pointer.
     if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("set domainname {d:?}"));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("set domainname {d:?}"));
     }
     Ok(())
 }
@@ -216,7 +230,13 @@ fn set_domainname(d: &str) -> Result<()> {
 fn join_session_keyring(id: &str) {
     let name = std::ffi::CString::new(format!("_ses.{id}")).unwrap_or_default();
     // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) reads a C string.
-    let r = unsafe { libc::syscall(libc::SYS_keyctl, 1 /* JOIN_SESSION_KEYRING */, name.as_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            1, /* JOIN_SESSION_KEYRING */
+            name.as_ptr(),
+        )
+    };
     if r < 0 {
         tracing::debug!("join session keyring: {}", std::io::Error::last_os_error());
     }

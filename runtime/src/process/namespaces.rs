@@ -86,9 +86,14 @@ impl Plan {
             plan.has.push(t);
             match ns.path() {
                 Some(p) if !p.as_os_str().is_empty() => {
-                    let file = File::open(p)
-                        .with_context(|| format!("open {} namespace path {}", proc_name(t), p.display()))?;
-                    plan.join.push(ToJoin { typ: t, path: p.clone(), file });
+                    let file = File::open(p).with_context(|| {
+                        format!("open {} namespace path {}", proc_name(t), p.display())
+                    })?;
+                    plan.join.push(ToJoin {
+                        typ: t,
+                        path: p.clone(),
+                        file,
+                    });
                 }
                 _ => match t {
                     LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
@@ -100,7 +105,10 @@ impl Plan {
         let mut seen = Vec::new();
         for n in &namespaces {
             if seen.contains(&n.typ()) {
-                anyhow::bail!("namespace {} is listed twice in config.json", proc_name(n.typ()));
+                anyhow::bail!(
+                    "namespace {} is listed twice in config.json",
+                    proc_name(n.typ())
+                );
             }
             seen.push(n.typ());
         }
@@ -126,7 +134,6 @@ impl Plan {
 }
 
 pub fn join(ns: &ToJoin) -> Result<()> {
-    setns(ns.file.as_fd(), flag(ns.typ)).with_context(|| {
-        format!("join {} namespace {}", proc_name(ns.typ), ns.path.display())
-    })
+    setns(ns.file.as_fd(), flag(ns.typ))
+        .with_context(|| format!("join {} namespace {}", proc_name(ns.typ), ns.path.display()))
 }

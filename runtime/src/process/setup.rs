@@ -56,7 +56,10 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
         // SAFETY: setrlimit reads the struct we pass.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
             let err = std::io::Error::last_os_error();
-            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             // SAFETY: getrlimit writes into the struct we pass.
             unsafe { libc::getrlimit(res, &mut cur) };
             bail!(
@@ -128,7 +131,9 @@ fn set_apparmor(profile: &str) -> Result<()> {
 }
 
 fn set_io_priority(p: &Process) -> Result<()> {
-    let Some(io) = p.io_priority() else { return Ok(()) };
+    let Some(io) = p.io_priority() else {
+        return Ok(());
+    };
     let class = match io.class() {
         oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
         oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
@@ -144,7 +149,9 @@ fn set_io_priority(p: &Process) -> Result<()> {
 
 fn set_scheduler(p: &Process) -> Result<()> {
     use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
-    let Some(s) = p.scheduler() else { return Ok(()) };
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
     #[repr(C)]
     #[derive(Default)]
     struct SchedAttr {
@@ -202,7 +209,9 @@ fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
 }
 
 fn is_executable(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
     // SAFETY: access(2) reads the path; it checks with our (already switched) real ids.
     let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 };
     ok && p.is_file()
@@ -257,16 +266,22 @@ fn cstrings<I: IntoIterator<Item = S>, S: AsRef<str>>(it: I, what: &str) -> Resu
 
 /// Everything from the working directory to the executable lookup. Runs in the final
 /// namespaces with the final root. Returns what `exec` needs.
-pub fn finish(p: &Process, seccomp_cfg: Option<&seccomp::Program>, preserve_fds: u32) -> Result<Prepared> {
+pub fn finish(
+    p: &Process,
+    seccomp_cfg: Option<&seccomp::Program>,
+    preserve_fds: u32,
+) -> Result<Prepared> {
     let cwd = p.cwd();
     if !cwd.as_os_str().is_empty() {
         if !cwd.is_absolute() {
             bail!("process.cwd {} must be an absolute path", cwd.display());
         }
         if !cwd.exists() {
-            std::fs::create_dir_all(cwd).with_context(|| format!("create cwd {}", cwd.display()))?;
+            std::fs::create_dir_all(cwd)
+                .with_context(|| format!("create cwd {}", cwd.display()))?;
         }
-        std::env::set_current_dir(cwd).with_context(|| format!("chdir to cwd {}", cwd.display()))?;
+        std::env::set_current_dir(cwd)
+            .with_context(|| format!("chdir to cwd {}", cwd.display()))?;
     }
     set_rlimits(p)?;
     set_io_priority(p)?;
@@ -299,7 +314,11 @@ pub fn finish(p: &Process, seccomp_cfg: Option<&seccomp::Program>, preserve_fds:
         None => {
             // No capabilities object: the process gets none (runtime-spec).
             let empty = ::caps::CapsHashSet::new();
-            for set in [::caps::CapSet::Effective, ::caps::CapSet::Permitted, ::caps::CapSet::Inheritable] {
+            for set in [
+                ::caps::CapSet::Effective,
+                ::caps::CapSet::Permitted,
+                ::caps::CapSet::Inheritable,
+            ] {
                 ::caps::set(None, set, &empty).ok();
             }
         }
@@ -331,7 +350,14 @@ pub fn finish(p: &Process, seccomp_cfg: Option<&seccomp::Program>, preserve_fds:
 /// closed at execve (preserved fds sit below it).
 pub fn mark_cloexec_from(from: i32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own table.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if r != 0 {
         if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
             let fds: Vec<i32> = rd

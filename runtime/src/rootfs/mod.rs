@@ -45,7 +45,6 @@
 //! enters the container's user namespace and the init calls
 //! [`prepare_with_idmapped_sources`], which only attaches them.
 
-
 mod cgroup_mount;
 mod copyup;
 mod devices;
