@@ -1,0 +1,834 @@
+//! The Task service: containerd's shim API for one container and its exec'd processes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use containerd_shim_protos::api::{self, Status};
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::topics;
+use containerd_shim_protos::Task;
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use ttrpc::{Code, TtrpcContext};
+
+use crate::attach::AttachHub;
+use crate::events::Publisher;
+use crate::jsonlog::JsonLog;
+use crate::mount::{mount_rootfs, unmount_all, RootfsMount};
+use crate::options::RuncOptions;
+use crate::process::Proc;
+use crate::reaper::{self, Exit};
+use crate::restart::Backoff;
+use crate::runtime::{choose_binary, Runtime};
+use crate::settings::Settings;
+use crate::status::{self, StatusFile};
+use crate::stdio::{BerthIo, Prepared, StdioSpec};
+
+/// How long an exit waits for the process's output to drain before it is reported.
+const IO_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// The runtime a bundle was created with, kept in the bundle for the `delete` bootstrap
+/// action, which runs after the serving shim is gone.
+pub const RUNTIME_FILE: &str = "berth-shim-runtime.json";
+
+#[derive(Serialize, Deserialize)]
+pub struct SavedRuntime {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+pub struct Service {
+    id: String,
+    namespace: String,
+    bundle: PathBuf,
+    settings: Settings,
+    runtime: OnceLock<Runtime>,
+    publisher: Publisher,
+    init: Mutex<Option<Arc<Proc>>>,
+    execs: Mutex<HashMap<String, Arc<Proc>>>,
+    berth: OnceLock<BerthIo>,
+    exits: Mutex<Sender<(Arc<Proc>, Exit)>>,
+    rootfs_mounted: AtomicBool,
+    backoff: Mutex<Backoff>,
+    shutting_down: AtomicBool,
+}
+
+fn status_err(code: Code, e: impl std::fmt::Display) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))
+}
+
+fn internal(e: anyhow::Error) -> ttrpc::Error {
+    status_err(Code::UNKNOWN, format!("{e:#}"))
+}
+
+fn ts(t: SystemTime) -> MessageField<Timestamp> {
+    MessageField::some(Timestamp::from(t))
+}
+
+impl Service {
+    pub fn new(id: &str, namespace: &str, bundle: &Path, publisher: Publisher) -> Result<Arc<Service>> {
+        let settings = Settings::load(bundle)?;
+        let (tx, rx) = channel();
+        let svc = Arc::new(Service {
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            bundle: bundle.to_path_buf(),
+            settings,
+            runtime: OnceLock::new(),
+            publisher,
+            init: Mutex::new(None),
+            execs: Mutex::new(HashMap::new()),
+            berth: OnceLock::new(),
+            exits: Mutex::new(tx),
+            rootfs_mounted: AtomicBool::new(false),
+            backoff: Mutex::new(Backoff::default()),
+            shutting_down: AtomicBool::new(false),
+        });
+        let s = svc.clone();
+        crate::spawn_thread("exits", move || s.exit_loop(rx))?;
+        Ok(svc)
+    }
+
+    fn runtime(&self) -> Result<&Runtime> {
+        self.runtime
+            .get()
+            .ok_or_else(|| anyhow!("container {} is not created", self.id))
+    }
+
+    fn init(&self) -> Option<Arc<Proc>> {
+        self.init.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn process(&self, exec_id: &str) -> ttrpc::Result<Arc<Proc>> {
+        let p = if exec_id.is_empty() {
+            self.init()
+        } else {
+            self.execs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(exec_id)
+                .cloned()
+        };
+        p.ok_or_else(|| {
+            let what = if exec_id.is_empty() {
+                format!("container {}", self.id)
+            } else {
+                format!("process {exec_id} in container {}", self.id)
+            };
+            status_err(Code::NOT_FOUND, format!("{what}: not found"))
+        })
+    }
+
+    fn berth(&self) -> BerthIo {
+        self.berth.get().cloned().unwrap_or_default()
+    }
+
+    /// The runtime's state directory: the runc options' root (per namespace, as
+    /// containerd-shim-runc-v2 does), else Berth's annotation, else our own default.
+    fn runtime_root(&self, opts: &RuncOptions) -> PathBuf {
+        if !opts.root.is_empty() {
+            return Path::new(&opts.root).join(&self.namespace);
+        }
+        if let Some(r) = &self.settings.runtime_root {
+            return r.clone();
+        }
+        Path::new("/run/containerd/berth").join(&self.namespace)
+    }
+
+    fn write_status(&self, proc: &Proc) {
+        let st = proc.state().clone();
+        let name = if st.restarting {
+            "restarting"
+        } else if st.exit.is_some() {
+            "exited"
+        } else {
+            match st.status {
+                Status::CREATED => "created",
+                Status::PAUSED => "paused",
+                _ => "running",
+            }
+        };
+        status::write(
+            &self.bundle,
+            &StatusFile {
+                id: self.id.clone(),
+                status: name.to_string(),
+                pid: st.pid,
+                exit_code: st.exit.map(|e| e.code),
+                exited_at: status::time(st.exit.map(|e| e.at)),
+                started_at: status::time(st.started_at),
+                restart_count: st.restart_count,
+                stopped_by_user: st.stopped_by_user,
+            },
+        );
+    }
+
+    fn do_create(&self, req: &api::CreateTaskRequest) -> Result<u32> {
+        let opts = match req.options.as_ref() {
+            Some(any) if RuncOptions::is_runc_options(&any.type_url) => {
+                RuncOptions::decode(&any.value).context("decode runc options")?
+            }
+            _ => RuncOptions::default(),
+        };
+        let runtime = Runtime {
+            binary: choose_binary(Some(&opts.binary_name)),
+            root: self.runtime_root(&opts),
+            log: self.bundle.join("log.json"),
+            no_pivot: opts.no_pivot_root,
+            no_new_keyring: opts.no_new_keyring,
+        };
+        let saved = SavedRuntime {
+            binary: runtime.binary.clone(),
+            root: runtime.root.clone(),
+        };
+        std::fs::write(self.bundle.join(RUNTIME_FILE), serde_json::to_vec(&saved)?)
+            .with_context(|| format!("write {}", self.bundle.join(RUNTIME_FILE).display()))?;
+        let _ = self.runtime.set(runtime);
+
+        if !req.rootfs.is_empty() {
+            let mounts: Vec<RootfsMount> = req
+                .rootfs
+                .iter()
+                .map(|m| RootfsMount {
+                    fstype: &m.type_,
+                    source: &m.source,
+                    options: &m.options,
+                })
+                .collect();
+            mount_rootfs(&mounts, &self.bundle.join("rootfs"))?;
+            self.rootfs_mounted.store(true, Ordering::SeqCst);
+        }
+
+        let mut berth = BerthIo {
+            open_stdin: self.settings.open_stdin,
+            ..Default::default()
+        };
+        if let Some(path) = &self.settings.log_path {
+            berth.log = Some(Arc::new(JsonLog::open(
+                path,
+                self.settings.log_max_size,
+                self.settings.log_max_files,
+            )?));
+        }
+        if let Some(path) = &self.settings.attach_socket {
+            berth.hub = Some(AttachHub::listen(path, req.terminal, self.settings.stdin_once)?);
+        }
+        let _ = self.berth.set(berth);
+
+        let proc = Arc::new(Proc::new(
+            "",
+            StdioSpec {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+            None,
+            self.bundle.join("init.pid"),
+        ));
+        let pid = self.create_init(&proc)?;
+        *self.init.lock().unwrap_or_else(|e| e.into_inner()) = Some(proc.clone());
+        self.write_status(&proc);
+        Ok(pid)
+    }
+
+    /// Have the runtime create the init (first run or a restart) with fresh stdio.
+    fn create_init(&self, proc: &Arc<Proc>) -> Result<u32> {
+        let runtime = self.runtime()?;
+        let berth = self.berth();
+        let mut prepared = Prepared::new(&proc.stdio, &berth)?;
+        let stdio = prepared.proc_stdio.take().context("stdio already used")?;
+        let _ = std::fs::remove_file(&proc.pid_file);
+        runtime.create(&self.id, &self.bundle, &proc.pid_file, stdio)?;
+        let started = read_pid(&proc.pid_file).and_then(|pid| Ok((pid, prepared.start()?)));
+        let (pid, io) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = runtime.delete(&self.id, true);
+                return Err(e);
+            }
+        };
+        if let Some(hub) = &berth.hub {
+            hub.set_stdin(io.stdin.clone());
+        }
+        *proc.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+        {
+            let mut st = proc.state();
+            st.pid = pid;
+            st.status = Status::CREATED;
+            st.exit = None;
+        }
+        self.watch(proc, pid);
+        Ok(pid)
+    }
+
+    fn watch(&self, proc: &Arc<Proc>, pid: u32) {
+        let tx = self.exits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let p = proc.clone();
+        reaper::global().watch(
+            pid as i32,
+            Box::new(move |exit| {
+                let _ = tx.send((p, exit));
+            }),
+        );
+    }
+
+    fn exit_loop(self: Arc<Self>, rx: Receiver<(Arc<Proc>, Exit)>) {
+        for (proc, exit) in rx {
+            self.handle_exit(proc, exit);
+        }
+    }
+
+    fn handle_exit(self: &Arc<Self>, proc: Arc<Proc>, exit: Exit) {
+        if let Some(io) = proc.io.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            io.drain(IO_DRAIN_LIMIT);
+        }
+        let pid = proc.state().pid;
+        tracing::info!(exec_id = proc.exec_id, pid, code = exit.code, "process exited");
+        if !proc.is_init() {
+            {
+                let mut st = proc.state();
+                st.exit = Some(exit);
+                st.status = Status::STOPPED;
+            }
+            proc.notify();
+            self.publish_exit(&proc, pid, exit);
+            return;
+        }
+        let restart = {
+            let mut st = proc.state();
+            let ran_for = st
+                .started_at
+                .and_then(|t| exit.at.duration_since(t).ok())
+                .unwrap_or_default();
+            let restart = st.status != Status::CREATED
+                && !self.shutting_down.load(Ordering::SeqCst)
+                && self
+                    .settings
+                    .restart
+                    .should_restart(exit.code, st.restart_count, st.stopped_by_user);
+            st.exit = Some(exit);
+            st.status = Status::STOPPED;
+            st.restarting = restart;
+            restart.then(|| {
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .delay(ran_for)
+            })
+        };
+        self.write_status(&proc);
+        if let Some(hub) = &self.berth().hub {
+            hub.close_clients();
+        }
+        match restart {
+            Some(delay) => {
+                let s = self.clone();
+                let p = proc.clone();
+                if let Err(e) = crate::spawn_thread("restart", move || s.restart_init(p, delay)) {
+                    tracing::warn!("restart: {e:#}");
+                    self.finish_init(&proc, exit);
+                }
+            }
+            None => {
+                proc.notify();
+                self.publish_exit(&proc, pid, exit);
+            }
+        }
+    }
+
+    fn publish_exit(&self, proc: &Proc, pid: u32, exit: Exit) {
+        self.publisher.publish(
+            topics::TASK_EXIT_EVENT_TOPIC,
+            &ev::TaskExit {
+                container_id: self.id.clone(),
+                id: if proc.is_init() {
+                    self.id.clone()
+                } else {
+                    proc.exec_id.clone()
+                },
+                pid,
+                exit_status: exit.code,
+                exited_at: ts(exit.at),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// The init ended for good: no (more) restarts.
+    fn finish_init(&self, proc: &Proc, exit: Exit) {
+        let pid = {
+            let mut st = proc.state();
+            st.restarting = false;
+            st.pid
+        };
+        proc.notify();
+        self.write_status(proc);
+        self.publish_exit(proc, pid, exit);
+    }
+
+    fn restart_init(self: Arc<Self>, proc: Arc<Proc>, delay: Duration) {
+        let exit = proc.state().exit.unwrap_or(Exit {
+            code: 255,
+            at: SystemTime::now(),
+        });
+        // Sleep out the back-off, but give up at once if the user stops the container.
+        let deadline = std::time::Instant::now() + delay;
+        loop {
+            if proc.state().stopped_by_user {
+                return self.finish_init(&proc, exit);
+            }
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        let result = (|| -> Result<u32> {
+            let runtime = self.runtime()?;
+            let _ = runtime.delete(&self.id, true);
+            let pid = self.create_init(&proc)?;
+            runtime.start(&self.id)?;
+            Ok(pid)
+        })();
+        match result {
+            Ok(pid) => {
+                {
+                    let mut st = proc.state();
+                    st.restart_count += 1;
+                    st.restarting = false;
+                    st.started_at = Some(SystemTime::now());
+                    if st.exit.is_none() {
+                        st.status = Status::RUNNING;
+                    }
+                    tracing::info!(pid, restarts = st.restart_count, "restarted");
+                }
+                self.write_status(&proc);
+            }
+            Err(e) => {
+                tracing::error!("restart container {}: {e:#}", self.id);
+                self.finish_init(&proc, exit);
+            }
+        }
+    }
+
+    fn start_exec(&self, proc: &Arc<Proc>) -> Result<u32> {
+        let runtime = self.runtime()?;
+        let spec_path = self.bundle.join(format!("exec-{}.json", proc.exec_id));
+        std::fs::write(&spec_path, proc.spec.as_deref().unwrap_or_default())
+            .with_context(|| format!("write {}", spec_path.display()))?;
+        let mut prepared = Prepared::new(&proc.stdio, &BerthIo::default())?;
+        let stdio = prepared.proc_stdio.take().context("stdio already used")?;
+        let res = runtime.exec(&self.id, &spec_path, &proc.pid_file, stdio);
+        let _ = std::fs::remove_file(&spec_path);
+        res?;
+        let pid = read_pid(&proc.pid_file)?;
+        let _ = std::fs::remove_file(&proc.pid_file);
+        let io = prepared.start()?;
+        *proc.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+        {
+            let mut st = proc.state();
+            st.pid = pid;
+            if st.exit.is_none() {
+                st.status = Status::RUNNING;
+            }
+            st.started_at = Some(SystemTime::now());
+        }
+        self.watch(proc, pid);
+        Ok(pid)
+    }
+
+    /// Stop the init: the configured stop signal, then SIGKILL to every process once the
+    /// stop timeout has passed.
+    fn stop(self: &Arc<Self>, proc: Arc<Proc>) -> Result<()> {
+        proc.state().stopped_by_user = true;
+        proc.notify();
+        if proc.state().exit.is_some() {
+            return Ok(());
+        }
+        let runtime = self.runtime()?;
+        runtime.kill(&self.id, self.settings.stop_signal as u32, false)?;
+        let timeout = self.settings.stop_timeout;
+        let s = self.clone();
+        crate::spawn_thread("stop", move || {
+            if proc.wait_timeout(timeout).is_none() {
+                tracing::info!("container {} ignored its stop signal for {timeout:?}; killing", s.id);
+                if let Ok(rt) = s.runtime() {
+                    if let Err(e) = rt.kill(&s.id, Signal::SIGKILL as u32, true) {
+                        tracing::warn!("{e:#}");
+                    }
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    fn ends_the_container(&self, signal: u32) -> bool {
+        let sig = signal as i32;
+        [Signal::SIGKILL, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]
+            .iter()
+            .any(|s| *s as i32 == sig)
+            || sig == self.settings.stop_signal as i32
+    }
+
+    /// End the serving process once the reply to Shutdown has gone out.
+    fn exit_soon(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let _ = crate::spawn_thread("shutdown", || {
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR1);
+        });
+    }
+}
+
+fn read_pid(path: &Path) -> Result<u32> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read pid file {}", path.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("pid file {} holds {text:?}", path.display()))
+}
+
+/// The Task service as ttrpc sees it; a thin shell over `Service`.
+pub struct TaskService(pub Arc<Service>);
+
+impl Task for TaskService {
+    fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
+        let s = &self.0;
+        if s.init().is_some() {
+            return Err(status_err(Code::ALREADY_EXISTS, format!("container {} already exists", req.id)));
+        }
+        tracing::info!(id = req.id, bundle = req.bundle, "create");
+        let pid = s.do_create(&req).map_err(|e| {
+            if s.rootfs_mounted.swap(false, Ordering::SeqCst) {
+                unmount_all(&s.bundle.join("rootfs"));
+            }
+            internal(e)
+        })?;
+        s.publisher.publish(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            &ev::TaskCreate {
+                container_id: s.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(ev::TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid,
+                ..Default::default()
+            },
+        );
+        Ok(api::CreateTaskResponse { pid, ..Default::default() })
+    }
+
+    fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+        let s = &self.0;
+        let proc = s.process(&req.exec_id)?;
+        if proc.is_init() {
+            s.runtime().and_then(|r| r.start(&s.id)).map_err(internal)?;
+            let pid = {
+                let mut st = proc.state();
+                if st.exit.is_none() {
+                    st.status = Status::RUNNING;
+                }
+                st.started_at = Some(SystemTime::now());
+                st.pid
+            };
+            s.write_status(&proc);
+            s.publisher.publish(
+                topics::TASK_START_EVENT_TOPIC,
+                &ev::TaskStart {
+                    container_id: s.id.clone(),
+                    pid,
+                    ..Default::default()
+                },
+            );
+            return Ok(api::StartResponse { pid, ..Default::default() });
+        }
+        if proc.state().pid != 0 {
+            return Err(status_err(Code::FAILED_PRECONDITION, format!("process {} already started", req.exec_id)));
+        }
+        let pid = s.start_exec(&proc).map_err(internal)?;
+        s.publisher.publish(
+            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            &ev::TaskExecStarted {
+                container_id: s.id.clone(),
+                exec_id: req.exec_id.clone(),
+                pid,
+                ..Default::default()
+            },
+        );
+        Ok(api::StartResponse { pid, ..Default::default() })
+    }
+
+    fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
+        let s = &self.0;
+        let proc = s.process(&req.exec_id)?;
+        let st = proc.state().clone();
+        if !proc.is_init() {
+            if st.pid != 0 && st.exit.is_none() {
+                return Err(status_err(Code::FAILED_PRECONDITION, format!("process {} is still running", req.exec_id)));
+            }
+            s.execs.lock().unwrap_or_else(|e| e.into_inner()).remove(&req.exec_id);
+            let exit = st.exit.unwrap_or(Exit { code: 0, at: SystemTime::now() });
+            return Ok(api::DeleteResponse {
+                pid: st.pid,
+                exit_status: exit.code,
+                exited_at: ts(exit.at),
+                ..Default::default()
+            });
+        }
+        if st.exit.is_none() && st.status != Status::CREATED {
+            return Err(status_err(Code::FAILED_PRECONDITION, format!("container {} is still running: stop it first", s.id)));
+        }
+        proc.state().stopped_by_user = true;
+        proc.notify();
+        s.runtime()
+            .and_then(|r| r.delete(&s.id, st.status == Status::CREATED))
+            .map_err(internal)?;
+        if st.exit.is_none() {
+            // A created container the runtime just killed: its exit is on the way.
+            proc.wait_timeout(Duration::from_secs(5));
+        }
+        if s.rootfs_mounted.swap(false, Ordering::SeqCst) {
+            unmount_all(&s.bundle.join("rootfs"));
+        }
+        let _ = std::fs::remove_file(&proc.pid_file);
+        let exit = proc.state().exit.unwrap_or(Exit { code: 0, at: SystemTime::now() });
+        *s.init.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        s.publisher.publish(
+            topics::TASK_DELETE_EVENT_TOPIC,
+            &ev::TaskDelete {
+                container_id: s.id.clone(),
+                pid: st.pid,
+                exit_status: exit.code,
+                exited_at: ts(exit.at),
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(api::DeleteResponse {
+            pid: st.pid,
+            exit_status: exit.code,
+            exited_at: ts(exit.at),
+            ..Default::default()
+        })
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let s = &self.0;
+        let init = s.process("")?;
+        if init.state().exit.is_some() {
+            return Err(status_err(Code::FAILED_PRECONDITION, format!("container {} is not running", s.id)));
+        }
+        let mut execs = s.execs.lock().unwrap_or_else(|e| e.into_inner());
+        if execs.contains_key(&req.exec_id) {
+            return Err(status_err(Code::ALREADY_EXISTS, format!("process {} already exists", req.exec_id)));
+        }
+        let spec = req.spec.as_ref().map(|a| a.value.clone());
+        let proc = Arc::new(Proc::new(
+            &req.exec_id,
+            StdioSpec {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+            spec,
+            s.bundle.join(format!("exec-{}.pid", req.exec_id)),
+        ));
+        execs.insert(req.exec_id.clone(), proc);
+        drop(execs);
+        s.publisher.publish(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            &ev::TaskExecAdded {
+                container_id: s.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(Empty::new())
+    }
+
+    fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
+        let s = &self.0;
+        let proc = s.process(&req.exec_id)?;
+        let st = proc.state().clone();
+        let status = if st.exit.is_some() { Status::STOPPED } else { st.status };
+        Ok(api::StateResponse {
+            id: if proc.is_init() { s.id.clone() } else { proc.exec_id.clone() },
+            bundle: s.bundle.display().to_string(),
+            pid: st.pid,
+            status: status.into(),
+            stdin: proc.stdio.stdin.clone(),
+            stdout: proc.stdio.stdout.clone(),
+            stderr: proc.stdio.stderr.clone(),
+            terminal: proc.stdio.terminal,
+            exit_status: st.exit.map(|e| e.code).unwrap_or(0),
+            exited_at: st.exit.map(|e| ts(e.at)).unwrap_or_default(),
+            exec_id: proc.exec_id.clone(),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
+        let proc = self.0.process(&req.exec_id)?;
+        let exit = proc.wait();
+        Ok(api::WaitResponse {
+            exit_status: exit.code,
+            exited_at: ts(exit.at),
+            ..Default::default()
+        })
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+        let s = &self.0;
+        let proc = s.process(&req.exec_id)?;
+        if proc.is_init() {
+            if req.signal == 0 {
+                s.stop(proc).map_err(internal)?;
+                return Ok(Empty::new());
+            }
+            if s.ends_the_container(req.signal) {
+                proc.state().stopped_by_user = true;
+                proc.notify();
+            }
+            if proc.state().exit.is_some() && !req.all {
+                return Err(status_err(Code::NOT_FOUND, format!("container {}: process already finished", s.id)));
+            }
+            s.runtime()
+                .and_then(|r| r.kill(&s.id, req.signal, req.all))
+                .map_err(internal)?;
+            return Ok(Empty::new());
+        }
+        let st = proc.state().clone();
+        if st.exit.is_some() || st.pid == 0 {
+            return Err(status_err(Code::NOT_FOUND, format!("process {}: not running", req.exec_id)));
+        }
+        let sig = Signal::try_from(req.signal as i32)
+            .map_err(|e| status_err(Code::INVALID_ARGUMENT, format!("signal {}: {e}", req.signal)))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid as i32), sig)
+            .map_err(|e| status_err(Code::UNKNOWN, format!("signal process {} (pid {}): {e}", req.exec_id, st.pid)))?;
+        Ok(Empty::new())
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, _req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
+        let s = &self.0;
+        let pids = s.runtime().and_then(|r| r.ps(&s.id)).map_err(internal)?;
+        Ok(api::PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| containerd_shim_protos::types::task::ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> ttrpc::Result<Empty> {
+        let s = &self.0;
+        let proc = s.process("")?;
+        s.runtime().and_then(|r| r.pause(&s.id)).map_err(internal)?;
+        proc.state().status = Status::PAUSED;
+        s.write_status(&proc);
+        s.publisher.publish(
+            topics::TASK_PAUSED_EVENT_TOPIC,
+            &ev::TaskPaused { container_id: s.id.clone(), ..Default::default() },
+        );
+        Ok(Empty::new())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> ttrpc::Result<Empty> {
+        let s = &self.0;
+        let proc = s.process("")?;
+        s.runtime().and_then(|r| r.resume(&s.id)).map_err(internal)?;
+        proc.state().status = Status::RUNNING;
+        s.write_status(&proc);
+        s.publisher.publish(
+            topics::TASK_RESUMED_EVENT_TOPIC,
+            &ev::TaskResumed { container_id: s.id.clone(), ..Default::default() },
+        );
+        Ok(Empty::new())
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let proc = self.0.process(&req.exec_id)?;
+        let io = proc.io.lock().unwrap_or_else(|e| e.into_inner());
+        let console = io
+            .as_ref()
+            .and_then(|io| io.console.as_ref())
+            .ok_or_else(|| status_err(Code::FAILED_PRECONDITION, "process has no terminal"))?;
+        crate::stdio::resize(console, req.width, req.height).map_err(internal)?;
+        Ok(Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        let proc = self.0.process(&req.exec_id)?;
+        if req.stdin {
+            let io = proc.io.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(io) = io.as_ref() {
+                io.close_stdin();
+            }
+        }
+        Ok(Empty::new())
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let s = &self.0;
+        let resources = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| status_err(Code::INVALID_ARGUMENT, "update without resources"))?;
+        s.runtime()
+            .and_then(|r| r.update(&s.id, &resources.value))
+            .map_err(internal)?;
+        Ok(Empty::new())
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, _req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
+        let s = &self.0;
+        let proc = s.process("")?;
+        let st = proc.state().clone();
+        if st.exit.is_some() || st.pid == 0 {
+            return Err(status_err(Code::FAILED_PRECONDITION, format!("container {} is not running", s.id)));
+        }
+        let stats = crate::stats::collect(st.pid).map_err(internal)?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
+    }
+
+    fn connect(&self, _ctx: &TtrpcContext, _req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
+        let s = &self.0;
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: s.init().map(|p| p.state().pid).unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        let s = &self.0;
+        if s.init().is_some() && !req.now {
+            return Ok(Empty::new());
+        }
+        tracing::info!("shutdown");
+        s.exit_soon();
+        Ok(Empty::new())
+    }
+}
