@@ -118,6 +118,8 @@ fn serve(args: &Args) -> Result<()> {
     init_logging(&bundle, args.debug);
     reaper::become_subreaper().context("become child subreaper")?;
     check_listener()?;
+    // Kept now: containerd removes the bundle before it asks the shim to shut down.
+    let socket = listener_path();
 
     let publisher = events::Publisher::new(&args.publish_binary, &args.address, &args.namespace)?;
     let service = Service::new(&args.id, &args.namespace, &bundle, publisher)?;
@@ -140,7 +142,7 @@ fn serve(args: &Args) -> Result<()> {
             Err(e) => tracing::warn!("sigwait: {e}"),
         }
     }
-    if let Some(path) = socket_from_address_file(&bundle) {
+    if let Some(path) = &socket {
         let _ = std::fs::remove_file(path);
     }
     std::process::exit(0);
@@ -157,9 +159,10 @@ fn check_listener() -> Result<()> {
     Ok(())
 }
 
-fn socket_from_address_file(bundle: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(bundle.join("address")).ok()?;
-    text.trim().strip_prefix("unix://").map(PathBuf::from)
+fn listener_path() -> Option<PathBuf> {
+    use nix::sys::socket::{getsockname, UnixAddr};
+    let addr: UnixAddr = getsockname(bootstrap::LISTEN_FD).ok()?;
+    addr.path().map(Path::to_path_buf)
 }
 
 /// The Task service under both names: containerd 1.6 and 1.7 call `containerd.task.v2.Task`,
