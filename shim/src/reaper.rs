@@ -94,6 +94,7 @@ impl Reaped {
 impl Reaper {
     /// Spawn `cmd` with its exit routed to the returned handle. Never call `Child::wait`.
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<Reaped> {
+        unblock_signals_in_child(cmd);
         if !LOOP_RUNNING.load(Ordering::SeqCst) {
             return Ok(Reaped { child: cmd.spawn()?, exit: None });
         }
@@ -163,6 +164,25 @@ impl Reaper {
                 None => tracing::debug!(pid, code, "reaped unwatched process"),
             }
         }
+    }
+}
+
+/// Children must not inherit the signals the shim blocks for `sigwait`: the runtime would
+/// pass the mask on to the container, whose init would then never see, for example, a
+/// SIGUSR1 stop signal.
+fn unblock_signals_in_child(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: pthread_sigmask is async-signal-safe and only changes the child's own mask
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            if libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

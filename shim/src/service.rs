@@ -309,7 +309,8 @@ impl Service {
                 .started_at
                 .and_then(|t| exit.at.duration_since(t).ok())
                 .unwrap_or_default();
-            let restart = st.status != Status::CREATED
+            // A container deleted before it was ever started is not restarted.
+            let restart = st.started_at.is_some()
                 && !self.shutting_down.load(Ordering::SeqCst)
                 && self
                     .settings
@@ -368,6 +369,8 @@ impl Service {
         let pid = {
             let mut st = proc.state();
             st.restarting = false;
+            st.status = Status::STOPPED;
+            st.exit.get_or_insert(exit);
             st.pid
         };
         proc.notify();
@@ -391,10 +394,14 @@ impl Service {
             };
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
+        // Counted before the new run exists, so an exit of the new run (handled on the
+        // exits thread) already sees it.
+        proc.state().restart_count += 1;
         let result = (|| -> Result<u32> {
             let runtime = self.runtime()?;
             let _ = runtime.delete(&self.id, true);
             let pid = self.create_init(&proc)?;
+            proc.state().started_at = Some(SystemTime::now());
             runtime.start(&self.id)?;
             Ok(pid)
         })();
@@ -402,10 +409,9 @@ impl Service {
             Ok(pid) => {
                 {
                     let mut st = proc.state();
-                    st.restart_count += 1;
-                    st.restarting = false;
-                    st.started_at = Some(SystemTime::now());
+                    // If the new run already ended, its exit has been handled in full.
                     if st.exit.is_none() {
+                        st.restarting = false;
                         st.status = Status::RUNNING;
                     }
                     tracing::info!(pid, restarts = st.restart_count, "restarted");
@@ -536,13 +542,18 @@ impl Task for TaskService {
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         if proc.is_init() {
-            s.runtime().and_then(|r| r.start(&s.id)).map_err(internal)?;
+            // Marked started before the runtime call: an init that exits at once must
+            // already count as started for the restart policy.
+            proc.state().started_at = Some(SystemTime::now());
+            if let Err(e) = s.runtime().and_then(|r| r.start(&s.id)) {
+                proc.state().started_at = None;
+                return Err(internal(e));
+            }
             let pid = {
                 let mut st = proc.state();
                 if st.exit.is_none() {
                     st.status = Status::RUNNING;
                 }
-                st.started_at = Some(SystemTime::now());
                 st.pid
             };
             s.write_status(&proc);
