@@ -8,7 +8,8 @@ use std::sync::mpsc::{channel, Sender};
 
 use anyhow::Result;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::{Message, MessageFull};
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::Message;
 
 use crate::reaper;
 
@@ -34,10 +35,10 @@ impl Publisher {
         Ok(Publisher { tx: Some(tx) })
     }
 
-    pub fn publish<M: MessageFull>(&self, topic: &'static str, event: &M) {
+    pub fn publish<M: Message + EventType>(&self, topic: &'static str, event: &M) {
         let Some(tx) = &self.tx else { return };
         let any = Any {
-            type_url: M::descriptor().full_name().to_string(),
+            type_url: M::TYPE_URL.to_string(),
             value: match event.write_to_bytes() {
                 Ok(v) => v,
                 Err(e) => {
@@ -50,6 +51,22 @@ impl Publisher {
         let _ = tx.send((topic, any));
     }
 }
+
+/// The type URL containerd files an event under. Spelled out rather than taken from the
+/// protobuf descriptors: building those costs hundreds of KiB of heap for good.
+pub trait EventType {
+    const TYPE_URL: &'static str;
+}
+
+macro_rules! event_types {
+    ($($t:ident),*) => {
+        $(impl EventType for ev::$t {
+            const TYPE_URL: &'static str = concat!("containerd.events.", stringify!($t));
+        })*
+    };
+}
+
+event_types!(TaskCreate, TaskStart, TaskExit, TaskDelete, TaskExecAdded, TaskExecStarted, TaskPaused, TaskResumed);
 
 fn send(binary: &str, address: &str, namespace: &str, topic: &str, any: &Any) -> Result<()> {
     use anyhow::{bail, Context};
@@ -75,4 +92,16 @@ fn send(binary: &str, address: &str, namespace: &str, topic: &str, any: &Any) ->
         bail!("{binary} publish exited with {}: {}", exit.code, err.trim());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    #[test]
+    fn type_urls_match_the_protobuf_names() {
+        assert_eq!(ev::TaskExit::TYPE_URL, ev::TaskExit::descriptor().full_name());
+        assert_eq!(ev::TaskExecStarted::TYPE_URL, ev::TaskExecStarted::descriptor().full_name());
+    }
 }

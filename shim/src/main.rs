@@ -6,6 +6,7 @@ mod args;
 mod attach;
 mod bootstrap;
 mod events;
+mod footprint;
 mod jsonlog;
 mod mount;
 mod options;
@@ -130,13 +131,17 @@ fn serve(args: &Args) -> Result<()> {
         .set_thread_count_min(1)
         .set_thread_count_default(2)
         .set_thread_count_max(64);
+    footprint::start_trimmer()?;
     reaper::mark_loop_running();
     server.start().context("start the ttrpc server")?;
     tracing::info!(id = args.id, "serving");
 
     loop {
         match signals.wait() {
-            Ok(Signal::SIGCHLD) => reaper::global().reap_all(),
+            Ok(Signal::SIGCHLD) => {
+                reaper::global().reap_all();
+                footprint::activity();
+            }
             Ok(Signal::SIGUSR1) => break,
             Ok(sig) => tracing::debug!("ignoring {sig}"),
             Err(e) => tracing::warn!("sigwait: {e}"),

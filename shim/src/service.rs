@@ -507,6 +507,7 @@ pub struct TaskService(pub Arc<Service>);
 
 impl Task for TaskService {
     fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         if s.init().is_some() {
             return Err(status_err(Code::ALREADY_EXISTS, format!("container {} already exists", req.id)));
@@ -539,6 +540,7 @@ impl Task for TaskService {
     }
 
     fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         if proc.is_init() {
@@ -584,6 +586,7 @@ impl Task for TaskService {
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         let st = proc.state().clone();
@@ -638,6 +641,7 @@ impl Task for TaskService {
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let init = s.process("")?;
         if init.state().exit.is_some() {
@@ -673,6 +677,7 @@ impl Task for TaskService {
     }
 
     fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         let st = proc.state().clone();
@@ -694,6 +699,7 @@ impl Task for TaskService {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {
+        let _working = crate::footprint::Working::begin();
         let proc = self.0.process(&req.exec_id)?;
         let exit = proc.wait();
         Ok(api::WaitResponse {
@@ -704,6 +710,7 @@ impl Task for TaskService {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         if proc.is_init() {
@@ -735,6 +742,7 @@ impl Task for TaskService {
     }
 
     fn pids(&self, _ctx: &TtrpcContext, _req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let pids = s.runtime().and_then(|r| r.ps(&s.id)).map_err(internal)?;
         Ok(api::PidsResponse {
@@ -750,6 +758,7 @@ impl Task for TaskService {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process("")?;
         s.runtime().and_then(|r| r.pause(&s.id)).map_err(internal)?;
@@ -763,6 +772,7 @@ impl Task for TaskService {
     }
 
     fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process("")?;
         s.runtime().and_then(|r| r.resume(&s.id)).map_err(internal)?;
@@ -776,6 +786,7 @@ impl Task for TaskService {
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let proc = self.0.process(&req.exec_id)?;
         let io = proc.io.lock().unwrap_or_else(|e| e.into_inner());
         let console = io
@@ -787,6 +798,7 @@ impl Task for TaskService {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let proc = self.0.process(&req.exec_id)?;
         if req.stdin {
             let io = proc.io.lock().unwrap_or_else(|e| e.into_inner());
@@ -798,6 +810,7 @@ impl Task for TaskService {
     }
 
     fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let resources = req
             .resources
@@ -810,6 +823,7 @@ impl Task for TaskService {
     }
 
     fn stats(&self, _ctx: &TtrpcContext, _req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process("")?;
         let st = proc.state().clone();
@@ -824,6 +838,7 @@ impl Task for TaskService {
     }
 
     fn connect(&self, _ctx: &TtrpcContext, _req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
@@ -834,6 +849,7 @@ impl Task for TaskService {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        let _working = crate::footprint::Working::begin();
         let s = &self.0;
         if s.init().is_some() && !req.now {
             return Ok(Empty::new());

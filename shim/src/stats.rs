@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use containerd_shim_protos::cgroups::metrics as v1;
 use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 
 struct Layout {
     /// v1 controller name to its directory for this process.
@@ -59,10 +59,6 @@ fn read_u64(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// "max" reads as 0, the way containerd reports no limit.
-fn read_limit(p: &Path) -> u64 {
-    read_u64(p)
-}
 
 fn read_kv(p: &Path) -> HashMap<String, u64> {
     std::fs::read_to_string(p)
@@ -75,9 +71,13 @@ fn read_kv(p: &Path) -> HashMap<String, u64> {
         .collect()
 }
 
-fn pack<M: MessageFull>(m: &M) -> Result<Any> {
+/// Type URLs spelled out: the protobuf descriptors would cost heap for the shim's life.
+const V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
+const V2_METRICS: &str = "io.containerd.cgroups.v2.Metrics";
+
+fn pack<M: Message>(type_url: &str, m: &M) -> Result<Any> {
     Ok(Any {
-        type_url: M::descriptor().full_name().to_string(),
+        type_url: type_url.to_string(),
         value: m.write_to_bytes().context("encode metrics")?,
         ..Default::default()
     })
@@ -86,10 +86,10 @@ fn pack<M: MessageFull>(m: &M) -> Result<Any> {
 pub fn collect(pid: u32) -> Result<Any> {
     let l = layout(pid)?;
     if l.v1.contains_key("memory") || l.v1.contains_key("cpuacct") {
-        return pack(&metrics_v1(&l.v1));
+        return pack(V1_METRICS, &metrics_v1(&l.v1));
     }
     match &l.v2 {
-        Some(dir) => pack(&metrics_v2(dir)),
+        Some(dir) => pack(V2_METRICS, &metrics_v2(dir)),
         None => bail!("no cgroup found for pid {pid}"),
     }
 }
@@ -99,7 +99,7 @@ fn metrics_v1(dirs: &HashMap<String, PathBuf>) -> v1::Metrics {
     if let Some(d) = dirs.get("pids") {
         let mut p = v1::PidsStat::new();
         p.current = read_u64(&d.join("pids.current"));
-        p.limit = read_limit(&d.join("pids.max"));
+        p.limit = read_u64(&d.join("pids.max"));
         m.pids = Some(p).into();
     }
     if let Some(d) = dirs.get("cpuacct") {
@@ -160,7 +160,7 @@ fn metrics_v2(d: &Path) -> v2::Metrics {
     let mut m = v2::Metrics::new();
     let mut p = v2::PidsStat::new();
     p.current = read_u64(&d.join("pids.current"));
-    p.limit = read_limit(&d.join("pids.max"));
+    p.limit = read_u64(&d.join("pids.max"));
     m.pids = Some(p).into();
     let kv = read_kv(&d.join("cpu.stat"));
     let g = |k: &str| kv.get(k).copied().unwrap_or(0);
@@ -191,10 +191,10 @@ fn metrics_v2(d: &Path) -> v2::Metrics {
     s.pgfault = g("pgfault");
     s.pgmajfault = g("pgmajfault");
     s.usage = read_u64(&d.join("memory.current"));
-    s.usage_limit = read_limit(&d.join("memory.max"));
+    s.usage_limit = read_u64(&d.join("memory.max"));
     s.max_usage = read_u64(&d.join("memory.peak"));
     s.swap_usage = read_u64(&d.join("memory.swap.current"));
-    s.swap_limit = read_limit(&d.join("memory.swap.max"));
+    s.swap_limit = read_u64(&d.join("memory.swap.max"));
     m.memory = Some(s).into();
     m
 }
