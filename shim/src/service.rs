@@ -59,6 +59,7 @@ pub struct Service {
     rootfs_mounted: AtomicBool,
     backoff: Mutex<Backoff>,
     shutting_down: AtomicBool,
+    status_lock: Mutex<()>,
 }
 
 fn status_err(code: Code, e: impl std::fmt::Display) -> ttrpc::Error {
@@ -91,6 +92,7 @@ impl Service {
             rootfs_mounted: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
             shutting_down: AtomicBool::new(false),
+            status_lock: Mutex::new(()),
         });
         let s = svc.clone();
         crate::spawn_thread("exits", move || s.exit_loop(rx))?;
@@ -144,6 +146,8 @@ impl Service {
     }
 
     fn write_status(&self, proc: &Proc) {
+        // Several threads report; the lock keeps the newest state the last one written.
+        let _guard = self.status_lock.lock().unwrap_or_else(|e| e.into_inner());
         let st = proc.state().clone();
         let name = if st.restarting {
             "restarting"
@@ -373,8 +377,9 @@ impl Service {
             st.exit.get_or_insert(exit);
             st.pid
         };
-        proc.notify();
+        // On disk before any waiter hears of it.
         self.write_status(proc);
+        proc.notify();
         self.publish_exit(proc, pid, exit);
     }
 
@@ -407,14 +412,23 @@ impl Service {
         })();
         match result {
             Ok(pid) => {
-                {
+                let stopped = {
                     let mut st = proc.state();
                     // If the new run already ended, its exit has been handled in full.
-                    if st.exit.is_none() {
+                    if st.exit.is_none() && !st.stopped_by_user {
                         st.restarting = false;
                         st.status = Status::RUNNING;
                     }
                     tracing::info!(pid, restarts = st.restart_count, "restarted");
+                    st.stopped_by_user && st.exit.is_none()
+                };
+                if stopped {
+                    // The user stopped the container while it was being restarted (Kill
+                    // saw it restarting and left the stop to us).
+                    if let Ok(rt) = self.runtime() {
+                        let _ = rt.kill(&self.id, Signal::SIGKILL as u32, true);
+                    }
+                    proc.state().restarting = false;
                 }
                 self.write_status(&proc);
             }
@@ -454,9 +468,14 @@ impl Service {
     /// Stop the init: the configured stop signal, then SIGKILL to every process once the
     /// stop timeout has passed.
     fn stop(self: &Arc<Self>, proc: Arc<Proc>) -> Result<()> {
-        proc.state().stopped_by_user = true;
+        let (restarting, exited) = {
+            let mut st = proc.state();
+            st.stopped_by_user = true;
+            (st.restarting, st.exit.is_some())
+        };
         proc.notify();
-        if proc.state().exit.is_some() {
+        if restarting || exited {
+            // Between runs the restart thread sees the stop and ends it.
             return Ok(());
         }
         let runtime = self.runtime()?;
@@ -719,8 +738,16 @@ impl Task for TaskService {
                 return Ok(Empty::new());
             }
             if s.ends_the_container(req.signal) {
-                proc.state().stopped_by_user = true;
+                let restarting = {
+                    let mut st = proc.state();
+                    st.stopped_by_user = true;
+                    st.restarting
+                };
                 proc.notify();
+                if restarting {
+                    // Between runs: the restart thread sees the stop and ends it.
+                    return Ok(Empty::new());
+                }
             }
             if proc.state().exit.is_some() && !req.all {
                 return Err(status_err(Code::NOT_FOUND, format!("container {}: process already finished", s.id)));

@@ -232,7 +232,33 @@ impl Drop for Containerd {
         let _ = self.child.wait();
         force_delete_all(&runtime_root);
         let _ = std::fs::remove_dir_all(&runtime_root);
+        // containerd puts containers in /<namespace>/<id> in every hierarchy.
+        remove_cgroups(&self.namespace);
     }
+}
+
+/// Remove the cgroup `/<name>` and everything below it in every mounted hierarchy.
+pub fn remove_cgroups(name: &str) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        if !right.starts_with("cgroup ") && !right.starts_with("cgroup2 ") {
+            continue;
+        }
+        let Some(mnt) = left.split(' ').nth(4) else { continue };
+        remove_dir_tree(&Path::new(mnt).join(name));
+    }
+}
+
+fn remove_dir_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_dir_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Delete every container the runtime knows under `root`, running or not.
