@@ -67,7 +67,9 @@ impl AttachHub {
                 }
             };
             let _ = conn.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
-            let Ok(reader) = conn.try_clone() else { continue };
+            let Ok(reader) = conn.try_clone() else {
+                continue;
+            };
             self.clients
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -60,21 +60,28 @@ pub fn start(args: &Args) -> Result<()> {
             println!("{address}");
             return Ok(());
         }
-        std::fs::remove_file(&path).with_context(|| format!("remove stale socket {}", path.display()))?;
+        std::fs::remove_file(&path)
+            .with_context(|| format!("remove stale socket {}", path.display()))?;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let listener = UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
     let fd = listener.as_raw_fd();
 
     let exe = std::env::current_exe().context("find own executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("-namespace").arg(&args.namespace)
-        .arg("-id").arg(&args.id)
-        .arg("-address").arg(&args.address)
-        .arg("-publish-binary").arg(&args.publish_binary)
-        .arg("-bundle").arg(&bundle);
+    cmd.arg("-namespace")
+        .arg(&args.namespace)
+        .arg("-id")
+        .arg(&args.id)
+        .arg("-address")
+        .arg(&args.address)
+        .arg("-publish-binary")
+        .arg(&args.publish_binary)
+        .arg("-bundle")
+        .arg(&bundle);
     if args.debug {
         cmd.arg("-debug");
     }
@@ -131,6 +138,8 @@ pub fn delete(args: &Args) -> Result<()> {
         ..Default::default()
     };
     let data = resp.write_to_bytes().context("encode delete response")?;
-    std::io::stdout().write_all(&data).context("write delete response")?;
+    std::io::stdout()
+        .write_all(&data)
+        .context("write delete response")?;
     Ok(())
 }

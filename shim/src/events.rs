@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 
 use anyhow::Result;
-use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 
 use crate::reaper;
@@ -24,7 +24,11 @@ impl Publisher {
             return Ok(Publisher { tx: None });
         }
         let (tx, rx) = channel::<(&'static str, Any)>();
-        let (binary, address, namespace) = (binary.to_string(), address.to_string(), namespace.to_string());
+        let (binary, address, namespace) = (
+            binary.to_string(),
+            address.to_string(),
+            namespace.to_string(),
+        );
         crate::spawn_thread("events", move || {
             for (topic, any) in rx {
                 if let Err(e) = send(&binary, &address, &namespace, topic, &any) {
@@ -66,16 +70,33 @@ macro_rules! event_types {
     };
 }
 
-event_types!(TaskCreate, TaskStart, TaskExit, TaskDelete, TaskExecAdded, TaskExecStarted, TaskPaused, TaskResumed);
+event_types!(
+    TaskCreate,
+    TaskStart,
+    TaskExit,
+    TaskDelete,
+    TaskExecAdded,
+    TaskExecStarted,
+    TaskPaused,
+    TaskResumed
+);
 
 fn send(binary: &str, address: &str, namespace: &str, topic: &str, any: &Any) -> Result<()> {
     use anyhow::{bail, Context};
     let data = any.write_to_bytes()?;
     let mut cmd = Command::new(binary);
-    cmd.args(["--address", address, "publish", "--topic", topic, "--namespace", namespace])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--address",
+        address,
+        "publish",
+        "--topic",
+        topic,
+        "--namespace",
+        namespace,
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     let mut child = reaper::global()
         .spawn(&mut cmd)
         .with_context(|| format!("run {binary}"))?;
@@ -101,7 +122,13 @@ mod tests {
 
     #[test]
     fn type_urls_match_the_protobuf_names() {
-        assert_eq!(ev::TaskExit::TYPE_URL, ev::TaskExit::descriptor().full_name());
-        assert_eq!(ev::TaskExecStarted::TYPE_URL, ev::TaskExecStarted::descriptor().full_name());
+        assert_eq!(
+            ev::TaskExit::TYPE_URL,
+            ev::TaskExit::descriptor().full_name()
+        );
+        assert_eq!(
+            ev::TaskExecStarted::TYPE_URL,
+            ev::TaskExecStarted::descriptor().full_name()
+        );
     }
 }

@@ -72,18 +72,27 @@ pub fn trim() {
 }
 
 fn drop_code_pages() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
     for line in maps.lines() {
         let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
         // Executable file mappings only: never written, so refaulting them from the file
         // gives back the same bytes. Read-only data is left alone, since relocated pages
         // there are private copies.
         if perms != "r-xp" || f.nth(3).is_none() {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
             continue;
         };
         // SAFETY: a whole private, never-written file mapping of this process, taken from
@@ -102,6 +111,8 @@ mod tests {
         // Code in every library still runs after its pages were dropped.
         let v: Vec<String> = (0..1000).map(|i| format!("{i}")).collect();
         assert_eq!(v[999], "999");
-        assert!(std::fs::read_to_string("/proc/self/status").unwrap().contains("VmRSS"));
+        assert!(std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .contains("VmRSS"));
     }
 }

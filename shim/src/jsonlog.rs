@@ -149,7 +149,8 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("berth-shim-jsonlog-{tag}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("berth-shim-jsonlog-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -163,8 +164,10 @@ mod tests {
         log.write("stdout", b"hello \"x\"\n");
         log.write("stderr", b"\xffoops");
         let text = std::fs::read_to_string(&p).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["log"], "hello \"x\"\n");
         assert_eq!(lines[0]["stream"], "stdout");
         assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
@@ -197,6 +200,14 @@ mod tests {
         s.feed(b"c\n\n", |l| out.push(l.to_vec()));
         s.feed(b"tail", |l| out.push(l.to_vec()));
         s.finish(|l| out.push(l.to_vec()));
-        assert_eq!(out, vec![b"a\n".to_vec(), b"bc\n".to_vec(), b"\n".to_vec(), b"tail".to_vec()]);
+        assert_eq!(
+            out,
+            vec![
+                b"a\n".to_vec(),
+                b"bc\n".to_vec(),
+                b"\n".to_vec(),
+                b"tail".to_vec()
+            ]
+        );
     }
 }

@@ -159,7 +159,10 @@ fn check_listener() -> Result<()> {
     let rc = unsafe { libc::fstat(bootstrap::LISTEN_FD, st.as_mut_ptr()) };
     // SAFETY: fstat succeeded, so the buffer is initialised.
     if rc != 0 || unsafe { st.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        bail!("no listening socket on fd {}: run the shim through its `start` action", bootstrap::LISTEN_FD);
+        bail!(
+            "no listening socket on fd {}: run the shim through its `start` action",
+            bootstrap::LISTEN_FD
+        );
     }
     Ok(())
 }
@@ -172,11 +175,16 @@ fn listener_path() -> Option<PathBuf> {
 
 /// The Task service under both names: containerd 1.6 and 1.7 call `containerd.task.v2.Task`,
 /// 2.x `containerd.task.v3.Task`; the messages are the same.
-fn task_methods(service: Arc<Service>) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
+fn task_methods(
+    service: Arc<Service>,
+) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
     let task: Arc<dyn containerd_shim_protos::Task + Send + Sync> = Arc::new(TaskService(service));
     let mut methods = containerd_shim_protos::create_task(task.clone());
     for (name, handler) in containerd_shim_protos::create_task(task) {
-        methods.insert(name.replace("/containerd.task.v3.Task/", "/containerd.task.v2.Task/"), handler);
+        methods.insert(
+            name.replace("/containerd.task.v3.Task/", "/containerd.task.v2.Task/"),
+            handler,
+        );
     }
     methods
 }

@@ -112,7 +112,9 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let (f, d) = parse_options(&o);
-        assert!(f.contains(MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID));
+        assert!(f.contains(
+            MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID
+        ));
         assert_eq!(d, vec!["lowerdir=/a:/b", "upperdir=/u"]);
         let (f, _) = parse_options(&["ro".into(), "rw".into()]);
         assert!(!f.contains(MsFlags::MS_RDONLY));

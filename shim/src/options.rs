@@ -29,8 +29,13 @@ impl RuncOptions {
                 (6, 2) => o.binary_name = is.read_string()?,
                 (7, 2) => o.root = is.read_string()?,
                 _ => {
-                    let wt = containerd_shim_protos::protobuf::rt::WireType::new(wire)
-                        .ok_or_else(|| containerd_shim_protos::protobuf::Error::from(std::io::Error::other("bad wire type")))?;
+                    let wt = containerd_shim_protos::protobuf::rt::WireType::new(wire).ok_or_else(
+                        || {
+                            containerd_shim_protos::protobuf::Error::from(std::io::Error::other(
+                                "bad wire type",
+                            ))
+                        },
+                    )?;
                     is.skip_field(wt)?;
                 }
             }

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::process::{Child, Command};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -75,11 +75,16 @@ impl Reaped {
                 Ok(st) => st
                     .code()
                     .map(|c| c as u32)
-                    .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + s as u32))
+                    .or_else(|| {
+                        std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + s as u32)
+                    })
                     .unwrap_or(255),
                 Err(_) => 255,
             };
-            return Exit { code, at: SystemTime::now() };
+            return Exit {
+                code,
+                at: SystemTime::now(),
+            };
         };
         let exit = exit;
         // The sender lives in the registry until the exit is delivered, so recv only fails
@@ -96,7 +101,10 @@ impl Reaper {
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<Reaped> {
         unblock_signals_in_child(cmd);
         if !LOOP_RUNNING.load(Ordering::SeqCst) {
-            return Ok(Reaped { child: cmd.spawn()?, exit: None });
+            return Ok(Reaped {
+                child: cmd.spawn()?,
+                exit: None,
+            });
         }
         let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let child = cmd.spawn()?;
@@ -107,7 +115,10 @@ impl Reaper {
         } else {
             reg.owners.insert(pid, Owner::Command(tx));
         }
-        Ok(Reaped { child, exit: Some(rx) })
+        Ok(Reaped {
+            child,
+            exit: Some(rx),
+        })
     }
 
     /// Call `hook` once `pid` (a container process we did not spawn directly) exits; at once

@@ -85,8 +85,14 @@ mod tests {
     #[test]
     fn parse_policies() {
         assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
-        assert_eq!("always".parse::<RestartPolicy>().unwrap(), RestartPolicy::Always);
-        assert_eq!("on-failure:3".parse::<RestartPolicy>().unwrap(), RestartPolicy::OnFailure(Some(3)));
+        assert_eq!(
+            "always".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::Always
+        );
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure(Some(3))
+        );
         assert!("on-failure:x".parse::<RestartPolicy>().is_err());
         assert!("maybe".parse::<RestartPolicy>().is_err());
     }

@@ -130,7 +130,13 @@ impl Runtime {
     }
 
     // The console socket flag belongs to the subcommand, so it must come before the id.
-    fn append_id_after_stdio(&self, mut cmd: Command, id: &str, op: &str, mut stdio: ProcStdio) -> Result<()> {
+    fn append_id_after_stdio(
+        &self,
+        mut cmd: Command,
+        id: &str,
+        op: &str,
+        mut stdio: ProcStdio,
+    ) -> Result<()> {
         if let Some(sock) = stdio.console_socket.take() {
             cmd.arg("--console-socket").arg(sock);
         }

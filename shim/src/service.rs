@@ -75,7 +75,12 @@ fn ts(t: SystemTime) -> MessageField<Timestamp> {
 }
 
 impl Service {
-    pub fn new(id: &str, namespace: &str, bundle: &Path, publisher: Publisher) -> Result<Arc<Service>> {
+    pub fn new(
+        id: &str,
+        namespace: &str,
+        bundle: &Path,
+        publisher: Publisher,
+    ) -> Result<Arc<Service>> {
         let settings = Settings::load(bundle)?;
         let (tx, rx) = channel();
         let svc = Arc::new(Service {
@@ -223,7 +228,11 @@ impl Service {
             )?));
         }
         if let Some(path) = &self.settings.attach_socket {
-            berth.hub = Some(AttachHub::listen(path, req.terminal, self.settings.stdin_once)?);
+            berth.hub = Some(AttachHub::listen(
+                path,
+                req.terminal,
+                self.settings.stdin_once,
+            )?);
         }
         let _ = self.berth.set(berth);
 
@@ -296,7 +305,12 @@ impl Service {
             io.drain(IO_DRAIN_LIMIT);
         }
         let pid = proc.state().pid;
-        tracing::info!(exec_id = proc.exec_id, pid, code = exit.code, "process exited");
+        tracing::info!(
+            exec_id = proc.exec_id,
+            pid,
+            code = exit.code,
+            "process exited"
+        );
         if !proc.is_init() {
             {
                 let mut st = proc.state();
@@ -316,10 +330,11 @@ impl Service {
             // A container deleted before it was ever started is not restarted.
             let restart = st.started_at.is_some()
                 && !self.shutting_down.load(Ordering::SeqCst)
-                && self
-                    .settings
-                    .restart
-                    .should_restart(exit.code, st.restart_count, st.stopped_by_user);
+                && self.settings.restart.should_restart(
+                    exit.code,
+                    st.restart_count,
+                    st.stopped_by_user,
+                );
             st.exit = Some(exit);
             st.status = Status::STOPPED;
             st.restarting = restart;
@@ -484,7 +499,10 @@ impl Service {
         let s = self.clone();
         crate::spawn_thread("stop", move || {
             if proc.wait_timeout(timeout).is_none() {
-                tracing::info!("container {} ignored its stop signal for {timeout:?}; killing", s.id);
+                tracing::info!(
+                    "container {} ignored its stop signal for {timeout:?}; killing",
+                    s.id
+                );
                 if let Ok(rt) = s.runtime() {
                     if let Err(e) = rt.kill(&s.id, Signal::SIGKILL as u32, true) {
                         tracing::warn!("{e:#}");
@@ -497,9 +515,14 @@ impl Service {
 
     fn ends_the_container(&self, signal: u32) -> bool {
         let sig = signal as i32;
-        [Signal::SIGKILL, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]
-            .iter()
-            .any(|s| *s as i32 == sig)
+        [
+            Signal::SIGKILL,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+        ]
+        .iter()
+        .any(|s| *s as i32 == sig)
             || sig == self.settings.stop_signal as i32
     }
 
@@ -525,11 +548,18 @@ fn read_pid(path: &Path) -> Result<u32> {
 pub struct TaskService(pub Arc<Service>);
 
 impl Task for TaskService {
-    fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         if s.init().is_some() {
-            return Err(status_err(Code::ALREADY_EXISTS, format!("container {} already exists", req.id)));
+            return Err(status_err(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
         }
         tracing::info!(id = req.id, bundle = req.bundle, "create");
         let pid = s.do_create(&req).map_err(|e| {
@@ -555,10 +585,17 @@ impl Task for TaskService {
                 ..Default::default()
             },
         );
-        Ok(api::CreateTaskResponse { pid, ..Default::default() })
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
     }
 
-    fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> ttrpc::Result<api::StartResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
@@ -586,10 +623,16 @@ impl Task for TaskService {
                     ..Default::default()
                 },
             );
-            return Ok(api::StartResponse { pid, ..Default::default() });
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
         }
         if proc.state().pid != 0 {
-            return Err(status_err(Code::FAILED_PRECONDITION, format!("process {} already started", req.exec_id)));
+            return Err(status_err(
+                Code::FAILED_PRECONDITION,
+                format!("process {} already started", req.exec_id),
+            ));
         }
         let pid = s.start_exec(&proc).map_err(internal)?;
         s.publisher.publish(
@@ -601,20 +644,36 @@ impl Task for TaskService {
                 ..Default::default()
             },
         );
-        Ok(api::StartResponse { pid, ..Default::default() })
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
     }
 
-    fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> ttrpc::Result<api::DeleteResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         let st = proc.state().clone();
         if !proc.is_init() {
             if st.pid != 0 && st.exit.is_none() {
-                return Err(status_err(Code::FAILED_PRECONDITION, format!("process {} is still running", req.exec_id)));
+                return Err(status_err(
+                    Code::FAILED_PRECONDITION,
+                    format!("process {} is still running", req.exec_id),
+                ));
             }
-            s.execs.lock().unwrap_or_else(|e| e.into_inner()).remove(&req.exec_id);
-            let exit = st.exit.unwrap_or(Exit { code: 0, at: SystemTime::now() });
+            s.execs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&req.exec_id);
+            let exit = st.exit.unwrap_or(Exit {
+                code: 0,
+                at: SystemTime::now(),
+            });
             return Ok(api::DeleteResponse {
                 pid: st.pid,
                 exit_status: exit.code,
@@ -623,7 +682,10 @@ impl Task for TaskService {
             });
         }
         if st.exit.is_none() && st.status != Status::CREATED {
-            return Err(status_err(Code::FAILED_PRECONDITION, format!("container {} is still running: stop it first", s.id)));
+            return Err(status_err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is still running: stop it first", s.id),
+            ));
         }
         proc.state().stopped_by_user = true;
         proc.notify();
@@ -638,7 +700,10 @@ impl Task for TaskService {
             unmount_all(&s.bundle.join("rootfs"));
         }
         let _ = std::fs::remove_file(&proc.pid_file);
-        let exit = proc.state().exit.unwrap_or(Exit { code: 0, at: SystemTime::now() });
+        let exit = proc.state().exit.unwrap_or(Exit {
+            code: 0,
+            at: SystemTime::now(),
+        });
         *s.init.lock().unwrap_or_else(|e| e.into_inner()) = None;
         s.publisher.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
@@ -664,11 +729,17 @@ impl Task for TaskService {
         let s = &self.0;
         let init = s.process("")?;
         if init.state().exit.is_some() {
-            return Err(status_err(Code::FAILED_PRECONDITION, format!("container {} is not running", s.id)));
+            return Err(status_err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not running", s.id),
+            ));
         }
         let mut execs = s.execs.lock().unwrap_or_else(|e| e.into_inner());
         if execs.contains_key(&req.exec_id) {
-            return Err(status_err(Code::ALREADY_EXISTS, format!("process {} already exists", req.exec_id)));
+            return Err(status_err(
+                Code::ALREADY_EXISTS,
+                format!("process {} already exists", req.exec_id),
+            ));
         }
         let spec = req.spec.as_ref().map(|a| a.value.clone());
         let proc = Arc::new(Proc::new(
@@ -695,14 +766,26 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> ttrpc::Result<api::StateResponse> {
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> ttrpc::Result<api::StateResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process(&req.exec_id)?;
         let st = proc.state().clone();
-        let status = if st.exit.is_some() { Status::STOPPED } else { st.status };
+        let status = if st.exit.is_some() {
+            Status::STOPPED
+        } else {
+            st.status
+        };
         Ok(api::StateResponse {
-            id: if proc.is_init() { s.id.clone() } else { proc.exec_id.clone() },
+            id: if proc.is_init() {
+                s.id.clone()
+            } else {
+                proc.exec_id.clone()
+            },
             bundle: s.bundle.display().to_string(),
             pid: st.pid,
             status: status.into(),
@@ -750,7 +833,10 @@ impl Task for TaskService {
                 }
             }
             if proc.state().exit.is_some() && !req.all {
-                return Err(status_err(Code::NOT_FOUND, format!("container {}: process already finished", s.id)));
+                return Err(status_err(
+                    Code::NOT_FOUND,
+                    format!("container {}: process already finished", s.id),
+                ));
             }
             s.runtime()
                 .and_then(|r| r.kill(&s.id, req.signal, req.all))
@@ -759,16 +845,31 @@ impl Task for TaskService {
         }
         let st = proc.state().clone();
         if st.exit.is_some() || st.pid == 0 {
-            return Err(status_err(Code::NOT_FOUND, format!("process {}: not running", req.exec_id)));
+            return Err(status_err(
+                Code::NOT_FOUND,
+                format!("process {}: not running", req.exec_id),
+            ));
         }
-        let sig = Signal::try_from(req.signal as i32)
-            .map_err(|e| status_err(Code::INVALID_ARGUMENT, format!("signal {}: {e}", req.signal)))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid as i32), sig)
-            .map_err(|e| status_err(Code::UNKNOWN, format!("signal process {} (pid {}): {e}", req.exec_id, st.pid)))?;
+        let sig = Signal::try_from(req.signal as i32).map_err(|e| {
+            status_err(
+                Code::INVALID_ARGUMENT,
+                format!("signal {}: {e}", req.signal),
+            )
+        })?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid as i32), sig).map_err(|e| {
+            status_err(
+                Code::UNKNOWN,
+                format!("signal process {} (pid {}): {e}", req.exec_id, st.pid),
+            )
+        })?;
         Ok(Empty::new())
     }
 
-    fn pids(&self, _ctx: &TtrpcContext, _req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {
+    fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::PidsRequest,
+    ) -> ttrpc::Result<api::PidsResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let pids = s.runtime().and_then(|r| r.ps(&s.id)).map_err(internal)?;
@@ -793,7 +894,10 @@ impl Task for TaskService {
         s.write_status(&proc);
         s.publisher.publish(
             topics::TASK_PAUSED_EVENT_TOPIC,
-            &ev::TaskPaused { container_id: s.id.clone(), ..Default::default() },
+            &ev::TaskPaused {
+                container_id: s.id.clone(),
+                ..Default::default()
+            },
         );
         Ok(Empty::new())
     }
@@ -802,12 +906,17 @@ impl Task for TaskService {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process("")?;
-        s.runtime().and_then(|r| r.resume(&s.id)).map_err(internal)?;
+        s.runtime()
+            .and_then(|r| r.resume(&s.id))
+            .map_err(internal)?;
         proc.state().status = Status::RUNNING;
         s.write_status(&proc);
         s.publisher.publish(
             topics::TASK_RESUMED_EVENT_TOPIC,
-            &ev::TaskResumed { container_id: s.id.clone(), ..Default::default() },
+            &ev::TaskResumed {
+                container_id: s.id.clone(),
+                ..Default::default()
+            },
         );
         Ok(Empty::new())
     }
@@ -849,13 +958,20 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, _req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::StatsRequest,
+    ) -> ttrpc::Result<api::StatsResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process("")?;
         let st = proc.state().clone();
         if st.exit.is_some() || st.pid == 0 {
-            return Err(status_err(Code::FAILED_PRECONDITION, format!("container {} is not running", s.id)));
+            return Err(status_err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not running", s.id),
+            ));
         }
         let stats = crate::stats::collect(st.pid).map_err(internal)?;
         Ok(api::StatsResponse {
@@ -864,7 +980,11 @@ impl Task for TaskService {
         })
     }
 
-    fn connect(&self, _ctx: &TtrpcContext, _req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ConnectRequest,
+    ) -> ttrpc::Result<api::ConnectResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         Ok(api::ConnectResponse {

@@ -76,7 +76,11 @@ impl Settings {
         let Some(ann) = ann.and_then(|a| a.as_object()) else {
             return Ok(s);
         };
-        let get = |k: &str| ann.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            ann.get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
         s.log_path = get(LOG_PATH).map(PathBuf::from);
         if let Some(v) = get(LOG_MAX_SIZE) {
             s.log_max_size = Some(parse_size(v).with_context(|| format!("{LOG_MAX_SIZE}={v}"))?);
@@ -119,7 +123,9 @@ pub fn parse_size(v: &str) -> Result<u64> {
         Some('g') => (&v[..v.len() - 1], 1024 * 1024 * 1024),
         _ => (v, 1),
     };
-    let n: u64 = num.parse().context("want a size such as 10m, 512k or 1048576")?;
+    let n: u64 = num
+        .parse()
+        .context("want a size such as 10m, 512k or 1048576")?;
     if n == 0 {
         bail!("size must be above zero");
     }
@@ -132,7 +138,11 @@ pub fn parse_signal(v: &str) -> Result<Signal> {
         return Signal::try_from(n).with_context(|| format!("no signal numbered {n}"));
     }
     let up = v.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     name.parse::<Signal>()
         .with_context(|| format!("unknown signal {v}"))
 }

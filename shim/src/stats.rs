@@ -24,20 +24,32 @@ fn layout(pid: u32) -> Result<Layout> {
     let mut v1_mounts: Vec<(Vec<String>, PathBuf)> = Vec::new();
     let mut v2_mount = None;
     for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut r = right.split(' ');
         let (fstype, _src, opts) = (r.next().unwrap_or(""), r.next(), r.next().unwrap_or(""));
-        let Some(mnt) = left.split(' ').nth(4) else { continue };
+        let Some(mnt) = left.split(' ').nth(4) else {
+            continue;
+        };
         match fstype {
-            "cgroup" => v1_mounts.push((opts.split(',').map(String::from).collect(), PathBuf::from(mnt))),
+            "cgroup" => v1_mounts.push((
+                opts.split(',').map(String::from).collect(),
+                PathBuf::from(mnt),
+            )),
             "cgroup2" => v2_mount = Some(PathBuf::from(mnt)),
             _ => {}
         }
     }
-    let mut out = Layout { v1: HashMap::new(), v2: None };
+    let mut out = Layout {
+        v1: HashMap::new(),
+        v2: None,
+    };
     for line in cgroups.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         let rel = path.trim_start_matches('/');
         if ctrls.is_empty() {
             out.v2 = v2_mount.as_ref().map(|m| m.join(rel));
@@ -58,7 +70,6 @@ fn read_u64(p: &Path) -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
-
 
 fn read_kv(p: &Path) -> HashMap<String, u64> {
     std::fs::read_to_string(p)
@@ -206,7 +217,11 @@ mod tests {
     #[test]
     fn own_process_has_stats() {
         let any = collect(std::process::id()).unwrap();
-        assert!(any.type_url.starts_with("io.containerd.cgroups.v"), "{}", any.type_url);
+        assert!(
+            any.type_url.starts_with("io.containerd.cgroups.v"),
+            "{}",
+            any.type_url
+        );
         assert!(collect(u32::MAX - 1).is_err());
     }
 }

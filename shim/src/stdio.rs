@@ -156,8 +156,7 @@ impl Prepared {
         };
         if spec.terminal {
             let dir = PathBuf::from("/run/berth-shim");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
             let path = dir.join(format!(
                 "console-{}-{}.sock",
                 std::process::id(),
@@ -169,7 +168,10 @@ impl Prepared {
             p.stdout_fifo_for_tty = match parse_out(&spec.stdout)? {
                 Out::Fifo(f) => Some(open_fifo_out(&f)?),
                 Out::Null => None,
-                _ => bail!("a terminal's output can only go to a FIFO, not {}", spec.stdout),
+                _ => bail!(
+                    "a terminal's output can only go to a FIFO, not {}",
+                    spec.stdout
+                ),
             };
             p.proc_stdio = Some(ProcStdio {
                 stdin: Stdio::null(),
@@ -246,7 +248,12 @@ impl Prepared {
             *self.stdin_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
             let fifo = self.stdout_fifo_for_tty.take();
             if fifo.is_some() || self.berth.wants_output() {
-                done.push(spawn_output_copier(reader, STDOUT, fifo, self.berth.clone())?);
+                done.push(spawn_output_copier(
+                    reader,
+                    STDOUT,
+                    fifo,
+                    self.berth.clone(),
+                )?);
             }
             console = Some(master);
         }
@@ -298,8 +305,13 @@ fn recv_fd(conn: &UnixStream) -> Result<File> {
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .context("receive pty master from console socket")?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receive pty master from console socket")?;
     for cmsg in msg.cmsgs().context("read console socket control message")? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(fd) = fds.first() {
@@ -311,7 +323,12 @@ fn recv_fd(conn: &UnixStream) -> Result<File> {
     Err(anyhow!("console socket message carried no file descriptor"))
 }
 
-fn spawn_output_copier(mut src: File, stream: u8, mut fifo: Option<File>, berth: BerthIo) -> Result<Receiver<()>> {
+fn spawn_output_copier(
+    mut src: File,
+    stream: u8,
+    mut fifo: Option<File>,
+    berth: BerthIo,
+) -> Result<Receiver<()>> {
     let (tx, rx) = channel();
     let name = if stream == STDOUT { "stdout" } else { "stderr" };
     crate::spawn_thread(name, move || {
@@ -470,8 +487,13 @@ mod tests {
     fn uris() {
         assert!(matches!(parse_out("").unwrap(), Out::Null));
         assert!(matches!(parse_out("/run/x/stdout").unwrap(), Out::Fifo(_)));
-        assert!(matches!(parse_out("file:///var/log/x").unwrap(), Out::File(p) if p == Path::new("/var/log/x")));
-        assert!(matches!(parse_out("binary:///bin/logger?a=b").unwrap(), Out::Binary(_)));
+        assert!(
+            matches!(parse_out("file:///var/log/x").unwrap(), Out::File(p) if p == Path::new("/var/log/x"))
+        );
+        assert!(matches!(
+            parse_out("binary:///bin/logger?a=b").unwrap(),
+            Out::Binary(_)
+        ));
         assert!(parse_out("http://x").is_err());
     }
 

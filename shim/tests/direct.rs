@@ -47,8 +47,14 @@ impl Shim {
         let runtime_root = dir.path.join("runtime");
         let sock = dir.path.join("shim.sock");
         let mut ann = serde_json::Map::new();
-        ann.insert("io.berth.shim.socket".into(), sock.display().to_string().into());
-        ann.insert("io.berth.runtime.root".into(), runtime_root.display().to_string().into());
+        ann.insert(
+            "io.berth.shim.socket".into(),
+            sock.display().to_string().into(),
+        );
+        ann.insert(
+            "io.berth.runtime.root".into(),
+            runtime_root.display().to_string().into(),
+        );
         for (k, v) in annotations {
             let v = v.replace("$DIR", &dir.path.display().to_string());
             ann.insert(k.to_string(), v.into());
@@ -63,18 +69,31 @@ impl Shim {
                 .current_dir(&bundle)
                 .env("BERTH_SHIM_RUNTIME", common::runtime_binary()),
         );
-        assert!(out.status.success(), "shim start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "shim start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert_eq!(address, format!("unix://{}", sock.display()));
         let client = TaskClient::new(ttrpc::Client::connect(&address).expect("connect to shim"));
-        Shim { dir, id, bundle, runtime_root, client }
+        Shim {
+            dir,
+            id,
+            bundle,
+            runtime_root,
+            client,
+        }
     }
 
     fn create(&self) -> ttrpc::Result<api::CreateTaskResponse> {
         self.create_with(|_| {})
     }
 
-    fn create_with(&self, edit: impl FnOnce(&mut api::CreateTaskRequest)) -> ttrpc::Result<api::CreateTaskResponse> {
+    fn create_with(
+        &self,
+        edit: impl FnOnce(&mut api::CreateTaskRequest),
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
         let mut req = api::CreateTaskRequest {
             id: self.id.clone(),
             bundle: self.bundle.display().to_string(),
@@ -85,27 +104,45 @@ impl Shim {
     }
 
     fn start_init(&self) -> u32 {
-        let req = api::StartRequest { id: self.id.clone(), ..Default::default() };
+        let req = api::StartRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
         self.client.start(ctx(), &req).expect("start").pid
     }
 
     fn wait(&self, exec_id: &str) -> u32 {
-        let req = api::WaitRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
+        let req = api::WaitRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
         self.client.wait(ctx(), &req).expect("wait").exit_status
     }
 
     fn state(&self, exec_id: &str) -> api::StateResponse {
-        let req = api::StateRequest { id: self.id.clone(), exec_id: exec_id.into(), ..Default::default() };
+        let req = api::StateRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
         self.client.state(ctx(), &req).expect("state")
     }
 
     fn kill(&self, signal: u32) -> ttrpc::Result<()> {
-        let req = api::KillRequest { id: self.id.clone(), signal, ..Default::default() };
+        let req = api::KillRequest {
+            id: self.id.clone(),
+            signal,
+            ..Default::default()
+        };
         self.client.kill(ctx(), &req).map(drop)
     }
 
     fn delete(&self) -> api::DeleteResponse {
-        let req = api::DeleteRequest { id: self.id.clone(), ..Default::default() };
+        let req = api::DeleteRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
         self.client.delete(ctx(), &req).expect("delete")
     }
 
@@ -115,7 +152,11 @@ impl Shim {
     }
 
     fn shim_pid(&self) -> i32 {
-        std::fs::read_to_string(self.bundle.join("shim.pid")).unwrap().trim().parse().unwrap()
+        std::fs::read_to_string(self.bundle.join("shim.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -127,7 +168,10 @@ impl Drop for Shim {
     fn drop(&mut self) {
         if let Ok(pid) = std::fs::read_to_string(self.bundle.join("shim.pid")) {
             if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         common::force_delete_all(&self.runtime_root);
@@ -160,7 +204,13 @@ fn json_file_log_and_exit_status_on_disk() {
     assert_eq!(st.exit_status, 7);
 
     let entries = log_entries(&s.path("logs/c.log"));
-    let find = |stream: &str| entries.iter().find(|e| e["stream"] == stream).cloned().unwrap();
+    let find = |stream: &str| {
+        entries
+            .iter()
+            .find(|e| e["stream"] == stream)
+            .cloned()
+            .unwrap()
+    };
     assert_eq!(find("stdout")["log"], "to-out\n");
     assert_eq!(find("stderr")["log"], "to-err\n");
     assert!(find("stdout")["time"].as_str().unwrap().ends_with('Z'));
@@ -172,9 +222,19 @@ fn json_file_log_and_exit_status_on_disk() {
 
     let del = s.delete();
     assert_eq!(del.exit_status, 7);
-    s.client.shutdown(ctx(), &api::ShutdownRequest { id: s.id.clone(), ..Default::default() }).ok();
+    s.client
+        .shutdown(
+            ctx(),
+            &api::ShutdownRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .ok();
     let pid = nix::unistd::Pid::from_raw(s.shim_pid());
-    common::eventually("the shim to exit", || nix::sys::signal::kill(pid, None).is_err().then_some(()));
+    common::eventually("the shim to exit", || {
+        nix::sys::signal::kill(pid, None).is_err().then_some(())
+    });
     // The status survives the shim.
     assert_eq!(s.status_file()["exit_code"], 7);
 }
@@ -183,7 +243,11 @@ fn json_file_log_and_exit_status_on_disk() {
 fn json_file_log_rotates_by_size() {
     let s = Shim::start(
         "rotate",
-        &["sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done",
+        ],
         &[
             ("io.berth.log.path", "$DIR/c.log"),
             ("io.berth.log.max-size", "2k"),
@@ -206,7 +270,10 @@ fn on_failure_restarts_up_to_the_limit_then_reports_the_exit() {
     let s = Shim::start(
         "onfail",
         &["sh", "-c", "echo attempt; exit 2"],
-        &[("io.berth.log.path", "$DIR/c.log"), ("io.berth.restart", "on-failure:2")],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.restart", "on-failure:2"),
+        ],
     );
     s.create().unwrap();
     s.start_init();
@@ -214,7 +281,10 @@ fn on_failure_restarts_up_to_the_limit_then_reports_the_exit() {
     let status = s.status_file();
     assert_eq!(status["restart_count"], 2);
     assert_eq!(status["status"], "exited");
-    let attempts = log_entries(&s.path("c.log")).iter().filter(|e| e["log"] == "attempt\n").count();
+    let attempts = log_entries(&s.path("c.log"))
+        .iter()
+        .filter(|e| e["log"] == "attempt\n")
+        .count();
     assert_eq!(attempts, 3);
 }
 
@@ -223,7 +293,10 @@ fn always_restarts_until_the_user_stops_it() {
     let s = Shim::start(
         "always",
         &["sh", "-c", "echo up; exit 0"],
-        &[("io.berth.log.path", "$DIR/c.log"), ("io.berth.restart", "always")],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.restart", "always"),
+        ],
     );
     s.create().unwrap();
     s.start_init();
@@ -247,18 +320,30 @@ fn always_restarts_until_the_user_stops_it() {
 fn stop_sends_the_stop_signal_first() {
     let s = Shim::start(
         "stopsig",
-        &["sh", "-c", "trap 'echo got-usr1; exit 0' USR1; echo ready; while true; do sleep 0.1; done"],
-        &[("io.berth.log.path", "$DIR/c.log"), ("io.berth.stop-signal", "SIGUSR1")],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 0' USR1; echo ready; while true; do sleep 0.1; done",
+        ],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.stop-signal", "SIGUSR1"),
+        ],
     );
     s.create().unwrap();
     s.start_init();
     common::eventually("the trap to be set", || {
-        log_entries(&s.path("c.log")).iter().any(|e| e["log"] == "ready\n").then_some(())
+        log_entries(&s.path("c.log"))
+            .iter()
+            .any(|e| e["log"] == "ready\n")
+            .then_some(())
     });
     // Signal 0 on the init means "stop" to this shim.
     s.kill(0).expect("stop");
     assert_eq!(s.wait(""), 0);
-    assert!(log_entries(&s.path("c.log")).iter().any(|e| e["log"] == "got-usr1\n"));
+    assert!(log_entries(&s.path("c.log"))
+        .iter()
+        .any(|e| e["log"] == "got-usr1\n"));
 }
 
 #[test]
@@ -280,9 +365,15 @@ fn create_failure_carries_the_runtime_message() {
     let s = Shim::start("createfail", &["/no/such/binary"], &[]);
     let err = s.create().expect_err("create must fail");
     let msg = format!("{err:?}");
-    assert!(msg.contains("/no/such/binary") && msg.contains("no such file or directory"), "{msg}");
+    assert!(
+        msg.contains("/no/such/binary") && msg.contains("no such file or directory"),
+        "{msg}"
+    );
     // Nothing is left to wait for.
-    let req = api::StateRequest { id: s.id.clone(), ..Default::default() };
+    let req = api::StateRequest {
+        id: s.id.clone(),
+        ..Default::default()
+    };
     assert!(s.client.state(ctx(), &req).is_err());
 }
 
@@ -303,14 +394,23 @@ fn killed_shim_leaves_the_container_running_and_readable() {
     let s = Shim::start("shimkill", &["sleep", "1000"], &[]);
     s.create().unwrap();
     let pid = s.start_init();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.shim_pid()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.shim_pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     common::eventually("the shim to die", || {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.shim_pid()), None).is_err().then_some(())
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.shim_pid()), None)
+            .is_err()
+            .then_some(())
     });
     // The container lives on and the runtime still knows it.
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok());
     let out = common::run(
-        Command::new(common::runtime_binary()).arg("--root").arg(&s.runtime_root).args(["state", &s.id]),
+        Command::new(common::runtime_binary())
+            .arg("--root")
+            .arg(&s.runtime_root)
+            .args(["state", &s.id]),
     );
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runtime state");
     assert_eq!(state["status"], "running");
@@ -324,7 +424,11 @@ fn killed_shim_leaves_the_container_running_and_readable() {
 fn attach_streams_output_takes_stdin_and_detaches() {
     let s = Shim::start(
         "attach",
-        &["sh", "-c", "while read line; do echo got:$line; echo err:$line >&2; done"],
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo got:$line; echo err:$line >&2; done",
+        ],
         &[
             ("io.berth.attach.socket", "$DIR/attach.sock"),
             ("io.berth.stdin", "true"),
@@ -347,7 +451,10 @@ fn attach_streams_output_takes_stdin_and_detaches() {
     a.write_all(b"one\n").unwrap();
     let mut seen = vec![read_frame(&mut a), read_frame(&mut a)];
     seen.sort();
-    assert_eq!(seen, vec![(1, "got:one\n".to_string()), (2, "err:one\n".to_string())]);
+    assert_eq!(
+        seen,
+        vec![(1, "got:one\n".to_string()), (2, "err:one\n".to_string())]
+    );
     // Detach: the container keeps running.
     drop(a);
     assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
@@ -359,13 +466,20 @@ fn attach_streams_output_takes_stdin_and_detaches() {
         (stream, text.as_str()) == (1, "got:two\n") || (stream, text.as_str()) == (2, "err:two\n")
     );
     // Closing stdin through the API ends `read`, so the container exits 0.
-    let req = api::CloseIORequest { id: s.id.clone(), stdin: true, ..Default::default() };
+    let req = api::CloseIORequest {
+        id: s.id.clone(),
+        stdin: true,
+        ..Default::default()
+    };
     s.client.close_io(ctx(), &req).unwrap();
     assert_eq!(s.wait(""), 0);
     // The attached client sees the end of the stream.
     let mut rest = Vec::new();
     let _ = b.read_to_end(&mut rest);
-    let log: Vec<_> = log_entries(&s.path("c.log")).into_iter().map(|e| e["log"].clone()).collect();
+    let log: Vec<_> = log_entries(&s.path("c.log"))
+        .into_iter()
+        .map(|e| e["log"].clone())
+        .collect();
     assert!(log.contains(&"got:one\n".into()) && log.contains(&"got:two\n".into()));
 }
 
@@ -393,30 +507,77 @@ fn exec_with_file_output_pids_and_exec_kill() {
             ..Default::default()
         };
         s.client.exec(ctx(), &req).expect("exec");
-        let req = api::StartRequest { id: s.id.clone(), exec_id: exec_id.into(), ..Default::default() };
+        let req = api::StartRequest {
+            id: s.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
         s.client.start(ctx(), &req).expect("start exec").pid
     };
     exec("e1", &spec, format!("file://{}", out.display()));
     assert_eq!(s.wait("e1"), 0);
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "exec-says-hi\nberth-test\n");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "exec-says-hi\nberth-test\n"
+    );
     // The same exec id cannot be added twice while it exists.
-    let dup = api::ExecProcessRequest { id: s.id.clone(), exec_id: "e1".into(), ..Default::default() };
+    let dup = api::ExecProcessRequest {
+        id: s.id.clone(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
     assert!(s.client.exec(ctx(), &dup).is_err());
-    let del = s.client.delete(ctx(), &api::DeleteRequest { id: s.id.clone(), exec_id: "e1".into(), ..Default::default() }).unwrap();
+    let del = s
+        .client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: s.id.clone(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(del.exit_status, 0);
 
     let long = serde_json::json!({"args": ["sleep", "1000"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}});
     let exec_pid = exec("e2", &long, String::new());
-    let pids = s.client.pids(ctx(), &api::PidsRequest { id: s.id.clone(), ..Default::default() }).unwrap();
+    let pids = s
+        .client
+        .pids(
+            ctx(),
+            &api::PidsRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let pids: Vec<u32> = pids.processes.iter().map(|p| p.pid).collect();
-    assert!(pids.contains(&init_pid) && pids.contains(&exec_pid), "{pids:?}");
-    let kill = api::KillRequest { id: s.id.clone(), exec_id: "e2".into(), signal: 9, ..Default::default() };
+    assert!(
+        pids.contains(&init_pid) && pids.contains(&exec_pid),
+        "{pids:?}"
+    );
+    let kill = api::KillRequest {
+        id: s.id.clone(),
+        exec_id: "e2".into(),
+        signal: 9,
+        ..Default::default()
+    };
     s.client.kill(ctx(), &kill).unwrap();
     assert_eq!(s.wait("e2"), 137);
     assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
 
     // The running init cannot be deleted; after SIGKILL it can.
-    assert!(s.client.delete(ctx(), &api::DeleteRequest { id: s.id.clone(), ..Default::default() }).is_err());
+    assert!(s
+        .client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            }
+        )
+        .is_err());
     s.kill(9).unwrap();
     assert_eq!(s.wait(""), 137);
     assert_eq!(s.delete().exit_status, 137);
@@ -429,7 +590,12 @@ fn terminal_resize_and_stats() {
     });
     s.create_with(|r| r.terminal = true).unwrap();
     s.start_init();
-    let req = api::ResizePtyRequest { id: s.id.clone(), width: 123, height: 45, ..Default::default() };
+    let req = api::ResizePtyRequest {
+        id: s.id.clone(),
+        width: 123,
+        height: 45,
+        ..Default::default()
+    };
     s.client.resize_pty(ctx(), &req).expect("resize");
     let out = s.path("stty.out");
     let spec = serde_json::json!({
@@ -449,12 +615,34 @@ fn terminal_resize_and_stats() {
         ..Default::default()
     };
     s.client.exec(ctx(), &req).unwrap();
-    s.client.start(ctx(), &api::StartRequest { id: s.id.clone(), exec_id: "size".into(), ..Default::default() }).unwrap();
+    s.client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: s.id.clone(),
+                exec_id: "size".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(s.wait("size"), 0);
     assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "45 123");
 
-    let stats = s.client.stats(ctx(), &api::StatsRequest { id: s.id.clone(), ..Default::default() }).expect("stats");
-    assert!(stats.stats.type_url.starts_with("io.containerd.cgroups.v"), "{}", stats.stats.type_url);
+    let stats = s
+        .client
+        .stats(
+            ctx(),
+            &api::StatsRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("stats");
+    assert!(
+        stats.stats.type_url.starts_with("io.containerd.cgroups.v"),
+        "{}",
+        stats.stats.type_url
+    );
     assert!(!stats.stats.value.is_empty());
 
     // Resizing a process without a terminal is refused.

@@ -63,7 +63,9 @@ impl Drop for TempDir {
 
 /// Unmount everything mounted at or below `dir`, deepest first.
 pub fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let mut points: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -100,10 +102,21 @@ pub fn busybox_image_tar(work: &Path, reference: &str) -> PathBuf {
     let out = work.join("image-out");
     std::fs::create_dir_all(&out).unwrap();
     let layer = work.join("layer.tar");
-    assert!(run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&layer).arg(".")).status.success());
+    assert!(run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer)
+        .arg("."))
+    .status
+    .success());
     let sha = |p: &Path| -> String {
         let o = run(Command::new("sha256sum").arg(p));
-        String::from_utf8_lossy(&o.stdout).split(' ').next().unwrap().to_string()
+        String::from_utf8_lossy(&o.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
     };
     let layer_sha = sha(&layer);
     std::fs::create_dir_all(out.join(&layer_sha)).unwrap();
@@ -122,9 +135,20 @@ pub fn busybox_image_tar(work: &Path, reference: &str) -> PathBuf {
         "RepoTags": [reference],
         "Layers": [format!("{layer_sha}/layer.tar")],
     }]);
-    std::fs::write(out.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     let tar = work.join("busybox.tar");
-    assert!(run(Command::new("tar").arg("-C").arg(&out).arg("-cf").arg(&tar).arg(".")).status.success());
+    assert!(run(Command::new("tar")
+        .arg("-C")
+        .arg(&out)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))
+    .status
+    .success());
     tar
 }
 
@@ -132,9 +156,14 @@ pub fn busybox_image_tar(work: &Path, reference: &str) -> PathBuf {
 pub fn bundle(dir: &Path, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
     busybox_rootfs(&dir.join("rootfs"));
     let out = run(Command::new("runc").arg("spec").arg("--bundle").arg(dir));
-    assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "runc spec: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let path = dir.join("config.json");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(args);
     spec["root"]["readonly"] = false.into();
@@ -164,7 +193,11 @@ impl Containerd {
             sock = sock.display(),
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
-        let path = format!("{}:{}", shim_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            shim_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
@@ -182,7 +215,9 @@ impl Containerd {
             namespace: format!("bst-{tag}-{}", std::process::id()),
             child,
         };
-        eventually("containerd to serve", || c.ctr(&["version"]).status.success().then_some(()));
+        eventually("containerd to serve", || {
+            c.ctr(&["version"]).status.success().then_some(())
+        });
         c
     }
 
@@ -204,7 +239,11 @@ impl Containerd {
     pub fn import_busybox(&self, reference: &str) {
         let tar = busybox_image_tar(&self.dir.path, reference);
         let out = self.ctr(&["images", "import", tar.to_str().unwrap()]);
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn log(&self) -> String {
@@ -213,8 +252,14 @@ impl Containerd {
 
     /// The running shims' pids, from the pid files in the bundles.
     fn shim_pids(&self) -> Vec<i32> {
-        let tasks = self.dir.path.join("state/io.containerd.runtime.v2.task").join(&self.namespace);
-        let Ok(entries) = std::fs::read_dir(tasks) else { return Vec::new() };
+        let tasks = self
+            .dir
+            .path
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.namespace);
+        let Ok(entries) = std::fs::read_dir(tasks) else {
+            return Vec::new();
+        };
         entries
             .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("shim.pid")).ok())
             .filter_map(|s| s.trim().parse().ok())
@@ -226,7 +271,10 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         let runtime_root = Path::new("/run/containerd/berth").join(&self.namespace);
         for pid in self.shim_pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -239,13 +287,19 @@ impl Drop for Containerd {
 
 /// Remove the cgroup `/<name>` and everything below it in every mounted hierarchy.
 pub fn remove_cgroups(name: &str) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         if !right.starts_with("cgroup ") && !right.starts_with("cgroup2 ") {
             continue;
         }
-        let Some(mnt) = left.split(' ').nth(4) else { continue };
+        let Some(mnt) = left.split(' ').nth(4) else {
+            continue;
+        };
         remove_dir_tree(&Path::new(mnt).join(name));
     }
 }
@@ -263,8 +317,14 @@ fn remove_dir_tree(dir: &Path) {
 
 /// Delete every container the runtime knows under `root`, running or not.
 pub fn force_delete_all(root: &Path) {
-    let out = run(Command::new(runtime_binary()).arg("--root").arg(root).args(["list", "-q"]));
+    let out = run(Command::new(runtime_binary())
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-q"]));
     for id in String::from_utf8_lossy(&out.stdout).lines() {
-        let _ = run(Command::new(runtime_binary()).arg("--root").arg(root).args(["delete", "--force", id]));
+        let _ = run(Command::new(runtime_binary())
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force", id]));
     }
 }
