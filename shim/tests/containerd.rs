@@ -167,3 +167,143 @@ fn ctr_run_with_file_log_uri() {
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log());
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "logged\n");
 }
+
+#[test]
+fn ctr_run_with_binary_logger() {
+    let c = Containerd::start("ctr-binlog");
+    c.import_busybox(IMAGE);
+    // containerd's logger protocol: stdout on fd 3, stderr on fd 4, close fd 5 when ready.
+    let logger = c.dir.path.join("logger.sh");
+    let out = c.dir.path.join("logger.out");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nexec 5>&-\ncat <&3 >\"$1.stdout\" &\ncat <&4 >\"$1.stderr\"\nwait\necho \"$CONTAINER_ID\" >\"$1.id\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}?{}", logger.display(), out.display());
+    let run = c.ctr(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "bl1",
+        "sh",
+        "-c",
+        "echo via-logger; echo err-via-logger >&2",
+    ]);
+    assert!(run.status.success(), "{}\n{}", text(&run.stderr), c.log());
+    let read = |ext: &str| {
+        common::eventually("the logger's output", || {
+            std::fs::read_to_string(format!("{}.{ext}", out.display()))
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+    };
+    assert_eq!(read("stdout"), "via-logger\n");
+    assert_eq!(read("stderr"), "err-via-logger\n");
+    assert_eq!(read("id"), "bl1\n");
+}
+
+#[test]
+fn ctr_sees_task_events() {
+    let c = Containerd::start("ctr-events");
+    c.import_busybox(IMAGE);
+    let mut events = c
+        .ctr_cmd(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "ev1", "true"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    // Events are published asynchronously; ctr events prints each as it arrives.
+    let mut seen = String::new();
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wanted = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    common::eventually("task events", || {
+        while let Ok(line) = rx.try_recv() {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        wanted.iter().all(|t| seen.contains(t)).then_some(())
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(seen.contains("ev1"), "{seen}");
+}
+
+#[test]
+fn ctr_cleans_up_after_a_killed_shim() {
+    let c = Containerd::start("ctr-shimkill");
+    c.import_busybox(IMAGE);
+    let out = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "sk1",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bundle = c
+        .dir
+        .path
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.namespace)
+        .join("sk1");
+    let shim: i32 = std::fs::read_to_string(bundle.join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ls = text(&c.ctr(&["task", "ls"]).stdout);
+    let task_pid: i32 = ls
+        .lines()
+        .find(|l| l.starts_with("sk1"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // containerd runs the shim's `delete` action, which force-deletes the container.
+    common::eventually("the container to be cleaned up", || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(task_pid), None)
+            .is_err()
+            .then_some(())
+    });
+    common::eventually("the task to be gone", || {
+        let ls = text(&c.ctr(&["task", "ls"]).stdout);
+        (!ls.lines()
+            .any(|l| l.starts_with("sk1 ") && l.contains("RUNNING")))
+        .then_some(())
+    });
+    assert!(c.log().contains("cleaning up dead shim"));
+}
