@@ -83,7 +83,8 @@ fn drop_code_pages() {
         // Executable file mappings only: never written, so refaulting them from the file
         // gives back the same bytes. Read-only data is left alone, since relocated pages
         // there are private copies.
-        if perms != "r-xp" || f.nth(3).is_none() {
+        // Files only (a path), not [vdso] and the like.
+        if perms != "r-xp" || !f.nth(3).is_some_and(|p| p.starts_with('/')) {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else {

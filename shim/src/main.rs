@@ -79,18 +79,22 @@ fn main() {
     }
 }
 
-/// containerd reads the shim's log from the FIFO `log` in the bundle when it made one.
-/// Opened non-blocking: a shim must never stall because nobody reads its log.
+/// containerd reads the shim's log from the FIFO `log` in the bundle when it made one;
+/// opened non-blocking, since a shim must never stall because nobody reads its log.
+/// Without containerd (Berth's CLI) the log goes to `shim.log` in the bundle.
 fn open_log(bundle: &Path) -> Option<File> {
-    let path = bundle.join("log");
-    let meta = std::fs::metadata(&path).ok()?;
-    if !meta.file_type().is_fifo() {
-        return None;
+    let fifo = bundle.join("log");
+    if std::fs::metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo()) {
+        return OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .ok();
     }
     OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
+        .create(true)
+        .append(true)
+        .open(bundle.join("shim.log"))
         .ok()
 }
 

@@ -649,3 +649,102 @@ fn terminal_resize_and_stats() {
     s.kill(9).unwrap();
     s.wait("");
 }
+
+#[test]
+fn pause_resume_update_and_shim_log() {
+    let s = Shim::start("pause", &["sleep", "1000"], &[]);
+    s.create().unwrap();
+    let pid = s.start_init();
+    let id = s.id.clone();
+    s.client
+        .pause(
+            ctx(),
+            &api::PauseRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("pause");
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::PAUSED);
+    assert_eq!(s.status_file()["status"], "paused");
+    // The runtime froze the cgroup.
+    let frozen = match cgroup_file(pid, "freezer", "freezer.state") {
+        Some(f) => std::fs::read_to_string(f).unwrap().trim() == "FROZEN",
+        None => {
+            std::fs::read_to_string(cgroup_file(pid, "", "cgroup.freeze").unwrap())
+                .unwrap()
+                .trim()
+                == "1"
+        }
+    };
+    assert!(frozen);
+    s.client
+        .resume(
+            ctx(),
+            &api::ResumeRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("resume");
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
+
+    // Update takes the OCI LinuxResources JSON, as containerd sends it.
+    let resources = serde_json::json!({"pids": {"limit": 42}});
+    let req = api::UpdateTaskRequest {
+        id: id.clone(),
+        resources: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: serde_json::to_vec(&resources).unwrap(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.client.update(ctx(), &req).expect("update");
+    let pids_path = cgroup_file(pid, "pids", "pids.max")
+        .or_else(|| cgroup_file(pid, "", "pids.max"))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&pids_path).unwrap().trim(), "42");
+
+    // A bad update carries the runtime's complaint.
+    let bad = api::UpdateTaskRequest {
+        id: id.clone(),
+        resources: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+            value: b"not json".to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(s.client.update(ctx(), &bad).is_err());
+
+    s.kill(9).unwrap();
+    assert_eq!(s.wait(""), 137);
+    // Without containerd the shim logs into the bundle.
+    let log = std::fs::read_to_string(s.bundle.join("shim.log")).unwrap();
+    assert!(log.contains("create"), "{log}");
+}
+
+/// A file of `pid`'s cgroup: in the v1 hierarchy of `controller`, or with `controller` ""
+/// in the v2 hierarchy. None when that hierarchy does not have the process.
+fn cgroup_file(pid: u32, controller: &str, file: &str) -> Option<PathBuf> {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2_root = if Path::new("/sys/fs/cgroup/unified").is_dir() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    cgroup.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+        let dir = if controller.is_empty() {
+            ctrls.is_empty().then(|| format!("{v2_root}{path}"))?
+        } else {
+            ctrls
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| format!("/sys/fs/cgroup/{controller}{path}"))?
+        };
+        let f = Path::new(&dir).join(file);
+        f.exists().then_some(f)
+    })
+}
