@@ -212,15 +212,15 @@ fn ctr_run_with_binary_logger() {
 fn ctr_sees_task_events() {
     let c = Containerd::start("ctr-events");
     c.import_busybox(IMAGE);
-    let mut events = c
-        .ctr_cmd(&["events"])
+    // Not under `timeout`: killing the wrapper would leave ctr running.
+    let mut events = std::process::Command::new("ctr")
+        .arg("-a")
+        .arg(&c.sock)
+        .args(["-n", &c.namespace, "events"])
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let run = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "ev1", "true"]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    // Events are published asynchronously; ctr events prints each as it arrives.
-    let mut seen = String::new();
     let stdout = events.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -234,6 +234,24 @@ fn ctr_sees_task_events() {
             }
         }
     });
+    let mut seen = String::new();
+    let mut drain = |seen: &mut String| {
+        while let Ok(line) = rx.try_recv() {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    };
+    // `ctr events` subscribes in the background: touch the image until its update event
+    // shows up, so the subscription is known to be live before the container runs.
+    let mut n = 0;
+    common::eventually("ctr events to subscribe", || {
+        n += 1;
+        c.ctr(&["images", "label", IMAGE, &format!("probe={n}")]);
+        drain(&mut seen);
+        seen.contains("/images/update").then_some(())
+    });
+    let run = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "ev1", "true"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
     let wanted = [
         "/tasks/create",
         "/tasks/start",
@@ -241,10 +259,7 @@ fn ctr_sees_task_events() {
         "/tasks/delete",
     ];
     common::eventually("task events", || {
-        while let Ok(line) = rx.try_recv() {
-            seen.push_str(&line);
-            seen.push('\n');
-        }
+        drain(&mut seen);
         wanted.iter().all(|t| seen.contains(t)).then_some(())
     });
     let _ = events.kill();
