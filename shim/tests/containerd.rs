@@ -235,7 +235,7 @@ fn ctr_sees_task_events() {
         }
     });
     let mut seen = String::new();
-    let mut drain = |seen: &mut String| {
+    let drain = |seen: &mut String| {
         while let Ok(line) = rx.try_recv() {
             seen.push_str(&line);
             seen.push('\n');
