@@ -28,7 +28,7 @@ use crate::events::Publisher;
 use crate::jsonlog::JsonLog;
 use crate::mount::{mount_rootfs, RootfsMount};
 use crate::options::RuncOptions;
-use crate::process::Proc;
+use crate::process::{Proc, ProcState};
 use crate::reaper::{self, Exit};
 use crate::restart::Backoff;
 use crate::runtime::{choose_binary, Runtime};
@@ -155,9 +155,15 @@ impl Service {
     }
 
     fn write_status(&self, proc: &Proc) {
-        // Several threads report; the lock keeps the newest state the last one written.
+        let st = proc.state();
+        self.write_status_locked(&st);
+    }
+
+    /// Write the status file while the caller holds the process's state lock, so the file
+    /// is on disk before anyone can see the new state (a Wait returning, say). Several
+    /// threads report; the status lock keeps the newest state the last one written.
+    fn write_status_locked(&self, st: &ProcState) {
         let _guard = self.status_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let st = proc.state().clone();
         let name = if st.restarting {
             "restarting"
         } else if st.exit.is_some() {
@@ -342,6 +348,7 @@ impl Service {
             st.exit = Some(exit);
             st.status = Status::STOPPED;
             st.restarting = restart;
+            self.write_status_locked(&st);
             restart.then(|| {
                 self.backoff
                     .lock()
@@ -349,7 +356,6 @@ impl Service {
                     .delay(ran_for)
             })
         };
-        self.write_status(&proc);
         if let Some(hub) = &self.berth().hub {
             hub.close_clients();
         }
@@ -394,10 +400,9 @@ impl Service {
             st.restarting = false;
             st.status = Status::STOPPED;
             st.exit.get_or_insert(exit);
+            self.write_status_locked(&st);
             st.pid
         };
-        // On disk before any waiter hears of it.
-        self.write_status(proc);
         proc.notify();
         self.publish_exit(proc, pid, exit);
     }

@@ -258,10 +258,19 @@ fn ctr_sees_task_events() {
         "/tasks/exit",
         "/tasks/delete",
     ];
-    common::eventually("task events", || {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
         drain(&mut seen);
-        wanted.iter().all(|t| seen.contains(t)).then_some(())
-    });
+        if wanted.iter().all(|t| seen.contains(t)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing task events; seen:\n{seen}\ncontainerd log:\n{}",
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let _ = events.kill();
     let _ = events.wait();
     assert!(seen.contains("ev1"), "{seen}");
