@@ -418,6 +418,34 @@ fn killed_shim_leaves_the_container_running_and_readable() {
     let status = s.status_file();
     assert_eq!(status["status"], "running");
     assert_eq!(status["pid"], pid);
+
+    // The `delete` action cleans up after the dead shim and reports a SIGKILL exit.
+    let out = common::run(
+        Command::new(SHIM)
+            .args(["-namespace", "berth-test", "-id", &s.id, "-bundle"])
+            .arg(&s.bundle)
+            .arg("delete")
+            .env("BERTH_SHIM_RUNTIME", common::runtime_binary()),
+    );
+    assert!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp = <api::DeleteResponse as protobuf::Message>::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!(resp.exit_status, 137);
+    common::eventually("the container to be gone", || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+            .is_err()
+            .then_some(())
+    });
+    let state = common::run(
+        Command::new(common::runtime_binary())
+            .arg("--root")
+            .arg(&s.runtime_root)
+            .args(["state", &s.id]),
+    );
+    assert!(!state.status.success());
 }
 
 #[test]
