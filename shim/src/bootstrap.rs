@@ -113,6 +113,19 @@ pub fn start(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The socket a killed shim left behind, unless a shim still answers on it.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let Some(path) = address.trim().strip_prefix("unix://") else {
+        return;
+    };
+    if UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Clean up after a shim that is gone: force-delete the container, unmount its rootfs and
 /// tell containerd it ended with SIGKILL.
 pub fn delete(args: &Args) -> Result<()> {
@@ -132,6 +145,7 @@ pub fn delete(args: &Args) -> Result<()> {
         }
     }
     unmount_all(&bundle.join("rootfs"));
+    remove_dead_socket(&bundle);
     let resp = DeleteResponse {
         exit_status: 128 + libc::SIGKILL as u32,
         exited_at: MessageField::some(Timestamp::from(SystemTime::now())),

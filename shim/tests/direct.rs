@@ -166,14 +166,7 @@ impl Shim {
 
 impl Drop for Shim {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.bundle.join("shim.pid")) {
-            if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        common::kill_shim(&self.bundle);
         common::force_delete_all(&self.runtime_root);
     }
 }

@@ -250,8 +250,8 @@ impl Containerd {
         std::fs::read_to_string(self.dir.path.join("containerd.log")).unwrap_or_default()
     }
 
-    /// The running shims' pids, from the pid files in the bundles.
-    fn shim_pids(&self) -> Vec<i32> {
+    /// The bundles of this containerd's tasks.
+    fn bundles(&self) -> Vec<PathBuf> {
         let tasks = self
             .dir
             .path
@@ -260,21 +260,15 @@ impl Containerd {
         let Ok(entries) = std::fs::read_dir(tasks) else {
             return Vec::new();
         };
-        entries
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("shim.pid")).ok())
-            .filter_map(|s| s.trim().parse().ok())
-            .collect()
+        entries.filter_map(|e| Some(e.ok()?.path())).collect()
     }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
         let runtime_root = Path::new("/run/containerd/berth").join(&self.namespace);
-        for pid in self.shim_pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for bundle in self.bundles() {
+            kill_shim(&bundle);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -326,5 +320,24 @@ pub fn force_delete_all(root: &Path) {
             .arg("--root")
             .arg(root)
             .args(["delete", "--force", id]));
+    }
+}
+
+/// SIGKILL the shim serving `bundle` and remove the socket it leaves behind.
+pub fn kill_shim(bundle: &Path) {
+    if let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    if let Some(path) = std::fs::read_to_string(bundle.join("address"))
+        .ok()
+        .and_then(|a| a.trim().strip_prefix("unix://").map(PathBuf::from))
+    {
+        let _ = std::fs::remove_file(path);
     }
 }
