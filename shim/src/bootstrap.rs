@@ -31,9 +31,9 @@ pub fn bundle_dir(args: &Args) -> Result<PathBuf> {
 
 /// Where the shim listens: Berth's annotation, else a path under /run/containerd/s that is
 /// unique to (containerd address, namespace, id), like containerd's own shims use.
-fn socket_path(args: &Args, bundle: &Path) -> PathBuf {
-    if let Some(p) = Settings::load(bundle).ok().and_then(|s| s.shim_socket) {
-        return p;
+fn socket_path(args: &Args, settings: &Settings) -> PathBuf {
+    if let Some(p) = &settings.shim_socket {
+        return p.clone();
     }
     let key = format!("{}/{}/{}", args.address, args.namespace, args.id);
     PathBuf::from(format!(
@@ -52,7 +52,14 @@ fn fnv1a(seed: u64, s: &str) -> u64 {
 /// its address and pid in the bundle and print the address for containerd.
 pub fn start(args: &Args) -> Result<()> {
     let bundle = bundle_dir(args)?;
-    let path = socket_path(args, &bundle);
+    // Bad Berth settings fail here, where the caller sees the message, rather than in the
+    // serving shim after the address has been handed out.
+    let settings = if bundle.join("config.json").exists() {
+        Settings::load(&bundle)?
+    } else {
+        Settings::default()
+    };
+    let path = socket_path(args, &settings);
     let address = format!("unix://{}", path.display());
     if path.exists() {
         if UnixStream::connect(&path).is_ok() {

@@ -769,3 +769,24 @@ fn cgroup_file(pid: u32, controller: &str, file: &str) -> Option<PathBuf> {
         f.exists().then_some(f)
     })
 }
+
+#[test]
+fn start_rejects_bad_berth_settings() {
+    let dir = TempDir::new("badsettings");
+    let bundle = dir.path.join("bundle");
+    common::bundle(&bundle, &["true"], |spec| {
+        spec["annotations"] = serde_json::json!({
+            "io.berth.shim.socket": dir.path.join("shim.sock").display().to_string(),
+            "io.berth.restart": "sometimes",
+        });
+    });
+    let out = common::run(
+        Command::new(SHIM)
+            .args(["-namespace", "berth-test", "-id", "bad", "start"])
+            .current_dir(&bundle),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("io.berth.restart=sometimes"), "{err}");
+    assert!(!dir.path.join("shim.sock").exists());
+}
