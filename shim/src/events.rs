@@ -78,7 +78,8 @@ event_types!(
     TaskExecAdded,
     TaskExecStarted,
     TaskPaused,
-    TaskResumed
+    TaskResumed,
+    TaskOOM
 );
 
 fn send(binary: &str, address: &str, namespace: &str, topic: &str, any: &Any) -> Result<()> {
@@ -130,5 +131,6 @@ mod tests {
             ev::TaskExecStarted::TYPE_URL,
             ev::TaskExecStarted::descriptor().full_name()
         );
+        assert_eq!(ev::TaskOOM::TYPE_URL, ev::TaskOOM::descriptor().full_name());
     }
 }

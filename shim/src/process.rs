@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use containerd_shim_protos::api::Status;
 
 use crate::reaper::Exit;
+use crate::stats::OomCounter;
 use crate::stdio::{ProcIo, StdioSpec};
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct ProcState {
     pub restart_count: u32,
     pub stopped_by_user: bool,
     pub started_at: Option<SystemTime>,
+    /// The last run ended by the kernel's OOM killer.
+    pub oom_killed: bool,
 }
 
 pub struct Proc {
@@ -31,6 +34,8 @@ pub struct Proc {
     changed: Condvar,
     pub io: Mutex<Option<ProcIo>>,
     pub pid_file: PathBuf,
+    /// The OOM-kill count of the current run's memory cgroup (the init only).
+    pub oom: Mutex<Option<OomCounter>>,
 }
 
 impl Proc {
@@ -47,10 +52,12 @@ impl Proc {
                 restart_count: 0,
                 stopped_by_user: false,
                 started_at: None,
+                oom_killed: false,
             }),
             changed: Condvar::new(),
             io: Mutex::new(None),
             pid_file,
+            oom: Mutex::new(None),
         }
     }
 

@@ -186,6 +186,7 @@ impl Service {
                 started_at: status::time(st.started_at),
                 restart_count: st.restart_count,
                 stopped_by_user: st.stopped_by_user,
+                oom_killed: st.oom_killed,
             },
         );
     }
@@ -283,6 +284,7 @@ impl Service {
             hub.set_stdin(io.stdin.clone());
         }
         *proc.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+        *proc.oom.lock().unwrap_or_else(|e| e.into_inner()) = crate::stats::OomCounter::new(pid);
         {
             let mut st = proc.state();
             st.pid = pid;
@@ -331,8 +333,26 @@ impl Service {
             self.publish_exit(&proc, pid, exit);
             return;
         }
+        // Read before anything deletes the cgroup; TaskOOM goes out ahead of TaskExit.
+        let oom = proc
+            .oom
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|c| c.fired());
+        if oom {
+            tracing::info!("container {} was killed for lack of memory", self.id);
+            self.publisher.publish(
+                topics::TASK_OOM_EVENT_TOPIC,
+                &ev::TaskOOM {
+                    container_id: self.id.clone(),
+                    ..Default::default()
+                },
+            );
+        }
         let restart = {
             let mut st = proc.state();
+            st.oom_killed = oom;
             let ran_for = st
                 .started_at
                 .and_then(|t| exit.at.duration_since(t).ok())

@@ -105,6 +105,36 @@ pub fn collect(pid: u32) -> Result<Any> {
     }
 }
 
+/// How a process's memory cgroup counts OOM kills: the file and its `oom_kill` line.
+#[derive(Debug, Clone)]
+pub struct OomCounter {
+    file: PathBuf,
+    at_start: u64,
+}
+
+impl OomCounter {
+    /// Note the OOM-kill count of `pid`'s memory cgroup now (v1 `memory.oom_control`, v2
+    /// `memory.events`); None when the process has no memory cgroup we can read.
+    pub fn new(pid: u32) -> Option<OomCounter> {
+        let l = layout(pid).ok()?;
+        let file = match (l.v1.get("memory"), &l.v2) {
+            (Some(d), _) => d.join("memory.oom_control"),
+            (None, Some(d)) => d.join("memory.events"),
+            (None, None) => return None,
+        };
+        let at_start = read_kv(&file).get("oom_kill").copied()?;
+        Some(OomCounter { file, at_start })
+    }
+
+    /// Whether the kernel's OOM killer struck in the cgroup since `new`. Asked when the
+    /// init has exited, before the runtime deletes the cgroup.
+    pub fn fired(&self) -> bool {
+        read_kv(&self.file)
+            .get("oom_kill")
+            .is_some_and(|n| *n > self.at_start)
+    }
+}
+
 fn metrics_v1(dirs: &HashMap<String, PathBuf>) -> v1::Metrics {
     let mut m = v1::Metrics::new();
     if let Some(d) = dirs.get("pids") {

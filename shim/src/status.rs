@@ -25,6 +25,8 @@ pub struct StatusFile {
     pub restart_count: u32,
     /// The user asked for the stop (Kill through the shim), so no restart policy applies.
     pub stopped_by_user: bool,
+    /// The last run was ended by the kernel's OOM killer.
+    pub oom_killed: bool,
 }
 
 pub fn time(t: Option<SystemTime>) -> Option<String> {

@@ -252,11 +252,26 @@ fn ctr_sees_task_events() {
     });
     let run = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "ev1", "true"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
+    // A container the OOM killer ends: TaskOOM before its exit.
+    let oom = c.ctr(&[
+        "run",
+        "--rm",
+        "--memory-limit",
+        "16777216",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "ev2",
+        "tail",
+        "/dev/zero",
+    ]);
+    assert_eq!(oom.status.code(), Some(137), "{}", text(&oom.stderr));
     let wanted = [
         "/tasks/create",
         "/tasks/start",
         "/tasks/exit",
         "/tasks/delete",
+        "/tasks/oom",
     ];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

@@ -790,3 +790,27 @@ fn start_rejects_bad_berth_settings() {
     assert!(err.contains("io.berth.restart=sometimes"), "{err}");
     assert!(!dir.path.join("shim.sock").exists());
 }
+
+#[test]
+fn oom_kill_is_recorded() {
+    let s = Shim::start_with("oom", &["tail", "/dev/zero"], &[], |spec| {
+        // `tail` keeps the unterminated "line" of zeros in memory until the limit stops it.
+        spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 16 * 1024 * 1024});
+    });
+    s.create().unwrap();
+    s.start_init();
+    assert_eq!(s.wait(""), 137);
+    let status = s.status_file();
+    assert_eq!(status["oom_killed"], true);
+    assert_eq!(status["exit_code"], 137);
+}
+
+#[test]
+fn plain_kill_is_not_an_oom() {
+    let s = Shim::start("nooom", &["sleep", "1000"], &[]);
+    s.create().unwrap();
+    s.start_init();
+    s.kill(9).unwrap();
+    assert_eq!(s.wait(""), 137);
+    assert_eq!(s.status_file()["oom_killed"], false);
+}
