@@ -1,0 +1,136 @@
+//! Task events for containerd, sent the way containerd's own shims did before ttrpc
+//! publishing: `<publish-binary> --address <address> publish --topic <t> --namespace <ns>`
+//! with the event, wrapped in an `Any`, on stdin. One thread sends them in order.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Sender};
+
+use anyhow::Result;
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::Message;
+
+use crate::reaper;
+
+pub struct Publisher {
+    tx: Option<Sender<(&'static str, Any)>>,
+}
+
+impl Publisher {
+    /// A publisher that drops events when containerd gave no publish binary (Berth's CLI).
+    pub fn new(binary: &str, address: &str, namespace: &str) -> Result<Publisher> {
+        if binary.is_empty() || address.is_empty() {
+            return Ok(Publisher { tx: None });
+        }
+        let (tx, rx) = channel::<(&'static str, Any)>();
+        let (binary, address, namespace) = (
+            binary.to_string(),
+            address.to_string(),
+            namespace.to_string(),
+        );
+        crate::spawn_thread("events", move || {
+            for (topic, any) in rx {
+                if let Err(e) = send(&binary, &address, &namespace, topic, &any) {
+                    tracing::warn!("publish {topic}: {e:#}");
+                }
+            }
+        })?;
+        Ok(Publisher { tx: Some(tx) })
+    }
+
+    pub fn publish<M: Message + EventType>(&self, topic: &'static str, event: &M) {
+        let Some(tx) = &self.tx else { return };
+        let any = Any {
+            type_url: M::TYPE_URL.to_string(),
+            value: match event.write_to_bytes() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("encode {topic} event: {e}");
+                    return;
+                }
+            },
+            ..Default::default()
+        };
+        let _ = tx.send((topic, any));
+    }
+}
+
+/// The type URL containerd files an event under. Spelled out rather than taken from the
+/// protobuf descriptors: building those costs hundreds of KiB of heap for good.
+pub trait EventType {
+    const TYPE_URL: &'static str;
+}
+
+macro_rules! event_types {
+    ($($t:ident),*) => {
+        $(impl EventType for ev::$t {
+            const TYPE_URL: &'static str = concat!("containerd.events.", stringify!($t));
+        })*
+    };
+}
+
+event_types!(
+    TaskCreate,
+    TaskStart,
+    TaskExit,
+    TaskDelete,
+    TaskExecAdded,
+    TaskExecStarted,
+    TaskPaused,
+    TaskResumed,
+    TaskOOM
+);
+
+fn send(binary: &str, address: &str, namespace: &str, topic: &str, any: &Any) -> Result<()> {
+    use anyhow::{bail, Context};
+    let data = any.write_to_bytes()?;
+    let mut cmd = Command::new(binary);
+    cmd.args([
+        "--address",
+        address,
+        "publish",
+        "--topic",
+        topic,
+        "--namespace",
+        namespace,
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = reaper::global()
+        .spawn(&mut cmd)
+        .with_context(|| format!("run {binary}"))?;
+    if let Some(mut stdin) = child.child.stdin.take() {
+        stdin.write_all(&data).context("write event")?;
+    }
+    let mut err = String::new();
+    if let Some(mut s) = child.child.stderr.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut err);
+    }
+    let exit = child.wait();
+    if exit.code != 0 {
+        bail!("{binary} publish exited with {}: {}", exit.code, err.trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    #[test]
+    fn type_urls_match_the_protobuf_names() {
+        assert_eq!(
+            ev::TaskExit::TYPE_URL,
+            ev::TaskExit::descriptor().full_name()
+        );
+        assert_eq!(
+            ev::TaskExecStarted::TYPE_URL,
+            ev::TaskExecStarted::descriptor().full_name()
+        );
+        assert_eq!(ev::TaskOOM::TYPE_URL, ev::TaskOOM::descriptor().full_name());
+    }
+}

@@ -1,0 +1,816 @@
+//! The shim driven directly over ttrpc, the way the Berth CLI will: start it with the
+//! `start` action in the bundle, connect to the address it prints, then Create, Start,
+//! Wait, Kill, Delete and Shutdown. Berth's settings travel as config.json annotations.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{TempDir, SHIM};
+use containerd_shim_protos::api;
+use containerd_shim_protos::api::Status;
+use containerd_shim_protos::protobuf;
+use containerd_shim_protos::TaskClient;
+use ttrpc::context::Context;
+
+fn ctx() -> Context {
+    ttrpc::context::with_timeout(0)
+}
+
+/// One container under its own shim, torn down (shim, container, mounts, files) on drop.
+struct Shim {
+    dir: TempDir,
+    id: String,
+    bundle: PathBuf,
+    runtime_root: PathBuf,
+    client: TaskClient,
+}
+
+impl Shim {
+    /// Write the bundle, start the shim and connect; `annotations` are Berth's settings.
+    fn start(tag: &str, args: &[&str], annotations: &[(&str, &str)]) -> Shim {
+        Shim::start_with(tag, args, annotations, |_| {})
+    }
+
+    fn start_with(
+        tag: &str,
+        args: &[&str],
+        annotations: &[(&str, &str)],
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Shim {
+        let dir = TempDir::new(tag);
+        let id = format!("bst-{tag}-{}", std::process::id());
+        let bundle = dir.path.join("bundle");
+        let runtime_root = dir.path.join("runtime");
+        let sock = dir.path.join("shim.sock");
+        let mut ann = serde_json::Map::new();
+        ann.insert(
+            "io.berth.shim.socket".into(),
+            sock.display().to_string().into(),
+        );
+        ann.insert(
+            "io.berth.runtime.root".into(),
+            runtime_root.display().to_string().into(),
+        );
+        for (k, v) in annotations {
+            let v = v.replace("$DIR", &dir.path.display().to_string());
+            ann.insert(k.to_string(), v.into());
+        }
+        common::bundle(&bundle, args, |spec| {
+            spec["annotations"] = serde_json::Value::Object(ann);
+            edit(spec);
+        });
+        let out = common::run(
+            Command::new(SHIM)
+                .args(["-namespace", "berth-test", "-id", &id, "start"])
+                .current_dir(&bundle)
+                .env("BERTH_SHIM_RUNTIME", common::runtime_binary()),
+        );
+        assert!(
+            out.status.success(),
+            "shim start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(address, format!("unix://{}", sock.display()));
+        let client = TaskClient::new(ttrpc::Client::connect(&address).expect("connect to shim"));
+        Shim {
+            dir,
+            id,
+            bundle,
+            runtime_root,
+            client,
+        }
+    }
+
+    fn create(&self) -> ttrpc::Result<api::CreateTaskResponse> {
+        self.create_with(|_| {})
+    }
+
+    fn create_with(
+        &self,
+        edit: impl FnOnce(&mut api::CreateTaskRequest),
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
+        let mut req = api::CreateTaskRequest {
+            id: self.id.clone(),
+            bundle: self.bundle.display().to_string(),
+            ..Default::default()
+        };
+        edit(&mut req);
+        self.client.create(ctx(), &req)
+    }
+
+    fn start_init(&self) -> u32 {
+        let req = api::StartRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.start(ctx(), &req).expect("start").pid
+    }
+
+    fn wait(&self, exec_id: &str) -> u32 {
+        let req = api::WaitRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.client.wait(ctx(), &req).expect("wait").exit_status
+    }
+
+    fn state(&self, exec_id: &str) -> api::StateResponse {
+        let req = api::StateRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.client.state(ctx(), &req).expect("state")
+    }
+
+    fn kill(&self, signal: u32) -> ttrpc::Result<()> {
+        let req = api::KillRequest {
+            id: self.id.clone(),
+            signal,
+            ..Default::default()
+        };
+        self.client.kill(ctx(), &req).map(drop)
+    }
+
+    fn delete(&self) -> api::DeleteResponse {
+        let req = api::DeleteRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.delete(ctx(), &req).expect("delete")
+    }
+
+    fn status_file(&self) -> serde_json::Value {
+        let text = std::fs::read(self.bundle.join("status.json")).expect("status.json");
+        serde_json::from_slice(&text).unwrap()
+    }
+
+    fn shim_pid(&self) -> i32 {
+        std::fs::read_to_string(self.bundle.join("shim.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path.join(rel)
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        common::kill_shim(&self.bundle);
+        common::force_delete_all(&self.runtime_root);
+    }
+}
+
+fn log_entries(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json-file line"))
+        .collect()
+}
+
+#[test]
+fn json_file_log_and_exit_status_on_disk() {
+    let s = Shim::start(
+        "jsonlog",
+        &["sh", "-c", "echo to-out; echo to-err >&2; exit 7"],
+        &[("io.berth.log.path", "$DIR/logs/c.log")],
+    );
+    let pid = s.create().expect("create").pid;
+    assert!(pid > 0);
+    assert_eq!(s.status_file()["status"], "created");
+    s.start_init();
+    assert_eq!(s.wait(""), 7);
+
+    let st = s.state("");
+    assert_eq!(st.status.enum_value_or_default(), Status::STOPPED);
+    assert_eq!(st.exit_status, 7);
+
+    let entries = log_entries(&s.path("logs/c.log"));
+    let find = |stream: &str| {
+        entries
+            .iter()
+            .find(|e| e["stream"] == stream)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find("stdout")["log"], "to-out\n");
+    assert_eq!(find("stderr")["log"], "to-err\n");
+    assert!(find("stdout")["time"].as_str().unwrap().ends_with('Z'));
+
+    let status = s.status_file();
+    assert_eq!(status["status"], "exited");
+    assert_eq!(status["exit_code"], 7);
+    assert!(status["exited_at"].is_string());
+
+    let del = s.delete();
+    assert_eq!(del.exit_status, 7);
+    s.client
+        .shutdown(
+            ctx(),
+            &api::ShutdownRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .ok();
+    let pid = nix::unistd::Pid::from_raw(s.shim_pid());
+    common::eventually("the shim to exit", || {
+        nix::sys::signal::kill(pid, None).is_err().then_some(())
+    });
+    // The status survives the shim.
+    assert_eq!(s.status_file()["exit_code"], 7);
+}
+
+#[test]
+fn json_file_log_rotates_by_size() {
+    let s = Shim::start(
+        "rotate",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done",
+        ],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.log.max-size", "2k"),
+            ("io.berth.log.max-file", "3"),
+        ],
+    );
+    s.create().unwrap();
+    s.start_init();
+    assert_eq!(s.wait(""), 0);
+    let current = std::fs::metadata(s.path("c.log")).unwrap().len();
+    assert!(current <= 2048, "current log is {current} bytes");
+    assert!(s.path("c.log.1").exists() && s.path("c.log.2").exists());
+    assert!(!s.path("c.log.3").exists());
+    let last = log_entries(&s.path("c.log"));
+    assert_eq!(last.last().unwrap()["log"], "line-199\n");
+}
+
+#[test]
+fn on_failure_restarts_up_to_the_limit_then_reports_the_exit() {
+    let s = Shim::start(
+        "onfail",
+        &["sh", "-c", "echo attempt; exit 2"],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.restart", "on-failure:2"),
+        ],
+    );
+    s.create().unwrap();
+    s.start_init();
+    assert_eq!(s.wait(""), 2);
+    let status = s.status_file();
+    assert_eq!(status["restart_count"], 2);
+    assert_eq!(status["status"], "exited");
+    let attempts = log_entries(&s.path("c.log"))
+        .iter()
+        .filter(|e| e["log"] == "attempt\n")
+        .count();
+    assert_eq!(attempts, 3);
+}
+
+#[test]
+fn always_restarts_until_the_user_stops_it() {
+    let s = Shim::start(
+        "always",
+        &["sh", "-c", "echo up; exit 0"],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.restart", "always"),
+        ],
+    );
+    s.create().unwrap();
+    s.start_init();
+    common::eventually("a restart", || {
+        (s.status_file()["restart_count"].as_u64().unwrap_or(0) >= 2).then_some(())
+    });
+    // A user stop: whatever state the container is in (running or backing off), no
+    // further restart happens.
+    let _ = s.kill(9);
+    let code = s.wait("");
+    assert!(code == 0 || code == 137, "exit {code}");
+    let status = s.status_file();
+    assert_eq!(status["stopped_by_user"], true);
+    assert_eq!(status["status"], "exited");
+    let count = status["restart_count"].clone();
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::STOPPED);
+    assert_eq!(s.status_file()["restart_count"], count);
+}
+
+#[test]
+fn stop_sends_the_stop_signal_first() {
+    let s = Shim::start(
+        "stopsig",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 0' USR1; echo ready; while true; do sleep 0.1; done",
+        ],
+        &[
+            ("io.berth.log.path", "$DIR/c.log"),
+            ("io.berth.stop-signal", "SIGUSR1"),
+        ],
+    );
+    s.create().unwrap();
+    s.start_init();
+    common::eventually("the trap to be set", || {
+        log_entries(&s.path("c.log"))
+            .iter()
+            .any(|e| e["log"] == "ready\n")
+            .then_some(())
+    });
+    // Signal 0 on the init means "stop" to this shim.
+    s.kill(0).expect("stop");
+    assert_eq!(s.wait(""), 0);
+    assert!(log_entries(&s.path("c.log"))
+        .iter()
+        .any(|e| e["log"] == "got-usr1\n"));
+}
+
+#[test]
+fn stop_kills_a_container_that_ignores_sigterm_after_the_timeout() {
+    let s = Shim::start(
+        "stopkill",
+        &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+        &[("io.berth.stop-timeout", "1")],
+    );
+    s.create().unwrap();
+    s.start_init();
+    s.kill(0).expect("stop");
+    assert_eq!(s.wait(""), 137);
+    assert_eq!(s.status_file()["stopped_by_user"], true);
+}
+
+#[test]
+fn create_failure_carries_the_runtime_message() {
+    let s = Shim::start("createfail", &["/no/such/binary"], &[]);
+    let err = s.create().expect_err("create must fail");
+    let msg = format!("{err:?}");
+    assert!(
+        msg.contains("/no/such/binary") && msg.contains("no such file or directory"),
+        "{msg}"
+    );
+    // Nothing is left to wait for.
+    let req = api::StateRequest {
+        id: s.id.clone(),
+        ..Default::default()
+    };
+    assert!(s.client.state(ctx(), &req).is_err());
+}
+
+#[test]
+fn init_that_dies_at_once_is_reported() {
+    let s = Shim::start("diesatonce", &["sh", "-c", "exit 5"], &[]);
+    s.create().unwrap();
+    s.start_init();
+    assert_eq!(s.wait(""), 5);
+    assert_eq!(s.status_file()["exit_code"], 5);
+    // Killing a finished process is "not found", as containerd expects.
+    assert!(s.kill(15).is_err());
+    assert_eq!(s.delete().exit_status, 5);
+}
+
+#[test]
+fn killed_shim_leaves_the_container_running_and_readable() {
+    let s = Shim::start("shimkill", &["sleep", "1000"], &[]);
+    s.create().unwrap();
+    let pid = s.start_init();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.shim_pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::eventually("the shim to die", || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.shim_pid()), None)
+            .is_err()
+            .then_some(())
+    });
+    // The container lives on and the runtime still knows it.
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok());
+    let out = common::run(
+        Command::new(common::runtime_binary())
+            .arg("--root")
+            .arg(&s.runtime_root)
+            .args(["state", &s.id]),
+    );
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runtime state");
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["pid"], pid);
+    let status = s.status_file();
+    assert_eq!(status["status"], "running");
+    assert_eq!(status["pid"], pid);
+
+    // The `delete` action cleans up after the dead shim and reports a SIGKILL exit.
+    let out = common::run(
+        Command::new(SHIM)
+            .args(["-namespace", "berth-test", "-id", &s.id, "-bundle"])
+            .arg(&s.bundle)
+            .arg("delete")
+            .env("BERTH_SHIM_RUNTIME", common::runtime_binary()),
+    );
+    assert!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp = <api::DeleteResponse as protobuf::Message>::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!(resp.exit_status, 137);
+    common::eventually("the container to be gone", || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+            .is_err()
+            .then_some(())
+    });
+    let state = common::run(
+        Command::new(common::runtime_binary())
+            .arg("--root")
+            .arg(&s.runtime_root)
+            .args(["state", &s.id]),
+    );
+    assert!(!state.status.success());
+}
+
+#[test]
+fn attach_streams_output_takes_stdin_and_detaches() {
+    let s = Shim::start(
+        "attach",
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo got:$line; echo err:$line >&2; done",
+        ],
+        &[
+            ("io.berth.attach.socket", "$DIR/attach.sock"),
+            ("io.berth.stdin", "true"),
+            ("io.berth.log.path", "$DIR/c.log"),
+        ],
+    );
+    s.create().unwrap();
+    s.start_init();
+
+    let read_frame = |c: &mut UnixStream| -> (u8, String) {
+        let mut hdr = [0u8; 8];
+        c.read_exact(&mut hdr).unwrap();
+        let len = u32::from_be_bytes(hdr[4..8].try_into().unwrap()) as usize;
+        let mut buf = vec![0u8; len];
+        c.read_exact(&mut buf).unwrap();
+        (hdr[0], String::from_utf8(buf).unwrap())
+    };
+
+    let mut a = UnixStream::connect(s.path("attach.sock")).unwrap();
+    a.write_all(b"one\n").unwrap();
+    let mut seen = vec![read_frame(&mut a), read_frame(&mut a)];
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![(1, "got:one\n".to_string()), (2, "err:one\n".to_string())]
+    );
+    // Detach: the container keeps running.
+    drop(a);
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
+
+    let mut b = UnixStream::connect(s.path("attach.sock")).unwrap();
+    b.write_all(b"two\n").unwrap();
+    let (stream, text) = read_frame(&mut b);
+    assert!(
+        (stream, text.as_str()) == (1, "got:two\n") || (stream, text.as_str()) == (2, "err:two\n")
+    );
+    // Closing stdin through the API ends `read`, so the container exits 0.
+    let req = api::CloseIORequest {
+        id: s.id.clone(),
+        stdin: true,
+        ..Default::default()
+    };
+    s.client.close_io(ctx(), &req).unwrap();
+    assert_eq!(s.wait(""), 0);
+    // The attached client sees the end of the stream.
+    let mut rest = Vec::new();
+    let _ = b.read_to_end(&mut rest);
+    let log: Vec<_> = log_entries(&s.path("c.log"))
+        .into_iter()
+        .map(|e| e["log"].clone())
+        .collect();
+    assert!(log.contains(&"got:one\n".into()) && log.contains(&"got:two\n".into()));
+}
+
+#[test]
+fn exec_with_file_output_pids_and_exec_kill() {
+    let s = Shim::start("exec", &["sleep", "1000"], &[]);
+    s.create().unwrap();
+    let init_pid = s.start_init();
+
+    let out = s.path("exec.out");
+    let spec = serde_json::json!({
+        "args": ["sh", "-c", "echo exec-says-hi; hostname"],
+        "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+    });
+    let exec = |exec_id: &str, spec: &serde_json::Value, stdout: String| {
+        let req = api::ExecProcessRequest {
+            id: s.id.clone(),
+            exec_id: exec_id.into(),
+            stdout,
+            spec: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: serde_json::to_vec(spec).unwrap(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        s.client.exec(ctx(), &req).expect("exec");
+        let req = api::StartRequest {
+            id: s.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        s.client.start(ctx(), &req).expect("start exec").pid
+    };
+    exec("e1", &spec, format!("file://{}", out.display()));
+    assert_eq!(s.wait("e1"), 0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "exec-says-hi\nberth-test\n"
+    );
+    // The same exec id cannot be added twice while it exists.
+    let dup = api::ExecProcessRequest {
+        id: s.id.clone(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert!(s.client.exec(ctx(), &dup).is_err());
+    let del = s
+        .client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: s.id.clone(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(del.exit_status, 0);
+
+    let long = serde_json::json!({"args": ["sleep", "1000"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}});
+    let exec_pid = exec("e2", &long, String::new());
+    let pids = s
+        .client
+        .pids(
+            ctx(),
+            &api::PidsRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let pids: Vec<u32> = pids.processes.iter().map(|p| p.pid).collect();
+    assert!(
+        pids.contains(&init_pid) && pids.contains(&exec_pid),
+        "{pids:?}"
+    );
+    let kill = api::KillRequest {
+        id: s.id.clone(),
+        exec_id: "e2".into(),
+        signal: 9,
+        ..Default::default()
+    };
+    s.client.kill(ctx(), &kill).unwrap();
+    assert_eq!(s.wait("e2"), 137);
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
+
+    // The running init cannot be deleted; after SIGKILL it can.
+    assert!(s
+        .client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            }
+        )
+        .is_err());
+    s.kill(9).unwrap();
+    assert_eq!(s.wait(""), 137);
+    assert_eq!(s.delete().exit_status, 137);
+}
+
+#[test]
+fn terminal_resize_and_stats() {
+    let s = Shim::start_with("tty", &["sleep", "1000"], &[], |spec| {
+        spec["process"]["terminal"] = true.into();
+    });
+    s.create_with(|r| r.terminal = true).unwrap();
+    s.start_init();
+    let req = api::ResizePtyRequest {
+        id: s.id.clone(),
+        width: 123,
+        height: 45,
+        ..Default::default()
+    };
+    s.client.resize_pty(ctx(), &req).expect("resize");
+    let out = s.path("stty.out");
+    let spec = serde_json::json!({
+        "args": ["stty", "-F", "/dev/console", "size"],
+        "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+    });
+    let req = api::ExecProcessRequest {
+        id: s.id.clone(),
+        exec_id: "size".into(),
+        stdout: format!("file://{}", out.display()),
+        stderr: format!("file://{}", out.display()),
+        spec: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&spec).unwrap(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.client.exec(ctx(), &req).unwrap();
+    s.client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: s.id.clone(),
+                exec_id: "size".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(s.wait("size"), 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "45 123");
+
+    let stats = s
+        .client
+        .stats(
+            ctx(),
+            &api::StatsRequest {
+                id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("stats");
+    assert!(
+        stats.stats.type_url.starts_with("io.containerd.cgroups.v"),
+        "{}",
+        stats.stats.type_url
+    );
+    assert!(!stats.stats.value.is_empty());
+
+    // Resizing a process without a terminal is refused.
+    s.kill(9).unwrap();
+    s.wait("");
+}
+
+#[test]
+fn pause_resume_update_and_shim_log() {
+    let s = Shim::start("pause", &["sleep", "1000"], &[]);
+    s.create().unwrap();
+    let pid = s.start_init();
+    let id = s.id.clone();
+    s.client
+        .pause(
+            ctx(),
+            &api::PauseRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("pause");
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::PAUSED);
+    assert_eq!(s.status_file()["status"], "paused");
+    // The runtime froze the cgroup.
+    let frozen = match cgroup_file(pid, "freezer", "freezer.state") {
+        Some(f) => std::fs::read_to_string(f).unwrap().trim() == "FROZEN",
+        None => {
+            std::fs::read_to_string(cgroup_file(pid, "", "cgroup.freeze").unwrap())
+                .unwrap()
+                .trim()
+                == "1"
+        }
+    };
+    assert!(frozen);
+    s.client
+        .resume(
+            ctx(),
+            &api::ResumeRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("resume");
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
+
+    // Update takes the OCI LinuxResources JSON, as containerd sends it.
+    let resources = serde_json::json!({"pids": {"limit": 42}});
+    let req = api::UpdateTaskRequest {
+        id: id.clone(),
+        resources: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: serde_json::to_vec(&resources).unwrap(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.client.update(ctx(), &req).expect("update");
+    let pids_path = cgroup_file(pid, "pids", "pids.max")
+        .or_else(|| cgroup_file(pid, "", "pids.max"))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&pids_path).unwrap().trim(), "42");
+
+    // A bad update carries the runtime's complaint.
+    let bad = api::UpdateTaskRequest {
+        id: id.clone(),
+        resources: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+            value: b"not json".to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(s.client.update(ctx(), &bad).is_err());
+
+    s.kill(9).unwrap();
+    assert_eq!(s.wait(""), 137);
+    // Without containerd the shim logs into the bundle.
+    let log = std::fs::read_to_string(s.bundle.join("shim.log")).unwrap();
+    assert!(log.contains("create"), "{log}");
+}
+
+/// A file of `pid`'s cgroup: in the v1 hierarchy of `controller`, or with `controller` ""
+/// in the v2 hierarchy. None when that hierarchy does not have the process.
+fn cgroup_file(pid: u32, controller: &str, file: &str) -> Option<PathBuf> {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2_root = if Path::new("/sys/fs/cgroup/unified").is_dir() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    cgroup.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+        let dir = if controller.is_empty() {
+            ctrls.is_empty().then(|| format!("{v2_root}{path}"))?
+        } else {
+            ctrls
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| format!("/sys/fs/cgroup/{controller}{path}"))?
+        };
+        let f = Path::new(&dir).join(file);
+        f.exists().then_some(f)
+    })
+}
+
+#[test]
+fn start_rejects_bad_berth_settings() {
+    let dir = TempDir::new("badsettings");
+    let bundle = dir.path.join("bundle");
+    common::bundle(&bundle, &["true"], |spec| {
+        spec["annotations"] = serde_json::json!({
+            "io.berth.shim.socket": dir.path.join("shim.sock").display().to_string(),
+            "io.berth.restart": "sometimes",
+        });
+    });
+    let out = common::run(
+        Command::new(SHIM)
+            .args(["-namespace", "berth-test", "-id", "bad", "start"])
+            .current_dir(&bundle),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("io.berth.restart=sometimes"), "{err}");
+    assert!(!dir.path.join("shim.sock").exists());
+}
+
+#[test]
+fn oom_kill_is_recorded() {
+    let s = Shim::start_with("oom", &["tail", "/dev/zero"], &[], |spec| {
+        // `tail` keeps the unterminated "line" of zeros in memory until the limit stops it.
+        spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 16 * 1024 * 1024});
+    });
+    s.create().unwrap();
+    s.start_init();
+    assert_eq!(s.wait(""), 137);
+    let status = s.status_file();
+    assert_eq!(status["oom_killed"], true);
+    assert_eq!(status["exit_code"], 137);
+}
+
+#[test]
+fn plain_kill_is_not_an_oom() {
+    let s = Shim::start("nooom", &["sleep", "1000"], &[]);
+    s.create().unwrap();
+    s.start_init();
+    s.kill(9).unwrap();
+    assert_eq!(s.wait(""), 137);
+    assert_eq!(s.status_file()["oom_killed"], false);
+}
