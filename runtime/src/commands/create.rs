@@ -2,7 +2,7 @@
 //! exec fifo. On any failure everything made so far (state dir, cgroup, processes) is removed.
 
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use crate::hooks;
 use crate::process::console;
 use crate::process::init::{Init, Tty};
 use crate::process::namespaces::{self, Plan};
-use crate::process::spawn::clone_with;
+use crate::process::spawn::{self, clone_with};
 use crate::process::sync::{self, Msg};
 use crate::state::{self, hook_state_json, Container, Status, EXEC_FIFO};
 use crate::{procfs, timefmt};
@@ -200,17 +200,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         seccomp,
         idmapped,
     };
-    let pid = if plan.needs_intermediate() {
-        spawn_via_intermediate(&plan, &spec, init, &parent)?
-    } else {
-        clone_with(plan.new, move || init.main())?
-    };
-    guard.pid = Some(pid);
-
-    if plan.new_user() {
-        write_id_maps(pid, &spec)?;
-    }
-    // Limits before the process joins: a realtime task cannot enter a v1 cgroup whose
+    // Limits go in before any process does: a realtime task cannot enter a v1 cgroup whose
     // cpu.rt_runtime_us is still 0.
     cgroup
         .create()
@@ -221,10 +211,43 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             .set(&r)
             .with_context(|| format!("set cgroup limits for container {}", a.id))?;
     }
-    cgroup
-        .apply(pid.as_raw())
-        .with_context(|| format!("join cgroup for container {}", a.id))?;
-    parent.send(&Msg::Go { pid: pid.as_raw() })?;
+    // Fast path: the init is born in the cgroup2 directory and moves itself into the v1 ones.
+    // Both avoid the kernel's global cgroup rwsem, whose write side waits for an RCU grace
+    // period (milliseconds on a loaded host). A process in a user namespace cannot write the
+    // host's cgroup files, and a joined namespace may not allow clone3 into a host cgroup, so
+    // those fall back to the runtime moving the process.
+    let self_join = !plan.user() && !plan.needs_intermediate();
+    let unified = match (self_join, cgroup.unified_path()) {
+        (true, Some(p)) => {
+            Some(fs::File::open(p).with_context(|| format!("open cgroup {}", p.display()))?)
+        }
+        _ => None,
+    };
+    let pid = if plan.needs_intermediate() {
+        spawn_via_intermediate(&plan, &spec, init, &parent)?
+    } else {
+        let flags = plan.new;
+        spawn::clone_into_cgroup(flags, unified.as_ref().map(|f| f.as_fd()), move || {
+            init.main()
+        })?
+    };
+    guard.pid = Some(pid);
+
+    if plan.new_user() {
+        write_id_maps(pid, &spec)?;
+    }
+    let join_cgroups = if self_join {
+        Some(cgroup.paths().clone())
+    } else {
+        cgroup
+            .apply(pid.as_raw())
+            .with_context(|| format!("join cgroup for container {}", a.id))?;
+        None
+    };
+    parent.send(&Msg::Go {
+        pid: pid.as_raw(),
+        join_cgroups,
+    })?;
 
     let mut pty = None;
     loop {

@@ -2,7 +2,7 @@
 //! seccomp profile and a process description from --process or from the flags.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +13,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use crate::cli::ExecArgs;
 use crate::commands::{create::write_pid_file, foreground, Global};
 use crate::process::namespaces::{self, ToJoin};
-use crate::process::spawn::{clone_with, set_child_subreaper};
+use crate::process::spawn::{clone_into_cgroup, clone_with, set_child_subreaper};
 use crate::process::sync::{self, Channel, Msg};
 use crate::process::{caps, console, setup};
 use crate::state::{Container, Status};
@@ -210,6 +210,16 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         Some(foreground::block_signals()?)
     };
 
+    // Outside a user namespace the new process can enter the cgroups itself, cheaply (see
+    // create.rs); inside one it cannot write the host's cgroup files.
+    let cgroup = c.cgroup()?;
+    let self_join = !in_user_ns;
+    let unified = match (self_join, cgroup.unified_path()) {
+        (true, Some(p)) => {
+            Some(File::open(p).with_context(|| format!("open cgroup {}", p.display()))?)
+        }
+        _ => None,
+    };
     let (parent, child) = sync::pair()?;
     let ec = ExecChild {
         process: &process,
@@ -219,12 +229,19 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         preserve_fds: a.preserve_fds,
         seccomp: crate::commands::create::compile_seccomp(&c.spec)?,
     };
-    let inter = clone_with(CloneFlags::empty(), move || {
+    let self_join_paths = self_join.then(|| cgroup.paths().clone());
+    // The intermediate is born in the cgroup2 directory and, still seeing the host's
+    // /sys/fs/cgroup, moves itself into the v1 ones; the process it forks inherits both.
+    let unified_fd = unified.as_ref().map(|f| f.as_fd());
+    let inter = clone_into_cgroup(CloneFlags::empty(), unified_fd, move || {
         let report = match ec.chan.try_clone() {
             Ok(r) => r,
             Err(_) => return 1,
         };
         let r = (|| -> Result<Pid> {
+            if let Some(paths) = self_join_paths {
+                crate::process::init::join_own_cgroups(paths)?;
+            }
             for j in &joins {
                 namespaces::join(j)?;
             }
@@ -246,11 +263,16 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         e
     };
-    c.cgroup()
-        .and_then(|cg| Ok(cg.apply(pid.as_raw())?))
-        .with_context(|| format!("join the cgroup of container {}", a.id))
-        .map_err(cleanup)?;
-    parent.send(&Msg::Go { pid: pid.as_raw() })?;
+    if !self_join {
+        cgroup
+            .apply(pid.as_raw())
+            .with_context(|| format!("join the cgroup of container {}", a.id))
+            .map_err(cleanup)?;
+    }
+    parent.send(&Msg::Go {
+        pid: pid.as_raw(),
+        join_cgroups: None,
+    })?;
     let mut pty = None;
     loop {
         match parent.recv().map_err(cleanup)? {

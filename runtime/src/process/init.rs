@@ -60,9 +60,12 @@ impl Init<'_> {
 
     fn setup(&self) -> Result<std::convert::Infallible> {
         let (msg, _) = self.chan.expect("setup")?;
-        let Msg::Go { pid } = msg else {
+        let Msg::Go { pid, join_cgroups } = msg else {
             bail!("unexpected message {msg:?}")
         };
+        if let Some(paths) = join_cgroups {
+            join_own_cgroups(paths)?;
+        }
         let spec = self.spec;
         let linux = spec.linux().clone().unwrap_or_default();
         // A config without a process is valid: the container exists for its hooks and
@@ -214,6 +217,13 @@ impl Init<'_> {
             None => unsafe { libc::_exit(0) },
         }
     }
+}
+
+/// Move ourselves into the container's v1 cgroups (see CgroupManager::join_self_v1).
+pub fn join_own_cgroups(paths: berth_cgroups::CgroupPaths) -> Result<()> {
+    berth_cgroups::CgroupManager::from_paths(paths)
+        .and_then(|m| m.join_self_v1())
+        .context("join the container's cgroups")
 }
 
 fn set_domainname(d: &str) -> Result<()> {

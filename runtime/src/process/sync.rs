@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 pub enum Msg {
     /// Intermediate -> runtime: the pid (in the runtime's pid namespace) of the process it forked.
     Pid(i32),
-    /// Runtime -> child: cgroups joined and id maps written; the host pid of the child.
-    Go { pid: i32 },
+    /// Runtime -> child: id maps written; the host pid of the child. `join_cgroups`: the
+    /// child moves itself into its v1 cgroups (cheap, see CgroupManager::join_self_v1)
+    /// instead of the runtime moving it.
+    Go {
+        pid: i32,
+        join_cgroups: Option<berth_cgroups::CgroupPaths>,
+    },
     /// Child -> runtime: mounts are in place, run prestart/createRuntime hooks now.
     RunHooks,
     /// Runtime -> child: hooks done.
