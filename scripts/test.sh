@@ -11,7 +11,7 @@ scripts/deps.sh
 
 cargo build --workspace --all-targets
 tests/fixtures/build.sh >/dev/null
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 if [ "${BERTH_SKIP_LINT:-}" != 1 ]; then
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings

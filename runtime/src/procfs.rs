@@ -39,7 +39,8 @@ mod tests {
     #[test]
     fn reads_self() {
         let st = stat(std::process::id() as i32).unwrap();
-        assert_eq!(st.state, 'R');
+        // The main thread of the test binary may be sleeping while this test thread runs.
+        assert!(matches!(st.state, 'R' | 'S'), "{}", st.state);
         assert!(st.start_time > 0);
     }
 }
