@@ -153,15 +153,24 @@ fn parse_duration(s: &str) -> Result<Duration> {
 
 pub fn events(root: &Path, a: &EventsArgs) -> Result<()> {
     let interval = parse_duration(&a.interval)?;
+    let mut ooms = None;
     loop {
         let c = Container::load(root, &a.id)?;
         if c.status(root) == Status::Stopped {
-            bail!("container {} is not running", a.id);
+            if a.stats {
+                bail!("container {} is not running", a.id);
+            }
+            return Ok(());
         }
-        let stats = c
-            .cgroup()?
-            .stats()
-            .with_context(|| format!("stats of {}", a.id))?;
+        let cg = c.cgroup()?;
+        // runc reports each OOM kill as its own event between the stats samples.
+        if let Ok(n) = cg.oom_kill_count() {
+            if ooms.is_some_and(|seen| n > seen) {
+                println!("{}", json!({"type": "oom", "id": a.id}));
+            }
+            ooms = Some(n);
+        }
+        let stats = cg.stats().with_context(|| format!("stats of {}", a.id))?;
         println!("{}", json!({"type": "stats", "id": a.id, "data": stats}));
         if a.stats {
             return Ok(());
