@@ -8,21 +8,46 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Hook;
 
+use crate::process::trampoline::Trampoline;
+
 pub fn run_all(hooks: Option<&Vec<Hook>>, kind: &str, state: &[u8]) -> Result<()> {
+    run_all_via(hooks, kind, state, None)
+}
+
+/// Hooks whose path resolves inside the container are run through the exec trampoline, so
+/// an image cannot turn them into a `#!/proc/self/exe` of the runtime.
+pub fn run_all_via(
+    hooks: Option<&Vec<Hook>>,
+    kind: &str,
+    state: &[u8],
+    trampoline: Option<&Trampoline>,
+) -> Result<()> {
     for h in hooks.into_iter().flatten() {
-        run_one(h, state).with_context(|| format!("{kind} hook {}", h.path().display()))?;
+        run_one(h, state, trampoline)
+            .with_context(|| format!("{kind} hook {}", h.path().display()))?;
     }
     Ok(())
 }
 
-fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
-    let args = h.args().clone().unwrap_or_default();
-    let mut cmd = Command::new(h.path());
-    if let Some(a0) = args.first() {
-        cmd.arg0(a0);
+fn run_one(h: &Hook, state: &[u8], trampoline: Option<&Trampoline>) -> Result<()> {
+    let mut args = h.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        args.push(h.path().to_string_lossy().into_owned());
     }
-    cmd.args(args.iter().skip(1))
-        .env_clear()
+    let mut cmd = match trampoline {
+        // The trampoline execs its argv[0] with the rest as argv.
+        Some(t) => {
+            let mut c = Command::new(t.proc_path());
+            c.arg0(h.path()).args(&args);
+            c
+        }
+        None => {
+            let mut c = Command::new(h.path());
+            c.arg0(&args[0]).args(&args[1..]);
+            c
+        }
+    };
+    cmd.env_clear()
         .envs(h.env().iter().flatten().filter_map(|kv| kv.split_once('=')))
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())

@@ -33,8 +33,11 @@ fn main() {
         let _ = Cli::command().print_help();
         std::process::exit(1);
     };
-    if matches!(cmd, Command::Create(_) | Command::Run(_) | Command::Exec(_)) {
-        // Never let a container process hold our host binary (CVE-2019-5736).
+    if !process::trampoline::SUPPORTED
+        && matches!(cmd, Command::Create(_) | Command::Run(_) | Command::Exec(_))
+    {
+        // Never let a container process hold our host binary (CVE-2019-5736). Where the
+        // exec trampoline exists it does that job without this copy.
         if let Err(e) = exe_guard::ensure_sealed_copy() {
             eprintln!("berth-runtime: {e:#}");
             std::process::exit(1);

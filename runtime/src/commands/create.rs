@@ -20,6 +20,7 @@ use crate::process::init::{Init, Tty};
 use crate::process::namespaces::{self, Plan};
 use crate::process::spawn::{self, clone_with};
 use crate::process::sync::{self, Msg};
+use crate::process::trampoline::Trampoline;
 use crate::state::{self, hook_state_json, Container, Status, EXEC_FIFO};
 use crate::{procfs, timefmt};
 use crate::{rootfs, seccomp};
@@ -199,6 +200,8 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         preserve_fds: a.preserve_fds,
         seccomp,
         idmapped,
+        trampoline: Trampoline::create()?,
+        ready: std::cell::Cell::new(false),
     };
     // Limits go in before any process does: a realtime task cannot enter a v1 cgroup whose
     // cpu.rt_runtime_us is still 0.

@@ -15,6 +15,7 @@ use crate::commands::{create::write_pid_file, foreground, Global};
 use crate::process::namespaces::{self, ToJoin};
 use crate::process::spawn::{clone_into_cgroup, clone_with, set_child_subreaper};
 use crate::process::sync::{self, Channel, Msg};
+use crate::process::trampoline::{self, Trampoline};
 use crate::process::{caps, console, setup};
 use crate::state::{Container, Status};
 
@@ -145,6 +146,7 @@ struct ExecChild<'a> {
     in_user_ns: bool,
     preserve_fds: u32,
     seccomp: Option<crate::seccomp::Program>,
+    trampoline: Option<Trampoline>,
 }
 
 impl ExecChild<'_> {
@@ -159,6 +161,7 @@ impl ExecChild<'_> {
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {
+        trampoline::set_non_dumpable();
         self.chan.expect("exec setup")?;
         if self.in_user_ns {
             nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -183,7 +186,7 @@ impl ExecChild<'_> {
         }
         let prepared = setup::finish(self.process, self.seccomp.as_ref(), self.preserve_fds)?;
         self.chan.send(&Msg::Ready)?;
-        Err(setup::exec(&prepared))
+        Err(setup::exec(&prepared, self.trampoline.as_ref()))
     }
 }
 
@@ -228,6 +231,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         in_user_ns,
         preserve_fds: a.preserve_fds,
         seccomp: crate::commands::create::compile_seccomp(&c.spec)?,
+        trampoline: Trampoline::create()?,
     };
     let self_join_paths = self_join.then(|| cgroup.paths().clone());
     // The intermediate is born in the cgroup2 directory and, still seeing the host's

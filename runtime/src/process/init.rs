@@ -16,6 +16,7 @@ use oci_spec::runtime::Spec;
 use crate::hooks;
 use crate::process::namespaces::Plan;
 use crate::process::sync::{Channel, Msg};
+use crate::process::trampoline::{self, Trampoline};
 use crate::process::{console, setup};
 use crate::rootfs;
 use crate::state::{hook_state_json, Status};
@@ -45,6 +46,10 @@ pub struct Init<'a> {
     pub seccomp: Option<crate::seccomp::Program>,
     /// Idmapped mount sources made before the init entered its user namespace.
     pub idmapped: rootfs::IdmappedSources,
+    /// The sealed exec trampoline (None: the runtime re-executed itself from a sealed copy).
+    pub trampoline: Option<Trampoline>,
+    /// Set once `create` has been told we are ready: later errors go to stderr.
+    pub ready: std::cell::Cell<bool>,
 }
 
 impl Init<'_> {
@@ -52,13 +57,25 @@ impl Init<'_> {
         match self.setup() {
             Ok(never) => match never {},
             Err(e) => {
-                let _ = self.chan.send(&Msg::Error(format!("{e:#}")));
-                1
+                let msg = format!("{e:#}");
+                // After Ready nobody reads the channel any more (`create` has returned): the
+                // container's stderr is where the user (or the shim's log) sees it, as with runc.
+                if self.ready.get() {
+                    eprintln!("berth-runtime: {msg}");
+                }
+                let _ = self.chan.send(&Msg::Error(msg));
+                // 127 like a shell when the program could not be started.
+                if self.ready.get() {
+                    127
+                } else {
+                    1
+                }
             }
         }
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {
+        trampoline::set_non_dumpable();
         let (msg, _) = self.chan.expect("setup")?;
         let Msg::Go { pid, join_cgroups } = msg else {
             bail!("unexpected message {msg:?}")
@@ -192,6 +209,7 @@ impl Init<'_> {
                 .send_with_fd(&Msg::SeccompListener, Some(l.as_raw_fd()))?;
         }
         self.chan.send(&Msg::Ready)?;
+        self.ready.set(true);
 
         if let Some(f) = fifo {
             // Blocks until `start` opens the other end.
@@ -206,13 +224,19 @@ impl Init<'_> {
             w.write_all(&[0]).context("write exec fifo")?;
             drop(f);
             let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
-            hooks::run_all(hk.start_container().as_ref(), "startContainer", &state)?;
+            // These paths resolve inside the container: run them through the trampoline too.
+            hooks::run_all_via(
+                hk.start_container().as_ref(),
+                "startContainer",
+                &state,
+                self.trampoline.as_ref(),
+            )?;
             // `w` is close-on-exec: `start` sees EOF once the user process runs, so it returns
             // only when the container really is running. Leak it into the exec on purpose.
             std::mem::forget(w);
         }
         match prepared {
-            Some(p) => Err(setup::exec(&p)),
+            Some(p) => Err(setup::exec(&p, self.trampoline.as_ref())),
             // SAFETY: nothing to run; leave without unwinding the forked runtime's state.
             None => unsafe { libc::_exit(0) },
         }

@@ -13,6 +13,7 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{PosixRlimitType, Process};
 
 use crate::process::caps;
+use crate::process::trampoline::Trampoline;
 use crate::seccomp;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -373,7 +374,10 @@ pub fn mark_cloexec_from(from: i32) {
     }
 }
 
-pub fn exec(p: &Prepared) -> anyhow::Error {
+pub fn exec(p: &Prepared, trampoline: Option<&Trampoline>) -> anyhow::Error {
+    if let Some(t) = trampoline {
+        return t.exec(&p.exe, &p.argv, &p.envp);
+    }
     let err = nix::unistd::execve(&p.exe, &p.argv, &p.envp).unwrap_err();
     anyhow!("exec {:?}: {err}", p.exe)
 }
