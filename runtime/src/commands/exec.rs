@@ -112,18 +112,9 @@ fn join_plan(c: &Container) -> Result<Vec<ToJoin>> {
         .iter()
         .map(|n| n.typ())
         .collect();
-    let order = [
-        LinuxNamespaceType::User,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Network,
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Cgroup,
-        LinuxNamespaceType::Time,
-        LinuxNamespaceType::Mount,
-    ];
+
     let mut out = Vec::new();
-    for t in order.into_iter().filter(|t| types.contains(t)) {
+    for t in namespaces::ORDER.into_iter().filter(|t| types.contains(t)) {
         let path = Path::new("/proc")
             .join(c.pid.to_string())
             .join("ns")

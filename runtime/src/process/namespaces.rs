@@ -37,7 +37,7 @@ pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
 
 /// Join order: the user namespace first (it grants the capabilities needed to join the
 /// others), the mount namespace last (it changes our root, and paths we still need).
-const ORDER: [LinuxNamespaceType; 8] = [
+pub const ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
