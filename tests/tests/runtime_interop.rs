@@ -78,6 +78,17 @@ fn assert_running_under_berth(root: &Path, id: &str) {
     );
 }
 
+/// The host pid berth-runtime recorded for the init of `id`.
+#[track_caller]
+fn runtime_pid(root: &Path, id: &str) -> i64 {
+    let out = runtime_state(root, id);
+    out.assert_success();
+    serde_json::from_str::<Value>(&out.stdout)
+        .ok()
+        .and_then(|state| state["pid"].as_i64())
+        .unwrap_or_else(|| panic!("berth-runtime state {id}: no pid in {}", out.stdout))
+}
+
 /// Asserts berth-runtime no longer knows `id`: the tool's removal reached
 /// the runtime's `delete` and nothing was left in the state dir.
 #[track_caller]
@@ -362,6 +373,23 @@ fn containerd_runc_shim_runs_execs_kills_and_removes_with_berth_runtime() {
     ]))
     .assert_code(4);
 
+    // pause/resume go through the runtime's freezer handling; `task ps`
+    // through its `ps`.
+    run(containerd.ctr(&env).args(["task", "pause", &bg])).assert_success();
+    assert_eq!(containerd.task_status(&env, &bg).unwrap(), "PAUSED");
+    run(containerd.ctr(&env).args(["task", "resume", &bg])).assert_success();
+    assert_eq!(containerd.task_status(&env, &bg).unwrap(), "RUNNING");
+    let init_pid = runtime_pid(&containerd.runtime_root(), &bg);
+    let out = run(containerd.ctr(&env).args(["task", "ps", &bg]));
+    out.assert_success();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&init_pid.to_string())),
+        "ctr task ps does not list the init {init_pid}:\n{}",
+        out.stdout
+    );
+
     run(containerd
         .ctr(&env)
         .args(["task", "kill", "-s", "KILL", &bg]))
@@ -491,6 +519,11 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
     out.assert_code(7);
     assert_eq!(out.stdout, "hello from docker\nSeccomp:\t2\n");
 
+    // -t: the runtime hands the pty master to the shim (--console-socket).
+    let out = docker_run(&["--rm", "-t", "busybox:latest", "tty"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "/dev/pts/0\r\n");
+
     // A missing command is Docker's 127, with the runtime's reason.
     let out = docker_run(&["--rm", "busybox:latest", "berth-no-such-cmd"]);
     out.assert_code(127);
@@ -528,6 +561,55 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
         .args(["exec", &name, "berth-no-such-cmd"]));
     out.assert_code(126);
     assert_reports_missing_command(&out, "docker exec of a missing command");
+
+    let inspect = |format: &str| {
+        let out = run(dockerd.docker(&env).args(["inspect", "-f", format, &name]));
+        out.assert_success();
+        out.stdout.trim().to_string()
+    };
+    let out = run(dockerd.docker(&env).args(["exec", "-t", &name, "tty"]));
+    out.assert_success();
+    assert!(
+        out.stdout.starts_with("/dev/pts/"),
+        "exec -t: {}",
+        out.stdout
+    );
+
+    // top lists the container's processes (the runtime's `ps`).
+    let out = run(dockerd.docker(&env).args(["top", &name]));
+    out.assert_success();
+    assert!(
+        out.stdout.contains("sleep 1000"),
+        "docker top:\n{}",
+        out.stdout
+    );
+
+    run(dockerd.docker(&env).args(["pause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "paused");
+    run(dockerd.docker(&env).args(["unpause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+
+    // update: new limits reach the running container's cgroup (v1 or v2).
+    run(dockerd
+        .docker(&env)
+        .args(["update", "--memory", "128m", "--memory-swap", "256m", &name]))
+    .assert_success();
+    let out = run(dockerd.docker(&env).args([
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "134217728");
+
+    // restart: delete and a new create/start under the same id.
+    let first_pid = runtime_pid(&dockerd.runtime_root(), &id);
+    run(dockerd.docker(&env).args(["restart", "-t", "0", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    assert_running_under_berth(&dockerd.runtime_root(), &id);
+    assert_ne!(runtime_pid(&dockerd.runtime_root(), &id), first_pid);
 
     // sleep as pid 1 ignores SIGTERM, so stop ends in SIGKILL: 137.
     run(dockerd.docker(&env).args(["stop", "-t", "1", &name])).assert_success();
@@ -657,6 +739,10 @@ fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
     out.assert_code(5);
     assert_eq!(out.stdout, "hello from podman\n1024\n");
 
+    let out = podman.run(&env, &["--rm", "-t", image, "tty"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "/dev/pts/0\r\n");
+
     let out = podman.run(&env, &["--rm", image, "berth-no-such-cmd"]);
     out.assert_code(127);
     assert_reports_missing_command(&out, "podman run of a missing command");
@@ -691,6 +777,28 @@ fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
         .podman(&env)
         .args(["exec", &name, "berth-no-such-cmd"]))
     .assert_code(127);
+
+    let inspect = |format: &str| {
+        let out = run(podman.podman(&env).args(["inspect", "-f", format, &name]));
+        out.assert_success();
+        out.stdout.trim().to_string()
+    };
+    let out = run(podman.podman(&env).args(["exec", "-t", &name, "tty"]));
+    out.assert_success();
+    assert!(
+        out.stdout.starts_with("/dev/pts/"),
+        "exec -t: {}",
+        out.stdout
+    );
+    run(podman.podman(&env).args(["pause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "paused");
+    run(podman.podman(&env).args(["unpause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    let first_pid = runtime_pid(&Podman::default_runtime_root(), &id);
+    run(podman.podman(&env).args(["restart", "-t", "0", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    assert_running_under_berth(&Podman::default_runtime_root(), &id);
+    assert_ne!(runtime_pid(&Podman::default_runtime_root(), &id), first_pid);
 
     run(podman.podman(&env).args(["stop", "-t", "1", &name])).assert_success();
     let out = run(podman.podman(&env).args([
