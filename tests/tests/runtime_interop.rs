@@ -711,7 +711,7 @@ impl Drop for Podman {
 
 #[test]
 fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
-    if !require_root() || !tools_present("podman interop", &["podman", "conmon"]) {
+    if !require_root() || !tools_present("podman interop", &["podman"]) {
         return;
     }
     let env = TestEnv::new("podman-interop");
