@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use berth_tests::{bin, fixtures, has_cmd, require_root, run, run_timeout, Output, TestEnv};
+use berth_tests::{
+    bin, fixtures, has_cmd, require_root, run, run_timeout, run_with_input, Output, TestEnv,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -626,6 +628,129 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
     let out = run(dockerd.docker(&env).args(["ps", "-aq"]));
     out.assert_success();
     assert_eq!(out.stdout.trim(), "", "containers left in dockerd");
+}
+
+#[test]
+fn dockerd_container_options_take_effect_under_berth_runtime() {
+    if !require_root()
+        || !tools_present(
+            "dockerd interop",
+            &["dockerd", "docker", "containerd", "containerd-shim-runc-v2"],
+        )
+    {
+        return;
+    }
+    let env = TestEnv::new("docker-options");
+    let dockerd = Dockerd::start(&env);
+    run_timeout(
+        dockerd
+            .docker(&env)
+            .args(["load", "-i"])
+            .arg(fixtures().join("busybox.tar")),
+        LOAD_TIMEOUT,
+    )
+    .assert_success();
+    let docker_run = |args: &[&str]| {
+        let mut cmd = dockerd.docker(&env);
+        cmd.args(["run", "--rm", "--runtime", "berth", "--network", "none"])
+            .args(args);
+        cmd
+    };
+    let volume = env.path().join("volume");
+    fs::create_dir_all(&volume).unwrap();
+    fs::write(volume.join("f"), "from the host\n").unwrap();
+
+    // -i: the container's stdin is the client's, closed at its end.
+    let out = run_with_input(
+        &mut docker_run(&["-i", "busybox:latest", "cat"]),
+        b"piped in\n",
+        Duration::from_secs(60),
+    );
+    out.assert_success();
+    assert_eq!(out.stdout, "piped in\n");
+
+    // Read-only rootfs, a tmpfs, a read-only bind mount.
+    let out = run(&mut docker_run(&[
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "-v",
+        &format!("{}:/vol:ro", volume.display()),
+        "busybox:latest",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo rootfs-writable; \
+         touch /scratch/y && echo tmpfs-ok; cat /vol/f; \
+         touch /vol/g 2>/dev/null && echo bind-writable; true",
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout, "tmpfs-ok\nfrom the host\n");
+
+    // User, groups, no capabilities, pids limit, hostname, /dev/shm size.
+    let out = run(&mut docker_run(&[
+        "-u",
+        "65534:65534",
+        "--group-add",
+        "10",
+        "--cap-drop",
+        "ALL",
+        "--pids-limit",
+        "20",
+        "--hostname",
+        "berth-host",
+        "--shm-size",
+        "8m",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "id -u; id -G; grep CapEff /proc/self/status; hostname; \
+         df -k /dev/shm | tail -n 1 | awk '{print $2}'; \
+         cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]));
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        "65534\n65534 10\nCapEff:\t0000000000000000\nberth-host\n8192\n20\n"
+    );
+
+    // Over its memory limit the container is OOM-killed: 137.
+    let out = run(&mut docker_run(&[
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "x=a; while :; do x=$x$x; done",
+    ]));
+    out.assert_code(137);
+
+    // stop sends SIGTERM first; a container that handles it exits 0.
+    let name = env.unique("term");
+    let mut cmd = dockerd.docker(&env);
+    cmd.args(["run", "-d", "--runtime", "berth", "--network", "none"])
+        .args(["--name", &name, "busybox:latest", "sh", "-c"])
+        .arg("trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done");
+    run(&mut cmd).assert_success();
+    wait_for("container printed 'started'", READY_TIMEOUT, || {
+        let out = run(dockerd.docker(&env).args(["logs", &name]));
+        if out.stdout.contains("started") {
+            Ok(())
+        } else {
+            Err(out.stdout)
+        }
+    });
+    run(dockerd.docker(&env).args(["stop", &name])).assert_success();
+    let out = run(dockerd.docker(&env).args(["logs", &name]));
+    assert_eq!(out.stdout, "started\ngot TERM\n");
+    let out = run(dockerd
+        .docker(&env)
+        .args(["inspect", "-f", "{{.State.ExitCode}}", &name]));
+    assert_eq!(out.stdout.trim(), "0");
+    // Killing a stopped container is refused.
+    run(dockerd.docker(&env).args(["kill", &name])).assert_failure();
+    run(dockerd.docker(&env).args(["rm", &name])).assert_success();
 }
 
 // --- podman -------------------------------------------------------------------
