@@ -4,20 +4,32 @@
 # anchor runtime found (runc, crun, youki). Iterations are interleaved so that
 # machine noise hits every runtime alike; prints median and p90 per runtime,
 # the ratio of each median to runc's, and the peak RSS of the runtime process
-# tree (from separate untimed runs under GNU time). A runtime that fails is reported and left out; the others go on.
+# tree (from separate untimed runs under GNU time). A runtime that fails is
+# reported and left out; the others go on.
 #
 #   tests/bench/runtime-run.sh [ITERATIONS]      (default 30; needs root)
 #   BERTH_RUNTIME=/path/to/berth-runtime         use this build instead of
 #                                                cargo build --release
+#   BENCH_GAP_MS=250                             idle time before each timed
+#                                                run (default 0, back to back)
+#
+# Why a gap: moving a process into a cgroup through cgroup.procs waits for an
+# RCU grace period (7-15 ms here) unless another such move happened a moment
+# before. Back to back, each run rides on the previous run's grace period;
+# a container started on its own, as users start them, pays it in full.
 set -euo pipefail
 
 iterations=${1:-30}
+gap_ms=${BENCH_GAP_MS:-0}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 die() { echo "runtime-run.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root"
 [[ "$iterations" =~ ^[1-9][0-9]*$ ]] || die "ITERATIONS must be a positive number, got '$iterations'"
+[[ "$gap_ms" =~ ^[0-9]+$ ]] || die "BENCH_GAP_MS must be a number of milliseconds, got '$gap_ms'"
+gap_ms=$((10#$gap_ms))
+gap_s=$(printf '%d.%03d' $((gap_ms / 1000)) $((gap_ms % 1000)))
 [ -x /usr/bin/time ] || die "/usr/bin/time: missing (apt-get install time)"
 
 # --- runtimes under test ------------------------------------------------------
@@ -92,6 +104,7 @@ invoke() {
 # A timed run: appends the wall time in microseconds to the sample file.
 time_once() {
     local start end
+    [ "$gap_ms" = 0 ] || sleep "$gap_s"
     start=$(now_us)
     invoke "$1" "$2" || return 0
     end=$(now_us)
@@ -135,7 +148,7 @@ for n in $(seq "$rss_runs"); do
 done
 
 # --- report -------------------------------------------------------------------
-echo "busybox 'true' via RUNTIME run: $iterations interleaved timed iterations (+$rss_runs for RSS), $(nproc) CPUs, $(uname -r)"
+echo "busybox 'true' via RUNTIME run: $iterations interleaved timed iterations (+$rss_runs for RSS), ${gap_ms} ms idle before each, $(nproc) CPUs, $(uname -r)"
 python3 - "$work" "${names[@]}" <<'PY'
 import os, sys
 work, names = sys.argv[1], sys.argv[2:]
