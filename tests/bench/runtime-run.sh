@@ -4,20 +4,32 @@
 # anchor runtime found (runc, crun, youki). Iterations are interleaved so that
 # machine noise hits every runtime alike; prints median and p90 per runtime,
 # the ratio of each median to runc's, and the peak RSS of the runtime process
-# tree. A runtime that fails is reported and left out; the others go on.
+# tree (from separate untimed runs under GNU time). A runtime that fails is
+# reported and left out; the others go on.
 #
 #   tests/bench/runtime-run.sh [ITERATIONS]      (default 30; needs root)
 #   BERTH_RUNTIME=/path/to/berth-runtime         use this build instead of
 #                                                cargo build --release
+#   BENCH_GAP_MS=250                             idle time before each timed
+#                                                run (default 0, back to back)
+#
+# Why a gap: moving a process into a cgroup through cgroup.procs waits for an
+# RCU grace period (7-15 ms here) unless another such move happened a moment
+# before. Back to back, each run rides on the previous run's grace period;
+# a container started on its own, as users start them, pays it in full.
 set -euo pipefail
 
 iterations=${1:-30}
+gap_ms=${BENCH_GAP_MS:-0}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 die() { echo "runtime-run.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root"
 [[ "$iterations" =~ ^[1-9][0-9]*$ ]] || die "ITERATIONS must be a positive number, got '$iterations'"
+[[ "$gap_ms" =~ ^[0-9]+$ ]] || die "BENCH_GAP_MS must be a number of milliseconds, got '$gap_ms'"
+gap_ms=$((10#$gap_ms))
+gap_s=$(printf '%d.%03d' $((gap_ms / 1000)) $((gap_ms % 1000)))
 [ -x /usr/bin/time ] || die "/usr/bin/time: missing (apt-get install time)"
 
 # --- runtimes under test ------------------------------------------------------
@@ -67,25 +79,46 @@ set_args "$work/bundle" true
 cp -a "$fixtures/busybox" "$work/check"
 set_args "$work/check" sh -c "echo container-ran"
 
-# One run of runtime $1 (index); appends "ms rss_kib" to its sample file.
+# The clock is bash's own ($EPOCHREALTIME): forking `date` and GNU time
+# around each run added 3 ms or more to every sample (more under load), the
+# same for every runtime, which pulled all ratios towards 1.
+now_us() { local t=$EPOCHREALTIME; echo "${t/[.,]/}"; }
+
+# One run of runtime $1 (index) under name suffix $2, through the optional
+# wrapper in $3 (GNU time for the RSS runs); stdout/stderr kept for errors.
 failed=()
-run_once() {
-    local i=$1 n=$2 name=${names[$1]}
-    local id=$prefix-$name-$n
-    local start end
-    start=$(date +%s%N)
-    if ! /usr/bin/time -f %M -o "$work/rss" "${paths[$i]}" --root "$work/state-$name" \
+invoke() {
+    local i=$1 id=$prefix-${names[$1]}-$2
+    shift 2
+    if ! "$@" "${paths[$i]}" --root "$work/state-${names[$i]}" \
         run --bundle "$work/bundle" "$id" </dev/null >"$work/out" 2>"$work/err"; then
-        echo "runtime-run.sh: $name failed; left out of the results:" >&2
+        echo "runtime-run.sh: ${names[$i]} failed; left out of the results:" >&2
         sed 's/^/    /' "$work/err" "$work/out" | grep -v '^    Command exited with' | head -n 8 >&2
-        "${paths[$i]}" --root "$work/state-$name" delete -f "$id" >/dev/null 2>&1 || true
+        "${paths[$i]}" --root "$work/state-${names[$i]}" delete -f "$id" >/dev/null 2>&1 || true
+        rm -f "$work/samples-${names[$i]}" "$work/rss-${names[$i]}"
         failed[i]=1
-        return
+        return 1
     fi
-    end=$(date +%s%N)
-    echo "$(((end - start) / 1000)) $(tail -n 1 "$work/rss")" >>"$work/samples-$name"
 }
 
+# A timed run: appends the wall time in microseconds to the sample file.
+time_once() {
+    local start end
+    [ "$gap_ms" = 0 ] || sleep "$gap_s"
+    start=$(now_us)
+    invoke "$1" "$2" || return 0
+    end=$(now_us)
+    echo $((end - start)) >>"$work/samples-${names[$1]}"
+}
+
+# An untimed run under GNU time: appends the peak RSS (KiB) of the runtime
+# process tree (the largest process it waited for) to the rss file.
+rss_once() {
+    invoke "$1" "rss$2" /usr/bin/time -f %M -o "$work/rss" || return 0
+    tail -n 1 "$work/rss" >>"$work/rss-${names[$1]}"
+}
+
+[ -n "${EPOCHREALTIME:-}" ] || die "needs bash 5 or later (EPOCHREALTIME)"
 for i in "${!names[@]}"; do
     name=${names[$i]}
     if ! out=$("${paths[$i]}" --root "$work/state-$name" run --bundle "$work/check" "$prefix-$name-check" </dev/null 2>&1) ||
@@ -99,17 +132,23 @@ done
 # Warm-up: page cache, first cgroup creation; not counted.
 for i in "${!names[@]}"; do
     [ -n "${failed[i]:-}" ] && continue
-    run_once "$i" warm
+    time_once "$i" warm
     rm -f "$work/samples-${names[$i]}"
 done
 for n in $(seq "$iterations"); do
     for i in "${!names[@]}"; do
-        [ -z "${failed[i]:-}" ] && run_once "$i" "$n"
+        [ -z "${failed[i]:-}" ] && time_once "$i" "$n"
+    done
+done
+rss_runs=5
+for n in $(seq "$rss_runs"); do
+    for i in "${!names[@]}"; do
+        [ -z "${failed[i]:-}" ] && rss_once "$i" "$n"
     done
 done
 
 # --- report -------------------------------------------------------------------
-echo "busybox 'true' via RUNTIME run: $iterations interleaved iterations, $(nproc) CPUs, $(uname -r)"
+echo "busybox 'true' via RUNTIME run: $iterations interleaved timed iterations (+$rss_runs for RSS), ${gap_ms} ms idle before each, $(nproc) CPUs, $(uname -r)"
 python3 - "$work" "${names[@]}" <<'PY'
 import os, sys
 work, names = sys.argv[1], sys.argv[2:]
@@ -119,14 +158,19 @@ def pct(sorted_vals, p):
     k = max(0, min(len(sorted_vals) - 1, int(round(p / 100 * len(sorted_vals) + 0.5)) - 1))
     return sorted_vals[k]
 
+def numbers(kind, name):
+    path = os.path.join(work, f"{kind}-{name}")
+    if not os.path.exists(path):
+        return []
+    return [int(line) for line in open(path) if line.strip()]
+
 rows = {}
 for name in names:
-    path = os.path.join(work, "samples-" + name)
-    if not os.path.exists(path):
+    times = sorted(us / 1000 for us in numbers("samples", name))
+    rss = numbers("rss", name)
+    if not times or not rss:
         continue
-    samples = [tuple(map(int, line.split())) for line in open(path) if line.strip()]
-    times = sorted(us / 1000 for us, _ in samples)
-    rows[name] = (len(times), pct(times, 50), pct(times, 90), max(rss for _, rss in samples) / 1024)
+    rows[name] = (len(times), pct(times, 50), pct(times, 90), max(rss) / 1024)
 
 anchor = rows.get("runc")
 print(f"{'runtime':<15} {'runs':>5} {'median ms':>10} {'p90 ms':>9} {'vs runc':>8} {'peak RSS MiB':>13}")

@@ -1,0 +1,942 @@
+//! berth-runtime under the tools that drive runc in real life: containerd's
+//! runc shim (`ctr run --runc-binary`), dockerd (`--add-runtime`) and podman
+//! (`--runtime`). Each test runs a private instance of the tool, with its
+//! storage, state and sockets in the test's temp dir, and checks what a user
+//! of that tool sees: output, exit codes, exec, stop and removal. Each also
+//! asks berth-runtime for the container's state while it runs, so a tool that
+//! silently fell back to runc would fail the test.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use berth_tests::{
+    bin, fixtures, has_cmd, require_root, run, run_timeout, run_with_input, Output, TestEnv,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// How long a daemon may take to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a daemon may take to shut down after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Image loads unpack a layer; slower than a container command on a busy host.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Skips (with a message) unless every tool is on PATH; CI installs them
+/// (scripts/deps.sh), a developer machine may not have them.
+fn tools_present(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !has_cmd(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!("skipped: {test}: not installed: {}", missing.join(", "));
+    false
+}
+
+/// Polls `check` until it returns `Some`; panics with `what` and the last
+/// failure once `timeout` has passed. Used for state changes another process
+/// makes asynchronously (a daemon coming up, a task being reaped).
+#[track_caller]
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: not reached within {timeout:?}; last: {last}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// berth-runtime's `state` of `id` in the state dir `root`.
+fn runtime_state(root: &Path, id: &str) -> Output {
+    run(Command::new(bin("berth-runtime"))
+        .arg("--root")
+        .arg(root)
+        .args(["state", id]))
+}
+
+/// Asserts berth-runtime holds `id` as a running container: proof that the
+/// tool called our runtime and not a runc it found elsewhere.
+#[track_caller]
+fn assert_running_under_berth(root: &Path, id: &str) {
+    let out = runtime_state(root, id);
+    out.assert_success();
+    let state: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("berth-runtime state {id}: not JSON ({e}): {}", out.stdout));
+    assert_eq!(
+        state["status"], "running",
+        "berth-runtime state {id}: {state}"
+    );
+    assert!(
+        state["pid"].as_i64().is_some_and(|p| p > 0),
+        "berth-runtime state {id}: no pid: {state}"
+    );
+}
+
+/// The host pid berth-runtime recorded for the init of `id`.
+#[track_caller]
+fn runtime_pid(root: &Path, id: &str) -> i64 {
+    let out = runtime_state(root, id);
+    out.assert_success();
+    serde_json::from_str::<Value>(&out.stdout)
+        .ok()
+        .and_then(|state| state["pid"].as_i64())
+        .unwrap_or_else(|| panic!("berth-runtime state {id}: no pid in {}", out.stdout))
+}
+
+/// Asserts berth-runtime no longer knows `id`: the tool's removal reached
+/// the runtime's `delete` and nothing was left in the state dir.
+#[track_caller]
+fn assert_gone_from_berth(root: &Path, id: &str) {
+    let out = runtime_state(root, id);
+    assert!(
+        !out.success(),
+        "berth-runtime still has container {id} after removal:\n{}",
+        out.stdout
+    );
+}
+
+/// Asserts the tool passed on the runtime's reason for a missing command
+/// (`exec: "berth-no-such-cmd": executable file not found in $PATH`). Tools
+/// quote it differently and docker exec prints it on stdout, so look for its
+/// parts in both streams.
+#[track_caller]
+fn assert_reports_missing_command(out: &Output, what: &str) {
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("berth-no-such-cmd") && text.contains("executable file not found in $PATH"),
+        "{what}: the runtime's error is missing from the output:\n{text}"
+    );
+}
+
+/// A daemon started for one test. Dropping it (also while a failed test
+/// unwinds) stops it with SIGTERM, then SIGKILL; the test env's clean-up
+/// later kills anything it forked, since all of it carries the env's marker.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &TestEnv, name: &'static str, cmd: &mut Command) -> Daemon {
+        let log = env.path().join(format!("{name}.log"));
+        let file = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let file2 = file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        cmd.stdin(Stdio::null()).stdout(file).stderr(file2);
+        let child = env.spawn(cmd);
+        Daemon { name, child, log }
+    }
+
+    /// Waits until `probe` succeeds; panics with the daemon's log if it
+    /// exits or stays unready.
+    fn wait_ready(&mut self, mut probe: impl FnMut() -> Output) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited during start-up ({status}); log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            let out = probe();
+            if out.success() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} not ready within {READY_TIMEOUT:?}: `{}`: {}\nlog:\n{}",
+                    self.name,
+                    out.command,
+                    out.stderr,
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM first: dockerd stops the containerd it started only when
+        // it shuts down cleanly.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "{}: still running {STOP_TIMEOUT:?} after SIGTERM; killing it",
+            self.name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// --- containerd ---------------------------------------------------------------
+
+/// A private containerd: root, state, sockets and the opt dir in the test's
+/// temp dir, no CRI plugin, and a namespace of its own.
+struct Containerd {
+    daemon: Option<Daemon>,
+    socket: PathBuf,
+    namespace: String,
+}
+
+impl Containerd {
+    fn start(env: &TestEnv) -> Containerd {
+        let dir = env.path().join("containerd");
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let socket = dir.join("c.sock");
+        let config = dir.join("config.toml");
+        let d = dir.display();
+        fs::write(
+            &config,
+            format!(
+                r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/c.sock"
+[ttrpc]
+  address = "{d}/c.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        let mut daemon = Daemon::start(
+            env,
+            "containerd",
+            Command::new("containerd").arg("--config").arg(&config),
+        );
+        let namespace = env.unique("ctr");
+        daemon.wait_ready(|| run(ctr_command(env, &socket, &namespace).arg("version")));
+        Containerd {
+            daemon: Some(daemon),
+            socket,
+            namespace,
+        }
+    }
+
+    fn ctr(&self, env: &TestEnv) -> Command {
+        ctr_command(env, &self.socket, &self.namespace)
+    }
+
+    /// containerd-shim-runc-v2 keeps the runtime's state here whatever
+    /// containerd's own state dir is.
+    fn runtime_root(&self) -> PathBuf {
+        Path::new("/run/containerd/runc").join(&self.namespace)
+    }
+
+    fn task_status(&self, env: &TestEnv, id: &str) -> Result<String, String> {
+        let out = run(self.ctr(env).args(["task", "ls"]));
+        if !out.success() {
+            return Err(format!("ctr task ls: {}", out.stderr));
+        }
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&id))
+            .and_then(|cols| cols.get(2).map(|s| s.to_string()))
+            .ok_or_else(|| format!("task {id} not listed:\n{}", out.stdout))
+    }
+}
+
+fn ctr_command(env: &TestEnv, socket: &Path, namespace: &str) -> Command {
+    let mut cmd = env.command("ctr");
+    cmd.arg("--address")
+        .arg(socket)
+        .arg("--namespace")
+        .arg(namespace);
+    cmd
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        drop(self.daemon.take());
+        let root = self.runtime_root();
+        if let Err(e) = fs::remove_dir_all(&root) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("{}: cannot remove: {e}", root.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn containerd_runc_shim_runs_execs_kills_and_removes_with_berth_runtime() {
+    if !require_root()
+        || !tools_present(
+            "containerd interop",
+            &["containerd", "ctr", "containerd-shim-runc-v2"],
+        )
+    {
+        return;
+    }
+    let env = TestEnv::new("ctr-interop");
+    let runtime = bin("berth-runtime");
+    let image = "docker.io/library/busybox:latest";
+    let containerd = Containerd::start(&env);
+    run_timeout(
+        containerd
+            .ctr(&env)
+            .args(["images", "import"])
+            .arg(fixtures().join("busybox.tar")),
+        LOAD_TIMEOUT,
+    )
+    .assert_success();
+
+    // Foreground: output and exit status come back through the shim.
+    let fg = env.unique("fg");
+    let out = run(containerd
+        .ctr(&env)
+        .args(["run", "--rm", "--runc-binary"])
+        .arg(&runtime)
+        .args([image, &fg, "sh", "-c", "echo hello from ctr; exit 3"]));
+    out.assert_code(3);
+    assert_eq!(out.stdout, "hello from ctr\n");
+    assert_gone_from_berth(&containerd.runtime_root(), &fg);
+
+    // A command the image lacks fails `ctr run` with the runtime's reason.
+    let missing = env.unique("missing");
+    let out = run(containerd
+        .ctr(&env)
+        .args(["run", "--rm", "--runc-binary"])
+        .arg(&runtime)
+        .args([image, &missing, "berth-no-such-cmd"]));
+    out.assert_failure();
+    assert_reports_missing_command(&out, "ctr run of a missing command");
+    run(containerd.ctr(&env).args(["containers", "rm", &missing]));
+
+    // Detached, then exec, kill, task rm, container rm.
+    let bg = env.unique("bg");
+    run(containerd
+        .ctr(&env)
+        .args(["run", "-d", "--runc-binary"])
+        .arg(&runtime)
+        .args([image, &bg, "sleep", "1000"]))
+    .assert_success();
+    assert_running_under_berth(&containerd.runtime_root(), &bg);
+
+    // ctr 1.6 now and then loses all output of an exec that exits at once
+    // (seen with runc too, about 1 in 25 under load): retry only that case.
+    let mut attempt = 0;
+    let out = loop {
+        attempt += 1;
+        let out = run(containerd.ctr(&env).args([
+            "task",
+            "exec",
+            "--exec-id",
+            &format!("probe{attempt}"),
+            &bg,
+            "sh",
+            "-c",
+            "echo exec-ok; cat /proc/1/comm",
+        ]));
+        if !(out.success() && out.stdout.is_empty() && attempt < 3) {
+            break out;
+        }
+    };
+    out.assert_success();
+    assert_eq!(out.stdout, "exec-ok\nsleep\n");
+    run(containerd.ctr(&env).args([
+        "task",
+        "exec",
+        "--exec-id",
+        "fails",
+        &bg,
+        "sh",
+        "-c",
+        "exit 4",
+    ]))
+    .assert_code(4);
+
+    // pause/resume go through the runtime's freezer handling; `task ps`
+    // through its `ps`.
+    run(containerd.ctr(&env).args(["task", "pause", &bg])).assert_success();
+    assert_eq!(containerd.task_status(&env, &bg).unwrap(), "PAUSED");
+    run(containerd.ctr(&env).args(["task", "resume", &bg])).assert_success();
+    assert_eq!(containerd.task_status(&env, &bg).unwrap(), "RUNNING");
+    let init_pid = runtime_pid(&containerd.runtime_root(), &bg);
+    let out = run(containerd.ctr(&env).args(["task", "ps", &bg]));
+    out.assert_success();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&init_pid.to_string())),
+        "ctr task ps does not list the init {init_pid}:\n{}",
+        out.stdout
+    );
+
+    run(containerd
+        .ctr(&env)
+        .args(["task", "kill", "-s", "KILL", &bg]))
+    .assert_success();
+    wait_for(
+        "task stopped after SIGKILL",
+        READY_TIMEOUT,
+        || match containerd.task_status(&env, &bg)? {
+            s if s == "STOPPED" => Ok(()),
+            s => Err(s),
+        },
+    );
+    run(containerd.ctr(&env).args(["task", "rm", &bg])).assert_success();
+    run(containerd.ctr(&env).args(["containers", "rm", &bg])).assert_success();
+    assert_gone_from_berth(&containerd.runtime_root(), &bg);
+    let left = run(containerd.ctr(&env).args(["containers", "ls", "-q"]));
+    left.assert_success();
+    assert_eq!(left.stdout.trim(), "", "containers left in containerd");
+}
+
+// --- dockerd ------------------------------------------------------------------
+
+/// A private dockerd (and the containerd it starts) with data, exec root,
+/// socket, containerd namespaces and cgroup parent of its own, and
+/// berth-runtime added as runtime `berth`.
+struct Dockerd {
+    daemon: Daemon,
+    host: String,
+    config_dir: PathBuf,
+    exec_root: PathBuf,
+    namespace: String,
+}
+
+impl Dockerd {
+    fn start(env: &TestEnv) -> Dockerd {
+        let dir = env.path().join("docker");
+        let config_dir = dir.join("client");
+        fs::create_dir_all(&config_dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        // An empty daemon.json keeps the host's /etc/docker/daemon.json out.
+        let daemon_json = dir.join("daemon.json");
+        fs::write(&daemon_json, "{}\n").unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let exec_root = dir.join("exec");
+        let namespace = env.unique("dk");
+        let host = format!("unix://{}", dir.join("d.sock").display());
+        let mut cmd = Command::new("dockerd");
+        cmd.arg("--config-file")
+            .arg(&daemon_json)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .args(["-H", &host])
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .args(["--containerd-namespace", &namespace])
+            .arg("--containerd-plugins-namespace")
+            .arg(format!("{namespace}-p"))
+            // Named with the test prefix so clean-up finds the containers'
+            // cgroups (and kills what is in them) if the test fails.
+            .arg("--cgroup-parent")
+            .arg(format!("/{}", env.unique("docker")))
+            .arg("--add-runtime")
+            .arg(format!("berth={}", bin("berth-runtime").display()));
+        let mut dockerd = Dockerd {
+            daemon: Daemon::start(env, "dockerd", &mut cmd),
+            host,
+            config_dir,
+            exec_root,
+            namespace,
+        };
+        let mut probe = dockerd.docker(env);
+        probe.arg("info");
+        dockerd.daemon.wait_ready(|| run(&mut probe));
+        dockerd
+    }
+
+    fn docker(&self, env: &TestEnv) -> Command {
+        let mut cmd = env.command("docker");
+        cmd.env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.config_dir);
+        cmd
+    }
+
+    /// Where dockerd's runc shim keeps the state of every runtime it runs.
+    fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime-runc").join(&self.namespace)
+    }
+}
+
+#[test]
+fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
+    if !require_root()
+        || !tools_present(
+            "dockerd interop",
+            &["dockerd", "docker", "containerd", "containerd-shim-runc-v2"],
+        )
+    {
+        return;
+    }
+    let env = TestEnv::new("docker-interop");
+    let dockerd = Dockerd::start(&env);
+    run_timeout(
+        dockerd
+            .docker(&env)
+            .args(["load", "-i"])
+            .arg(fixtures().join("busybox.tar")),
+        LOAD_TIMEOUT,
+    )
+    .assert_success();
+    let docker_run = |args: &[&str]| {
+        let mut cmd = dockerd.docker(&env);
+        cmd.args(["run", "--runtime", "berth", "--network", "none"])
+            .args(args);
+        run(&mut cmd)
+    };
+
+    // Output and the container's own exit status, under Docker's default
+    // seccomp profile (mode 2 = filter).
+    let out = docker_run(&[
+        "--rm",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "echo hello from docker; grep '^Seccomp:' /proc/self/status; exit 7",
+    ]);
+    out.assert_code(7);
+    assert_eq!(out.stdout, "hello from docker\nSeccomp:\t2\n");
+
+    // -t: the runtime hands the pty master to the shim (--console-socket).
+    let out = docker_run(&["--rm", "-t", "busybox:latest", "tty"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "/dev/pts/0\r\n");
+
+    // A missing command is Docker's 127, with the runtime's reason.
+    let out = docker_run(&["--rm", "busybox:latest", "berth-no-such-cmd"]);
+    out.assert_code(127);
+    assert_reports_missing_command(&out, "docker run of a missing command");
+
+    // Detached, exec, stop, rm.
+    let name = env.unique("bg");
+    let out = docker_run(&["-d", "--name", &name, "busybox:latest", "sleep", "1000"]);
+    out.assert_success();
+    let id = out.stdout.trim().to_string();
+    assert_running_under_berth(&dockerd.runtime_root(), &id);
+
+    let out = run(dockerd.docker(&env).args([
+        "exec",
+        "-u",
+        "nobody",
+        "-e",
+        "GREETING=exec-ok",
+        "-w",
+        "/tmp",
+        &name,
+        "sh",
+        "-c",
+        "echo $GREETING $(id -u) $PWD; cat /proc/1/comm",
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout, "exec-ok 65534 /tmp\nsleep\n");
+    run(dockerd
+        .docker(&env)
+        .args(["exec", &name, "sh", "-c", "exit 4"]))
+    .assert_code(4);
+    // Docker reports an exec whose command cannot be started as 126.
+    let out = run(dockerd
+        .docker(&env)
+        .args(["exec", &name, "berth-no-such-cmd"]));
+    out.assert_code(126);
+    assert_reports_missing_command(&out, "docker exec of a missing command");
+
+    let inspect = |format: &str| {
+        let out = run(dockerd.docker(&env).args(["inspect", "-f", format, &name]));
+        out.assert_success();
+        out.stdout.trim().to_string()
+    };
+    let out = run(dockerd.docker(&env).args(["exec", "-t", &name, "tty"]));
+    out.assert_success();
+    assert!(
+        out.stdout.starts_with("/dev/pts/"),
+        "exec -t: {}",
+        out.stdout
+    );
+
+    // top lists the container's processes (the runtime's `ps`).
+    let out = run(dockerd.docker(&env).args(["top", &name]));
+    out.assert_success();
+    assert!(
+        out.stdout.contains("sleep 1000"),
+        "docker top:\n{}",
+        out.stdout
+    );
+
+    run(dockerd.docker(&env).args(["pause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "paused");
+    run(dockerd.docker(&env).args(["unpause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+
+    // update: new limits reach the running container's cgroup (v1 or v2).
+    run(dockerd
+        .docker(&env)
+        .args(["update", "--memory", "128m", "--memory-swap", "256m", &name]))
+    .assert_success();
+    let out = run(dockerd.docker(&env).args([
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "134217728");
+
+    // restart: delete and a new create/start under the same id.
+    let first_pid = runtime_pid(&dockerd.runtime_root(), &id);
+    run(dockerd.docker(&env).args(["restart", "-t", "0", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    assert_running_under_berth(&dockerd.runtime_root(), &id);
+    assert_ne!(runtime_pid(&dockerd.runtime_root(), &id), first_pid);
+
+    // sleep as pid 1 ignores SIGTERM, so stop ends in SIGKILL: 137.
+    run(dockerd.docker(&env).args(["stop", "-t", "1", &name])).assert_success();
+    let out = run(dockerd.docker(&env).args([
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &name,
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "exited 137");
+    run(dockerd.docker(&env).args(["rm", &name])).assert_success();
+    assert_gone_from_berth(&dockerd.runtime_root(), &id);
+    let out = run(dockerd.docker(&env).args(["ps", "-aq"]));
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "", "containers left in dockerd");
+}
+
+#[test]
+fn dockerd_container_options_take_effect_under_berth_runtime() {
+    if !require_root()
+        || !tools_present(
+            "dockerd interop",
+            &["dockerd", "docker", "containerd", "containerd-shim-runc-v2"],
+        )
+    {
+        return;
+    }
+    let env = TestEnv::new("docker-options");
+    let dockerd = Dockerd::start(&env);
+    run_timeout(
+        dockerd
+            .docker(&env)
+            .args(["load", "-i"])
+            .arg(fixtures().join("busybox.tar")),
+        LOAD_TIMEOUT,
+    )
+    .assert_success();
+    let docker_run = |args: &[&str]| {
+        let mut cmd = dockerd.docker(&env);
+        cmd.args(["run", "--rm", "--runtime", "berth", "--network", "none"])
+            .args(args);
+        cmd
+    };
+    let volume = env.path().join("volume");
+    fs::create_dir_all(&volume).unwrap();
+    fs::write(volume.join("f"), "from the host\n").unwrap();
+
+    // -i: the container's stdin is the client's, closed at its end.
+    let out = run_with_input(
+        &mut docker_run(&["-i", "busybox:latest", "cat"]),
+        b"piped in\n",
+        Duration::from_secs(60),
+    );
+    out.assert_success();
+    assert_eq!(out.stdout, "piped in\n");
+
+    // Read-only rootfs, a tmpfs, a read-only bind mount.
+    let out = run(&mut docker_run(&[
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "-v",
+        &format!("{}:/vol:ro", volume.display()),
+        "busybox:latest",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo rootfs-writable; \
+         touch /scratch/y && echo tmpfs-ok; cat /vol/f; \
+         touch /vol/g 2>/dev/null && echo bind-writable; true",
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout, "tmpfs-ok\nfrom the host\n");
+
+    // User, groups, no capabilities, pids limit, hostname, /dev/shm size.
+    let out = run(&mut docker_run(&[
+        "-u",
+        "65534:65534",
+        "--group-add",
+        "10",
+        "--cap-drop",
+        "ALL",
+        "--pids-limit",
+        "20",
+        "--hostname",
+        "berth-host",
+        "--shm-size",
+        "8m",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "id -u; id -G; grep CapEff /proc/self/status; hostname; \
+         df -k /dev/shm | tail -n 1 | awk '{print $2}'; \
+         cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]));
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        "65534\n65534 10\nCapEff:\t0000000000000000\nberth-host\n8192\n20\n"
+    );
+
+    // Over its memory limit the container is OOM-killed: 137.
+    let out = run(&mut docker_run(&[
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "x=a; while :; do x=$x$x; done",
+    ]));
+    out.assert_code(137);
+
+    // stop sends SIGTERM first; a container that handles it exits 0.
+    let name = env.unique("term");
+    let mut cmd = dockerd.docker(&env);
+    cmd.args(["run", "-d", "--runtime", "berth", "--network", "none"])
+        .args(["--name", &name, "busybox:latest", "sh", "-c"])
+        .arg("trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done");
+    run(&mut cmd).assert_success();
+    wait_for("container printed 'started'", READY_TIMEOUT, || {
+        let out = run(dockerd.docker(&env).args(["logs", &name]));
+        if out.stdout.contains("started") {
+            Ok(())
+        } else {
+            Err(out.stdout)
+        }
+    });
+    run(dockerd.docker(&env).args(["stop", &name])).assert_success();
+    let out = run(dockerd.docker(&env).args(["logs", &name]));
+    assert_eq!(out.stdout, "started\ngot TERM\n");
+    let out = run(dockerd
+        .docker(&env)
+        .args(["inspect", "-f", "{{.State.ExitCode}}", &name]));
+    assert_eq!(out.stdout.trim(), "0");
+    // Killing a stopped container is refused.
+    run(dockerd.docker(&env).args(["kill", &name])).assert_failure();
+    run(dockerd.docker(&env).args(["rm", &name])).assert_success();
+}
+
+// --- podman -------------------------------------------------------------------
+
+/// podman with storage, run root, tmp dir (locks, events) and network
+/// config in the test's temp dir and berth-runtime as its OCI runtime. The
+/// runtime keeps its default state root, as for any podman user: podman
+/// 4.3 drops `--runtime-flag`s from its `delete` call, so a private root
+/// would leave state behind.
+struct Podman {
+    dir: PathBuf,
+    conf: PathBuf,
+    cgroup_parent: String,
+    /// Containers to delete from the runtime's state if the test fails.
+    created: Vec<String>,
+}
+
+impl Podman {
+    fn new(env: &TestEnv) -> Podman {
+        let dir = env.path().join("podman");
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        // File locks live in --tmpdir; the default shm locks are shared by
+        // every podman on the host and would outlive a failed test.
+        let conf = dir.join("containers.conf");
+        fs::write(&conf, "[engine]\nlock_type = \"file\"\n")
+            .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        Podman {
+            dir,
+            conf,
+            cgroup_parent: env.unique("podman"),
+            created: Default::default(),
+        }
+    }
+
+    fn podman(&self, env: &TestEnv) -> Command {
+        let mut cmd = env.command("podman");
+        cmd.env("CONTAINERS_CONF", &self.conf)
+            .arg("--runtime")
+            .arg(bin("berth-runtime"))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .arg("--network-config-dir")
+            .arg(self.dir.join("networks"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        cmd
+    }
+
+    /// `podman run` with the flags this host needs (rlimits under its hard
+    /// limits, no network) and a cgroup parent clean-up can find.
+    fn run(&self, env: &TestEnv, args: &[&str]) -> Output {
+        let mut cmd = self.podman(env);
+        cmd.arg("run")
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["--network", "none", "--cgroup-parent", &self.cgroup_parent])
+            .args(args);
+        run(&mut cmd)
+    }
+
+    fn default_runtime_root() -> PathBuf {
+        PathBuf::from("/run/berth/runtime")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for id in &self.created {
+            let _ = run(Command::new(bin("berth-runtime"))
+                .arg("--root")
+                .arg(Podman::default_runtime_root())
+                .args(["delete", "--force", id]));
+        }
+    }
+}
+
+#[test]
+fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
+    if !require_root() || !tools_present("podman interop", &["podman"]) {
+        return;
+    }
+    let env = TestEnv::new("podman-interop");
+    let mut podman = Podman::new(&env);
+    run_timeout(
+        podman
+            .podman(&env)
+            .args(["load", "-i"])
+            .arg(fixtures().join("busybox.tar")),
+        LOAD_TIMEOUT,
+    )
+    .assert_success();
+    let image = "localhost/busybox:latest";
+
+    let out = podman.run(
+        &env,
+        &[
+            "--rm",
+            image,
+            "sh",
+            "-c",
+            "echo hello from podman; ulimit -n; exit 5",
+        ],
+    );
+    out.assert_code(5);
+    assert_eq!(out.stdout, "hello from podman\n1024\n");
+
+    let out = podman.run(&env, &["--rm", "-t", image, "tty"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "/dev/pts/0\r\n");
+
+    let out = podman.run(&env, &["--rm", image, "berth-no-such-cmd"]);
+    out.assert_code(127);
+    assert_reports_missing_command(&out, "podman run of a missing command");
+
+    let name = env.unique("bg");
+    let out = podman.run(&env, &["-d", "--name", &name, image, "sleep", "1000"]);
+    out.assert_success();
+    let id = out.stdout.trim().to_string();
+    podman.created.push(id.clone());
+    assert_running_under_berth(&Podman::default_runtime_root(), &id);
+
+    let out = run(podman.podman(&env).args([
+        "exec",
+        "-u",
+        "nobody",
+        "-e",
+        "GREETING=exec-ok",
+        "-w",
+        "/tmp",
+        &name,
+        "sh",
+        "-c",
+        "echo $GREETING $(id -u) $PWD; cat /proc/1/comm",
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout, "exec-ok 65534 /tmp\nsleep\n");
+    run(podman
+        .podman(&env)
+        .args(["exec", &name, "sh", "-c", "exit 4"]))
+    .assert_code(4);
+    run(podman
+        .podman(&env)
+        .args(["exec", &name, "berth-no-such-cmd"]))
+    .assert_code(127);
+
+    let inspect = |format: &str| {
+        let out = run(podman.podman(&env).args(["inspect", "-f", format, &name]));
+        out.assert_success();
+        out.stdout.trim().to_string()
+    };
+    let out = run(podman.podman(&env).args(["exec", "-t", &name, "tty"]));
+    out.assert_success();
+    assert!(
+        out.stdout.starts_with("/dev/pts/"),
+        "exec -t: {}",
+        out.stdout
+    );
+    run(podman.podman(&env).args(["pause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "paused");
+    run(podman.podman(&env).args(["unpause", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    let first_pid = runtime_pid(&Podman::default_runtime_root(), &id);
+    run(podman.podman(&env).args(["restart", "-t", "0", &name])).assert_success();
+    assert_eq!(inspect("{{.State.Status}}"), "running");
+    assert_running_under_berth(&Podman::default_runtime_root(), &id);
+    assert_ne!(runtime_pid(&Podman::default_runtime_root(), &id), first_pid);
+
+    run(podman.podman(&env).args(["stop", "-t", "1", &name])).assert_success();
+    let out = run(podman.podman(&env).args([
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &name,
+    ]));
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "exited 137");
+    run(podman.podman(&env).args(["rm", &name])).assert_success();
+    assert_gone_from_berth(&Podman::default_runtime_root(), &id);
+    let out = run(podman.podman(&env).args(["ps", "-aq"]));
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "", "containers left in podman");
+}
