@@ -9,9 +9,17 @@ use std::time::{Duration, Instant};
 
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-berth-v2");
 
-/// The runtime the shim drives in tests: BERTH_TEST_RUNTIME, else runc.
+/// The runtime the shim drives in tests: BERTH_TEST_RUNTIME, else the workspace's own
+/// berth-runtime built beside the shim (`cargo build --workspace`), else runc.
 pub fn runtime_binary() -> String {
-    std::env::var("BERTH_TEST_RUNTIME").unwrap_or_else(|_| "/usr/sbin/runc".to_string())
+    if let Ok(r) = std::env::var("BERTH_TEST_RUNTIME") {
+        return r;
+    }
+    let ours = shim_dir().join("berth-runtime");
+    if ours.exists() {
+        return ours.display().to_string();
+    }
+    "/usr/sbin/runc".to_string()
 }
 
 pub fn shim_dir() -> PathBuf {
