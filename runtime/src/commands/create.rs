@@ -155,6 +155,15 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
         }
     };
+    // A cgroup that already holds processes belongs to another container (the same id
+    // under another --root, or a shared cgroupsPath): joining it would let our delete
+    // kill theirs, and our failed create remove it.
+    let in_use = if cgroup.exists() { cgroup.pids().map(|p| p.len()).unwrap_or(0) } else { 0 };
+    if in_use > 0 {
+        let _ = fs::remove_dir_all(&dir);
+        let where_ = cgroup.paths().dirs().first().map(|p| p.display().to_string()).unwrap_or_default();
+        bail!("cgroup {where_} for container {} is in use by {in_use} other process(es)", a.id);
+    }
     let mut guard = Cleanup { dir: Some(dir.clone()), pid: None, cgroup: None };
 
     let fifo = dir.join(EXEC_FIFO);
