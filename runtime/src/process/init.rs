@@ -16,7 +16,7 @@ use oci_spec::runtime::Spec;
 use crate::hooks;
 use crate::process::namespaces::Plan;
 use crate::process::sync::{Channel, Msg};
-use crate::process::{console, setup};
+use crate::process::{console, setup, sysctl};
 use crate::rootfs;
 use crate::state::{hook_state_json, Status};
 
@@ -68,6 +68,7 @@ impl Init<'_> {
         let process = spec.process().clone();
         let has_mount_ns = self.plan.contains(oci_spec::runtime::LinuxNamespaceType::Mount);
 
+        sysctl::check(linux.sysctl().iter().flatten().map(|(k, _)| k), self.plan)?;
         if self.plan.user() {
             // Become root of the new user namespace, whose mappings the runtime just wrote.
             nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -157,10 +158,7 @@ impl Init<'_> {
             console::mount_console(&pty.slave_path)?;
             console::become_session_leader_on(&pty.slave)?;
         }
-        for (k, v) in linux.sysctl().iter().flatten() {
-            let path = format!("/proc/sys/{}", k.replace('.', "/"));
-            std::fs::write(&path, v).with_context(|| format!("set sysctl {k}={v}"))?;
-        }
+        sysctl::apply(linux.sysctl().iter().flatten())?;
         if has_mount_ns {
             rootfs::finalize(spec)?;
         }

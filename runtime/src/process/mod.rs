@@ -8,3 +8,4 @@ pub mod namespaces;
 pub mod setup;
 pub mod spawn;
 pub mod sync;
+pub mod sysctl;
