@@ -1,0 +1,140 @@
+//! Security properties a container must not be able to break: the init is
+//! not a handle on the host's runtime binary (CVE-2019-5736), mount targets
+//! that are symlinks in the image stay inside the rootfs, broken configs leave
+//! nothing behind.
+
+mod runtime_support;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use berth_tests::{bin, require_root, Bundle, TestEnv};
+use runtime_support::*;
+use serde_json::json;
+
+#[test]
+fn container_init_runs_from_a_sealed_memfd_not_the_host_binary() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-memfd");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["sleep", "1000"]);
+    let id = env.unique("c");
+    // While created, the init is still the runtime, inside the container.
+    create(&env, &bundle, &id);
+    let pid = init_pid(&env, &id);
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = exe.to_string_lossy();
+    assert!(exe.starts_with("/memfd:berth-runtime"), "init exe is {exe}");
+    let host_binary = fs::canonicalize(bin("berth-runtime")).unwrap();
+    assert_ne!(exe, host_binary.to_string_lossy());
+    // The memfd is sealed: opening it for writing fails.
+    let write = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    assert!(write.is_err(), "the init's exe opened for writing");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
+
+/// Bind-mounts a directory onto `/link`, a symlink in the image pointing at
+/// `link_target` (VICTIM = a host dir), and checks the mount landed inside
+/// the rootfs and the host dir is untouched.
+fn mount_onto_symlink(env: &TestEnv, link_target: &str, name: &str) {
+    let bundle = writable_bundle(env, &["sh", "-c", "ls /link/"]);
+    // The victim: a host directory the symlink points at if followed on the host.
+    let victim = env.path().join(format!("victim-{name}"));
+    fs::create_dir_all(&victim).unwrap();
+    fs::write(victim.join("host-file"), "").unwrap();
+    let source = env.path().join(format!("source-{name}"));
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("from-bind"), "").unwrap();
+    let link_target = link_target.replace("VICTIM", victim.to_str().unwrap());
+    symlink(&link_target, bundle.rootfs().join("link")).unwrap();
+    let src = source.display().to_string();
+    bundle.edit_config(move |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/link", "type": "bind", "source": src, "options": ["rbind", "ro"]
+        }))
+    });
+    let before = mounts_mentioning(victim.to_str().unwrap());
+    let out = run_bundle(env, &bundle, name);
+    out.assert_success();
+    assert_eq!(
+        out.stdout, "from-bind\n",
+        "{link_target}: the mount did not land in the rootfs"
+    );
+    let victim_files: Vec<_> = fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        victim_files,
+        ["host-file"],
+        "{link_target}: the host dir changed"
+    );
+    assert_eq!(mounts_mentioning(victim.to_str().unwrap()), before);
+}
+
+#[test]
+fn absolute_symlink_mount_target_stays_in_the_rootfs() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-symabs");
+    mount_onto_symlink(&env, "VICTIM", "abs");
+}
+
+#[test]
+fn dotdot_symlink_mount_target_stays_in_the_rootfs() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-symdot");
+    mount_onto_symlink(&env, "../../../../../../../../../../..VICTIM", "dotdot");
+}
+
+#[test]
+fn bad_mount_and_bad_config_leave_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-badmount");
+    let bundle = Bundle::busybox(&env);
+    let missing = env.path().join("no-such-source");
+    let m = missing.display().to_string();
+    bundle.edit_config(move |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": m, "options": ["rbind"]
+        }))
+    });
+    let id = env.unique("c");
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_failure();
+    assert!(out.stderr.contains("no-such-source"), "{}", out.stderr);
+    assert_no_trace(&env, &bundle, &id);
+
+    bundle.edit_config(|c| {
+        c["mounts"] = json!([{"destination": "/x", "type": "nosuchfs", "source": "none"}])
+    });
+    let id = env.unique("d");
+    let out = run_bundle(&env, &bundle, "d");
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("nosuchfs") || out.stderr.contains("/x"),
+        "{}",
+        out.stderr
+    );
+    assert_no_trace(&env, &bundle, &id);
+
+    // A relative mount destination is refused by name.
+    bundle.edit_config(|c| {
+        c["mounts"] = json!([{"destination": "relative/x", "type": "tmpfs", "source": "tmpfs"}])
+    });
+    let id = env.unique("e");
+    let out = run_bundle(&env, &bundle, "e");
+    if !out.success() {
+        assert!(out.stderr.contains("relative/x"), "{}", out.stderr);
+    }
+    assert_no_trace(&env, &bundle, &id);
+}
