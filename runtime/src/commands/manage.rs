@@ -172,12 +172,12 @@ pub fn features() -> Result<()> {
     Ok(())
 }
 
-pub fn spec(a: &SpecArgs) -> Result<()> {
+pub fn spec(a: &SpecArgs, rootless: bool) -> Result<()> {
     let path = a.bundle.join("config.json");
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let spec = if a.rootless {
+    let spec = if rootless {
         Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
     } else {
         Spec::default()
