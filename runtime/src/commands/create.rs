@@ -279,7 +279,9 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Program>> {
 fn resources_with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
     let linux = spec.linux().as_ref()?;
     let mut r = linux.resources().clone()?;
-    let Some(mut rules) = r.devices().clone().filter(|d| !d.is_empty()) else {
+    // An empty list means deny-all like any other list (runc's emulator starts from deny),
+    // so it needs the default devices as much as a non-empty one.
+    let Some(mut rules) = r.devices().clone() else {
         return Some(r);
     };
     rules.extend(berth_cgroups::default_device_rules());

@@ -185,6 +185,8 @@ pub fn spec(a: &SpecArgs, rootless: bool) -> Result<()> {
     let mut v = serde_json::to_value(&spec)?;
     v["process"]["terminal"] = json!(true);
     v["process"]["args"] = json!(["sh"]);
+    // oci-spec's default names another runtime; runc's template uses its own name.
+    v["hostname"] = json!("berth");
     fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")
         .with_context(|| format!("write {}", path.display()))?;
     Ok(())
