@@ -535,3 +535,54 @@ fn start_twice_fails() {
     assert_eq!(state(&env, &id)["status"], "running");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
+
+#[test]
+fn create_pid_file_and_no_pivot() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-pidfile");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["sh", "-c", "ls /; echo $$"]);
+    let id = env.unique("c");
+    let pid_file = env.path().join("init.pid");
+    rt_run(
+        &env,
+        &[
+            "create",
+            "--no-pivot",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            &id,
+        ],
+    )
+    .assert_success();
+    let pid: i64 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(state(&env, &id)["pid"], pid);
+    rt_run(&env, &["start", &id]).assert_success();
+    wait_status(&env, &id, "stopped");
+    rt_run(&env, &["delete", &id]).assert_success();
+    assert_no_trace(&env, &bundle, &id);
+
+    // --no-pivot still confines the container to its rootfs.
+    let out = berth_tests::run(
+        rt(&env)
+            .args(["run", "--no-pivot", "--bundle"])
+            .arg(bundle.path())
+            .arg(env.unique("d")),
+    );
+    out.assert_success();
+    let entries: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        entries.contains(&"bin") && !entries.contains(&"work"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(entries.last(), Some(&"1"));
+}

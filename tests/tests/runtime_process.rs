@@ -598,3 +598,35 @@ fn exec_into_a_stopped_or_created_container_fails() {
     out.assert_failure();
     assert!(out.stderr.contains(&id), "{}", out.stderr);
 }
+
+#[test]
+fn exec_with_a_tty_through_the_console_socket() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-exec-tty");
+    let (_bundle, id) = running_container(&env);
+    let sock = env.path().join("exec-console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let receiver = thread::spawn(move || read_pty(receive_pty(listener)));
+    // containerd's way: detached, with the pty master handed over.
+    rt_run(
+        &env,
+        &[
+            "exec",
+            "--detach",
+            "--tty",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && echo stdin-is-tty",
+        ],
+    )
+    .assert_success();
+    let text = receiver.join().unwrap().replace('\r', "");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(text.contains("stdin-is-tty"), "{text:?}");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}

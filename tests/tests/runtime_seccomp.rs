@@ -160,3 +160,24 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
     assert!(out.stderr.contains("SCMP_ARCH_NOPE"), "{}", out.stderr);
     assert_no_trace(&env, &bundle, &id);
 }
+
+#[test]
+fn log_allows_and_trace_without_tracer_fails_with_enosys() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-sc-logtrace");
+    let out = sh_in(&env, "mkdir /logged && echo made", |c| {
+        c["linux"]["seccomp"] =
+            allow_all_but(json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}]))
+    });
+    assert_eq!(out, "made\n");
+    let out = sh_in(&env, "mkdir /traced 2>&1; echo rc=$?", |c| {
+        c["linux"]["seccomp"] =
+            allow_all_but(json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_TRACE"}]))
+    });
+    assert!(
+        out.contains("Function not implemented") && out.contains("rc=1"),
+        "{out}"
+    );
+}
