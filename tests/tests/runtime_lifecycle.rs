@@ -586,3 +586,87 @@ fn create_pid_file_and_no_pivot() {
     );
     assert_eq!(entries.last(), Some(&"1"));
 }
+
+/// A container whose shell traps TERM (printing "got TERM", exiting 5) and
+/// writes /ready once the trap is in place.
+fn trapping_bundle(env: &TestEnv) -> Bundle {
+    writable_bundle(
+        env,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 5' TERM; touch /ready; while :; do sleep 0.1; done",
+        ],
+    )
+}
+
+#[test]
+fn foreground_run_forwards_signals_to_the_container() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-fwdsig");
+    let bundle = trapping_bundle(&env);
+    let id = env.unique("c");
+    let mut child = env.spawn(
+        rt(&env)
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped()),
+    );
+    wait_until("the container is ready", || {
+        bundle.rootfs().join("ready").exists()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out, "got TERM\n");
+    assert_eq!(status.code(), Some(5));
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn kill_defaults_to_sigterm() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-killterm");
+    let bundle = trapping_bundle(&env);
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    wait_until("the container is ready", || {
+        bundle.rootfs().join("ready").exists()
+    });
+    rt_run(&env, &["kill", &id]).assert_success();
+    wait_status(&env, &id, "stopped");
+    rt_run(&env, &["delete", &id]).assert_success();
+}
+
+#[test]
+fn init_killed_behind_the_runtimes_back_shows_stopped() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-extkill");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["sleep", "1000"]);
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let pid = init_pid(&env, &id);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_status(&env, &id, "stopped");
+    rt_run(&env, &["kill", &id, "KILL"]).assert_failure();
+    rt_run(&env, &["delete", &id]).assert_success();
+    assert_no_trace(&env, &bundle, &id);
+}
