@@ -181,3 +181,83 @@ fn log_allows_and_trace_without_tracer_fails_with_enosys() {
         "{out}"
     );
 }
+
+/// Accepts one connection on `listener` and returns what the runtime sends:
+/// the container-process state JSON and the seccomp notify descriptor.
+fn receive_listener_fd(
+    listener: std::os::unix::net::UnixListener,
+) -> (Value, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let (conn, _) = listener.accept().expect("runtime connects to listenerPath");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on listenerPath");
+    let mut fd = None;
+    for cmsg in msg.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel just installed this descriptor for us.
+            fd = Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let len = msg.bytes;
+    let state = serde_json::from_slice(&buf[..len]).expect("container process state JSON");
+    (state, fd.expect("a descriptor with the state"))
+}
+
+#[test]
+fn notify_hands_the_listener_to_listener_path() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-sc-notify");
+    let bundle = writable_bundle(
+        &env,
+        &[
+            "sh",
+            "-c",
+            "mkdir /notified 2>/result; echo rc=$? >> /result",
+        ],
+    );
+    let sock = env.path().join("seccomp-agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || receive_listener_fd(listener));
+    let s = sock.display().to_string();
+    bundle.edit_config(move |c| {
+        let mut profile =
+            allow_all_but(json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]));
+        profile["listenerPath"] = json!(s);
+        profile["listenerMetadata"] = json!("agent-meta");
+        c["linux"]["seccomp"] = profile;
+    });
+    let id = env.unique("c");
+    create(&env, &bundle, &id);
+    let (st, fd) = agent.join().unwrap();
+    assert_eq!(st["fds"], json!(["seccompFd"]), "{st}");
+    assert_eq!(st["metadata"], "agent-meta", "{st}");
+    assert_eq!(st["state"]["id"], id.as_str(), "{st}");
+    assert_eq!(st["pid"], init_pid(&env, &id), "{st}");
+    // With the agent gone, the notified syscall fails with ENOSYS.
+    drop(fd);
+    rt_run(&env, &["start", &id]).assert_success();
+    wait_status(&env, &id, "stopped");
+    rt_run(&env, &["delete", &id]).assert_success();
+    assert!(!bundle.rootfs().join("notified").exists());
+    let result = fs_read(&bundle.rootfs().join("result"));
+    assert!(
+        result.contains("Function not implemented") && result.contains("rc=1"),
+        "{result}"
+    );
+}
+
+fn fs_read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
