@@ -344,3 +344,69 @@ fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
     assert!(cgroups_named(&env.unique("cg")).is_empty(), "cgroup left");
     assert_no_trace(&env, &bundle, &id);
 }
+
+#[test]
+fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgmore");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["resources"]["memory"] =
+            json!({"limit": 64 * MIB, "reservation": 32 * MIB, "swap": 128 * MIB});
+        c["linux"]["resources"]["cpu"] = json!({"mems": "0"});
+        c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 * MIB}]);
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    assert_eq!(
+        cg_read("memory", &cg, "memory.soft_limit_in_bytes", "memory.low"),
+        (32 * MIB).to_string()
+    );
+    let swap_file = cg_dir("memory", &cg).join("memory.memsw.limit_in_bytes");
+    if !is_v1("memory") || swap_file.exists() {
+        // v2 keeps swap apart from memory: 128 MiB total is 64 MiB of swap.
+        let want = if is_v1("memory") { 128 * MIB } else { 64 * MIB };
+        assert_eq!(
+            cg_read(
+                "memory",
+                &cg,
+                "memory.memsw.limit_in_bytes",
+                "memory.swap.max"
+            ),
+            want.to_string()
+        );
+    }
+    assert_eq!(cg_read("cpuset", &cg, "cpuset.mems", "cpuset.mems"), "0");
+    // hugetlb lives in v1 or, on this project's hybrid hosts, only in cgroup2.
+    let hugetlb = [
+        "/sys/fs/cgroup/hugetlb",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|m| {
+        PathBuf::from(m)
+            .join(cg.trim_start_matches('/'))
+            .join("hugetlb.2MB.max")
+    })
+    .chain(std::iter::once(
+        PathBuf::from("/sys/fs/cgroup/hugetlb")
+            .join(cg.trim_start_matches('/'))
+            .join("hugetlb.2MB.limit_in_bytes"),
+    ))
+    .find(|p| p.exists());
+    if let Some(file) = hugetlb {
+        assert_eq!(
+            fs::read_to_string(&file).unwrap().trim(),
+            (4 * MIB).to_string()
+        );
+    }
+    let out = rt_run(&env, &["events", "--stats", &id]);
+    let ev: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(ev["data"]["hugetlb"]["2MB"].is_object(), "{ev}");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
