@@ -138,3 +138,51 @@ fn bad_mount_and_bad_config_leave_nothing_behind() {
     }
     assert_no_trace(&env, &bundle, &id);
 }
+
+#[test]
+fn device_nodes_in_the_image_are_blocked_unless_allowed() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-devices");
+    let bundle = writable_bundle(
+        &env,
+        &["sh", "-c", "head -c1 /kmem-node >/dev/null 2>&1 && echo kmem-open; echo x > /null-node && echo null-ok; echo x > /dev/null && echo devnull-ok"],
+    );
+    // An image can ship device nodes; the devices cgroup must still stop them.
+    let kmem = bundle.rootfs().join("kmem-node");
+    let null = bundle.rootfs().join("null-node");
+    berth_tests::run(
+        std::process::Command::new("mknod")
+            .arg(&kmem)
+            .args(["c", "1", "2"]),
+    )
+    .assert_success();
+    berth_tests::run(
+        std::process::Command::new("mknod")
+            .arg(&null)
+            .args(["c", "1", "3"]),
+    )
+    .assert_success();
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_success();
+    // /dev/kmem's numbers: denied. /dev/null's: on the default list.
+    assert_eq!(out.stdout, "null-ok\ndevnull-ok\n");
+
+    // An explicit allow rule for a custom device, created by linux.devices.
+    let bundle = writable_bundle(&env, &["sh", "-c", "ls -ln /dev/fuse"]);
+    bundle.edit_config(|c| {
+        c["linux"]["devices"] = json!([{
+            "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+            "fileMode": 432, "uid": 0, "gid": 0
+        }]);
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}));
+    });
+    let out = run_bundle(&env, &bundle, "d");
+    out.assert_success();
+    assert!(out.stdout.starts_with("crw-rw----"), "{}", out.stdout);
+    assert!(out.stdout.contains("10, 229"), "{}", out.stdout);
+}
