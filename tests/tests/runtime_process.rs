@@ -630,3 +630,55 @@ fn exec_with_a_tty_through_the_console_socket() {
     assert!(text.contains("stdin-is-tty"), "{text:?}");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
+
+#[test]
+fn exec_inherits_env_cgroup_and_seccomp_and_refuses_a_paused_container() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-exec-inherit");
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| {
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("FROM_CONFIG=yes"));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let pid = init_pid(&env, &id);
+    let out = rt_run(
+        &env,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "echo $FROM_CONFIG; cat /proc/self/cgroup; mkdir /x 2>&1",
+        ],
+    );
+    let init_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("yes"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&init_cgroup),
+        "{} vs init {init_cgroup}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Operation not permitted"),
+        "{}",
+        out.stdout
+    );
+
+    rt_run(&env, &["pause", &id]).assert_success();
+    let out = rt_run(&env, &["exec", &id, "true"]);
+    out.assert_failure();
+    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    rt_run(&env, &["resume", &id]).assert_success();
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
