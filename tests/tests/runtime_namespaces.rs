@@ -293,3 +293,57 @@ fn no_mount_namespace_means_chroot_only() {
         .count();
     assert_eq!(before, after, "mounts changed on the host");
 }
+
+#[test]
+fn exec_joins_the_user_and_cgroup_namespaces() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-userns-exec");
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    run(std::process::Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(bundle.rootfs()))
+    .assert_success();
+    let cg = format!("/{}", env.unique("cg"));
+    bundle.edit_config(move |c| {
+        with_ns(c, json!({"type": "user"}));
+        with_ns(c, json!({"type": "cgroup"}));
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let out = rt_run(
+        &env,
+        &["exec", &id, "sh", "-c", "id -u; readlink /proc/self/ns/user; readlink /proc/1/ns/user; grep -v ':/$' /proc/self/cgroup; echo end"],
+    );
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1], lines[2],
+        "exec is not in the init's user namespace"
+    );
+    assert_ne!(lines[1], host_ns("user"));
+    assert_eq!(
+        lines[3], "end",
+        "exec sees host cgroup paths: {}",
+        out.stdout
+    );
+    let out = rt_run(
+        &env,
+        &[
+            "exec",
+            "--user",
+            "1000:1000",
+            &id,
+            "cat",
+            "/proc/self/uid_map",
+        ],
+    );
+    out.assert_success();
+    assert!(out.stdout.contains("200000"), "{}", out.stdout);
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
