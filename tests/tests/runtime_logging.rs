@@ -244,3 +244,49 @@ fn systemd_cgroup_is_a_clear_error_here() {
     assert!(out.stderr.contains("systemd"), "{}", out.stderr);
     assert_no_trace(&env, &bundle, &id);
 }
+
+#[test]
+fn debug_adds_debug_lines_and_a_quiet_success_logs_nothing() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-logdebug");
+    let bundle = Bundle::busybox(&env);
+    let quiet = env.path().join("quiet.log");
+    let out = run(rt(&env)
+        .arg("--log")
+        .arg(&quiet)
+        .args(["--log-format", "json", "run", "--bundle"])
+        .arg(bundle.path())
+        .arg(env.unique("q")));
+    out.assert_success();
+    let lines = if quiet.exists() {
+        json_lines(&quiet)
+    } else {
+        Vec::new()
+    };
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"] != "debug" && l["level"] != "error"),
+        "{lines:?}"
+    );
+
+    let verbose = env.path().join("debug.log");
+    let out = run(rt(&env)
+        .args(["--debug", "--log"])
+        .arg(&verbose)
+        .args(["--log-format", "json", "run", "--bundle"])
+        .arg(bundle.path())
+        .arg(env.unique("d")));
+    out.assert_success();
+    assert_eq!(
+        out.stdout, "hello from busybox\n",
+        "debug output leaked to stdout"
+    );
+    let lines = json_lines(&verbose);
+    assert!(lines.iter().any(|l| l["level"] == "debug"), "{lines:?}");
+    assert!(lines
+        .iter()
+        .all(|l| l["msg"].is_string() && l["time"].is_string()));
+}
