@@ -193,3 +193,67 @@ fn hook_timeout_kills_it_and_fails_create() {
         "hook {pid} survived: {stat}"
     );
 }
+
+#[test]
+fn failing_start_container_hook_fails_start_and_stops_the_container() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-hookstart");
+    let bundle = writable_bundle(&env, &["sh", "-c", "echo ran > /ran; sleep 1000"]);
+    bundle.edit_config(|c| {
+        c["hooks"] = json!({"startContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", "echo start hook says no >&2; exit 3"]
+        }]})
+    });
+    let id = env.unique("c");
+    create(&env, &bundle, &id);
+    let out = rt_run(&env, &["start", &id]);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("startContainer") && out.stderr.contains("start hook says no"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(state(&env, &id)["status"], "stopped");
+    assert!(!bundle.rootfs().join("ran").exists(), "the process ran");
+    rt_run(&env, &["delete", &id]).assert_success();
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn failing_create_container_hook_fails_create_and_poststart_only_warns() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-hookcc");
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| c["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]}));
+    let id = env.unique("c");
+    let out = rt_run(
+        &env,
+        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
+    );
+    out.assert_failure();
+    assert!(out.stderr.contains("createContainer"), "{}", out.stderr);
+    assert_no_trace(&env, &bundle, &id);
+
+    // runtime-spec: a poststart failure is logged; the container keeps running.
+    bundle.edit_config(|c| c["hooks"] = json!({"poststart": [{"path": "/bin/false"}]}));
+    let id = env.unique("d");
+    let out = rt_run(
+        &env,
+        &[
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            &id,
+        ],
+    );
+    out.assert_success();
+    assert!(out.stderr.contains("poststart"), "{}", out.stderr);
+    assert_eq!(state(&env, &id)["status"], "running");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
