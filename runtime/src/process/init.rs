@@ -188,7 +188,12 @@ impl Init<'_> {
             w.write_all(&[0]).context("write exec fifo")?;
             drop(f);
             let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
-            hooks::run_all(hk.start_container().as_ref(), "startContainer", &state)?;
+            if let Err(e) = hooks::run_all(hk.start_container().as_ref(), "startContainer", &state) {
+                // `start` reads whatever follows the ready byte as the reason the container
+                // did not start; our own stderr is the container's, which nobody may read.
+                let _ = w.write_all(format!("{e:#}").as_bytes());
+                return Err(e);
+            }
             // `w` is close-on-exec: `start` sees EOF once the user process runs, so it returns
             // only when the container really is running. Leak it into the exec on purpose.
             std::mem::forget(w);
