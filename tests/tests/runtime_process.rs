@@ -682,3 +682,23 @@ fn exec_inherits_env_cgroup_and_seccomp_and_refuses_a_paused_container() {
     rt_run(&env, &["resume", &id]).assert_success();
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
+
+#[test]
+fn foreground_run_and_exec_relay_a_terminal() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-tty-relay");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["sh", "-c", "tty; echo hi; exit 4"]);
+    bundle.edit_config(|c| c["process"]["terminal"] = json!(true));
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_code(4);
+    assert_eq!(out.stdout.replace('\r', ""), "/dev/pts/0\nhi\n");
+
+    let (_b, id) = running_container(&env);
+    let out = rt_run(&env, &["exec", "--tty", &id, "sh", "-c", "tty; exit 6"]);
+    out.assert_code(6);
+    assert!(out.stdout.starts_with("/dev/pts/"), "{:?}", out.stdout);
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
