@@ -702,3 +702,56 @@ fn foreground_run_and_exec_relay_a_terminal() {
     assert!(out.stdout.starts_with("/dev/pts/"), "{:?}", out.stdout);
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
+
+#[test]
+fn missing_console_socket_is_named_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-nosock");
+    let bundle = Bundle::busybox(&env);
+    bundle.edit_config(|c| c["process"]["terminal"] = json!(true));
+    let sock = env.path().join("nobody-listens.sock");
+    let id = env.unique("c");
+    let out = rt_run(
+        &env,
+        &[
+            "create",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            &id,
+        ],
+    );
+    out.assert_failure();
+    assert!(out.stderr.contains("nobody-listens.sock"), "{}", out.stderr);
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn exec_cap_adds_a_capability() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-exec-cap");
+    let (_b, id) = running_container(&env);
+    let base = rt_run(&env, &["exec", &id, "cat", "/proc/self/status"]);
+    let with = rt_run(
+        &env,
+        &[
+            "exec",
+            "--cap",
+            "CAP_NET_RAW",
+            &id,
+            "cat",
+            "/proc/self/status",
+        ],
+    );
+    let eff = |o: &berth_tests::Output| {
+        u64::from_str_radix(&proc_status(&o.stdout, "CapEff"), 16).unwrap()
+    };
+    assert_eq!(eff(&base) & (1 << 13), 0);
+    assert_eq!(eff(&with), eff(&base) | (1 << 13));
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
