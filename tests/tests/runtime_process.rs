@@ -304,6 +304,16 @@ fn sysctl_in_new_net_and_ipc_namespaces() {
         host_fwd
     );
 
+    // The slash form names the same knob.
+    bundle.edit_config(|c| c["linux"]["sysctl"] = json!({"net/ipv4/ip_forward": "1"}));
+    let out = run_bundle(&env, &bundle, "slash");
+    out.assert_failure();
+    assert!(out.stderr.contains("net/ipv4/ip_forward"), "{}", out.stderr);
+    let out = sh_in(&env, "cat /proc/sys/net/ipv4/conf/lo/forwarding", |c| {
+        c["linux"]["sysctl"] = json!({"net/ipv4/conf/lo/forwarding": "1"})
+    });
+    assert_eq!(out, "1\n");
+
     bundle.edit_config(|c| c["linux"]["sysctl"] = json!({"kernel.no_such_knob": "1"}));
     let out = run_bundle(&env, &bundle, "bogus");
     out.assert_failure();

@@ -32,7 +32,7 @@ fn isolating_namespace(key: &str) -> Option<LinuxNamespaceType> {
 /// Refuses keys the container's namespaces do not isolate, before anything is written.
 pub fn check<'a>(sysctls: impl IntoIterator<Item = &'a String>, plan: &Plan) -> Result<()> {
     for key in sysctls {
-        match isolating_namespace(key) {
+        match isolating_namespace(&key.replace('/', ".")) {
             Some(ns) if plan.contains(ns) => {}
             Some(ns) => bail!(
                 "sysctl {key} needs a private {} namespace: without one it would change the host",
@@ -46,8 +46,10 @@ pub fn check<'a>(sysctls: impl IntoIterator<Item = &'a String>, plan: &Plan) -> 
 
 pub fn apply<'a>(sysctls: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<()> {
     for (key, value) in sysctls {
-        // Keys name /proc/sys paths with dots; runc accepts slashes as well.
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        // Keys name /proc/sys paths with dots, or with slashes when a component holds a dot
+        // (net/ipv4/conf/eth0.1/forwarding), as sysctl(8) and runc accept.
+        let rel = if key.contains('/') { key.clone() } else { key.replace('.', "/") };
+        let path = format!("/proc/sys/{rel}");
         std::fs::write(&path, value).with_context(|| format!("set sysctl {key}={value} ({path})"))?;
     }
     Ok(())
