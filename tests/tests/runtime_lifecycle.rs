@@ -670,3 +670,35 @@ fn init_killed_behind_the_runtimes_back_shows_stopped() {
     rt_run(&env, &["delete", &id]).assert_success();
     assert_no_trace(&env, &bundle, &id);
 }
+
+#[test]
+fn delete_force_without_a_pid_namespace_kills_every_process() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-nopidns");
+    let bundle = writable_bundle(&env, &["sh", "-c", "sleep 1000 & echo $! > /child; wait"]);
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid")
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    // Without a pid namespace the child's pid inside is its host pid.
+    let child: i32 = wait_file(&bundle.rootfs().join("child"))
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    };
+    assert!(!gone(child));
+    // Killing the init alone would leave the child running: delete must not.
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    wait_until("the container's child dies", || gone(child));
+    assert_no_trace(&env, &bundle, &id);
+}
