@@ -410,3 +410,37 @@ fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
     assert!(ev["data"]["hugetlb"]["2MB"].is_object(), "{ev}");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
+
+#[test]
+fn update_blkio_weight_where_the_host_has_one() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgblkio");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    // CFQ's blkio.weight, BFQ's blkio.bfq.weight, or cgroup2's io.bfq.weight.
+    let file = ["blkio.weight", "blkio.bfq.weight", "io.bfq.weight"]
+        .iter()
+        .map(|f| cg_dir("blkio", &cg).join(f))
+        .find(|p| p.exists());
+    let out = rt_run(&env, &["update", "--blkio-weight", "500", &id]);
+    match file {
+        Some(file) => {
+            out.assert_success();
+            assert_eq!(fs::read_to_string(&file).unwrap().trim(), "500");
+        }
+        None => {
+            out.assert_failure();
+            assert!(
+                out.stderr.contains("blkio") || out.stderr.contains("io."),
+                "{}",
+                out.stderr
+            );
+        }
+    }
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}

@@ -638,6 +638,10 @@ fn exec_with_a_tty_through_the_console_socket() {
     let text = receiver.join().unwrap().replace('\r', "");
     assert!(text.contains("/dev/pts/"), "{text:?}");
     assert!(text.contains("stdin-is-tty"), "{text:?}");
+    // A detached exec with a terminal has nowhere to send it without a socket.
+    let out = rt_run(&env, &["exec", "--detach", "--tty", &id, "tty"]);
+    out.assert_failure();
+    assert!(out.stderr.contains("console-socket"), "{}", out.stderr);
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
 
