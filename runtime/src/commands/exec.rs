@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Pid, Uid};
-use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::cli::ExecArgs;
 use crate::commands::{create::write_pid_file, foreground, Global};
@@ -63,7 +63,7 @@ fn process_from_args(a: &ExecArgs, spec: &Spec) -> Result<Process> {
         p.set_user(user);
     }
     if !a.cap.is_empty() {
-        let mut c = p.capabilities().clone().unwrap_or_else(LinuxCapabilities::default);
+        let mut c = p.capabilities().clone().unwrap_or_default();
         for name in &a.cap {
             caps::parse_cap(name)?;
             let cap: oci_spec::runtime::Capability =

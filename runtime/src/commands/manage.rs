@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, LinuxBlockIo, Spec};
+use oci_spec::runtime::{LinuxPids, LinuxResources, Spec};
 use serde_json::json;
 
 use crate::cli::{EventsArgs, SpecArgs, UpdateArgs};
@@ -48,7 +48,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
         }
         None => LinuxResources::default(),
     };
-    let mut mem = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+    let mut mem = r.memory().unwrap_or_default();
     let mut mem_set = r.memory().is_some();
     if let Some(m) = &a.memory {
         mem.set_limit(Some(parse_bytes(m)?));
@@ -65,7 +65,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
     if mem_set {
         r.set_memory(Some(mem));
     }
-    let mut cpu = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+    let mut cpu = r.cpu().clone().unwrap_or_default();
     let before = serde_json::to_value(&cpu)?;
     if let Some(v) = a.cpu_period { cpu.set_period(Some(v)); }
     if let Some(v) = a.cpu_quota { cpu.set_quota(Some(v)); }
@@ -83,7 +83,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<()> {
         r.set_pids(Some(pids));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = r.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         r.set_block_io(Some(b));
     }

@@ -147,7 +147,7 @@ impl Init<'_> {
         let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         if terminal {
             let pty = console::open_pty()?;
-            if let Some(b) = process.as_ref().and_then(|p| p.console_size().clone()) {
+            if let Some(b) = process.as_ref().and_then(|p| p.console_size()) {
                 console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
             }
             match &self.tty {
