@@ -198,3 +198,36 @@ fn device_nodes_in_the_image_are_blocked_unless_allowed() {
     assert!(out.stdout.starts_with("crw-rw----"), "{}", out.stdout);
     assert!(out.stdout.contains("10, 229"), "{}", out.stdout);
 }
+
+#[test]
+fn readonly_root_masked_and_readonly_paths() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-ro");
+    // The fixture's spec is runc's: read-only root, /proc/timer_list and /sys/firmware masked,
+    // /proc/sys read-only.
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null; echo root=$?; echo timer_list=$(wc -c < /proc/timer_list); \
+         echo firmware=$(ls /sys/firmware | wc -l); \
+         (echo 1 > /proc/sys/kernel/shmmax) 2>/dev/null; echo procsys=$?; \
+         touch /dev/shm/ok; echo shm=$?",
+    ]);
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_success();
+    assert_eq!(
+        out.stdout, "root=1\ntimer_list=0\nfirmware=0\nprocsys=1\nshm=0\n",
+        "{}",
+        out.stderr
+    );
+    assert!(!bundle.rootfs().join("x").exists());
+
+    // A writable root takes the write.
+    bundle.edit_config(|c| c["root"]["readonly"] = json!(false));
+    bundle.args(&["touch", "/x"]);
+    run_bundle(&env, &bundle, "d").assert_success();
+    assert!(bundle.rootfs().join("x").exists());
+}
