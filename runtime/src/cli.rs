@@ -32,8 +32,10 @@ pub struct Cli {
     /// Use systemd to manage cgroups (needs a running systemd).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility; rootless mode is detected, not forced.
-    #[arg(long, global = true, hide = true)]
+    /// runc's global `--rootless true|false|auto` (accepted; rootless mode is detected), and
+    /// also `spec --rootless`: clap cannot hold two `--rootless` on one subcommand, so this
+    /// one takes an optional value and a bare flag means "true".
+    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
@@ -249,7 +251,4 @@ pub struct EventsArgs {
 pub struct SpecArgs {
     #[arg(short = 'b', long, default_value = ".")]
     pub bundle: PathBuf,
-    /// A spec for a rootless container (user namespace with the caller's ids).
-    #[arg(long = "rootless")]
-    pub rootless: bool,
 }

@@ -166,6 +166,27 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
                 return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
             }
         };
+    // A cgroup that already holds processes belongs to another container (the same id
+    // under another --root, or a shared cgroupsPath): joining it would let our delete
+    // kill theirs, and our failed create remove it.
+    let in_use = if cgroup.exists() {
+        cgroup.pids().map(|p| p.len()).unwrap_or(0)
+    } else {
+        0
+    };
+    if in_use > 0 {
+        let _ = fs::remove_dir_all(&dir);
+        let where_ = cgroup
+            .paths()
+            .dirs()
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        bail!(
+            "cgroup {where_} for container {} is in use by {in_use} other process(es)",
+            a.id
+        );
+    }
     let mut guard = Cleanup {
         dir: Some(dir.clone()),
         pid: None,
@@ -320,7 +341,9 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Program>> {
 fn resources_with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
     let linux = spec.linux().as_ref()?;
     let mut r = linux.resources().clone()?;
-    let Some(mut rules) = r.devices().clone().filter(|d| !d.is_empty()) else {
+    // An empty list means deny-all like any other list (runc's emulator starts from deny),
+    // so it needs the default devices as much as a non-empty one.
+    let Some(mut rules) = r.devices().clone() else {
         return Some(r);
     };
     rules.extend(berth_cgroups::default_device_rules());

@@ -207,12 +207,12 @@ pub fn features() -> Result<()> {
     Ok(())
 }
 
-pub fn spec(a: &SpecArgs) -> Result<()> {
+pub fn spec(a: &SpecArgs, rootless: bool) -> Result<()> {
     let path = a.bundle.join("config.json");
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let spec = if a.rootless {
+    let spec = if rootless {
         Spec::rootless(
             nix::unistd::getuid().as_raw(),
             nix::unistd::getgid().as_raw(),
@@ -223,6 +223,8 @@ pub fn spec(a: &SpecArgs) -> Result<()> {
     let mut v = serde_json::to_value(&spec)?;
     v["process"]["terminal"] = json!(true);
     v["process"]["args"] = json!(["sh"]);
+    // oci-spec's default names another runtime; runc's template uses its own name.
+    v["hostname"] = json!("berth");
     fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")
         .with_context(|| format!("write {}", path.display()))?;
     Ok(())

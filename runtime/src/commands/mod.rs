@@ -42,6 +42,7 @@ pub fn dispatch(cli: &Cli, cmd: &Command) -> Result<i32> {
         Command::Update(a) => manage::update(root, a).map(|_| 0),
         Command::Events(a) => manage::events(root, a).map(|_| 0),
         Command::Features => manage::features().map(|_| 0),
-        Command::Spec(a) => manage::spec(a).map(|_| 0),
+        // `spec --rootless` arrives through the global flag (see Cli::rootless).
+        Command::Spec(a) => manage::spec(a, cli.rootless.as_deref() == Some("true")).map(|_| 0),
     }
 }

@@ -53,15 +53,17 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             Err(e) => return Err(e).context("wait on exec fifo"),
         }
     }
-    // Then wait for EOF: the init's write end closes at execve (or when it dies).
+    // Then wait for EOF: the init's write end closes at execve (or when it dies). Bytes
+    // before EOF are the init's reason for not starting (a failed startContainer hook).
+    let mut failure = Vec::new();
     loop {
         let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(n) if n > 0 => {
-                let mut b = [0u8; 16];
+                let mut b = [0u8; 512];
                 match std::io::Read::read(&mut f, &mut b) {
                     Ok(0) => break,
-                    Ok(_) => {}
+                    Ok(n) => failure.extend_from_slice(&b[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e).context("read exec fifo"),
                 }
@@ -72,6 +74,22 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     let _ = fs::remove_file(&fifo);
+    if !failure.is_empty() {
+        // runtime-spec: stop the container. The init is already on its way out; make sure it
+        // is gone so `state` says stopped as soon as we return.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while c.init_alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        bail!(
+            "container {id} did not start: {}",
+            String::from_utf8_lossy(&failure)
+        );
+    }
     if !c.init_alive() && c.spec.process().is_some() {
         // Most likely a startContainer hook failed; the init reported it on its stderr.
         tracing::warn!("container {id} exited during start");

@@ -17,7 +17,7 @@ use crate::hooks;
 use crate::process::namespaces::Plan;
 use crate::process::sync::{Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
-use crate::process::{console, setup};
+use crate::process::{console, setup, sysctl};
 use crate::rootfs;
 use crate::state::{hook_state_json, Status};
 
@@ -92,6 +92,7 @@ impl Init<'_> {
             .plan
             .contains(oci_spec::runtime::LinuxNamespaceType::Mount);
 
+        sysctl::check(linux.sysctl().iter().flatten().map(|(k, _)| k), self.plan)?;
         if self.plan.user() {
             // Become root of the new user namespace, whose mappings the runtime just wrote.
             nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -189,10 +190,7 @@ impl Init<'_> {
             console::mount_console(&pty.slave_path)?;
             console::become_session_leader_on(&pty.slave)?;
         }
-        for (k, v) in linux.sysctl().iter().flatten() {
-            let path = format!("/proc/sys/{}", k.replace('.', "/"));
-            std::fs::write(&path, v).with_context(|| format!("set sysctl {k}={v}"))?;
-        }
+        sysctl::apply(linux.sysctl().iter().flatten())?;
         if has_mount_ns {
             rootfs::finalize(spec)?;
         }
@@ -225,12 +223,17 @@ impl Init<'_> {
             drop(f);
             let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
             // These paths resolve inside the container: run them through the trampoline too.
-            hooks::run_all_via(
+            if let Err(e) = hooks::run_all_via(
                 hk.start_container().as_ref(),
                 "startContainer",
                 &state,
                 self.trampoline.as_ref(),
-            )?;
+            ) {
+                // `start` reads whatever follows the ready byte as the reason the container
+                // did not start; our own stderr is the container's, which nobody may read.
+                let _ = w.write_all(format!("{e:#}").as_bytes());
+                return Err(e);
+            }
             // `w` is close-on-exec: `start` sees EOF once the user process runs, so it returns
             // only when the container really is running. Leak it into the exec on purpose.
             std::mem::forget(w);

@@ -8,4 +8,5 @@ pub mod namespaces;
 pub mod setup;
 pub mod spawn;
 pub mod sync;
+pub mod sysctl;
 pub mod trampoline;

@@ -1,0 +1,446 @@
+//! Cgroup limits from config.json as the host sees them in the container's
+//! cgroup files, changed by `update`, frozen by `pause`, read by `events`.
+//! Works on v1, v2 and hybrid hosts: each file is looked up in the v1
+//! hierarchy of its controller when one is mounted, else in cgroup2.
+
+mod runtime_support;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_tests::{require_root, run_with_input, Bundle, TestEnv};
+use runtime_support::*;
+use serde_json::{json, Value};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The directory of `controller` for the absolute cgroup path `cg`.
+fn cg_dir(controller: &str, cg: &str) -> PathBuf {
+    let v1 = PathBuf::from("/sys/fs/cgroup").join(controller);
+    let base = if v1.is_dir() {
+        v1
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    base.join(cg.trim_start_matches('/'))
+}
+
+fn is_v1(controller: &str) -> bool {
+    PathBuf::from("/sys/fs/cgroup").join(controller).is_dir()
+}
+
+/// Reads the first of `files` (v1 name, v2 name) that exists.
+#[track_caller]
+fn cg_read(controller: &str, cg: &str, v1_file: &str, v2_file: &str) -> String {
+    let file = if is_v1(controller) { v1_file } else { v2_file };
+    let path = cg_dir(controller, cg).join(file);
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+fn limited_bundle(env: &TestEnv, cg: &str) -> Bundle {
+    let bundle = writable_bundle(env, &["sleep", "1000"]);
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["resources"]["memory"] = json!({"limit": 64 * MIB});
+        c["linux"]["resources"]["pids"] = json!({"limit": 50});
+        c["linux"]["resources"]["cpu"] =
+            json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"});
+    });
+    bundle
+}
+
+#[test]
+fn limits_show_in_the_hosts_cgroup_files() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cglimits");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = limited_bundle(&env, &cg);
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let pid = init_pid(&env, &id);
+
+    let procs = fs::read_to_string(cg_dir("pids", &cg).join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "{pid} not in {procs}"
+    );
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(own.lines().all(|l| l.ends_with(&cg)), "{own}");
+
+    assert_eq!(
+        cg_read("memory", &cg, "memory.limit_in_bytes", "memory.max"),
+        (64 * MIB).to_string()
+    );
+    assert_eq!(cg_read("pids", &cg, "pids.max", "pids.max"), "50");
+    if is_v1("cpu") {
+        assert_eq!(cg_read("cpu", &cg, "cpu.shares", ""), "512");
+        assert_eq!(cg_read("cpu", &cg, "cpu.cfs_quota_us", ""), "50000");
+        assert_eq!(cg_read("cpu", &cg, "cpu.cfs_period_us", ""), "100000");
+    } else {
+        assert_eq!(cg_read("cpu", &cg, "", "cpu.max"), "50000 100000");
+    }
+    assert_eq!(cg_read("cpuset", &cg, "cpuset.cpus", "cpuset.cpus"), "0");
+
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    assert!(
+        cgroups_named(&env.unique("cg")).is_empty(),
+        "cgroup left after delete"
+    );
+}
+
+#[test]
+fn pids_limit_stops_forks_inside() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgpids");
+    let cg = format!("/{}", env.unique("cg"));
+    let out = {
+        let bundle = writable_bundle(
+            &env,
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5 6 7 8; do sleep 100 & done 2>&1; echo done",
+            ],
+        );
+        bundle.edit_config(|c| {
+            c["linux"]["cgroupsPath"] = json!(cg);
+            c["linux"]["resources"]["pids"] = json!({"limit": 4});
+        });
+        run_bundle(&env, &bundle, "c")
+    };
+    // busybox sh exits 2 when it cannot fork; either way it said why.
+    assert!(out.stdout.contains("can't fork"), "{}", out.stdout);
+}
+
+#[test]
+fn update_changes_limits_of_a_running_container() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgupdate");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = limited_bundle(&env, &cg);
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+
+    let resources = json!({
+        "memory": {"limit": 128 * MIB},
+        "pids": {"limit": 100},
+        "cpu": {"shares": 256}
+    });
+    run_with_input(
+        rt(&env).args(["update", "--resources", "-", &id]),
+        resources.to_string().as_bytes(),
+        Duration::from_secs(60),
+    )
+    .assert_success();
+    assert_eq!(
+        cg_read("memory", &cg, "memory.limit_in_bytes", "memory.max"),
+        (128 * MIB).to_string()
+    );
+    assert_eq!(cg_read("pids", &cg, "pids.max", "pids.max"), "100");
+    if is_v1("cpu") {
+        assert_eq!(cg_read("cpu", &cg, "cpu.shares", ""), "256");
+    }
+
+    // The flags, runc-style.
+    rt_run(
+        &env,
+        &[
+            "update",
+            "--memory",
+            "100663296",
+            "--pids-limit",
+            "77",
+            "--cpu-quota",
+            "20000",
+            &id,
+        ],
+    )
+    .assert_success();
+    assert_eq!(
+        cg_read("memory", &cg, "memory.limit_in_bytes", "memory.max"),
+        (96 * MIB).to_string()
+    );
+    assert_eq!(cg_read("pids", &cg, "pids.max", "pids.max"), "77");
+    if is_v1("cpu") {
+        assert_eq!(cg_read("cpu", &cg, "cpu.cfs_quota_us", ""), "20000");
+    } else {
+        assert!(cg_read("cpu", &cg, "", "cpu.max").starts_with("20000 "));
+    }
+
+    // Bad input changes nothing and says why.
+    let out = run_with_input(
+        rt(&env).args(["update", "--resources", "-", &id]),
+        b"{not json",
+        Duration::from_secs(60),
+    );
+    out.assert_failure();
+    assert!(
+        out.stderr.to_lowercase().contains("resources"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(cg_read("pids", &cg, "pids.max", "pids.max"), "77");
+    let out = rt_run(&env, &["update", "--pids-limit", "5", &env.unique("ghost")]);
+    out.assert_failure();
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-pause");
+    let bundle = writable_bundle(
+        &env,
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo $i > /count.tmp; mv /count.tmp /count; done",
+        ],
+    );
+    let cg = format!("/{}", env.unique("cg"));
+    bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let count = bundle.rootfs().join("count");
+    wait_file(&count);
+
+    rt_run(&env, &["pause", &id]).assert_success();
+    assert_eq!(state(&env, &id)["status"], "paused");
+    if is_v1("freezer") {
+        assert_eq!(cg_read("freezer", &cg, "freezer.state", ""), "FROZEN");
+    } else {
+        assert_eq!(cg_read("freezer", &cg, "", "cgroup.freeze"), "1");
+    }
+    // Frozen: the counter does not move, however long we look.
+    let frozen = fs::read_to_string(&count).unwrap();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(
+            fs::read_to_string(&count).unwrap(),
+            frozen,
+            "counter moved while paused"
+        );
+    }
+    // Pausing twice is an error; so is a kill-less delete.
+    rt_run(&env, &["pause", &id]).assert_failure();
+    rt_run(&env, &["delete", &id]).assert_failure();
+
+    rt_run(&env, &["resume", &id]).assert_success();
+    assert_eq!(state(&env, &id)["status"], "running");
+    wait_until("counter moves after resume", || {
+        fs::read_to_string(&count)
+            .map(|c| !c.is_empty() && c != frozen)
+            .unwrap_or(false)
+    });
+    rt_run(&env, &["resume", &id]).assert_failure();
+
+    // delete --force of a paused container works too.
+    rt_run(&env, &["pause", &id]).assert_success();
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn events_stats_prints_runc_shaped_json() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-events");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = limited_bundle(&env, &cg);
+    bundle.args(&["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let out = rt_run(&env, &["events", "--stats", &id]);
+    out.assert_success();
+    let ev: Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("events --stats: {e}: {}", out.stdout));
+    assert_eq!(ev["type"], "stats", "{ev}");
+    assert_eq!(ev["id"], id.as_str(), "{ev}");
+    let data = &ev["data"];
+    assert!(data["pids"]["current"].as_u64().unwrap() >= 2, "{ev}");
+    assert_eq!(data["pids"]["limit"], 50, "{ev}");
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{ev}"
+    );
+    assert_eq!(data["memory"]["usage"]["limit"], 64 * MIB, "{ev}");
+    assert!(data["cpu"]["usage"]["total"].as_u64().is_some(), "{ev}");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    let out = rt_run(&env, &["events", "--stats", &id]);
+    out.assert_failure();
+}
+
+#[test]
+fn relative_cgroups_path_is_below_the_runtimes_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgrel");
+    let rel = format!("{}/inner", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(rel);
+        c["linux"]["resources"]["pids"] = json!({"limit": 33});
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let pid = init_pid(&env, &id);
+    let mine = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let theirs = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in theirs.lines() {
+        let (hier, path) = line.rsplit_once(':').unwrap();
+        let parent = mine
+            .lines()
+            .find_map(|l| {
+                l.rsplit_once(':')
+                    .filter(|(h, _)| *h == hier)
+                    .map(|(_, p)| p)
+            })
+            .unwrap();
+        let expected = format!("{}/{rel}", parent.trim_end_matches('/'));
+        assert_eq!(path, expected, "hierarchy {hier}: {theirs}");
+    }
+    let pids_line = theirs
+        .lines()
+        .find(|l| l.contains(":pids:") || l.starts_with("0::"))
+        .unwrap();
+    let pids_path = pids_line.rsplit_once(':').unwrap().1;
+    assert_eq!(cg_read("pids", pids_path, "pids.max", "pids.max"), "33");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    // The container's own cgroup goes; its parent may be shared (like a pod's)
+    // and stays, as with runc.
+    assert!(!cg_dir("pids", pids_path).exists(), "{pids_path} left");
+}
+
+#[test]
+fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgbad");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["true"]);
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["resources"]["cpu"] = json!({"cpus": "999"});
+    });
+    let id = env.unique("c");
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_failure();
+    assert!(out.stderr.contains("cpuset"), "{}", out.stderr);
+    assert!(cgroups_named(&env.unique("cg")).is_empty(), "cgroup left");
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgmore");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["resources"]["memory"] =
+            json!({"limit": 64 * MIB, "reservation": 32 * MIB, "swap": 128 * MIB});
+        c["linux"]["resources"]["cpu"] = json!({"mems": "0"});
+        c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 * MIB}]);
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    assert_eq!(
+        cg_read("memory", &cg, "memory.soft_limit_in_bytes", "memory.low"),
+        (32 * MIB).to_string()
+    );
+    let swap_file = cg_dir("memory", &cg).join("memory.memsw.limit_in_bytes");
+    if !is_v1("memory") || swap_file.exists() {
+        // v2 keeps swap apart from memory: 128 MiB total is 64 MiB of swap.
+        let want = if is_v1("memory") { 128 * MIB } else { 64 * MIB };
+        assert_eq!(
+            cg_read(
+                "memory",
+                &cg,
+                "memory.memsw.limit_in_bytes",
+                "memory.swap.max"
+            ),
+            want.to_string()
+        );
+    }
+    assert_eq!(cg_read("cpuset", &cg, "cpuset.mems", "cpuset.mems"), "0");
+    // hugetlb lives in v1 or, on this project's hybrid hosts, only in cgroup2.
+    let hugetlb = [
+        "/sys/fs/cgroup/hugetlb",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|m| {
+        PathBuf::from(m)
+            .join(cg.trim_start_matches('/'))
+            .join("hugetlb.2MB.max")
+    })
+    .chain(std::iter::once(
+        PathBuf::from("/sys/fs/cgroup/hugetlb")
+            .join(cg.trim_start_matches('/'))
+            .join("hugetlb.2MB.limit_in_bytes"),
+    ))
+    .find(|p| p.exists());
+    if let Some(file) = hugetlb {
+        assert_eq!(
+            fs::read_to_string(&file).unwrap().trim(),
+            (4 * MIB).to_string()
+        );
+    }
+    let out = rt_run(&env, &["events", "--stats", &id]);
+    let ev: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(ev["data"]["hugetlb"]["2MB"].is_object(), "{ev}");
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
+
+#[test]
+fn update_blkio_weight_where_the_host_has_one() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgblkio");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    // CFQ's blkio.weight, BFQ's blkio.bfq.weight, or cgroup2's io.bfq.weight.
+    let file = ["blkio.weight", "blkio.bfq.weight", "io.bfq.weight"]
+        .iter()
+        .map(|f| cg_dir("blkio", &cg).join(f))
+        .find(|p| p.exists());
+    let out = rt_run(&env, &["update", "--blkio-weight", "500", &id]);
+    match file {
+        Some(file) => {
+            out.assert_success();
+            assert_eq!(fs::read_to_string(&file).unwrap().trim(), "500");
+        }
+        None => {
+            out.assert_failure();
+            assert!(
+                out.stderr.contains("blkio") || out.stderr.contains("io."),
+                "{}",
+                out.stderr
+            );
+        }
+    }
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}

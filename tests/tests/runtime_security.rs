@@ -1,0 +1,233 @@
+//! Security properties a container must not be able to break: the init is
+//! not a handle on the host's runtime binary (CVE-2019-5736), mount targets
+//! that are symlinks in the image stay inside the rootfs, broken configs leave
+//! nothing behind.
+
+mod runtime_support;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use berth_tests::{bin, require_root, Bundle, TestEnv};
+use runtime_support::*;
+use serde_json::json;
+
+#[test]
+fn the_container_process_never_runs_the_host_binary() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-exeguard");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["sleep", "1000"]);
+    let id = env.unique("c");
+    create(&env, &bundle, &id);
+    let pid = init_pid(&env, &id);
+    let host_binary = fs::canonicalize(bin("berth-runtime")).unwrap();
+    // While created, the init is the runtime inside the container. Either it runs from a
+    // sealed memfd copy (which cannot be opened for writing), or it is the host binary
+    // made non-dumpable and leaves it through a sealed trampoline at exec (main's design
+    // since the exec trampoline; runtime_cve.rs drives the #!/proc/self/exe attack).
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    if exe.to_string_lossy().starts_with("/memfd:") {
+        let write = fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/exe"));
+        assert!(write.is_err(), "the init's sealed exe opened for writing");
+    }
+    rt_run(&env, &["start", &id]).assert_success();
+    // A trampoline may still be on its way to the user program: every step of the way is
+    // something other than the host binary, and it ends at busybox.
+    wait_until("the user process execs busybox", || {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_ne!(
+            exe, host_binary,
+            "the container process runs the host binary"
+        );
+        exe.ends_with("bin/busybox")
+    });
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
+
+/// Bind-mounts a directory onto `/link`, a symlink in the image pointing at
+/// `link_target` (VICTIM = a host dir), and checks the mount landed inside
+/// the rootfs and the host dir is untouched.
+fn mount_onto_symlink(env: &TestEnv, link_target: &str, name: &str) {
+    let bundle = writable_bundle(env, &["sh", "-c", "ls /link/"]);
+    // The victim: a host directory the symlink points at if followed on the host.
+    let victim = env.path().join(format!("victim-{name}"));
+    fs::create_dir_all(&victim).unwrap();
+    fs::write(victim.join("host-file"), "").unwrap();
+    let source = env.path().join(format!("source-{name}"));
+    fs::create_dir_all(&source).unwrap();
+    fs::write(source.join("from-bind"), "").unwrap();
+    let link_target = link_target.replace("VICTIM", victim.to_str().unwrap());
+    symlink(&link_target, bundle.rootfs().join("link")).unwrap();
+    let src = source.display().to_string();
+    bundle.edit_config(move |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/link", "type": "bind", "source": src, "options": ["rbind", "ro"]
+        }))
+    });
+    let before = mounts_mentioning(victim.to_str().unwrap());
+    let out = run_bundle(env, &bundle, name);
+    out.assert_success();
+    assert_eq!(
+        out.stdout, "from-bind\n",
+        "{link_target}: the mount did not land in the rootfs"
+    );
+    let victim_files: Vec<_> = fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        victim_files,
+        ["host-file"],
+        "{link_target}: the host dir changed"
+    );
+    assert_eq!(mounts_mentioning(victim.to_str().unwrap()), before);
+}
+
+#[test]
+fn absolute_symlink_mount_target_stays_in_the_rootfs() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-symabs");
+    mount_onto_symlink(&env, "VICTIM", "abs");
+}
+
+#[test]
+fn dotdot_symlink_mount_target_stays_in_the_rootfs() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-symdot");
+    mount_onto_symlink(&env, "../../../../../../../../../../..VICTIM", "dotdot");
+}
+
+#[test]
+fn bad_mount_and_bad_config_leave_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-badmount");
+    let bundle = Bundle::busybox(&env);
+    let missing = env.path().join("no-such-source");
+    let m = missing.display().to_string();
+    bundle.edit_config(move |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": m, "options": ["rbind"]
+        }))
+    });
+    let id = env.unique("c");
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_failure();
+    assert!(out.stderr.contains("no-such-source"), "{}", out.stderr);
+    assert_no_trace(&env, &bundle, &id);
+
+    bundle.edit_config(|c| {
+        c["mounts"] = json!([{"destination": "/x", "type": "nosuchfs", "source": "none"}])
+    });
+    let id = env.unique("d");
+    let out = run_bundle(&env, &bundle, "d");
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("nosuchfs") || out.stderr.contains("/x"),
+        "{}",
+        out.stderr
+    );
+    assert_no_trace(&env, &bundle, &id);
+
+    // A relative mount destination is refused by name.
+    bundle.edit_config(|c| {
+        c["mounts"] = json!([{"destination": "relative/x", "type": "tmpfs", "source": "tmpfs"}])
+    });
+    let id = env.unique("e");
+    let out = run_bundle(&env, &bundle, "e");
+    if !out.success() {
+        assert!(out.stderr.contains("relative/x"), "{}", out.stderr);
+    }
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn device_nodes_in_the_image_are_blocked_unless_allowed() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-devices");
+    let bundle = writable_bundle(
+        &env,
+        &["sh", "-c", "head -c1 /kmem-node >/dev/null 2>&1 && echo kmem-open; echo x > /null-node && echo null-ok; echo x > /dev/null && echo devnull-ok"],
+    );
+    // An image can ship device nodes; the devices cgroup must still stop them.
+    let kmem = bundle.rootfs().join("kmem-node");
+    let null = bundle.rootfs().join("null-node");
+    berth_tests::run(
+        std::process::Command::new("mknod")
+            .arg(&kmem)
+            .args(["c", "1", "2"]),
+    )
+    .assert_success();
+    berth_tests::run(
+        std::process::Command::new("mknod")
+            .arg(&null)
+            .args(["c", "1", "3"]),
+    )
+    .assert_success();
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_success();
+    // /dev/kmem's numbers: denied. /dev/null's: on the default list.
+    assert_eq!(out.stdout, "null-ok\ndevnull-ok\n");
+
+    // An explicit allow rule for a custom device, created by linux.devices.
+    let bundle = writable_bundle(&env, &["sh", "-c", "ls -ln /dev/fuse"]);
+    bundle.edit_config(|c| {
+        c["linux"]["devices"] = json!([{
+            "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+            "fileMode": 432, "uid": 0, "gid": 0
+        }]);
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}));
+    });
+    let out = run_bundle(&env, &bundle, "d");
+    out.assert_success();
+    assert!(out.stdout.starts_with("crw-rw----"), "{}", out.stdout);
+    assert!(out.stdout.contains("10, 229"), "{}", out.stdout);
+}
+
+#[test]
+fn readonly_root_masked_and_readonly_paths() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-ro");
+    // The fixture's spec is runc's: read-only root, /proc/timer_list and /sys/firmware masked,
+    // /proc/sys read-only.
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null; echo root=$?; echo timer_list=$(wc -c < /proc/timer_list); \
+         echo firmware=$(ls /sys/firmware | wc -l); \
+         (echo 1 > /proc/sys/kernel/shmmax) 2>/dev/null; echo procsys=$?; \
+         touch /dev/shm/ok; echo shm=$?",
+    ]);
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_success();
+    assert_eq!(
+        out.stdout, "root=1\ntimer_list=0\nfirmware=0\nprocsys=1\nshm=0\n",
+        "{}",
+        out.stderr
+    );
+    assert!(!bundle.rootfs().join("x").exists());
+
+    // A writable root takes the write.
+    bundle.edit_config(|c| c["root"]["readonly"] = json!(false));
+    bundle.args(&["touch", "/x"]);
+    run_bundle(&env, &bundle, "d").assert_success();
+    assert!(bundle.rootfs().join("x").exists());
+}

@@ -1,0 +1,176 @@
+//! Shared steps of the berth-runtime end-to-end tests: the runtime command,
+//! polling its state, and checking that a container left nothing behind.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use berth_tests::{bin, run, Bundle, Output, TestEnv};
+use serde_json::Value;
+
+/// How long a poll waits for the runtime to reach a state; generous because
+/// six agents share two cores.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `berth-runtime --root <env>/run/runtime`.
+pub fn rt(env: &TestEnv) -> Command {
+    env.oci_runtime(bin("berth-runtime"))
+}
+
+/// Runs `berth-runtime ARGS...`.
+pub fn rt_run(env: &TestEnv, args: &[&str]) -> Output {
+    run(rt(env).args(args))
+}
+
+/// A busybox bundle with a writable rootfs (runc's default spec makes it
+/// read-only) running `args`.
+pub fn writable_bundle(env: &TestEnv, args: &[&str]) -> Bundle {
+    let bundle = Bundle::busybox(env);
+    bundle.args(args);
+    bundle.edit_config(|c| c["root"]["readonly"] = Value::Bool(false));
+    bundle
+}
+
+/// Runs the bundle in the foreground under a fresh id and returns the output.
+pub fn run_bundle(env: &TestEnv, bundle: &Bundle, name: &str) -> Output {
+    let id = env.unique(name);
+    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
+    rt_run(env, &["run", "--bundle", bundle_path, &id])
+}
+
+/// Runs `sh -c script` in a fresh busybox container (after `edit` changes the
+/// config) and returns its output, asserting it exited 0.
+#[track_caller]
+pub fn sh_in(env: &TestEnv, script: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let bundle = writable_bundle(env, &["sh", "-c", script]);
+    bundle.edit_config(edit);
+    let out = run_bundle(env, &bundle, "sh");
+    out.assert_success();
+    out.stdout
+}
+
+/// `create` then nothing else: the container is left `created`.
+#[track_caller]
+pub fn create(env: &TestEnv, bundle: &Bundle, id: &str) {
+    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
+    rt_run(env, &["create", "--bundle", bundle_path, id]).assert_success();
+}
+
+/// `run --detach`: the container is left running.
+#[track_caller]
+pub fn run_detached(env: &TestEnv, bundle: &Bundle, id: &str) {
+    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
+    rt_run(env, &["run", "--detach", "--bundle", bundle_path, id]).assert_success();
+}
+
+/// The `state` JSON of a container.
+#[track_caller]
+pub fn state(env: &TestEnv, id: &str) -> Value {
+    let out = rt_run(env, &["state", id]);
+    out.assert_success();
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("state {id}: not JSON ({e}): {}", out.stdout))
+}
+
+/// The container init's host pid.
+#[track_caller]
+pub fn init_pid(env: &TestEnv, id: &str) -> i32 {
+    state(env, id)["pid"].as_i64().expect("state has a pid") as i32
+}
+
+/// Polls `state` until `status` shows, panicking after [`PATIENCE`].
+#[track_caller]
+pub fn wait_status(env: &TestEnv, id: &str, status: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = state(env, id);
+        if s["status"] == status {
+            return s;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{id} never became {status}; last state {s}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls until `path` exists (a file the container writes), panicking after
+/// [`PATIENCE`].
+#[track_caller]
+pub fn wait_file(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{} never appeared",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls until `check` holds, panicking with `what` after [`PATIENCE`].
+#[track_caller]
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Cgroup directories anywhere under /sys/fs/cgroup whose name contains `name`.
+pub fn cgroups_named(name: &str) -> Vec<String> {
+    let out = run(Command::new("find")
+        .args(["/sys/fs/cgroup", "-type", "d", "-name"])
+        .arg(format!("*{name}*")));
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+/// Lines of the host's mountinfo that mention `needle`.
+pub fn mounts_mentioning(needle: &str) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts that container `id` (from `bundle`) left no state dir in the
+/// `--root`, no cgroup and no mount on the host.
+#[track_caller]
+pub fn assert_no_trace(env: &TestEnv, bundle: &Bundle, id: &str) {
+    let root = env.run().join("runtime");
+    let state_dir = root.join(id);
+    assert!(
+        !state_dir.exists(),
+        "state dir {} left behind",
+        state_dir.display()
+    );
+    let cgroups = cgroups_named(id);
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+    let mounts = mounts_mentioning(bundle.path().to_str().unwrap());
+    assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+    let mounts = mounts_mentioning(id);
+    assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+}
+
+/// Lines of `/proc/<pid>/status` starting with `key:`, value trimmed.
+pub fn proc_status(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in status:\n{text}"))
+        .trim()
+        .to_string()
+}
