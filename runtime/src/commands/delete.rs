@@ -38,18 +38,18 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             if s == Status::Paused {
                 let _ = c.cgroup().map(|cg| cg.thaw());
             }
-            kill_and_wait(&c, true)?
+            kill_and_wait(&c)?
         }
         s => bail!("cannot delete container {id} that is not stopped: {s}"),
     }
     destroy(root, &c)
 }
 
-fn kill_and_wait(c: &Container, all: bool) -> Result<()> {
-    if all {
-        if let Ok(cg) = c.cgroup() {
-            let _ = cg.kill_all(libc::SIGKILL);
-        }
+/// SIGKILL every process of the container (the init last, in case it is not in the cgroup
+/// any more) and wait for the init to be gone.
+fn kill_and_wait(c: &Container) -> Result<()> {
+    if let Ok(cg) = c.cgroup() {
+        let _ = cg.kill_all(libc::SIGKILL);
     }
     let _ = kill(Pid::from_raw(c.pid), Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(10);
