@@ -261,3 +261,22 @@ fn notify_hands_the_listener_to_listener_path() {
 fn fs_read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+#[test]
+fn a_profile_that_denies_execveat_still_starts_the_process() {
+    // Profiles written for runc allow execve; some never list execveat. The runtime's last
+    // exec (through its trampoline) must not need it.
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-sc-execveat");
+    let bundle = writable_bundle(&env, &["sh", "-c", "echo started"]);
+    bundle.edit_config(|c| {
+        c["linux"]["seccomp"] = allow_all_but(json!([
+            {"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}
+        ]))
+    });
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_success();
+    assert_eq!(out.stdout, "started\n");
+}

@@ -118,7 +118,13 @@ impl Trampoline {
         let mut full: Vec<&CStr> = Vec::with_capacity(argv.len() + 1);
         full.push(exe);
         full.extend(argv.iter().map(|a| a.as_c_str()));
-        let err = nix::unistd::fexecve(&self.fd, &full, envp).unwrap_err();
+        // execve of the /proc magic link, not execveat(fd): seccomp profiles written for
+        // runc allow execve but do not always list execveat. Without /proc, use the fd.
+        let path = CString::new(self.proc_path()).unwrap_or_default();
+        let err = match nix::unistd::execve(&path, &full, envp).unwrap_err() {
+            nix::errno::Errno::ENOENT => nix::unistd::fexecve(&self.fd, &full, envp).unwrap_err(),
+            e => e,
+        };
         anyhow!("exec {exe:?} through the trampoline: {err}")
     }
 
