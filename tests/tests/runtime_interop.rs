@@ -482,17 +482,18 @@ impl Dockerd {
     }
 }
 
-#[test]
-fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
+/// A private dockerd (runtime `berth` added) with the busybox fixture loaded, or None when
+/// the test cannot run here (not root, tools missing: the reason is printed).
+fn dockerd_with_busybox(name: &str) -> Option<(TestEnv, Dockerd)> {
     if !require_root()
         || !tools_present(
             "dockerd interop",
             &["dockerd", "docker", "containerd", "containerd-shim-runc-v2"],
         )
     {
-        return;
+        return None;
     }
-    let env = TestEnv::new("docker-interop");
+    let env = TestEnv::new(name);
     let dockerd = Dockerd::start(&env);
     run_timeout(
         dockerd
@@ -502,6 +503,14 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
         LOAD_TIMEOUT,
     )
     .assert_success();
+    Some((env, dockerd))
+}
+
+#[test]
+fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
+    let Some((env, dockerd)) = dockerd_with_busybox("docker-interop") else {
+        return;
+    };
     let docker_run = |args: &[&str]| {
         let mut cmd = dockerd.docker(&env);
         cmd.args(["run", "--runtime", "berth", "--network", "none"])
@@ -632,24 +641,9 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
 
 #[test]
 fn dockerd_container_options_take_effect_under_berth_runtime() {
-    if !require_root()
-        || !tools_present(
-            "dockerd interop",
-            &["dockerd", "docker", "containerd", "containerd-shim-runc-v2"],
-        )
-    {
+    let Some((env, dockerd)) = dockerd_with_busybox("docker-options") else {
         return;
-    }
-    let env = TestEnv::new("docker-options");
-    let dockerd = Dockerd::start(&env);
-    run_timeout(
-        dockerd
-            .docker(&env)
-            .args(["load", "-i"])
-            .arg(fixtures().join("busybox.tar")),
-        LOAD_TIMEOUT,
-    )
-    .assert_success();
+    };
     let docker_run = |args: &[&str]| {
         let mut cmd = dockerd.docker(&env);
         cmd.args(["run", "--rm", "--runtime", "berth", "--network", "none"])
