@@ -247,6 +247,47 @@ pub fn resolve(
     })
 }
 
+/// The directories a process is in now, from its /proc/PID/cgroup lines (`procs`) on `host`.
+/// Hierarchies the process is not listed in are left out, as are named v1 hierarchies other
+/// than name=systemd (the same rule `resolve` follows).
+pub fn of_process(host: &HostCgroups, procs: &OwnCgroups) -> CgroupPaths {
+    let below = |mountpoint: &Path, mount_root: &Path, cg: &Path| {
+        let rel = cg.strip_prefix(mount_root).unwrap_or(cg);
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        if rel.as_os_str().is_empty() {
+            mountpoint.to_path_buf()
+        } else {
+            mountpoint.join(rel)
+        }
+    };
+    let mut v1 = BTreeMap::new();
+    for m in &host.v1 {
+        let joinable = m
+            .controllers
+            .iter()
+            .any(|c| !c.starts_with("name=") || c == "name=systemd");
+        let Some(cg) = m.controllers.iter().find_map(|c| procs.get(c)) else {
+            continue;
+        };
+        if !joinable {
+            continue;
+        }
+        let dir = below(&m.mountpoint, &m.root, cg);
+        for c in &m.controllers {
+            v1.insert(c.clone(), dir.clone());
+        }
+    }
+    let unified = match (&host.unified, procs.get("")) {
+        (Some(u), Some(cg)) => Some(below(&u.mountpoint, &u.root, cg)),
+        _ => None,
+    };
+    CgroupPaths {
+        layout: host.layout,
+        v1,
+        unified,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +379,40 @@ mod tests {
             msg.contains("berth-abc.scope") && msg.contains("--systemd-cgroup"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn of_process_follows_proc_cgroup_below_each_mount_root() {
+        let mut h = host();
+        // A v1 hierarchy mounted from inside a cgroup (a container without cgroupns).
+        h.v1[0].root = PathBuf::from("/docker/abc");
+        let procs = crate::detect::parse_proc_cgroup(
+            Path::new("t"),
+            "5:name=openrc:/x\n2:memory:/docker/abc/ctr\n1:cpu,cpuacct:/\n0::/svc/ctr\n",
+        )
+        .unwrap();
+        let p = of_process(&h, &procs);
+        assert_eq!(p.layout, Layout::Hybrid);
+        assert_eq!(p.v1["memory"], Path::new("/sys/fs/cgroup/memory/ctr"));
+        assert_eq!(p.v1["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(p.v1["cpuacct"], p.v1["cpu"]);
+        assert!(!p.v1.contains_key("name=openrc"));
+        assert_eq!(
+            p.unified.unwrap(),
+            Path::new("/sys/fs/cgroup/unified/svc/ctr")
+        );
+    }
+
+    #[test]
+    fn of_process_leaves_out_hierarchies_the_process_is_not_in() {
+        let procs = crate::detect::parse_proc_cgroup(Path::new("t"), "2:memory:/a\n").unwrap();
+        let p = of_process(&host(), &procs);
+        assert_eq!(p.v1.keys().collect::<Vec<_>>(), vec!["memory"]);
+        assert!(p.unified.is_none());
+        let v2 = HostCgroups::v2_at("/sys/fs/cgroup");
+        let procs = crate::detect::parse_proc_cgroup(Path::new("t"), "0::/a/b\n").unwrap();
+        let p = of_process(&v2, &procs);
+        assert!(p.v1.is_empty());
+        assert_eq!(p.unified.unwrap(), Path::new("/sys/fs/cgroup/a/b"));
     }
 }
