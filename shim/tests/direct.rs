@@ -129,6 +129,14 @@ impl Shim {
         self.client.state(ctx(), &req).expect("state")
     }
 
+    fn stats(&self) -> ttrpc::Result<api::StatsResponse> {
+        let req = api::StatsRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.stats(ctx(), &req)
+    }
+
     fn kill(&self, signal: u32) -> ttrpc::Result<()> {
         let req = api::KillRequest {
             id: self.id.clone(),
@@ -651,31 +659,12 @@ fn terminal_resize_and_stats() {
     assert_eq!(s.wait("size"), 0);
     assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "45 123");
 
-    let stats = s
-        .client
-        .stats(
-            ctx(),
-            &api::StatsRequest {
-                id: s.id.clone(),
-                ..Default::default()
-            },
-        )
-        .expect("stats");
-    assert_container_metrics(&stats.stats);
+    assert_container_metrics(&s.stats().expect("stats").stats);
 
     // Resizing a process without a terminal is refused.
     s.kill(9).unwrap();
     s.wait("");
-    let err = s
-        .client
-        .stats(
-            ctx(),
-            &api::StatsRequest {
-                id: s.id.clone(),
-                ..Default::default()
-            },
-        )
-        .expect_err("stats of an exited container");
+    let err = s.stats().expect_err("stats of an exited container");
     assert!(format!("{err:?}").contains("not running"), "{err:?}");
 }
 
