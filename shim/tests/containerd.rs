@@ -124,6 +124,77 @@ fn ctr_exec_kill_and_rm() {
     assert!(c.ctr(&["containers", "rm", "ex1"]).status.success());
 }
 
+/// The value of one row of `ctr task metrics`' table.
+fn metric(table: &str, name: &str) -> Option<String> {
+    table.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next() == Some(name)).then(|| f.collect::<Vec<_>>().join(" "))
+    })
+}
+
+#[test]
+fn ctr_task_metrics_reads_the_containers_cgroups() {
+    let c = Containerd::start("ctr-metrics");
+    c.import_busybox(IMAGE);
+    let out = c.ctr(&[
+        "run",
+        "-d",
+        "--memory-limit",
+        "67108864",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "mt1",
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "run -d: {}\n{}",
+        text(&out.stderr),
+        c.log()
+    );
+    let out = c.ctr(&["task", "metrics", "mt1"]);
+    let table = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "task metrics: {}\n{}",
+        text(&out.stderr),
+        c.log()
+    );
+    // ctr prints the v1 and the v2 metrics under the same names for these rows.
+    assert_eq!(
+        metric(&table, "memory.limit_in_bytes").as_deref(),
+        Some("67108864"),
+        "{table}"
+    );
+    let usage: u64 = metric(&table, "memory.usage_in_bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no memory usage in\n{table}"));
+    assert!(usage > 0, "{table}");
+    assert_eq!(
+        metric(&table, "pids.current").as_deref(),
+        Some("1"),
+        "{table}"
+    );
+
+    // A stopped task has no metrics: containerd drops the shim's error and ctr says so.
+    let kill = c.ctr(&["task", "kill", "-s", "SIGKILL", "mt1"]);
+    assert!(kill.status.success(), "kill: {}", text(&kill.stderr));
+    common::eventually("the task to stop", || {
+        text(&c.ctr(&["task", "ls"]).stdout)
+            .contains("STOPPED")
+            .then_some(())
+    });
+    let out = c.ctr(&["task", "metrics", "mt1"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no metrics received"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn ctr_run_reports_the_runtime_error() {
     let c = Containerd::start("ctr-fail");
