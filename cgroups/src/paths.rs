@@ -159,12 +159,22 @@ pub fn systemd_unsupported(path: Option<&str>, id: &str) -> Error {
     }
 }
 
+/// The directory of cgroup `cg` (as /proc/PID/cgroup shows it) seen through a mount of the
+/// hierarchy whose root is `mount_root`.
+fn below_mount(mountpoint: &Path, mount_root: &Path, cg: &Path) -> PathBuf {
+    let below_root = cg.strip_prefix(mount_root).unwrap_or(cg);
+    let rel = below_root.strip_prefix("/").unwrap_or(below_root);
+    if rel.as_os_str().is_empty() {
+        // join("") would add a trailing slash.
+        return mountpoint.to_path_buf();
+    }
+    mountpoint.join(rel)
+}
+
 /// `inner` below `own`, where `own` is this process's cgroup as /proc/self/cgroup shows it,
 /// seen through a mount whose root is `mount_root`.
 fn join_relative(mountpoint: &Path, mount_root: &Path, own: &Path, inner: &Path) -> PathBuf {
-    let own_below_root = own.strip_prefix(mount_root).unwrap_or(own);
-    let own_rel = own_below_root.strip_prefix("/").unwrap_or(own_below_root);
-    mountpoint.join(own_rel).join(inner)
+    below_mount(mountpoint, mount_root, own).join(inner)
 }
 
 /// Resolves the directories for a cgroupfs (non-systemd) manager. `own` is consulted only for
@@ -251,15 +261,6 @@ pub fn resolve(
 /// Hierarchies the process is not listed in are left out, as are named v1 hierarchies other
 /// than name=systemd (the same rule `resolve` follows).
 pub fn of_process(host: &HostCgroups, procs: &OwnCgroups) -> CgroupPaths {
-    let below = |mountpoint: &Path, mount_root: &Path, cg: &Path| {
-        let rel = cg.strip_prefix(mount_root).unwrap_or(cg);
-        let rel = rel.strip_prefix("/").unwrap_or(rel);
-        if rel.as_os_str().is_empty() {
-            mountpoint.to_path_buf()
-        } else {
-            mountpoint.join(rel)
-        }
-    };
     let mut v1 = BTreeMap::new();
     for m in &host.v1 {
         let joinable = m
@@ -272,13 +273,13 @@ pub fn of_process(host: &HostCgroups, procs: &OwnCgroups) -> CgroupPaths {
         if !joinable {
             continue;
         }
-        let dir = below(&m.mountpoint, &m.root, cg);
+        let dir = below_mount(&m.mountpoint, &m.root, cg);
         for c in &m.controllers {
             v1.insert(c.clone(), dir.clone());
         }
     }
     let unified = match (&host.unified, procs.get("")) {
-        (Some(u), Some(cg)) => Some(below(&u.mountpoint, &u.root, cg)),
+        (Some(u), Some(cg)) => Some(below_mount(&u.mountpoint, &u.root, cg)),
         _ => None,
     };
     CgroupPaths {
