@@ -23,6 +23,6 @@ pub use limits::memory::swap_to_v2;
 pub use manager::CgroupManager;
 pub use paths::{clean_path, CgroupPaths, SystemdPath};
 pub use stats::{
-    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, PsiData,
-    PsiStats, Stats, Throttling,
+    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, MemoryEvents,
+    OomControl, Pids, PsiData, PsiStats, Stats, Throttling,
 };

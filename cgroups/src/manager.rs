@@ -1,7 +1,7 @@
 //! The per-container cgroup handle that berth-runtime and the shim call.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -22,7 +22,7 @@ pub struct CgroupManager {
     paths: CgroupPaths,
     /// Mountpoint of each hierarchy, keyed like `paths.v1` ("" for cgroup2): creating a
     /// directory needs to know where the hierarchy starts.
-    mounts: Vec<(String, std::path::PathBuf)>,
+    mounts: Vec<(String, PathBuf)>,
 }
 
 impl CgroupManager {
@@ -56,6 +56,28 @@ impl CgroupManager {
         id: &str,
     ) -> Result<Self, Error> {
         let paths = paths::resolve(&host, cgroups_path, id, || Ok(own))?;
+        Ok(Self::build(&host, paths))
+    }
+
+    /// The cgroups process `pid` is in now, as /proc/PID/cgroup lists them, on this host's
+    /// layout. For a caller that knows a container's process but not its cgroups path (the
+    /// shim's Stats).
+    pub fn of_process(pid: u32) -> Result<Self, Error> {
+        Self::of_process_on(detect::detect()?, pid)
+    }
+
+    /// Like `of_process`, on a given layout.
+    pub fn of_process_on(host: HostCgroups, pid: u32) -> Result<Self, Error> {
+        let file = PathBuf::from(format!("/proc/{pid}/cgroup"));
+        let text = fsio::read_path(&file)?;
+        let procs = detect::parse_proc_cgroup(&file, &text)?;
+        let paths = paths::of_process(&host, &procs);
+        if paths.v1.is_empty() && paths.unified.is_none() {
+            return Err(Error::Parse {
+                path: file,
+                reason: "the process is in none of the mounted cgroup hierarchies".into(),
+            });
+        }
         Ok(Self::build(&host, paths))
     }
 

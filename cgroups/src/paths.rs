@@ -159,12 +159,22 @@ pub fn systemd_unsupported(path: Option<&str>, id: &str) -> Error {
     }
 }
 
+/// The directory of cgroup `cg` (as /proc/PID/cgroup shows it) seen through a mount of the
+/// hierarchy whose root is `mount_root`.
+fn below_mount(mountpoint: &Path, mount_root: &Path, cg: &Path) -> PathBuf {
+    let below_root = cg.strip_prefix(mount_root).unwrap_or(cg);
+    let rel = below_root.strip_prefix("/").unwrap_or(below_root);
+    if rel.as_os_str().is_empty() {
+        // join("") would add a trailing slash.
+        return mountpoint.to_path_buf();
+    }
+    mountpoint.join(rel)
+}
+
 /// `inner` below `own`, where `own` is this process's cgroup as /proc/self/cgroup shows it,
 /// seen through a mount whose root is `mount_root`.
 fn join_relative(mountpoint: &Path, mount_root: &Path, own: &Path, inner: &Path) -> PathBuf {
-    let own_below_root = own.strip_prefix(mount_root).unwrap_or(own);
-    let own_rel = own_below_root.strip_prefix("/").unwrap_or(own_below_root);
-    mountpoint.join(own_rel).join(inner)
+    below_mount(mountpoint, mount_root, own).join(inner)
 }
 
 /// Resolves the directories for a cgroupfs (non-systemd) manager. `own` is consulted only for
@@ -245,6 +255,38 @@ pub fn resolve(
         v1,
         unified,
     })
+}
+
+/// The directories a process is in now, from its /proc/PID/cgroup lines (`procs`) on `host`.
+/// Hierarchies the process is not listed in are left out, as are named v1 hierarchies other
+/// than name=systemd (the same rule `resolve` follows).
+pub fn of_process(host: &HostCgroups, procs: &OwnCgroups) -> CgroupPaths {
+    let mut v1 = BTreeMap::new();
+    for m in &host.v1 {
+        let joinable = m
+            .controllers
+            .iter()
+            .any(|c| !c.starts_with("name=") || c == "name=systemd");
+        let Some(cg) = m.controllers.iter().find_map(|c| procs.get(c)) else {
+            continue;
+        };
+        if !joinable {
+            continue;
+        }
+        let dir = below_mount(&m.mountpoint, &m.root, cg);
+        for c in &m.controllers {
+            v1.insert(c.clone(), dir.clone());
+        }
+    }
+    let unified = match (&host.unified, procs.get("")) {
+        (Some(u), Some(cg)) => Some(below_mount(&u.mountpoint, &u.root, cg)),
+        _ => None,
+    };
+    CgroupPaths {
+        layout: host.layout,
+        v1,
+        unified,
+    }
 }
 
 #[cfg(test)]
@@ -338,5 +380,40 @@ mod tests {
             msg.contains("berth-abc.scope") && msg.contains("--systemd-cgroup"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn of_process_follows_proc_cgroup_below_each_mount_root() {
+        let mut h = host();
+        // A v1 hierarchy mounted from inside a cgroup (a container without cgroupns).
+        h.v1[0].root = PathBuf::from("/docker/abc");
+        let procs = crate::detect::parse_proc_cgroup(
+            Path::new("t"),
+            "5:name=openrc:/x\n2:memory:/docker/abc/ctr\n1:cpu,cpuacct:/\n0::/svc/ctr\n",
+        )
+        .unwrap();
+        let p = of_process(&h, &procs);
+        assert_eq!(p.layout, Layout::Hybrid);
+        assert_eq!(p.v1["memory"], Path::new("/sys/fs/cgroup/memory/ctr"));
+        assert_eq!(p.v1["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(p.v1["cpuacct"], p.v1["cpu"]);
+        assert!(!p.v1.contains_key("name=openrc"));
+        assert_eq!(
+            p.unified.unwrap(),
+            Path::new("/sys/fs/cgroup/unified/svc/ctr")
+        );
+    }
+
+    #[test]
+    fn of_process_leaves_out_hierarchies_the_process_is_not_in() {
+        let procs = crate::detect::parse_proc_cgroup(Path::new("t"), "2:memory:/a\n").unwrap();
+        let p = of_process(&host(), &procs);
+        assert_eq!(p.v1.keys().collect::<Vec<_>>(), vec!["memory"]);
+        assert!(p.unified.is_none());
+        let v2 = HostCgroups::v2_at("/sys/fs/cgroup");
+        let procs = crate::detect::parse_proc_cgroup(Path::new("t"), "0::/a/b\n").unwrap();
+        let p = of_process(&v2, &procs);
+        assert!(p.v1.is_empty());
+        assert_eq!(p.unified.unwrap(), Path::new("/sys/fs/cgroup/a/b"));
     }
 }

@@ -115,6 +115,40 @@ pub struct Memory {
     pub raw: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
+    /// Swap alone (v2 memory.swap.*), which `swap` (memory+swap, v1's memsw) cannot be split
+    /// back into when a limit is "max". Not in runc's events; containerd's v2 metrics need it.
+    #[serde(default, rename = "swapOnly", skip_serializing_if = "Option::is_none")]
+    pub swap_only: Option<MemoryEntry>,
+    /// v1 memory.oom_control.
+    #[serde(
+        default,
+        rename = "oomControl",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oom_control: Option<OomControl>,
+    /// v2 memory.events: how often each limit was hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<MemoryEvents>,
+}
+
+/// v1 memory.oom_control.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OomControl {
+    pub oom_kill_disable: u64,
+    pub under_oom: u64,
+    /// Kernels >= 4.13.
+    pub oom_kill: u64,
+}
+
+/// v2 memory.events counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryEvents {
+    pub low: u64,
+    pub high: u64,
+    pub max: u64,
+    pub oom: u64,
+    pub oom_kill: u64,
+    pub oom_group_kill: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -428,6 +462,18 @@ fn memory_v1(d: &Path, m: &mut Memory) -> Result<(), Error> {
     m.swap = memory_entry_v1(d, "memory.memsw")?;
     m.kernel = memory_entry_v1(d, "memory.kmem")?;
     m.kernel_tcp = memory_entry_v1(d, "memory.kmem.tcp")?;
+    if let Some(text) = fsio::read_optional(d, "memory.oom_control")? {
+        let mut oc = OomControl::default();
+        for (k, v) in fsio::key_values(&text) {
+            match k {
+                "oom_kill_disable" => oc.oom_kill_disable = v,
+                "under_oom" => oc.under_oom = v,
+                "oom_kill" => oc.oom_kill = v,
+                _ => {}
+            }
+        }
+        m.oom_control = Some(oc);
+    }
     Ok(())
 }
 
@@ -437,13 +483,35 @@ fn memory_v2(d: &Path, m: &mut Memory) -> Result<(), Error> {
     m.usage.usage = fsio::read_u64(d, "memory.current")?;
     m.usage.limit = fsio::read_u64(d, "memory.max")?;
     m.usage.max = fsio::read_u64_or_zero(d, "memory.peak")?;
-    if let Some(ev) = fsio::read_optional(d, "memory.events")? {
-        m.usage.failcnt = map_of(&ev).get("max").copied().unwrap_or(0);
+    if let Some(text) = fsio::read_optional(d, "memory.events")? {
+        let mut ev = MemoryEvents::default();
+        for (k, v) in fsio::key_values(&text) {
+            match k {
+                "low" => ev.low = v,
+                "high" => ev.high = v,
+                "max" => ev.max = v,
+                "oom" => ev.oom = v,
+                "oom_kill" => ev.oom_kill = v,
+                "oom_group_kill" => ev.oom_group_kill = v,
+                _ => {}
+            }
+        }
+        m.usage.failcnt = ev.max;
+        m.events = Some(ev);
     }
     // runc reports v2 swap as memory+swap, matching v1's memsw numbers.
     if fsio::exists(d, "memory.swap.current") {
         let swap = fsio::read_u64(d, "memory.swap.current")?;
         let swap_max = fsio::read_u64(d, "memory.swap.max")?;
+        let swap_events = fsio::read_optional(d, "memory.swap.events")?;
+        m.swap_only = Some(MemoryEntry {
+            usage: swap,
+            limit: swap_max,
+            max: fsio::read_u64_or_zero(d, "memory.swap.peak")?,
+            failcnt: swap_events
+                .map(|e| map_of(&e).get("max").copied().unwrap_or(0))
+                .unwrap_or(0),
+        });
         m.swap.usage = swap + m.usage.usage;
         m.swap.limit = if swap_max == u64::MAX || m.usage.limit == u64::MAX {
             u64::MAX
@@ -631,5 +699,9 @@ mod tests {
         assert!(json["memory"].get("kernelTCP").is_some());
         assert_eq!(json["cpu"]["usage"]["kernel"], 0);
         assert_eq!(json["cpuset"]["sched_relax_domain_level"], 0);
+        // Additions beyond runc's shape appear only when there is something to say.
+        for key in ["swapOnly", "oomControl", "events"] {
+            assert!(json["memory"].get(key).is_none(), "{key} in {json}");
+        }
     }
 }

@@ -446,6 +446,34 @@ fn stats_report_memory_cpu_and_pids_of_a_real_process() {
 }
 
 #[test]
+fn of_process_finds_the_cgroups_a_process_was_put_in() {
+    let g = host_manager("ofproc");
+    let kid = Kid::sleep();
+    g.mgr.apply(kid.pid()).unwrap();
+    let found = CgroupManager::of_process(kid.pid() as u32).expect("of_process");
+    assert_eq!(found.paths(), g.mgr.paths());
+    assert_eq!(found.pids().unwrap(), vec![kid.pid()]);
+    let s = found.stats().expect("stats of the found cgroups");
+    assert_eq!(s.pids.current, 1);
+    if g.mgr.path("memory").is_some() {
+        let oc = s.memory.oom_control.expect("v1 memory.oom_control");
+        assert_eq!(oc.oom_kill, 0);
+        assert_eq!(found.oom_kill_count().unwrap(), 0);
+    }
+}
+
+#[test]
+fn of_process_of_a_missing_process_names_its_proc_file() {
+    let e = CgroupManager::of_process(u32::MAX - 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/proc/4294967294/cgroup") && e.contains("No such file"),
+        "{e}"
+    );
+}
+
+#[test]
 fn destroy_removes_everything_and_can_be_repeated() {
     let g = host_manager("destroy");
     g.mgr.apply(-1).unwrap();

@@ -194,6 +194,22 @@ fn stats_on_v2_read_cpu_stat() {
 }
 
 #[test]
+fn of_process_on_v2_finds_the_unified_cgroup() {
+    let g = v2_or_skip!("v2ofproc");
+    let kid = Kid::sleep();
+    g.mgr.apply(kid.pid()).unwrap();
+    let unified = berth_cgroups::detect().unwrap().unified.unwrap();
+    let host = berth_cgroups::HostCgroups::v2_at(unified.mountpoint);
+    let found = berth_cgroups::CgroupManager::of_process_on(host, kid.pid() as u32).unwrap();
+    assert_eq!(found.layout(), Layout::V2);
+    assert_eq!(found.unified_path(), g.mgr.unified_path());
+    let s = found.stats().unwrap();
+    if found.unified_path().unwrap().join("memory.events").exists() {
+        assert!(s.memory.events.is_some(), "{:?}", s.memory);
+    }
+}
+
+#[test]
 fn destroy_removes_nested_v2_cgroups() {
     let g = v2_or_skip!("v2destroy");
     g.mgr.apply(-1).unwrap();

@@ -8,6 +8,7 @@ mod bootstrap;
 mod events;
 mod footprint;
 mod jsonlog;
+mod metrics;
 mod mount;
 mod options;
 mod process;

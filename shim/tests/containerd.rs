@@ -11,6 +11,33 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `ctr run -d` of the busybox image as task `id`, with `flags` before the image.
+fn run_detached(c: &Containerd, flags: &[&str], id: &str, cmd: &[&str]) {
+    let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+    args.extend_from_slice(flags);
+    args.push(IMAGE);
+    args.push(id);
+    args.extend_from_slice(cmd);
+    let out = c.ctr(&args);
+    assert!(
+        out.status.success(),
+        "run -d: {}\n{}",
+        text(&out.stderr),
+        c.log()
+    );
+}
+
+/// SIGKILL the task `id` and wait until ctr lists it as stopped.
+fn kill_until_stopped(c: &Containerd, id: &str) {
+    let kill = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+    assert!(kill.status.success(), "kill: {}", text(&kill.stderr));
+    common::eventually("the task to stop", || {
+        text(&c.ctr(&["task", "ls"]).stdout)
+            .contains("STOPPED")
+            .then_some(())
+    });
+}
+
 #[test]
 fn ctr_run_captures_output_and_exit_status() {
     let c = Containerd::start("ctr-run");
@@ -69,22 +96,7 @@ fn ctr_stdin_reaches_the_container() {
 fn ctr_exec_kill_and_rm() {
     let c = Containerd::start("ctr-exec");
     c.import_busybox(IMAGE);
-    let out = c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "ex1",
-        "sleep",
-        "1000",
-    ]);
-    assert!(
-        out.status.success(),
-        "run -d: {}\n{}",
-        text(&out.stderr),
-        c.log()
-    );
+    run_detached(&c, &[], "ex1", &["sleep", "1000"]);
 
     let out = c.ctr(&[
         "task",
@@ -109,19 +121,66 @@ fn ctr_exec_kill_and_rm() {
     assert!(!rm.status.success());
 
     // sleep as pid 1 ignores SIGTERM; SIGKILL ends it.
-    let kill = c.ctr(&["task", "kill", "-s", "SIGKILL", "ex1"]);
-    assert!(kill.status.success(), "kill: {}", text(&kill.stderr));
-    common::eventually("the task to stop", || {
-        text(&c.ctr(&["task", "ls"]).stdout)
-            .contains("STOPPED")
-            .then_some(())
-    });
+    kill_until_stopped(&c, "ex1");
     let rm = c.ctr(&["task", "rm", "ex1"]);
     assert!(rm.status.success(), "task rm: {}", text(&rm.stderr));
     assert!(text(&c.ctr(&["task", "ls"]).stdout)
         .lines()
         .all(|l| !l.contains("ex1")));
     assert!(c.ctr(&["containers", "rm", "ex1"]).status.success());
+}
+
+/// The value of one row of `ctr task metrics`' table.
+fn metric(table: &str, name: &str) -> Option<String> {
+    table.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next() == Some(name)).then(|| f.collect::<Vec<_>>().join(" "))
+    })
+}
+
+#[test]
+fn ctr_task_metrics_reads_the_containers_cgroups() {
+    let c = Containerd::start("ctr-metrics");
+    c.import_busybox(IMAGE);
+    run_detached(
+        &c,
+        &["--memory-limit", "67108864"],
+        "mt1",
+        &["sleep", "1000"],
+    );
+    let out = c.ctr(&["task", "metrics", "mt1"]);
+    let table = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "task metrics: {}\n{}",
+        text(&out.stderr),
+        c.log()
+    );
+    // ctr prints the v1 and the v2 metrics under the same names for these rows.
+    assert_eq!(
+        metric(&table, "memory.limit_in_bytes").as_deref(),
+        Some("67108864"),
+        "{table}"
+    );
+    let usage: u64 = metric(&table, "memory.usage_in_bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no memory usage in\n{table}"));
+    assert!(usage > 0, "{table}");
+    assert_eq!(
+        metric(&table, "pids.current").as_deref(),
+        Some("1"),
+        "{table}"
+    );
+
+    // A stopped task has no metrics: containerd drops the shim's error and ctr says so.
+    kill_until_stopped(&c, "mt1");
+    let out = c.ctr(&["task", "metrics", "mt1"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no metrics received"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -129,6 +129,14 @@ impl Shim {
         self.client.state(ctx(), &req).expect("state")
     }
 
+    fn stats(&self) -> ttrpc::Result<api::StatsResponse> {
+        let req = api::StatsRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.stats(ctx(), &req)
+    }
+
     fn kill(&self, signal: u32) -> ttrpc::Result<()> {
         let req = api::KillRequest {
             id: self.id.clone(),
@@ -608,6 +616,8 @@ fn exec_with_file_output_pids_and_exec_kill() {
 fn terminal_resize_and_stats() {
     let s = Shim::start_with("tty", &["sleep", "1000"], &[], |spec| {
         spec["process"]["terminal"] = true.into();
+        spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 64 << 20});
+        spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 64});
     });
     s.create_with(|r| r.terminal = true).unwrap();
     s.start_init();
@@ -649,26 +659,45 @@ fn terminal_resize_and_stats() {
     assert_eq!(s.wait("size"), 0);
     assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "45 123");
 
-    let stats = s
-        .client
-        .stats(
-            ctx(),
-            &api::StatsRequest {
-                id: s.id.clone(),
-                ..Default::default()
-            },
-        )
-        .expect("stats");
-    assert!(
-        stats.stats.type_url.starts_with("io.containerd.cgroups.v"),
-        "{}",
-        stats.stats.type_url
-    );
-    assert!(!stats.stats.value.is_empty());
+    assert_container_metrics(&s.stats().expect("stats").stats);
 
     // Resizing a process without a terminal is refused.
     s.kill(9).unwrap();
     s.wait("");
+    let err = s.stats().expect_err("stats of an exited container");
+    assert!(format!("{err:?}").contains("not running"), "{err:?}");
+}
+
+/// The metrics containerd would decode for the container of `terminal_resize_and_stats`
+/// (64 MiB memory limit, 64 pids): v2 only on a cgroup2-only host, like runc's shim.
+fn assert_container_metrics(any: &protobuf::well_known_types::any::Any) {
+    use containerd_shim_protos::cgroups::metrics as v1;
+    use containerd_shim_protos::cgroups_v2::metrics as v2;
+    use protobuf::Message;
+    let host = berth_cgroups::detect().unwrap();
+    if host.layout == berth_cgroups::Layout::V2 {
+        assert_eq!(any.type_url, "io.containerd.cgroups.v2.Metrics");
+        let m = v2::Metrics::parse_from_bytes(&any.value).unwrap();
+        assert_eq!(m.memory.usage_limit, 64 << 20, "{m:?}");
+        assert!(m.memory.usage > 0, "{m:?}");
+        assert_eq!(m.pids.limit, 64, "{m:?}");
+        assert!(m.pids.current >= 1, "{m:?}");
+        return;
+    }
+    assert_eq!(any.type_url, "io.containerd.cgroups.v1.Metrics");
+    let m = v1::Metrics::parse_from_bytes(&any.value).unwrap();
+    if host.v1_mount("memory").is_some() {
+        assert_eq!(m.memory.usage.limit, 64 << 20, "{m:?}");
+        assert!(m.memory.usage.usage > 0, "{m:?}");
+        assert!(m.memory_oom_control.is_some(), "{m:?}");
+    }
+    if host.v1_mount("pids").is_some() {
+        assert_eq!(m.pids.limit, 64, "{m:?}");
+        assert!(m.pids.current >= 1, "{m:?}");
+    }
+    if host.v1_mount("cpuacct").is_some() {
+        assert!(!m.cpu.usage.per_cpu.is_empty(), "{m:?}");
+    }
 }
 
 #[test]

@@ -161,16 +161,21 @@ pub fn resources(json: serde_json::Value) -> oci_spec::runtime::LinuxResources {
 pub fn assert_freeze_stops_and_thaw_resumes(mgr: &CgroupManager, tag: &str) {
     use berth_cgroups::FreezerState;
     let counter = std::env::temp_dir().join(format!("berth-test-{}-{tag}", std::process::id()));
+    // The loop waits until the shell is in the cgroup: an `mv` forked before the move would
+    // stay outside, and could still rename the file after the freeze on a busy host.
+    let script = format!(
+        "read go; i=0; while :; do i=$((i+1)); echo $i > {p}.tmp; mv {p}.tmp {p}; done",
+        p = counter.display()
+    );
+    let mut kid = Kid::sh(&script);
+    // Declared after `kid` so it is dropped first: it thaws and kills the loop, which a
+    // failed assertion would otherwise leave frozen while `kid`'s drop waits for it.
     let _cleanup = CounterFiles {
         path: counter.clone(),
         mgr,
     };
-    let script = format!(
-        "i=0; while :; do i=$((i+1)); echo $i > {p}.tmp; mv {p}.tmp {p}; done",
-        p = counter.display()
-    );
-    let kid = Kid::sh(&script);
     mgr.apply(kid.pid()).unwrap();
+    kid.send_line("go");
     let count = || std::fs::read_to_string(&counter).unwrap_or_default();
     eventually("the loop to start", || !count().is_empty());
     assert_eq!(mgr.freezer_state().unwrap(), FreezerState::Thawed);
