@@ -33,7 +33,7 @@ cleanup() {
     for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null; done
     # Killed shims leave their sockets; ours name them in the bundle.
     for a in "$WORK"/state/io.containerd.runtime.v2.task/"$NS"/*/address; do
-        [[ -f $a ]] && rm -f "$(sed 's|^unix://||' "$a")"
+        [[ -f $a ]] && rm -f "$(sed 's|^unix://||' "$a" 2>/dev/null)"
     done
     [[ -n $CTRD_PID ]] && kill -KILL "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null
     for root in "/run/containerd/berth/$NS" "/run/containerd/runc/$NS"; do
