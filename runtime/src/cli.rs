@@ -12,14 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Root directory for container state.
-    #[arg(
-        long,
-        global = true,
-        default_value = "/run/berth/runtime",
-        env = "BERTH_RUNTIME_ROOT"
-    )]
-    pub root: PathBuf,
+    /// Root directory for container state [default: $BERTH_RUN/runtime, else
+    /// /run/berth/runtime].
+    #[arg(long, global = true, env = "BERTH_RUNTIME_ROOT")]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -42,6 +38,20 @@ pub struct Cli {
     pub version: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The state root: every Berth path derives from BERTH_RUN, so a test's private engine
+    /// never meets the host's containers.
+    pub fn state_root(&self) -> PathBuf {
+        if let Some(r) = &self.root {
+            return r.clone();
+        }
+        match std::env::var_os("BERTH_RUN") {
+            Some(run) if !run.is_empty() => PathBuf::from(run).join("runtime"),
+            _ => PathBuf::from("/run/berth/runtime"),
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

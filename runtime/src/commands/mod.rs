@@ -23,7 +23,7 @@ pub struct Global {
 /// Runs the subcommand; the result is the process exit code.
 pub fn dispatch(cli: &Cli, cmd: &Command) -> Result<i32> {
     let g = Global {
-        root: cli.root.clone(),
+        root: cli.state_root(),
         systemd_cgroup: cli.systemd_cgroup,
     };
     let root = &g.root;
