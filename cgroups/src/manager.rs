@@ -2,6 +2,7 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -21,8 +22,9 @@ use crate::{create, fsio, limits};
 pub struct CgroupManager {
     paths: CgroupPaths,
     /// Mountpoint of each hierarchy, keyed like `paths.v1` ("" for cgroup2): creating a
-    /// directory needs to know where the hierarchy starts.
-    mounts: Vec<(String, PathBuf)>,
+    /// directory needs to know where the hierarchy starts. Only `create` needs it, so a
+    /// manager rebuilt from saved paths reads the mount table on first use, not before.
+    mounts: OnceLock<Vec<(String, PathBuf)>>,
 }
 
 impl CgroupManager {
@@ -81,7 +83,7 @@ impl CgroupManager {
         Ok(Self::build(&host, paths))
     }
 
-    fn build(host: &HostCgroups, paths: CgroupPaths) -> Self {
+    fn mounts_of(host: &HostCgroups) -> Vec<(String, PathBuf)> {
         let mut mounts = Vec::new();
         for m in &host.v1 {
             for c in &m.controllers {
@@ -91,14 +93,24 @@ impl CgroupManager {
         if let Some(u) = &host.unified {
             mounts.push((String::new(), u.mountpoint.clone()));
         }
-        CgroupManager { paths, mounts }
+        mounts
+    }
+
+    fn build(host: &HostCgroups, paths: CgroupPaths) -> Self {
+        CgroupManager {
+            paths,
+            mounts: OnceLock::from(Self::mounts_of(host)),
+        }
     }
 
     /// Rebuilds a manager from paths saved earlier (e.g. in the runtime's state.json), so a
-    /// later command finds the cgroups even if it runs in another cgroup itself.
+    /// later command finds the cgroups even if it runs in another cgroup itself. Reads
+    /// nothing: `state`, `kill` or `pause` never need the mount table.
     pub fn from_paths(paths: CgroupPaths) -> Result<Self, Error> {
-        let host = detect::detect()?;
-        Ok(Self::build(&host, paths))
+        Ok(CgroupManager {
+            paths,
+            mounts: OnceLock::new(),
+        })
     }
 
     pub fn paths(&self) -> &CgroupPaths {
@@ -136,27 +148,35 @@ impl CgroupManager {
             .or_else(|| self.unified_path())
     }
 
-    fn mountpoint(&self, key: &str) -> &Path {
-        self.mounts
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, m)| m.as_path())
-            .unwrap_or(Path::new("/"))
+    fn mounts(&self) -> Result<&[(String, PathBuf)], Error> {
+        if let Some(m) = self.mounts.get() {
+            return Ok(m);
+        }
+        let m = Self::mounts_of(&detect::detect()?);
+        Ok(self.mounts.get_or_init(|| m))
     }
 
     /// Creates every directory without moving anyone in.
     pub fn create(&self) -> Result<(), Error> {
+        let mounts = self.mounts()?;
+        let mountpoint = |key: &str| {
+            mounts
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, m)| m.as_path())
+                .unwrap_or(Path::new("/"))
+        };
         let mut done: Vec<&Path> = Vec::new();
         for (controller, dir) in &self.paths.v1 {
             if done.contains(&dir.as_path()) {
                 continue;
             }
             let cpuset = self.paths.v1.get("cpuset") == Some(dir);
-            create::v1_dir(self.mountpoint(controller), dir, cpuset)?;
+            create::v1_dir(mountpoint(controller), dir, cpuset)?;
             done.push(dir);
         }
         if let Some(u) = &self.paths.unified {
-            create::v2_dir(self.mountpoint(""), u)?;
+            create::v2_dir(mountpoint(""), u)?;
         }
         Ok(())
     }
@@ -169,28 +189,15 @@ impl CgroupManager {
         if pid < 0 {
             return Ok(());
         }
+        self.add_process(pid)
+    }
+
+    /// Moves `pid` into cgroups that already exist (an exec into a running container, or an
+    /// init whose cgroups `create` just made).
+    pub fn add_process(&self, pid: i32) -> Result<(), Error> {
         let pid = pid.to_string();
         for dir in self.paths.dirs() {
             fsio::write(dir, "cgroup.procs", &pid)?;
-        }
-        Ok(())
-    }
-
-    /// Moves the calling process into its v1 cgroups by writing "0" to each `tasks` file.
-    ///
-    /// A process that moves itself this way (one thread, pid 0 = current) does not take the
-    /// kernel's global threadgroup rwsem, whose write side waits for an RCU grace period:
-    /// `apply` from the outside costs milliseconds on a busy host, this costs microseconds.
-    /// The caller must be single-threaded. The unified hierarchy needs clone3's
-    /// CLONE_INTO_CGROUP instead (see [`Self::unified_path`]).
-    pub fn join_self_v1(&self) -> Result<(), Error> {
-        let mut done: Vec<&Path> = Vec::new();
-        for dir in self.paths.v1.values() {
-            if done.contains(&dir.as_path()) {
-                continue;
-            }
-            fsio::write(dir, "tasks", "0")?;
-            done.push(dir);
         }
         Ok(())
     }

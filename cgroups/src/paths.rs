@@ -20,18 +20,39 @@ pub struct CgroupPaths {
 }
 
 impl CgroupPaths {
-    /// Each directory once, v1 first, in a stable order.
-    pub fn dirs(&self) -> Vec<&Path> {
+    /// Each v1 directory once (co-mounted controllers share one), in a stable order.
+    pub fn v1_dirs(&self) -> Vec<&Path> {
         let mut out: Vec<&Path> = Vec::new();
         for p in self.v1.values() {
             if !out.contains(&p.as_path()) {
                 out.push(p);
             }
         }
+        out
+    }
+
+    /// Each directory once, v1 first, in a stable order.
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut out = self.v1_dirs();
         if let Some(u) = &self.unified {
             out.push(u);
         }
         out
+    }
+
+    /// Moves the calling process into its v1 cgroups by writing "0" to each `tasks` file.
+    ///
+    /// A process that moves itself this way (one thread, pid 0 = current) does not take the
+    /// kernel's global threadgroup rwsem, whose write side waits for an RCU grace period:
+    /// moving a process from outside costs milliseconds on a busy host, this microseconds.
+    /// The caller must be single-threaded. The unified hierarchy needs clone3's
+    /// CLONE_INTO_CGROUP instead (see `CgroupManager::unified_path`). Needs only the paths,
+    /// so a freshly forked process calls it without re-reading the host's mount table.
+    pub fn join_self_v1(&self) -> Result<(), Error> {
+        for dir in self.v1_dirs() {
+            crate::fsio::write(dir, "tasks", "0")?;
+        }
+        Ok(())
     }
 }
 

@@ -48,14 +48,10 @@ pub struct Container {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    pub owner: String,
     pub spec: Spec,
-    pub systemd_cgroup: bool,
     /// The cgroup directories chosen at create: a relative cgroupsPath resolves against the
     /// caller's own cgroup, which differs between the processes that call us later.
-    pub cgroup_paths: Option<berth_cgroups::CgroupPaths>,
-    /// Set once `start` has run the user process (the exec fifo is gone).
-    pub started: bool,
+    pub cgroup_paths: berth_cgroups::CgroupPaths,
 }
 
 /// runc's `state` output.
@@ -69,7 +65,7 @@ pub struct RuncState<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub created: &'a str,
-    pub owner: &'a str,
+    pub owner: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<&'a HashMap<String, String>>,
 }
@@ -134,24 +130,22 @@ impl Container {
         self.spec.annotations().as_ref().filter(|a| !a.is_empty())
     }
 
-    pub fn cgroups_path(&self) -> Option<String> {
-        self.spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.to_string_lossy().into_owned())
+    pub fn cgroup(&self) -> Result<berth_cgroups::CgroupManager> {
+        berth_cgroups::CgroupManager::from_paths(self.cgroup_paths.clone())
+            .with_context(|| format!("cgroup of container {}", self.id))
     }
 
-    pub fn cgroup(&self) -> Result<berth_cgroups::CgroupManager> {
-        let m = match &self.cgroup_paths {
-            Some(p) => berth_cgroups::CgroupManager::from_paths(p.clone()),
-            None => berth_cgroups::CgroupManager::new(
-                self.cgroups_path().as_deref(),
-                &self.id,
-                self.systemd_cgroup,
-            ),
+    /// Who created the container: the owner of its state directory (runc's OWNER column).
+    pub fn owner(&self, root: &Path) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(uid) = fs::metadata(dir(root, &self.id)).map(|m| m.uid()) else {
+            return String::new();
         };
-        m.with_context(|| format!("cgroup of container {}", self.id))
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string())
     }
 
     /// Is the init process still ours? (alive, not a zombie, same start time)
@@ -164,7 +158,8 @@ impl Container {
         if !self.init_alive() {
             return Status::Stopped;
         }
-        if !self.started && dir(root, &self.id).join(EXEC_FIFO).exists() {
+        // `start` removes the fifo once the user process runs.
+        if dir(root, &self.id).join(EXEC_FIFO).exists() {
             return Status::Created;
         }
         match self.cgroup().and_then(|c| Ok(c.freezer_state()?)) {
@@ -173,7 +168,7 @@ impl Container {
         }
     }
 
-    pub fn runc_state<'a>(&'a self, status: Status) -> RuncState<'a> {
+    pub fn runc_state<'a>(&'a self, root: &Path, status: Status) -> RuncState<'a> {
         RuncState {
             oci_version: self.spec.version(),
             id: &self.id,
@@ -186,7 +181,7 @@ impl Container {
             bundle: &self.bundle,
             rootfs: &self.rootfs,
             created: &self.created,
-            owner: &self.owner,
+            owner: self.owner(root),
             annotations: self.annotations(),
         }
     }

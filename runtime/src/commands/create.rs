@@ -15,8 +15,8 @@ use oci_spec::runtime::Spec;
 use crate::cli::CreateArgs;
 use crate::commands::Global;
 use crate::hooks;
-use crate::process::console;
-use crate::process::init::{Init, Tty};
+use crate::process::console::Tty;
+use crate::process::init::Init;
 use crate::process::namespaces::{self, Plan};
 use crate::process::spawn::{self, clone_with};
 use crate::process::sync::{self, Msg};
@@ -61,15 +61,6 @@ impl Drop for Cleanup<'_> {
             let _ = fs::remove_dir_all(d);
         }
     }
-}
-
-fn owner() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
 }
 
 fn write_id_maps(pid: Pid, spec: &Spec) -> Result<()> {
@@ -127,18 +118,15 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     let rootfs = fs::canonicalize(&rootfs)
         .with_context(|| format!("rootfs {} from config.json", rootfs.display()))?;
     let plan = Plan::from_spec(&spec)?;
+    // Refused before anything exists, rather than by the init half-way through its setup.
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    crate::process::sysctl::check(sysctls.into_iter().flatten().map(|(k, _)| k), &plan)?;
     let terminal = spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    let tty = match (&a.console_socket, terminal) {
-        (Some(p), true) => Some(Tty::Socket(console::connect(p)?)),
-        (None, true) if relay_tty => Some(Tty::Relay),
-        (None, true) => bail!("process.terminal is true: --console-socket is required"),
-        (Some(_), false) => bail!("--console-socket given but process.terminal is false"),
-        (None, false) => None,
-    };
+    let tty = Tty::choose(a.console_socket.as_deref(), terminal, relay_tty)?;
 
     fs::DirBuilder::new()
         .recursive(true)
@@ -264,7 +252,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         Some(cgroup.paths().clone())
     } else {
         cgroup
-            .apply(pid.as_raw())
+            .add_process(pid.as_raw())
             .with_context(|| format!("join cgroup for container {}", a.id))?;
         None
     };
@@ -307,11 +295,8 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         bundle,
         rootfs,
         created: timefmt::now(),
-        owner: owner(),
         spec,
-        systemd_cgroup: g.systemd_cgroup,
-        cgroup_paths: Some(cgroup.paths().clone()),
-        started: false,
+        cgroup_paths: cgroup.paths().clone(),
     };
     container.save(&g.root)?;
     if let Some(p) = &a.pid_file {

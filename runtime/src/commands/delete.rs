@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -12,24 +12,20 @@ use crate::hooks;
 use crate::state::{self, Container, Status};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let c = match Container::load(root, id) {
-        Ok(c) => c,
-        Err(e) => {
-            // A create that died before writing state.json leaves a bare directory.
-            let dir = state::dir(root, id);
-            if state::validate_id(id).is_ok()
-                && dir.is_dir()
-                && !dir.join(state::STATE_FILE).exists()
-            {
-                let _ = fs::remove_dir_all(&dir);
-                return Ok(());
-            }
-            if force && format!("{e}").contains("does not exist") {
-                return Ok(());
-            }
-            return Err(e);
+    state::validate_id(id)?;
+    let dir = state::dir(root, id);
+    if !dir.join(state::STATE_FILE).exists() {
+        // A create that died before writing state.json leaves a bare directory.
+        if dir.is_dir() {
+            fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+            return Ok(());
         }
-    };
+        if force {
+            return Ok(());
+        }
+        bail!("container {id} does not exist");
+    }
+    let c = Container::load(root, id)?;
     match c.status(root) {
         Status::Stopped => {}
         // runtime-spec: deleting a container that is not stopped (created included) is an
@@ -47,7 +43,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 
 /// SIGKILL every process of the container (the init last, in case it is not in the cgroup
 /// any more) and wait for the init to be gone.
-fn kill_and_wait(c: &Container) -> Result<()> {
+pub fn kill_and_wait(c: &Container) -> Result<()> {
     if let Ok(cg) = c.cgroup() {
         let _ = cg.kill_all(libc::SIGKILL);
     }

@@ -2,21 +2,22 @@
 //! seccomp profile and a process description from --process or from the flags.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::cli::ExecArgs;
 use crate::commands::{create::write_pid_file, foreground, Global};
+use crate::process::console::{self, Tty};
 use crate::process::namespaces::{self, ToJoin};
 use crate::process::spawn::{clone_into_cgroup, clone_with, set_child_subreaper};
 use crate::process::sync::{self, Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
-use crate::process::{caps, console, setup};
+use crate::process::{caps, setup};
 use crate::state::{Container, Status};
 
 fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
@@ -125,11 +126,6 @@ fn join_plan(c: &Container) -> Result<Vec<ToJoin>> {
     Ok(out)
 }
 
-enum Tty {
-    Socket(OwnedFd),
-    Relay,
-}
-
 struct ExecChild<'a> {
     process: &'a Process,
     chan: Channel,
@@ -155,24 +151,10 @@ impl ExecChild<'_> {
         trampoline::set_non_dumpable();
         self.chan.expect("exec setup")?;
         if self.in_user_ns {
-            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-                .context("setgid 0 in the container's user namespace")?;
-            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-                .context("setuid 0 in the container's user namespace")?;
+            namespaces::become_userns_root()?;
         }
         if let Some(tty) = &self.tty {
-            let pty = console::open_pty()?;
-            if let Some(b) = self.process.console_size() {
-                console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
-            }
-            match tty {
-                Tty::Socket(s) => {
-                    console::send_master(s.as_raw_fd(), &pty.master, &pty.slave_path)?
-                }
-                Tty::Relay => self
-                    .chan
-                    .send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
-            }
+            let pty = tty.open(&self.chan, self.process.console_size())?;
             console::become_session_leader_on(&pty.slave)?;
         }
         let prepared = setup::finish(self.process, self.seccomp.as_ref(), self.preserve_fds)?;
@@ -189,12 +171,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         _ => {}
     }
     let process = process_from_args(a, &c.spec)?;
-    let tty = match (&a.console_socket, process.terminal().unwrap_or(false)) {
-        (Some(p), true) => Some(Tty::Socket(console::connect(p)?)),
-        (None, true) if !a.detach => Some(Tty::Relay),
-        (None, true) => bail!("a terminal for a detached exec needs --console-socket"),
-        _ => None,
-    };
+    let tty = Tty::choose(
+        a.console_socket.as_deref(),
+        process.terminal().unwrap_or(false),
+        !a.detach,
+    )?;
     let joins = join_plan(&c)?;
     let in_user_ns = joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
     set_child_subreaper()?;
@@ -235,7 +216,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         };
         let r = (|| -> Result<Pid> {
             if let Some(paths) = self_join_paths {
-                crate::process::init::join_own_cgroups(paths)?;
+                crate::process::init::join_own_cgroups(&paths)?;
             }
             for j in &joins {
                 namespaces::join(j)?;
@@ -260,7 +241,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     };
     if !self_join {
         cgroup
-            .apply(pid.as_raw())
+            .add_process(pid.as_raw())
             .with_context(|| format!("join the cgroup of container {}", a.id))
             .map_err(cleanup)?;
     }

@@ -11,7 +11,7 @@ use crate::state::{Container, Status};
 
 pub fn state(root: &Path, id: &str) -> Result<()> {
     let c = Container::load(root, id)?;
-    let st = c.runc_state(c.status(root));
+    let st = c.runc_state(root, c.status(root));
     println!("{}", serde_json::to_string_pretty(&st)?);
     Ok(())
 }
@@ -123,7 +123,7 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
     }
     match format {
         "json" => {
-            let v: Vec<_> = all.iter().map(|(c, s)| c.runc_state(*s)).collect();
+            let v: Vec<_> = all.iter().map(|(c, s)| c.runc_state(root, *s)).collect();
             println!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
@@ -138,7 +138,7 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
                     s.to_string(),
                     c.bundle.display().to_string(),
                     c.created.clone(),
-                    c.owner.clone(),
+                    c.owner(root),
                 ]);
             }
             print!("{}", table(&rows));

@@ -8,11 +8,17 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::commands::delete;
 use crate::hooks;
 use crate::state::{self, Container, Status, EXEC_FIFO};
 
 pub fn start(root: &Path, id: &str) -> Result<()> {
-    let mut c = Container::load(root, id)?;
+    start_loaded(root, &Container::load(root, id)?)
+}
+
+/// `start` for a container already in memory (`run` has just created it).
+pub fn start_loaded(root: &Path, c: &Container) -> Result<()> {
+    let id = &c.id;
     match c.status(root) {
         Status::Created => {}
         Status::Stopped => bail!("cannot start a container that has stopped"),
@@ -77,25 +83,12 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if !failure.is_empty() {
         // runtime-spec: stop the container. The init is already on its way out; make sure it
         // is gone so `state` says stopped as soon as we return.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while c.init_alive() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        let _ = delete::kill_and_wait(c);
         bail!(
             "container {id} did not start: {}",
             String::from_utf8_lossy(&failure)
         );
     }
-    if !c.init_alive() && c.spec.process().is_some() {
-        // Most likely a startContainer hook failed; the init reported it on its stderr.
-        tracing::warn!("container {id} exited during start");
-    }
-    c.started = true;
-    c.save(root)?;
     let hk = c.spec.hooks().clone().unwrap_or_default();
     if let Err(e) = hooks::run_all(
         hk.poststart().as_ref(),

@@ -9,8 +9,10 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+use crate::process::sync::{Channel, Msg};
 
 pub struct Pty {
     pub master: OwnedFd,
@@ -122,4 +124,41 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
     let s = std::os::unix::net::UnixStream::connect(path)
         .with_context(|| format!("connect to console socket {}", path.display()))?;
     Ok(s.into())
+}
+
+/// Where the pty master goes when process.terminal is set.
+pub enum Tty {
+    /// The caller's --console-socket (connected before pivot_root, while its path is visible).
+    Socket(OwnedFd),
+    /// Back to the runtime over the sync channel, which relays it (foreground run/exec -t).
+    Relay,
+}
+
+impl Tty {
+    /// runc's rules for `create`, `run` and `exec`: a terminal needs a console socket unless
+    /// the runtime stays in the foreground to relay it; a socket without a terminal is a
+    /// mistake the caller should hear about.
+    pub fn choose(socket: Option<&Path>, terminal: bool, can_relay: bool) -> Result<Option<Tty>> {
+        match (socket, terminal) {
+            (Some(p), true) => Ok(Some(Tty::Socket(connect(p)?))),
+            (None, true) if can_relay => Ok(Some(Tty::Relay)),
+            (None, true) => bail!("process.terminal is true: --console-socket is required"),
+            (Some(_), false) => bail!("--console-socket given but process.terminal is false"),
+            (None, false) => Ok(None),
+        }
+    }
+
+    /// In the container: open a pty on the container's devpts, size it, hand the master to
+    /// its receiver and return the pair (the caller makes the slave its terminal).
+    pub fn open(&self, chan: &Channel, size: Option<oci_spec::runtime::Box>) -> Result<Pty> {
+        let pty = open_pty()?;
+        if let Some(b) = size {
+            set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
+        }
+        match self {
+            Tty::Socket(sock) => send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?,
+            Tty::Relay => chan.send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
+        }
+        Ok(pty)
+    }
 }

@@ -4,30 +4,22 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::Spec;
 
 use crate::hooks;
-use crate::process::namespaces::Plan;
+use crate::process::console::Tty;
+use crate::process::namespaces::{self, Plan};
 use crate::process::sync::{Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
 use crate::process::{console, setup, sysctl};
 use crate::rootfs;
 use crate::state::{hook_state_json, Status};
-
-/// Where the pty master goes when process.terminal is set.
-pub enum Tty {
-    /// The caller's --console-socket (already connected).
-    Socket(OwnedFd),
-    /// Back to the runtime over the sync channel, which relays it (foreground run/exec -t).
-    Relay,
-}
 
 pub struct Init<'a> {
     pub id: &'a str,
@@ -81,7 +73,7 @@ impl Init<'_> {
             bail!("unexpected message {msg:?}")
         };
         if let Some(paths) = join_cgroups {
-            join_own_cgroups(paths)?;
+            join_own_cgroups(&paths)?;
         }
         let spec = self.spec;
         let linux = spec.linux().clone().unwrap_or_default();
@@ -92,13 +84,8 @@ impl Init<'_> {
             .plan
             .contains(oci_spec::runtime::LinuxNamespaceType::Mount);
 
-        sysctl::check(linux.sysctl().iter().flatten().map(|(k, _)| k), self.plan)?;
         if self.plan.user() {
-            // Become root of the new user namespace, whose mappings the runtime just wrote.
-            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-                .context("setgid 0 in the user namespace (is gid 0 mapped?)")?;
-            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-                .context("setuid 0 in the user namespace (is uid 0 mapped?)")?;
+            namespaces::become_userns_root()?;
         }
         if self.plan.new_cgroup {
             unshare(CloneFlags::CLONE_NEWCGROUP).context("create cgroup namespace")?;
@@ -174,19 +161,12 @@ impl Init<'_> {
 
         let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         if terminal {
-            let pty = console::open_pty()?;
-            if let Some(b) = process.as_ref().and_then(|p| p.console_size()) {
-                console::set_size(pty.slave.as_raw_fd(), b.height() as u16, b.width() as u16)?;
-            }
-            match &self.tty {
-                Some(Tty::Socket(sock)) => {
-                    console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?
-                }
-                Some(Tty::Relay) => self
-                    .chan
-                    .send_with_fd(&Msg::PtyMaster, Some(pty.master.as_raw_fd()))?,
-                None => bail!("process.terminal is true but no --console-socket was given"),
-            }
+            let tty = self
+                .tty
+                .as_ref()
+                .context("process.terminal is true but no --console-socket was given")?;
+            let size = process.as_ref().and_then(|p| p.console_size());
+            let pty = tty.open(&self.chan, size)?;
             console::mount_console(&pty.slave_path)?;
             console::become_session_leader_on(&pty.slave)?;
         }
@@ -246,11 +226,9 @@ impl Init<'_> {
     }
 }
 
-/// Move ourselves into the container's v1 cgroups (see CgroupManager::join_self_v1).
-pub fn join_own_cgroups(paths: berth_cgroups::CgroupPaths) -> Result<()> {
-    berth_cgroups::CgroupManager::from_paths(paths)
-        .and_then(|m| m.join_self_v1())
-        .context("join the container's cgroups")
+/// Move ourselves into the container's v1 cgroups (see CgroupPaths::join_self_v1).
+pub fn join_own_cgroups(paths: &berth_cgroups::CgroupPaths) -> Result<()> {
+    paths.join_self_v1().context("join the container's cgroups")
 }
 
 fn set_domainname(d: &str) -> Result<()> {

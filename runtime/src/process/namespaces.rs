@@ -137,3 +137,13 @@ pub fn join(ns: &ToJoin) -> Result<()> {
     setns(ns.file.as_fd(), flag(ns.typ))
         .with_context(|| format!("join {} namespace {}", proc_name(ns.typ), ns.path.display()))
 }
+
+/// Become root of the user namespace we are in: the runtime wrote (or the container already
+/// has) its mappings; our host ids are unmapped there until we switch.
+pub fn become_userns_root() -> Result<()> {
+    use nix::unistd::{Gid, Uid};
+    let (g, u) = (Gid::from_raw(0), Uid::from_raw(0));
+    nix::unistd::setresgid(g, g, g).context("setgid 0 in the user namespace (is gid 0 mapped?)")?;
+    nix::unistd::setresuid(u, u, u).context("setuid 0 in the user namespace (is uid 0 mapped?)")?;
+    Ok(())
+}

@@ -16,7 +16,7 @@ pub enum Msg {
     /// Intermediate -> runtime: the pid (in the runtime's pid namespace) of the process it forked.
     Pid(i32),
     /// Runtime -> child: id maps written; the host pid of the child. `join_cgroups`: the
-    /// child moves itself into its v1 cgroups (cheap, see CgroupManager::join_self_v1)
+    /// child moves itself into its v1 cgroups (cheap, see CgroupPaths::join_self_v1)
     /// instead of the runtime moving it.
     Go {
         pid: i32,
