@@ -55,6 +55,10 @@ pub fn v1_dir(mountpoint: &Path, dir: &Path, cpuset: bool) -> Result<(), Error> 
 /// the container's cgroup gets every controller the host offers (as runc does). A level with
 /// processes in it refuses (no internal processes rule); that only costs the controllers.
 pub fn v2_dir(mountpoint: &Path, dir: &Path) -> Result<(), Error> {
+    // Existing: its parents enabled their controllers when it was made (exec, update).
+    if dir.exists() {
+        return Ok(());
+    }
     let mut parent = mountpoint.to_path_buf();
     for level in levels(mountpoint, dir) {
         enable_controllers(&parent)?;

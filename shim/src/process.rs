@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use containerd_shim_protos::api::Status;
 
 use crate::reaper::Exit;
-use crate::stats::OomCounter;
+use crate::stats::InitCgroup;
 use crate::stdio::{ProcIo, StdioSpec};
 
 #[derive(Debug, Clone)]
@@ -34,8 +34,8 @@ pub struct Proc {
     changed: Condvar,
     pub io: Mutex<Option<ProcIo>>,
     pub pid_file: PathBuf,
-    /// The OOM-kill count of the current run's memory cgroup (the init only).
-    pub oom: Mutex<Option<OomCounter>>,
+    /// The cgroups of the current run (the init only): Stats and the OOM check.
+    pub cgroup: Mutex<Option<InitCgroup>>,
 }
 
 impl Proc {
@@ -57,7 +57,7 @@ impl Proc {
             changed: Condvar::new(),
             io: Mutex::new(None),
             pid_file,
-            oom: Mutex::new(None),
+            cgroup: Mutex::new(None),
         }
     }
 

@@ -59,14 +59,20 @@ impl Runtime {
                 .write_all(data)
                 .with_context(|| format!("write stdin of {} {op}", self.binary.display()))?;
         }
+        // stderr on its own short-lived thread: a runtime filling the stderr pipe while we
+        // wait for stdout's end would otherwise never finish.
+        let err_reader = reaped.child.stderr.take().map(|mut s| {
+            std::thread::spawn(move || {
+                let mut err = Vec::new();
+                let _ = s.read_to_end(&mut err);
+                err
+            })
+        });
         let mut out = Vec::new();
-        let mut err = Vec::new();
         if let Some(mut s) = reaped.child.stdout.take() {
             let _ = s.read_to_end(&mut out);
         }
-        if let Some(mut s) = reaped.child.stderr.take() {
-            let _ = s.read_to_end(&mut err);
-        }
+        let err = err_reader.and_then(|h| h.join().ok()).unwrap_or_default();
         let exit = reaped.wait();
         if exit.code == 0 {
             return Ok(out);
@@ -144,10 +150,15 @@ impl Runtime {
         self.run_with_stdio(op, cmd, stdio)
     }
 
-    pub fn start(&self, id: &str) -> Result<()> {
+    /// `start`, `pause`, `resume`: a subcommand taking only the id.
+    fn simple(&self, op: &str, id: &str) -> Result<()> {
         let mut cmd = self.command();
-        cmd.arg("start").arg(id);
-        self.run("start", cmd, None).map(drop)
+        cmd.arg(op).arg(id);
+        self.run(op, cmd, None).map(drop)
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        self.simple("start", id)
     }
 
     pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
@@ -171,15 +182,11 @@ impl Runtime {
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {
-        let mut cmd = self.command();
-        cmd.arg("pause").arg(id);
-        self.run("pause", cmd, None).map(drop)
+        self.simple("pause", id)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
-        let mut cmd = self.command();
-        cmd.arg("resume").arg(id);
-        self.run("resume", cmd, None).map(drop)
+        self.simple("resume", id)
     }
 
     /// `resources` is the OCI LinuxResources JSON.

@@ -284,7 +284,7 @@ impl Service {
             hub.set_stdin(io.stdin.clone());
         }
         *proc.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
-        *proc.oom.lock().unwrap_or_else(|e| e.into_inner()) = crate::stats::OomCounter::new(pid);
+        *proc.cgroup.lock().unwrap_or_else(|e| e.into_inner()) = crate::stats::InitCgroup::new(pid);
         {
             let mut st = proc.state();
             st.pid = pid;
@@ -335,11 +335,11 @@ impl Service {
         }
         // Read before anything deletes the cgroup; TaskOOM goes out ahead of TaskExit.
         let oom = proc
-            .oom
+            .cgroup
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|c| c.fired());
+            .is_some_and(|c| c.oom_fired());
         if oom {
             tracing::info!("container {} was killed for lack of memory", self.id);
             self.publisher.publish(

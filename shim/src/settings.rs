@@ -34,7 +34,6 @@ pub struct Settings {
     pub stdin_once: bool,
     pub shim_socket: Option<PathBuf>,
     pub runtime_root: Option<PathBuf>,
-    pub terminal: bool,
 }
 
 impl Default for Settings {
@@ -51,7 +50,6 @@ impl Default for Settings {
             stdin_once: false,
             shim_socket: None,
             runtime_root: None,
-            terminal: false,
         }
     }
 }
@@ -60,15 +58,16 @@ impl Settings {
     pub fn load(bundle: &Path) -> Result<Settings> {
         let path = bundle.join("config.json");
         let text = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        let spec: serde_json::Value =
+        // Only the annotations: no tree of the whole spec in a process with a 2 MiB budget.
+        #[derive(serde::Deserialize)]
+        struct Annotations {
+            #[serde(default)]
+            annotations: Option<serde_json::Value>,
+        }
+        let spec: Annotations =
             serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
-        let mut s = Settings::from_annotations(spec.get("annotations"))
-            .with_context(|| format!("annotations in {}", path.display()))?;
-        s.terminal = spec
-            .pointer("/process/terminal")
-            .and_then(|t| t.as_bool())
-            .unwrap_or(false);
-        Ok(s)
+        Settings::from_annotations(spec.annotations.as_ref())
+            .with_context(|| format!("annotations in {}", path.display()))
     }
 
     fn from_annotations(ann: Option<&serde_json::Value>) -> Result<Settings> {

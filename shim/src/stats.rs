@@ -21,10 +21,15 @@ fn pack<M: Message>(type_url: &str, m: &M) -> Result<Any> {
     })
 }
 
-/// The metrics of `pid`'s cgroups. Like containerd-shim-runc-v2, v2 metrics only on a
-/// cgroup2-only host; a hybrid host reports its v1 controllers as v1 metrics.
+/// The metrics of `pid`'s cgroups, looked up now.
 pub fn collect(pid: u32) -> Result<Any> {
     let cgroup = CgroupManager::of_process(pid).with_context(|| format!("cgroups of pid {pid}"))?;
+    metrics_of(&cgroup, pid)
+}
+
+/// Like containerd-shim-runc-v2, v2 metrics only on a cgroup2-only host; a hybrid host
+/// reports its v1 controllers as v1 metrics.
+fn metrics_of(cgroup: &CgroupManager, pid: u32) -> Result<Any> {
     let stats = cgroup
         .stats()
         .with_context(|| format!("stats of pid {pid}'s cgroups"))?;
@@ -35,28 +40,37 @@ pub fn collect(pid: u32) -> Result<Any> {
     }
 }
 
-/// The OOM-kill count of a process's memory cgroup when it started.
+/// The cgroups of the current run of the init, found once when it starts (Stats and the
+/// OOM check at exit both use it, instead of re-reading /proc and the mount table).
 #[derive(Debug, Clone)]
-pub struct OomCounter {
+pub struct InitCgroup {
+    pid: u32,
     cgroup: CgroupManager,
-    at_start: u64,
+    /// The OOM-kill count when the run started; None without a readable memory cgroup.
+    oom_at_start: Option<u64>,
 }
 
-impl OomCounter {
-    /// Note the OOM-kill count of `pid`'s memory cgroup now; None when the process has no
-    /// memory cgroup we can read.
-    pub fn new(pid: u32) -> Option<OomCounter> {
+impl InitCgroup {
+    /// None when the process's cgroups cannot be found.
+    pub fn new(pid: u32) -> Option<InitCgroup> {
         let cgroup = CgroupManager::of_process(pid).ok()?;
-        let at_start = cgroup.oom_kill_count().ok()?;
-        Some(OomCounter { cgroup, at_start })
+        let oom_at_start = cgroup.oom_kill_count().ok();
+        Some(InitCgroup {
+            pid,
+            cgroup,
+            oom_at_start,
+        })
+    }
+
+    pub fn metrics(&self) -> Result<Any> {
+        metrics_of(&self.cgroup, self.pid)
     }
 
     /// Whether the kernel's OOM killer struck in the cgroup since `new`. Asked when the
     /// init has exited, before the runtime deletes the cgroup.
-    pub fn fired(&self) -> bool {
-        self.cgroup
-            .oom_kill_count()
-            .is_ok_and(|n| n > self.at_start)
+    pub fn oom_fired(&self) -> bool {
+        self.oom_at_start
+            .is_some_and(|at_start| self.cgroup.oom_kill_count().is_ok_and(|n| n > at_start))
     }
 }
 
@@ -90,7 +104,7 @@ mod tests {
             e.contains("pid 4294967294") && e.contains("/proc/4294967294/cgroup"),
             "{e}"
         );
-        assert!(OomCounter::new(u32::MAX - 1).is_none());
+        assert!(InitCgroup::new(u32::MAX - 1).is_none());
     }
 
     #[test]
@@ -102,9 +116,15 @@ mod tests {
                     .ok()
                     .and_then(|c| c.unified_path().map(|d| d.join("memory.events").exists()))
                     .unwrap_or(false));
-        match OomCounter::new(std::process::id()) {
-            Some(c) => assert!(!c.fired()),
-            None => assert!(!has_memory, "no counter despite a memory cgroup"),
+        match InitCgroup::new(std::process::id()) {
+            Some(c) => {
+                assert!(!c.oom_fired());
+                assert!(
+                    c.oom_at_start.is_some() || !has_memory,
+                    "no counter despite a memory cgroup"
+                );
+            }
+            None => assert!(!has_memory, "no cgroups despite a memory cgroup"),
         }
     }
 }

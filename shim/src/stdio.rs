@@ -155,7 +155,12 @@ impl Prepared {
             stdout_fifo_for_tty: None,
         };
         if spec.terminal {
-            let dir = PathBuf::from("/run/berth-shim");
+            // Under the run root, like every Berth path (DESIGN.md: /run/berth/shim).
+            let dir = std::env::var_os("BERTH_RUN")
+                .filter(|r| !r.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/run/berth"))
+                .join("shim");
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
             let path = dir.join(format!(
                 "console-{}-{}.sock",

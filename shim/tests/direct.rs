@@ -661,7 +661,23 @@ fn terminal_resize_and_stats() {
 
     assert_container_metrics(&s.stats().expect("stats").stats);
 
-    // Resizing a process without a terminal is refused.
+    // Resizing a process without a terminal (the "size" exec writes to a file) is refused.
+    let err = s
+        .client
+        .resize_pty(
+            ctx(),
+            &api::ResizePtyRequest {
+                id: s.id.clone(),
+                exec_id: "size".into(),
+                width: 80,
+                height: 24,
+                ..Default::default()
+            },
+        )
+        .expect_err("resize of a process without a terminal");
+    assert!(format!("{err:?}").contains("no terminal"), "{err:?}");
+
+    // Stats of a container that has exited is refused.
     s.kill(9).unwrap();
     s.wait("");
     let err = s.stats().expect_err("stats of an exited container");

@@ -448,7 +448,16 @@ impl Task for TaskService {
                 format!("container {} is not running", s.id),
             ));
         }
-        let stats = crate::stats::collect(st.pid).map_err(internal)?;
+        let known = proc
+            .cgroup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let stats = match known {
+            Some(c) => c.metrics(),
+            None => crate::stats::collect(st.pid),
+        }
+        .map_err(internal)?;
         Ok(api::StatsResponse {
             stats: MessageField::some(stats),
             ..Default::default()
