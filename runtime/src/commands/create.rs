@@ -210,6 +210,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         seccomp,
         idmapped,
         trampoline: Trampoline::create()?,
+        cgroups: cgroup.paths().clone(),
         ready: std::cell::Cell::new(false),
     };
     // Limits go in before any process does: a realtime task cannot enter a v1 cgroup whose

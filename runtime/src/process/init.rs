@@ -40,6 +40,8 @@ pub struct Init<'a> {
     pub idmapped: rootfs::IdmappedSources,
     /// The sealed exec trampoline (None: the runtime re-executed itself from a sealed copy).
     pub trampoline: Option<Trampoline>,
+    /// The container's cgroup directories (sources of cgroup bind mounts).
+    pub cgroups: berth_cgroups::CgroupPaths,
     /// Set once `create` has been told we are ready: later errors go to stderr.
     pub ready: std::cell::Cell<bool>,
 }
@@ -130,6 +132,7 @@ impl Init<'_> {
             cgroup_ns: self
                 .plan
                 .contains(oci_spec::runtime::LinuxNamespaceType::Cgroup),
+            cgroups: Some(self.cgroups.clone()),
         };
         if has_mount_ns {
             // Relative bind sources are relative to the bundle, as with runc.

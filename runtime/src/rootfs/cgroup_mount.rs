@@ -103,18 +103,58 @@ fn mount_v2(
             Err(e) => return Err(RootfsError::sys("mount cgroup2 on", &plan.dest, e)),
         }
     }
-    let unified = infos
-        .iter()
-        .rev()
-        .find(|m| m.fs_type == "cgroup2")
-        .ok_or_else(|| RootfsError::Invalid("no cgroup2 hierarchy is mounted".into()))?;
-    let own = lines
-        .iter()
-        .find(|l| l.controllers.is_empty())
-        .map(|l| l.path.clone())
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let src = own_dir(unified, &own);
+    let src = v2_source(ctx, infos, lines)?;
     mounts::mount(ctx, &bind_plan(plan, &src, plan.dest.clone()))
+}
+
+/// The bind source is the container's cgroup as the runtime chose it. Re-deriving it from
+/// /proc/self/cgroup is only right outside a cgroup namespace: inside one that file says
+/// "/", which would bind the host's whole hierarchy into the container.
+fn v2_source(ctx: &Ctx, infos: &[MountInfo], lines: &[CgroupLine]) -> Result<PathBuf, RootfsError> {
+    Ok(match &ctx.cgroups {
+        Some(p) => p
+            .unified
+            .clone()
+            .ok_or_else(|| RootfsError::Invalid("the container has no cgroup2 directory".into()))?,
+        None if ctx.cgroup_ns => {
+            return Err(RootfsError::Invalid(
+                "cannot bind the container's cgroup from inside a cgroup namespace without its cgroup paths"
+                    .into(),
+            ))
+        }
+        None => {
+            let unified = infos
+                .iter()
+                .rev()
+                .find(|m| m.fs_type == "cgroup2")
+                .ok_or_else(|| RootfsError::Invalid("no cgroup2 hierarchy is mounted".into()))?;
+            let own = lines
+                .iter()
+                .find(|l| l.controllers.is_empty())
+                .map(|l| l.path.clone())
+                .unwrap_or_else(|| PathBuf::from("/"));
+            own_dir(unified, &own)
+        }
+    })
+}
+
+/// The host directory to bind for v1 hierarchy `m` (never inside a cgroup namespace: there
+/// the hierarchy is mounted fresh).
+fn v1_source(ctx: &Ctx, m: &MountInfo, line: &CgroupLine) -> Result<PathBuf, RootfsError> {
+    match &ctx.cgroups {
+        Some(p) => line
+            .controllers
+            .iter()
+            .find_map(|c| p.v1.get(c))
+            .cloned()
+            .ok_or_else(|| {
+                RootfsError::Invalid(format!(
+                    "the container has no cgroup in the {} hierarchy",
+                    m.mount_point.display()
+                ))
+            }),
+        None => Ok(own_dir(m, &line.path)),
+    }
 }
 
 /// The co-mounted controllers of a v1 hierarchy, as its /proc/self/cgroup line lists them.
@@ -177,7 +217,7 @@ fn mount_v1(
             )
             .map_err(sys_err("mount cgroup on", &dest))?;
         } else {
-            mounts::mount(ctx, &bind_plan(plan, &own_dir(m, &line.path), dest))?;
+            mounts::mount(ctx, &bind_plan(plan, &v1_source(ctx, m, line)?, dest))?;
         }
     }
     for sub in &combined {
@@ -205,6 +245,64 @@ fn mount_v1(
 mod unit {
     use super::*;
     use crate::rootfs::mountinfo::{parse_mountinfo, parse_proc_cgroup};
+
+    fn ctx(cgroup_ns: bool, cgroups: Option<berth_cgroups::CgroupPaths>) -> Ctx {
+        Ctx {
+            root: std::fs::File::open("/").unwrap().into(),
+            rootfs: PathBuf::from("/"),
+            in_user_ns: false,
+            cgroup_ns,
+            cgroups,
+            uid_mappings: None,
+            gid_mappings: None,
+        }
+    }
+
+    fn container_paths() -> berth_cgroups::CgroupPaths {
+        berth_cgroups::CgroupPaths {
+            layout: berth_cgroups::Layout::Hybrid,
+            v1: [(
+                "cpu".to_string(),
+                PathBuf::from("/sys/fs/cgroup/cpu/box/c1"),
+            )]
+            .into(),
+            unified: Some(PathBuf::from("/sys/fs/cgroup/unified/box/c1")),
+        }
+    }
+
+    #[test]
+    fn rootfs_cgroup_bind_sources_are_the_containers_cgroups() {
+        // Inside a cgroup namespace /proc/self/cgroup says "/" and the mount's root is "/..".
+        let infos = parse_mountinfo(
+            "41 31 0:38 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+             32 31 0:29 /.. /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
+        );
+        let lines = parse_proc_cgroup("4:cpu:/\n0::/\n");
+        let c = ctx(true, Some(container_paths()));
+        assert_eq!(
+            v2_source(&c, &infos, &lines).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/unified/box/c1")
+        );
+        let cpu = line_for(&infos[1], &lines).unwrap();
+        assert_eq!(
+            v1_source(&c, &infos[1], cpu).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/cpu/box/c1")
+        );
+    }
+
+    #[test]
+    fn rootfs_cgroup_bind_in_a_cgroup_namespace_never_falls_back_to_the_whole_hierarchy() {
+        let infos =
+            parse_mountinfo("41 31 0:38 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
+        let lines = parse_proc_cgroup("0::/\n");
+        let e = v2_source(&ctx(true, None), &infos, &lines).unwrap_err();
+        assert!(e.to_string().contains("cgroup namespace"), "{e}");
+        // Outside a namespace the derived path is still used (the module's own tests).
+        assert_eq!(
+            v2_source(&ctx(false, None), &infos, &lines).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/unified")
+        );
+    }
 
     #[test]
     fn rootfs_cgroup_v1_hierarchies_match_their_own_cgroup() {

@@ -75,7 +75,7 @@ use error::sys_err;
 use mounts::{Ctx, Plan};
 
 /// How the container is set up around the rootfs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RootfsOptions {
     /// runc's --no-pivot: MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
@@ -83,6 +83,10 @@ pub struct RootfsOptions {
     pub in_user_ns: bool,
     /// The init has its own cgroup namespace: cgroup mounts are fresh cgroup filesystems.
     pub cgroup_ns: bool,
+    /// The container's cgroup directories as the runtime chose them: the sources of cgroup
+    /// bind mounts. None: the cgroups this process is in now (only right outside a cgroup
+    /// namespace, whose /proc/self/cgroup shows "/").
+    pub cgroups: Option<berth_cgroups::CgroupPaths>,
 }
 
 /// Every mount option name we understand, for `berth-runtime features`.
@@ -146,6 +150,7 @@ pub fn prepare_with_idmapped_sources(
         rootfs,
         in_user_ns: opts.in_user_ns,
         cgroup_ns: opts.cgroup_ns,
+        cgroups: opts.cgroups.clone(),
         uid_mappings: linux.and_then(|l| l.uid_mappings().clone()),
         gid_mappings: linux.and_then(|l| l.gid_mappings().clone()),
     };
