@@ -121,7 +121,8 @@ impl Container {
         let tmp = d.join(".state.json.tmp");
         let mut f = fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
         // One write: serde_json on a File issues a syscall per token.
-        f.write_all(&serde_json::to_vec(self)?)?;
+        f.write_all(&serde_json::to_vec(self)?)
+            .with_context(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, d.join(STATE_FILE)).context("rename state.json into place")?;
         Ok(())
     }

@@ -769,3 +769,36 @@ fn exec_cap_adds_a_capability() {
     assert_eq!(eff(&with), eff(&base) | (1 << 13));
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
+
+#[test]
+fn a_failed_exec_leaves_no_process_in_the_container() {
+    // The pid file cannot be written: exec fails, and the process it had already started in
+    // the container must be gone with it.
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-exec-leak");
+    let (_bundle, id) = running_container(&env);
+    let pid_file = env.path().join("no-such-dir").join("exec.pid");
+    let out = rt_run(
+        &env,
+        &[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sleep",
+            "777",
+        ],
+    );
+    out.assert_failure();
+    assert!(out.stderr.contains("pid file"), "{}", out.stderr);
+    let init = init_pid(&env, &id);
+    wait_until("only the init left in the container", || {
+        let ps = rt_run(&env, &["ps", "--format", "json", &id]);
+        let pids: Vec<i32> = serde_json::from_str(&ps.stdout).unwrap_or_default();
+        pids == vec![init]
+    });
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}

@@ -7,7 +7,6 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -18,7 +17,7 @@ use crate::hooks;
 use crate::process::console::Tty;
 use crate::process::init::Init;
 use crate::process::namespaces::{self, Plan};
-use crate::process::spawn::{self, clone_with};
+use crate::process::spawn::{self, clone_with, ChildGuard};
 use crate::process::sync::{self, Msg};
 use crate::process::trampoline::Trampoline;
 use crate::state::{self, hook_state_json, Container, Status, EXEC_FIFO};
@@ -42,16 +41,14 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
 /// Undo guard: whatever `create` made is removed unless it completes.
 struct Cleanup<'a> {
     dir: Option<PathBuf>,
-    pid: Option<Pid>,
+    pid: Option<ChildGuard>,
     cgroup: Option<&'a berth_cgroups::CgroupManager>,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
+        // The process first: the cgroup cannot go while it is in it.
+        drop(self.pid.take());
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.destroy() {
                 tracing::warn!("remove cgroup after failed create: {e}");
@@ -244,7 +241,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             init.main()
         })?
     };
-    guard.pid = Some(pid);
+    guard.pid = Some(ChildGuard::new(pid));
 
     if plan.new_user() {
         write_id_maps(pid, &spec)?;
@@ -257,16 +254,19 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             .with_context(|| format!("join cgroup for container {}", a.id))?;
         None
     };
-    parent.send(&Msg::Go {
-        pid: pid.as_raw(),
-        join_cgroups,
-    })?;
+    let init_gone = || format!("container {} init exited during setup", a.id);
+    parent
+        .send(&Msg::Go {
+            pid: pid.as_raw(),
+            join_cgroups,
+        })
+        .with_context(init_gone)?;
 
     let mut pty = None;
     loop {
         let (msg, fd) = match parent.recv()? {
             Some(m) => m,
-            None => bail!("container init exited during setup"),
+            None => bail!(init_gone()),
         };
         match msg {
             Msg::RunHooks => {
@@ -275,7 +275,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
                 #[allow(deprecated)]
                 hooks::run_all(hk.prestart().as_ref(), "prestart", &st)?;
                 hooks::run_all(hk.create_runtime().as_ref(), "createRuntime", &st)?;
-                parent.send(&Msg::HooksDone)?;
+                parent.send(&Msg::HooksDone).with_context(init_gone)?;
             }
             Msg::SeccompListener => {
                 let fd = fd.context("seccomp listener message without a descriptor")?;
@@ -303,7 +303,9 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
-    guard.pid = None;
+    if let Some(p) = guard.pid.as_mut() {
+        p.disarm();
+    }
     guard.cgroup = None;
     guard.dir = None;
     Ok(Created { container, pty })

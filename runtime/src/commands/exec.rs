@@ -14,7 +14,7 @@ use crate::cli::ExecArgs;
 use crate::commands::{create::write_pid_file, foreground, Global};
 use crate::process::console::{self, Tty};
 use crate::process::namespaces::{self, ToJoin};
-use crate::process::spawn::{clone_into_cgroup, clone_with, set_child_subreaper};
+use crate::process::spawn::{clone_into_cgroup, clone_with, set_child_subreaper, ChildGuard};
 use crate::process::sync::{self, Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
 use crate::process::{caps, setup};
@@ -235,15 +235,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         (Msg::Pid(p), _) => Pid::from_raw(p),
         (m, _) => bail!("unexpected message {m:?}"),
     };
-    let cleanup = |e: anyhow::Error| {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        e
-    };
+    let mut guard = ChildGuard::new(pid);
     if !self_join {
         cgroup
             .add_process(pid.as_raw())
-            .with_context(|| format!("join the cgroup of container {}", a.id))
-            .map_err(cleanup)?;
+            .with_context(|| format!("join the cgroup of container {}", a.id))?;
     }
     parent.send(&Msg::Go {
         pid: pid.as_raw(),
@@ -251,11 +247,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     })?;
     let mut pty = None;
     loop {
-        match parent.recv().map_err(cleanup)? {
+        match parent.recv()? {
             Some((Msg::PtyMaster, fd)) => pty = fd,
             Some((Msg::Ready, _)) => break,
             Some((Msg::Error(e), _)) => bail!("{e}"),
-            Some((m, _)) => return Err(cleanup(anyhow::anyhow!("unexpected message {m:?}"))),
+            Some((m, _)) => bail!("unexpected message {m:?}"),
             None => bail!("exec process exited during setup"),
         }
     }
@@ -266,6 +262,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
+    guard.disarm();
     match sigs {
         None => Ok(0),
         Some(s) => foreground::wait(pid, s, pty),

@@ -31,6 +31,29 @@ pub fn clone_with<F: FnOnce() -> i32>(flags: CloneFlags, child: F) -> Result<Pid
     }
 }
 
+/// Kills and reaps a process we started unless `disarm`ed: a failed `create` or `exec` must
+/// not leave its half-set-up process running in the container.
+pub struct ChildGuard(Option<Pid>);
+
+impl ChildGuard {
+    pub fn new(pid: Pid) -> Self {
+        ChildGuard(Some(pid))
+    }
+
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
 pub fn set_child_subreaper() -> Result<()> {
     // SAFETY: plain prctl with integer arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
