@@ -120,18 +120,13 @@ fn run_detach_kill_by_name_and_number_then_reaped_as_stopped() {
     let bundle = Bundle::busybox(&env);
     bundle.args(&["sleep", "1000"]);
 
-    for (n, signal) in ["KILL", "SIGKILL", "9", "TERM"].iter().enumerate() {
+    // TERM by name and number: kill_by_term_reaches_the_containers_trap.
+    for (n, signal) in ["KILL", "SIGKILL", "9"].iter().enumerate() {
         let id = env.unique(&format!("k{n}"));
         run_detached(&env, &bundle, &id);
         assert_eq!(state(&env, &id)["status"], "running");
         let pid = init_pid(&env, &id);
-        // sleep as pid 1 ignores TERM unless it has a handler, so send TERM to
-        // a shell that exits on it instead.
-        if *signal == "TERM" {
-            rt_run(&env, &["kill", &id, "KILL"]).assert_success();
-        } else {
-            rt_run(&env, &["kill", &id, signal]).assert_success();
-        }
+        rt_run(&env, &["kill", &id, signal]).assert_success();
         wait_status(&env, &id, "stopped");
         // The init is reaped, not a zombie left for ever.
         wait_until(&format!("pid {pid} reaped"), || {
@@ -178,11 +173,27 @@ fn kill_all_signals_every_process() {
         &env,
         &["sh", "-c", "sleep 1000 & sleep 1000 & echo $! > /bg; wait"],
     );
+    // Without a pid namespace killing the init would not take the others with it, so only
+    // --all can stop the background sleep (whose pid inside is its host pid).
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid")
+    });
     let id = env.unique("c");
     run_detached(&env, &bundle, &id);
-    wait_file(&bundle.rootfs().join("bg"));
+    let bg: i32 = wait_file(&bundle.rootfs().join("bg"))
+        .trim()
+        .parse()
+        .unwrap();
     rt_run(&env, &["kill", "--all", &id, "KILL"]).assert_success();
     wait_status(&env, &id, "stopped");
+    wait_until(&format!("background pid {bg} killed"), || {
+        fs::read_to_string(format!("/proc/{bg}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    });
     rt_run(&env, &["delete", &id]).assert_success();
     assert_no_trace(&env, &bundle, &id);
 }
@@ -587,7 +598,7 @@ fn create_pid_file_and_no_pivot() {
     assert_eq!(entries.last(), Some(&"1"));
 }
 
-/// A container whose shell traps TERM (printing "got TERM", exiting 5) and
+/// A container whose shell traps TERM (printing "got TERM", writing /got, exiting 5) and
 /// writes /ready once the trap is in place.
 fn trapping_bundle(env: &TestEnv) -> Bundle {
     writable_bundle(
@@ -595,7 +606,7 @@ fn trapping_bundle(env: &TestEnv) -> Bundle {
         &[
             "sh",
             "-c",
-            "trap 'echo got TERM; exit 5' TERM; touch /ready; while :; do sleep 0.1; done",
+            "trap 'echo got TERM; echo TERM > /got; exit 5' TERM; touch /ready; while :; do sleep 0.1; done",
         ],
     )
 }
@@ -638,15 +649,28 @@ fn kill_defaults_to_sigterm() {
         return;
     }
     let env = TestEnv::new("rt-killterm");
-    let bundle = trapping_bundle(&env);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
-    wait_until("the container is ready", || {
-        bundle.rootfs().join("ready").exists()
-    });
-    rt_run(&env, &["kill", &id]).assert_success();
-    wait_status(&env, &id, "stopped");
-    rt_run(&env, &["delete", &id]).assert_success();
+    // No signal argument, then TERM by its names and number: each must reach the trap.
+    for (n, signal) in [None, Some("TERM"), Some("SIGTERM"), Some("15")]
+        .iter()
+        .enumerate()
+    {
+        let bundle = trapping_bundle(&env);
+        let id = env.unique(&format!("t{n}"));
+        run_detached(&env, &bundle, &id);
+        wait_until("the container is ready", || {
+            bundle.rootfs().join("ready").exists()
+        });
+        let mut args = vec!["kill", id.as_str()];
+        args.extend(signal.iter());
+        rt_run(&env, &args).assert_success();
+        wait_status(&env, &id, "stopped");
+        assert_eq!(
+            wait_file(&bundle.rootfs().join("got")).trim(),
+            "TERM",
+            "{signal:?}"
+        );
+        rt_run(&env, &["delete", &id]).assert_success();
+    }
 }
 
 #[test]

@@ -114,7 +114,7 @@ fn rootfs_masked_and_readonly_paths() {
     let spec = make_spec(
         mounts,
         json!({
-            "maskedPaths": ["/proc/kcore", "/proc/acpi", "/etc/secret-dir", "/etc/secret-file", "/does/not/exist", "/etc/secret-file"],
+            "maskedPaths": ["/proc/keys", "/proc/acpi", "/etc/secret-dir", "/etc/secret-file", "/does/not/exist", "/etc/secret-file"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/etc/ro-dir", "/nope"],
         }),
         false,
@@ -132,7 +132,7 @@ fn rootfs_masked_and_readonly_paths() {
         test "$(cat /etc/secret-file)" = ""
         test "$(ls -A /etc/secret-dir | wc -l)" = 0
         fails touch /etc/secret-dir/x
-        test "$(head -c 10 /proc/kcore | wc -c)" = 0
+        test "$(head -c 10 /proc/keys | wc -c)" = 0
         fails sh -c 'echo host > /proc/sys/kernel/hostname'
         grep ' /proc/sys ' /proc/self/mountinfo | grep -q ' ro,'
         fails touch /etc/ro-dir/x
