@@ -750,12 +750,13 @@ fn dockerd_container_options_take_effect_under_berth_runtime() {
 // --- podman -------------------------------------------------------------------
 
 /// podman with storage, run root, tmp dir (locks, events) and network
-/// config in the test's temp dir and berth-runtime as its OCI runtime. The
-/// runtime keeps its default state root, as for any podman user: podman
-/// 4.3 drops `--runtime-flag`s from its `delete` call, so a private root
-/// would leave state behind.
+/// config in the test's temp dir and berth-runtime as its OCI runtime. podman
+/// 4.3 drops `--runtime-flag`s from its `delete` call and passes no
+/// environment through conmon, so the runtime's private state root comes
+/// from a two-line wrapper that sets BERTH_RUNTIME_ROOT.
 struct Podman {
     dir: PathBuf,
+    runtime: PathBuf,
     conf: PathBuf,
     cgroup_parent: String,
     /// Containers to delete from the runtime's state if the test fails.
@@ -771,7 +772,20 @@ impl Podman {
         let conf = dir.join("containers.conf");
         fs::write(&conf, "[engine]\nlock_type = \"file\"\n")
             .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        let runtime = dir.join("berth-runtime");
+        fs::write(
+            &runtime,
+            format!(
+                "#!/bin/sh\nBERTH_RUNTIME_ROOT={} exec {} \"$@\"\n",
+                dir.join("runtime-state").display(),
+                bin("berth-runtime").display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", runtime.display()));
+        fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         Podman {
+            runtime,
             dir,
             conf,
             cgroup_parent: env.unique("podman"),
@@ -783,7 +797,7 @@ impl Podman {
         let mut cmd = env.command("podman");
         cmd.env("CONTAINERS_CONF", &self.conf)
             .arg("--runtime")
-            .arg(bin("berth-runtime"))
+            .arg(&self.runtime)
             .arg("--root")
             .arg(self.dir.join("storage"))
             .arg("--runroot")
@@ -812,8 +826,8 @@ impl Podman {
         run(&mut cmd)
     }
 
-    fn default_runtime_root() -> PathBuf {
-        PathBuf::from("/run/berth/runtime")
+    fn runtime_root(&self) -> PathBuf {
+        self.dir.join("runtime-state")
     }
 }
 
@@ -822,7 +836,7 @@ impl Drop for Podman {
         for id in &self.created {
             let _ = run(Command::new(bin("berth-runtime"))
                 .arg("--root")
-                .arg(Podman::default_runtime_root())
+                .arg(self.runtime_root())
                 .args(["delete", "--force", id]));
         }
     }
@@ -871,7 +885,7 @@ fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
     out.assert_success();
     let id = out.stdout.trim().to_string();
     podman.created.push(id.clone());
-    assert_running_under_berth(&Podman::default_runtime_root(), &id);
+    assert_running_under_berth(&podman.runtime_root(), &id);
 
     let out = run(podman.podman(&env).args([
         "exec",
@@ -913,11 +927,11 @@ fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
     assert_eq!(inspect("{{.State.Status}}"), "paused");
     run(podman.podman(&env).args(["unpause", &name])).assert_success();
     assert_eq!(inspect("{{.State.Status}}"), "running");
-    let first_pid = runtime_pid(&Podman::default_runtime_root(), &id);
+    let first_pid = runtime_pid(&podman.runtime_root(), &id);
     run(podman.podman(&env).args(["restart", "-t", "0", &name])).assert_success();
     assert_eq!(inspect("{{.State.Status}}"), "running");
-    assert_running_under_berth(&Podman::default_runtime_root(), &id);
-    assert_ne!(runtime_pid(&Podman::default_runtime_root(), &id), first_pid);
+    assert_running_under_berth(&podman.runtime_root(), &id);
+    assert_ne!(runtime_pid(&podman.runtime_root(), &id), first_pid);
 
     run(podman.podman(&env).args(["stop", "-t", "1", &name])).assert_success();
     let out = run(podman.podman(&env).args([
@@ -929,7 +943,7 @@ fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
     out.assert_success();
     assert_eq!(out.stdout.trim(), "exited 137");
     run(podman.podman(&env).args(["rm", &name])).assert_success();
-    assert_gone_from_berth(&Podman::default_runtime_root(), &id);
+    assert_gone_from_berth(&podman.runtime_root(), &id);
     let out = run(podman.podman(&env).args(["ps", "-aq"]));
     out.assert_success();
     assert_eq!(out.stdout.trim(), "", "containers left in podman");
