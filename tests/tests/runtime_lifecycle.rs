@@ -726,3 +726,61 @@ fn delete_force_without_a_pid_namespace_kills_every_process() {
     wait_until("the container's child dies", || gone(child));
     assert_no_trace(&env, &bundle, &id);
 }
+
+#[test]
+fn corrupt_state_is_named_and_delete_force_frees_the_id() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-corrupt");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["true"]);
+    let id = env.unique("c");
+    create(&env, &bundle, &id);
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    // A torn state.json, as a crash or a full disk could leave one.
+    let dir = env.run().join("runtime").join(&id);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("state.json"), "{\"id\": \"trunc").unwrap();
+
+    let out = rt_run(&env, &["state", &id]);
+    out.assert_failure();
+    assert!(out.stderr.contains("state.json"), "{}", out.stderr);
+    let out = rt_run(&env, &["list"]);
+    out.assert_success();
+    assert!(out.stderr.contains("state.json"), "list warns: {}", out.stderr);
+    rt_run(&env, &["delete", &id]).assert_failure();
+    let out = rt_run(&env, &["delete", "--force", &id]);
+    out.assert_success();
+    assert!(!dir.exists());
+    // The id is usable again.
+    create(&env, &bundle, &id);
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn init_killed_during_create_fails_create_naming_the_container_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-initdies");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["true"]);
+    // A createRuntime hook kills the init while create waits for it.
+    bundle.edit_config(|c| {
+        c["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", "kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/')"]
+        }]})
+    });
+    let id = env.unique("c");
+    let out = rt_run(&env, &["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains(&id) && out.stderr.contains("init exited"),
+        "{}",
+        out.stderr
+    );
+    assert_no_trace(&env, &bundle, &id);
+}

@@ -25,7 +25,17 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
         bail!("container {id} does not exist");
     }
-    let c = Container::load(root, id)?;
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
+        // A torn or corrupt state.json: nothing of it can be trusted, but the id must be
+        // reusable. What it named (processes, cgroup) cannot be found any more; say so.
+        Err(e) if force => {
+            tracing::warn!("{e:#}; removing the container's state anyway");
+            fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     match c.status(root) {
         Status::Stopped => {}
         // runtime-spec: deleting a container that is not stopped (created included) is an

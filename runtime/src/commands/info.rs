@@ -84,9 +84,14 @@ fn load_all(root: &Path) -> Result<Vec<(Container, Status)>> {
     };
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
-        if let Ok(c) = Container::load(root, &id) {
-            let st = c.status(root);
-            out.push((c, st));
+        match Container::load(root, &id) {
+            Ok(c) => {
+                let st = c.status(root);
+                out.push((c, st));
+            }
+            // A create still in progress has no state.json yet: not worth a warning.
+            Err(_) if !e.path().join(crate::state::STATE_FILE).exists() => {}
+            Err(err) => tracing::warn!("{err:#}"),
         }
     }
     out.sort_by(|a, b| a.0.created.cmp(&b.0.created));
