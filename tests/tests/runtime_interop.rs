@@ -782,8 +782,11 @@ impl Podman {
             ),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", runtime.display()));
-        fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         Podman {
             runtime,
             dir,

@@ -748,7 +748,11 @@ fn corrupt_state_is_named_and_delete_force_frees_the_id() {
     assert!(out.stderr.contains("state.json"), "{}", out.stderr);
     let out = rt_run(&env, &["list"]);
     out.assert_success();
-    assert!(out.stderr.contains("state.json"), "list warns: {}", out.stderr);
+    assert!(
+        out.stderr.contains("state.json"),
+        "list warns: {}",
+        out.stderr
+    );
     rt_run(&env, &["delete", &id]).assert_failure();
     let out = rt_run(&env, &["delete", "--force", &id]);
     out.assert_success();
@@ -775,7 +779,10 @@ fn init_killed_during_create_fails_create_naming_the_container_and_leaves_nothin
         }]})
     });
     let id = env.unique("c");
-    let out = rt_run(&env, &["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let out = rt_run(
+        &env,
+        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
+    );
     out.assert_failure();
     assert!(
         out.stderr.contains(&id) && out.stderr.contains("init exited"),
@@ -783,4 +790,44 @@ fn init_killed_during_create_fails_create_naming_the_container_and_leaves_nothin
         out.stderr
     );
     assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn create_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-fulldisk");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["true"]);
+    // The state root on a tiny tmpfs, filled up (the harness unmounts it).
+    let root = env.run().join("runtime");
+    fs::create_dir_all(&root).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=8k"),
+    )
+    .unwrap();
+    let filler = root.join("filler");
+    let _ = fs::write(&filler, vec![0u8; 64 * 1024]);
+    let id = env.unique("c");
+    let out = rt_run(
+        &env,
+        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
+    );
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("state.json") && out.stderr.contains("No space left"),
+        "{}",
+        out.stderr
+    );
+    assert_no_trace(&env, &bundle, &id);
+    // Room again: the same id works.
+    fs::remove_file(&filler).unwrap();
+    create(&env, &bundle, &id);
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    nix::mount::umount(&root).unwrap();
 }
