@@ -108,6 +108,10 @@ pub fn masked_paths(list: &[String]) -> Result<(), RootfsError> {
     }
     let root = root_fd()?;
     let mut done: Vec<std::path::PathBuf> = Vec::new();
+    // One checked /dev/null and one empty tmpfs serve every mask: later ones are clones of
+    // the first (a clone keeps the read-only flag), not new superblocks per path.
+    let mut null: Option<OwnedFd> = None;
+    let mut first_tmpfs: Option<OwnedFd> = None;
     for p in list {
         let path = absolute("maskedPaths", p)?;
         let fd = match paths::open_in_root(root.as_fd(), path, OFlag::O_PATH) {
@@ -120,14 +124,27 @@ pub fn masked_paths(list: &[String]) -> Result<(), RootfsError> {
             continue;
         }
         let st = fstat(&fd).map_err(|e| mask_err(p, RootfsError::sys("stat", p, e)))?;
-        let mask = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
-            empty_readonly_tmpfs()
+        let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+        let mask = if is_dir {
+            match &first_tmpfs {
+                Some(t) => sys::clone_tree(t.as_raw_fd(), Path::new(""), false)
+                    .map_err(sys_err("clone masking tmpfs", "tmpfs")),
+                None => empty_readonly_tmpfs(),
+            }
         } else {
-            dev_null_tree()
+            if null.is_none() {
+                null = Some(checked_dev_null().map_err(|e| mask_err(p, e))?);
+            }
+            let n = null.as_ref().expect("set above");
+            sys::clone_tree(n.as_raw_fd(), Path::new(""), false)
+                .map_err(sys_err("open_tree", "/dev/null"))
         }
         .map_err(|e| mask_err(p, e))?;
         sys::move_mount(mask.as_fd(), fd.as_fd())
             .map_err(|e| mask_err(p, RootfsError::sys("move_mount onto", p, e)))?;
+        if is_dir && first_tmpfs.is_none() {
+            first_tmpfs = Some(mask);
+        }
         done.push(real);
     }
     Ok(())
@@ -150,7 +167,8 @@ fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
     }
 }
 
-fn dev_null_tree() -> Result<OwnedFd, RootfsError> {
+/// The container's /dev/null, refused unless it really is the null device.
+fn checked_dev_null() -> Result<OwnedFd, RootfsError> {
     let null = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys_err("open", "/dev/null"))?;
     let st = fstat(&null).map_err(sys_err("stat", "/dev/null"))?;
@@ -161,6 +179,5 @@ fn dev_null_tree() -> Result<OwnedFd, RootfsError> {
             "the container's /dev/null is not the null device".into(),
         ));
     }
-    sys::clone_tree(null.as_raw_fd(), Path::new(""), false)
-        .map_err(sys_err("open_tree", "/dev/null"))
+    Ok(null)
 }
