@@ -9,16 +9,29 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// True when running as root; otherwise prints why the test is skipped.
+/// Says why a test cannot run here and returns false, so the test returns early. With
+/// `BERTH_REQUIRE_ALL=1` (CI sets it) a skip is a failure instead: libtest hides the output
+/// of passing tests, and a green run must mean that every test really ran.
+pub fn skip(reason: &str) -> bool {
+    if env::var("BERTH_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("cannot run here: {reason} (BERTH_REQUIRE_ALL=1 makes that a failure)");
+    }
+    eprintln!("skipped: {reason}");
+    false
+}
+
+/// True when running as root; otherwise the test is skipped (see [`skip`]).
 ///
 /// Use as `if !require_root() { return; }` at the top of a test that needs
 /// namespaces, mounts or cgroups.
 pub fn require_root() -> bool {
-    if is_root() {
-        return true;
-    }
-    eprintln!("skipped: this test needs root (namespaces, mounts, cgroups)");
-    false
+    is_root() || skip("this test needs root (namespaces, mounts, cgroups)")
+}
+
+/// True when every command is on PATH; otherwise the test is skipped (see [`skip`]).
+pub fn require_cmds(cmds: &[&str]) -> bool {
+    let missing: Vec<&str> = cmds.iter().copied().filter(|c| !has_cmd(c)).collect();
+    missing.is_empty() || skip(&format!("not installed: {}", missing.join(", ")))
 }
 
 /// Whether an executable named `name` is on `PATH`.

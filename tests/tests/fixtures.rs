@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 
-use berth_tests::{fixtures, has_cmd, require_root, run, workspace_root, Bundle, TestEnv};
+use berth_tests::{fixtures, require_cmds, require_root, run, workspace_root, Bundle, TestEnv};
 use serde_json::Value;
 
 fn read_json(path: &Path) -> Value {
@@ -74,7 +74,7 @@ fn busybox_bundle_has_a_usable_rootfs() {
 
 #[test]
 fn busybox_bundle_runs_under_runc() {
-    if !require_root() || !has_cmd("runc") {
+    if !require_root() || !require_cmds(&["runc"]) {
         return;
     }
     let env = TestEnv::new("runc-bundle");
@@ -152,13 +152,11 @@ fn busybox_oci_layout_is_valid_and_tagged_latest() {
     listing.assert_success();
     assert!(listing.stdout.lines().any(|l| l == "bin/sh"));
 
-    if has_cmd("skopeo") {
+    if require_cmds(&["skopeo", "umoci"]) {
         let out = run(Command::new("skopeo")
             .arg("inspect")
             .arg(format!("oci:{}:latest", layout.display())));
         out.assert_success();
-    }
-    if has_cmd("umoci") {
         let out = run(Command::new("umoci")
             .args(["stat", "--image"])
             .arg(format!("{}:latest", layout.display())));
@@ -168,8 +166,7 @@ fn busybox_oci_layout_is_valid_and_tagged_latest() {
 
 #[test]
 fn docker_archive_holds_the_same_image() {
-    if !has_cmd("skopeo") {
-        eprintln!("skipped: needs skopeo");
+    if !require_cmds(&["skopeo"]) {
         return;
     }
     let fx = fixtures();
@@ -252,8 +249,7 @@ fn build_fails_clearly_without_busybox() {
 
 #[test]
 fn registry_serves_the_pushed_busybox_image() {
-    if !has_cmd("docker-registry") || !has_cmd("skopeo") || !has_cmd("curl") {
-        eprintln!("skipped: needs docker-registry, skopeo and curl");
+    if !require_cmds(&["docker-registry", "skopeo", "curl"]) {
         return;
     }
     let env = TestEnv::new("registry");
@@ -350,8 +346,7 @@ fn debian_image_serves_http_under_runc() {
         eprintln!("skipped: set BERTH_E2E_FULL=1 for the Debian image tier");
         return;
     };
-    if !require_root() || !has_cmd("runc") || !has_cmd("umoci") || !has_cmd("curl") {
-        eprintln!("skipped: needs root, runc, umoci and curl");
+    if !require_root() || !require_cmds(&["runc", "umoci", "curl"]) {
         return;
     }
     let env = TestEnv::new("debian-nginx");
@@ -405,8 +400,7 @@ fn debian_image_serves_http_under_runc() {
 
 #[test]
 fn registry_wrapper_serves_until_dropped() {
-    if !has_cmd("docker-registry") || !has_cmd("skopeo") || !has_cmd("curl") {
-        eprintln!("skipped: needs docker-registry, skopeo and curl");
+    if !require_cmds(&["docker-registry", "skopeo", "curl"]) {
         return;
     }
     let env = TestEnv::new("registry-wrapper");

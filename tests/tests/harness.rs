@@ -192,7 +192,7 @@ fn cleanup_runs_on_panic() {
         fs::create_dir_all(&shim_state).unwrap();
         fs::write(shim_state.join("state.json"), "{}").unwrap();
         // Network objects.
-        if has_cmd("ip") {
+        if berth_tests::require_cmds(&["ip"]) {
             run(Command::new("ip").args(["netns", "add", &env.unique("ns")])).assert_success();
             run(Command::new("ip").args([
                 "link",
@@ -206,7 +206,7 @@ fn cleanup_runs_on_panic() {
             ]))
             .assert_success();
         }
-        if has_cmd("nft") {
+        if berth_tests::require_cmds(&["nft"]) {
             run(Command::new("nft").args(["add", "table", "inet", &env.unique("t")]))
                 .assert_success();
         }
@@ -244,7 +244,7 @@ fn cleanup_runs_on_panic() {
     for cg in &cgroups {
         assert!(!cg.exists(), "cgroup {} still exists", cg.display());
     }
-    if has_cmd("ip") {
+    if berth_tests::require_cmds(&["ip"]) {
         let ns = run(Command::new("ip").args(["netns", "list"]));
         assert!(
             !ns.stdout.contains(prefix.as_str()),
@@ -258,7 +258,7 @@ fn cleanup_runs_on_panic() {
             links.stdout
         );
     }
-    if has_cmd("nft") {
+    if berth_tests::require_cmds(&["nft"]) {
         let tables = run(Command::new("nft").args(["list", "tables"]));
         assert!(
             !tables.stdout.contains(prefix.as_str()),
@@ -270,7 +270,7 @@ fn cleanup_runs_on_panic() {
 
 #[test]
 fn cleanup_kills_a_detached_container_left_running() {
-    if !require_root() || !has_cmd("runc") {
+    if !require_root() || !berth_tests::require_cmds(&["runc"]) {
         return;
     }
     let (left, pid): (Left, i32) = panic_inside_env(|env| {

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use berth_tests::{
-    bin, fixtures, has_cmd, require_root, run, run_timeout, run_with_input, Output, TestEnv,
+    bin, fixtures, require_cmds, require_root, run, run_timeout, run_with_input, Output, TestEnv,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -28,14 +28,6 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Skips (with a message) unless every tool is on PATH; CI installs them
 /// (scripts/deps.sh), a developer machine may not have them.
-fn tools_present(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !has_cmd(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!("skipped: {test}: not installed: {}", missing.join(", "));
-    false
-}
 
 /// Polls `check` until it returns `Some`; panics with `what` and the last
 /// failure once `timeout` has passed. Used for state changes another process
@@ -289,12 +281,7 @@ impl Drop for Containerd {
 
 #[test]
 fn containerd_runc_shim_runs_execs_kills_and_removes_with_berth_runtime() {
-    if !require_root()
-        || !tools_present(
-            "containerd interop",
-            &["containerd", "ctr", "containerd-shim-runc-v2"],
-        )
-    {
+    if !require_root() || !require_cmds(&["containerd", "ctr", "containerd-shim-runc-v2"]) {
         return;
     }
     let env = TestEnv::new("ctr-interop");
@@ -486,10 +473,7 @@ impl Dockerd {
 /// the test cannot run here (not root, tools missing: the reason is printed).
 fn dockerd_with_busybox(name: &str) -> Option<(TestEnv, Dockerd)> {
     if !require_root()
-        || !tools_present(
-            "dockerd interop",
-            &["dockerd", "docker", "containerd", "containerd-shim-runc-v2"],
-        )
+        || !require_cmds(&["dockerd", "docker", "containerd", "containerd-shim-runc-v2"])
     {
         return None;
     }
@@ -847,7 +831,7 @@ impl Drop for Podman {
 
 #[test]
 fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
-    if !require_root() || !tools_present("podman interop", &["podman"]) {
+    if !require_root() || !require_cmds(&["podman"]) {
         return;
     }
     let env = TestEnv::new("podman-interop");

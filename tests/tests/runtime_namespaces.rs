@@ -67,7 +67,7 @@ fn without_a_namespace_the_host_one_is_shared() {
 
 #[test]
 fn joins_a_network_namespace_by_path() {
-    if !require_root() || !berth_tests::has_cmd("ip") {
+    if !require_root() || !berth_tests::require_cmds(&["ip"]) {
         return;
     }
     let env = TestEnv::new("rt-netns");
