@@ -26,9 +26,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Image loads unpack a layer; slower than a container command on a busy host.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Skips (with a message) unless every tool is on PATH; CI installs them
-/// (scripts/deps.sh), a developer machine may not have them.
-
 /// Polls `check` until it returns `Some`; panics with `what` and the last
 /// failure once `timeout` has passed. Used for state changes another process
 /// makes asynchronously (a daemon coming up, a task being reaped).
