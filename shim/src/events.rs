@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use containerd_shim_protos::events::task as ev;
@@ -15,14 +17,55 @@ use crate::reaper;
 
 pub struct Publisher {
     tx: Option<Sender<(&'static str, Any)>>,
+    pending: Pending,
+}
+
+/// Events queued but not yet handed to containerd. The shim waits for this to reach zero
+/// before it exits, or TaskDelete — sent just before containerd asks it to shut down —
+/// would be lost.
+#[derive(Clone, Default)]
+pub struct Pending(Arc<(Mutex<usize>, Condvar)>);
+
+impl Pending {
+    fn add(&self) {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    fn done(&self) {
+        let mut n = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        self.0 .1.notify_all();
+    }
+
+    /// Wait until every queued event has been sent, for at most `timeout`.
+    pub fn wait_idle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut n = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("{} events still unsent at exit", *n);
+                return;
+            }
+            n = match self.0 .1.wait_timeout(n, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
 }
 
 impl Publisher {
     /// A publisher that drops events when containerd gave no publish binary (Berth's CLI).
     pub fn new(binary: &str, address: &str, namespace: &str) -> Result<Publisher> {
         if binary.is_empty() || address.is_empty() {
-            return Ok(Publisher { tx: None });
+            return Ok(Publisher {
+                tx: None,
+                pending: Pending::default(),
+            });
         }
+        let pending = Pending::default();
+        let sent = pending.clone();
         let (tx, rx) = channel::<(&'static str, Any)>();
         let (binary, address, namespace) = (
             binary.to_string(),
@@ -34,9 +77,18 @@ impl Publisher {
                 if let Err(e) = send(&binary, &address, &namespace, topic, &any) {
                     tracing::warn!("publish {topic}: {e:#}");
                 }
+                sent.done();
             }
         })?;
-        Ok(Publisher { tx: Some(tx) })
+        Ok(Publisher {
+            tx: Some(tx),
+            pending,
+        })
+    }
+
+    /// A handle to wait on the queue with, usable after the publisher is borrowed away.
+    pub fn pending(&self) -> Pending {
+        self.pending.clone()
     }
 
     pub fn publish<M: Message + EventType>(&self, topic: &'static str, event: &M) {
@@ -52,7 +104,10 @@ impl Publisher {
             },
             ..Default::default()
         };
-        let _ = tx.send((topic, any));
+        self.pending.add();
+        if tx.send((topic, any)).is_err() {
+            self.pending.done();
+        }
     }
 }
 

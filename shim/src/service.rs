@@ -558,8 +558,11 @@ impl Service {
     /// End the serving process once the reply to Shutdown has gone out.
     fn exit_soon(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let _ = crate::spawn_thread("shutdown", || {
+        let pending = self.publisher.pending();
+        let _ = crate::spawn_thread("shutdown", move || {
             std::thread::sleep(Duration::from_millis(50));
+            // The main loop keeps reaping the publish binaries meanwhile.
+            pending.wait_idle(Duration::from_secs(10));
             let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR1);
         });
     }
