@@ -264,7 +264,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
 
     let mut pty = None;
     loop {
-        let (msg, fd) = match parent.recv()? {
+        let (msg, fd) = match parent.recv().with_context(init_gone)? {
             Some(m) => m,
             None => bail!(init_gone()),
         };

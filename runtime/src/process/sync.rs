@@ -78,7 +78,7 @@ impl Channel {
         Ok(())
     }
 
-    /// Receive one message; `Ok(None)` when the peer closed (it exited or exec'd).
+    /// Receive one message; `Ok(None)` when the peer closed (it exited or exec'd) or died.
     pub fn recv(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
@@ -92,6 +92,9 @@ impl Channel {
                     MsgFlags::MSG_CMSG_CLOEXEC,
                 ) {
                     Err(nix::errno::Errno::EINTR) => continue,
+                    // A peer that died with our last message unread resets the connection
+                    // instead of closing it: either way it is gone.
+                    Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
                     r => break r.context("receive sync message")?,
                 }
             };
