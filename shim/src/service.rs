@@ -358,12 +358,13 @@ impl Service {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .is_some_and(|c| c.oom_at_exit());
-        // Docker's OOMKilled: the init itself was SIGKILLed, by the OOM killer as far as
-        // the counter can tell (a child's OOM kill that the init survived is not it).
-        let oom = oom_in_run && exit.code == 128 + Signal::SIGKILL as u32;
         let restart = {
             let mut st = proc.state();
-            st.oom_killed = oom;
+            // Docker's OOMKilled: the init itself died of SIGKILL in a run that saw an OOM
+            // kill, and not of a SIGKILL the user sent. A child's OOM kill that the init
+            // survived is not it.
+            st.oom_killed =
+                oom_in_run && exit.code == 128 + Signal::SIGKILL as u32 && !st.stopped_by_user;
             let ran_for = st
                 .started_at
                 .and_then(|t| exit.at.duration_since(t).ok())
