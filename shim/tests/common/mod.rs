@@ -172,11 +172,32 @@ impl Drop for Containerd {
         for bundle in self.bundles() {
             kill_shim(&bundle);
         }
+        // Shims of tasks already deleted are on their way out (after Shutdown they send
+        // their last events, which needs containerd) and remove their sockets as they go;
+        // the harness would SIGKILL them and leave the sockets behind.
+        let shims = format!("-namespace {} ", self.namespace);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while shim_processes(&shims) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         force_delete_all(&runtime_root);
         let _ = std::fs::remove_dir_all(&runtime_root);
     }
+}
+
+/// How many shim processes have `needle` in their command line.
+fn shim_processes(needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("containerd-shim-berth-v2") && c.contains(needle))
+        .count()
 }
 
 /// Delete every container the runtime knows under `root`, running or not.
