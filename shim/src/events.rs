@@ -15,6 +15,8 @@ use containerd_shim_protos::protobuf::Message;
 
 use crate::reaper;
 
+/// Cheap to clone: every clone feeds the same queue and thread, so order is kept.
+#[derive(Clone)]
 pub struct Publisher {
     tx: Option<Sender<(&'static str, Any)>>,
     pending: Pending,

@@ -10,6 +10,7 @@ mod footprint;
 mod jsonlog;
 mod metrics;
 mod mount;
+mod oom;
 mod options;
 mod process;
 mod reaper;

@@ -2,6 +2,7 @@
 //! put in a Create request. Decoded by hand: the fields are few and the proto is not part
 //! of containerd-shim-protos.
 
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::CodedInputStream;
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -44,10 +45,50 @@ impl RuncOptions {
     }
 }
 
+/// `containerd.runc.v1.ProcessDetails{exec_id}` in an `Any`: what containerd-shim-runc-v2
+/// puts in `ProcessInfo.info` for an exec'd process, so `ctr task ps` shows its exec id.
+/// Encoded by hand: one string field, number 1.
+pub fn process_details(exec_id: &str) -> Any {
+    let mut value = Vec::with_capacity(exec_id.len() + 6);
+    value.push(1 << 3 | 2);
+    let mut len = exec_id.len();
+    // Varint length: seven bits at a time, low first, high bit says more follow.
+    while len >= 0x80 {
+        value.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    value.push(len as u8);
+    value.extend_from_slice(exec_id.as_bytes());
+    Any {
+        type_url: PROCESS_DETAILS.to_string(),
+        value,
+        ..Default::default()
+    }
+}
+
+/// The type URL containerd files ProcessDetails under (its proto name, as Go's typeurl
+/// spells it).
+pub const PROCESS_DETAILS: &str = "containerd.runc.v1.ProcessDetails";
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use containerd_shim_protos::protobuf::CodedOutputStream;
+
+    #[test]
+    fn process_details_encode_like_protobuf() {
+        for id in ["x", "exec-1", &"long".repeat(100)] {
+            let mut want = Vec::new();
+            {
+                let mut os = CodedOutputStream::vec(&mut want);
+                os.write_string(1, id).unwrap();
+                os.flush().unwrap();
+            }
+            let any = process_details(id);
+            assert_eq!(any.value, want, "{id}");
+            assert_eq!(any.type_url, "containerd.runc.v1.ProcessDetails");
+        }
+    }
 
     #[test]
     fn decodes_known_and_skips_unknown_fields() {

@@ -284,7 +284,9 @@ impl Service {
             hub.set_stdin(io.stdin.clone());
         }
         *proc.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
-        *proc.cgroup.lock().unwrap_or_else(|e| e.into_inner()) = crate::stats::InitCgroup::new(pid);
+        // Replacing the last run's cgroup stops its OOM watch; this run's starts here.
+        *proc.cgroup.lock().unwrap_or_else(|e| e.into_inner()) =
+            crate::stats::InitCgroup::new(pid, self.oom_notice());
         {
             let mut st = proc.state();
             st.pid = pid;
@@ -293,6 +295,21 @@ impl Service {
         }
         self.watch(proc, pid);
         Ok(pid)
+    }
+
+    /// What an OOM kill in the container does: TaskOOM, whether or not the init survives.
+    fn oom_notice(&self) -> crate::oom::OnOom {
+        let publisher = self.publisher.clone();
+        let id = self.id.clone();
+        Box::new(move || {
+            publisher.publish(
+                topics::TASK_OOM_EVENT_TOPIC,
+                &ev::TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                },
+            );
+        })
     }
 
     fn watch(&self, proc: &Arc<Proc>, pid: u32) {
@@ -333,26 +350,21 @@ impl Service {
             self.publish_exit(&proc, pid, exit);
             return;
         }
-        // Read before anything deletes the cgroup; TaskOOM goes out ahead of TaskExit.
-        let oom = proc
+        // Checked before anything deletes the cgroup. A kill the live watch has not
+        // reported yet is reported now, so TaskOOM still goes out ahead of TaskExit.
+        let oom_in_run = proc
             .cgroup
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|c| c.oom_fired());
-        if oom {
-            tracing::info!("container {} was killed for lack of memory", self.id);
-            self.publisher.publish(
-                topics::TASK_OOM_EVENT_TOPIC,
-                &ev::TaskOOM {
-                    container_id: self.id.clone(),
-                    ..Default::default()
-                },
-            );
-        }
+            .is_some_and(|c| c.oom_at_exit());
         let restart = {
             let mut st = proc.state();
-            st.oom_killed = oom;
+            // Docker's OOMKilled: the init itself died of SIGKILL in a run that saw an OOM
+            // kill, and not of a SIGKILL the user sent. A child's OOM kill that the init
+            // survived is not it.
+            st.oom_killed =
+                oom_in_run && exit.code == 128 + Signal::SIGKILL as u32 && !st.stopped_by_user;
             let ran_for = st
                 .started_at
                 .and_then(|t| exit.at.duration_since(t).ok())

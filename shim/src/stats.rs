@@ -2,12 +2,15 @@
 //! cgroups the init is in (found from /proc/<pid>/cgroup, never from the bundle: the runtime
 //! may have resolved a relative cgroupsPath against its own cgroup).
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use berth_cgroups::{CgroupManager, Layout};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 
 use crate::metrics;
+use crate::oom::{OnOom, OomCounter, OomWatch};
 
 /// Type URLs spelled out: the protobuf descriptors would cost heap for the shim's life.
 const V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
@@ -40,25 +43,38 @@ fn metrics_of(cgroup: &CgroupManager, pid: u32) -> Result<Any> {
     }
 }
 
-/// The cgroups of the current run of the init, found once when it starts (Stats and the
-/// OOM check at exit both use it, instead of re-reading /proc and the mount table).
-#[derive(Debug, Clone)]
+/// The cgroups of the current run of the init, found once when it is created: Stats and
+/// the OOM-kill counter (watched live, and checked once more at exit) both use them.
+/// Cloned by Stats only for the length of a request; the watch stops when the last clone of
+/// this run is dropped (a restart or Delete replaces it).
+#[derive(Clone)]
 pub struct InitCgroup {
     pid: u32,
     cgroup: CgroupManager,
-    /// The OOM-kill count when the run started; None without a readable memory cgroup.
-    oom_at_start: Option<u64>,
+    /// None without a readable memory cgroup.
+    oom: Option<Arc<OomCounter>>,
+    _watch: Option<Arc<OomWatch>>,
 }
 
 impl InitCgroup {
-    /// None when the process's cgroups cannot be found.
-    pub fn new(pid: u32) -> Option<InitCgroup> {
+    /// None when the process's cgroups cannot be found. `on_oom` runs once per OOM kill
+    /// noticed in them, while the init runs or when it exits.
+    pub fn new(pid: u32, on_oom: OnOom) -> Option<InitCgroup> {
         let cgroup = CgroupManager::of_process(pid).ok()?;
-        let oom_at_start = cgroup.oom_kill_count().ok();
+        let oom = OomCounter::new(cgroup.clone(), on_oom).map(Arc::new);
+        let watch = oom.as_ref().and_then(|c| match OomWatch::start(c.clone()) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                // Not fatal: an OOM kill of the init is still found when it exits.
+                tracing::warn!("no live OOM notices: {e:#}");
+                None
+            }
+        });
         Some(InitCgroup {
             pid,
             cgroup,
-            oom_at_start,
+            oom,
+            _watch: watch,
         })
     }
 
@@ -66,11 +82,11 @@ impl InitCgroup {
         metrics_of(&self.cgroup, self.pid)
     }
 
-    /// Whether the kernel's OOM killer struck in the cgroup since `new`. Asked when the
-    /// init has exited, before the runtime deletes the cgroup.
-    pub fn oom_fired(&self) -> bool {
-        self.oom_at_start
-            .is_some_and(|at_start| self.cgroup.oom_kill_count().is_ok_and(|n| n > at_start))
+    /// Report OOM kills not reported yet and say whether the kernel's OOM killer struck
+    /// in the cgroup during this run. Asked when the init has exited, before the runtime
+    /// deletes the cgroup.
+    pub fn oom_at_exit(&self) -> bool {
+        self.oom.as_ref().is_some_and(|c| c.check_at_exit())
     }
 }
 
@@ -104,7 +120,7 @@ mod tests {
             e.contains("pid 4294967294") && e.contains("/proc/4294967294/cgroup"),
             "{e}"
         );
-        assert!(InitCgroup::new(u32::MAX - 1).is_none());
+        assert!(InitCgroup::new(u32::MAX - 1, Box::new(|| {})).is_none());
     }
 
     #[test]
@@ -116,11 +132,11 @@ mod tests {
                     .ok()
                     .and_then(|c| c.unified_path().map(|d| d.join("memory.events").exists()))
                     .unwrap_or(false));
-        match InitCgroup::new(std::process::id()) {
+        match InitCgroup::new(std::process::id(), Box::new(|| {})) {
             Some(c) => {
-                assert!(!c.oom_fired());
+                assert!(!c.oom_at_exit());
                 assert!(
-                    c.oom_at_start.is_some() || !has_memory,
+                    c.oom.is_some() || !has_memory,
                     "no counter despite a memory cgroup"
                 );
             }

@@ -2,13 +2,23 @@
 
 mod common;
 
-use common::Containerd;
+use std::io::BufRead;
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
 
-const IMAGE: &str = "docker.io/berth/busybox:latest";
+use berth_tests::run_with_input;
+use common::{Containerd, IMAGE};
+
 const RUNTIME: &str = "io.containerd.berth.v2";
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// A private containerd with the busybox image, or None when the test cannot run here.
+fn containerd(name: &str) -> Option<Containerd> {
+    if !common::can_run(&["containerd", "ctr", "runc"]) {
+        return None;
+    }
+    let c = Containerd::start(name);
+    c.import_busybox();
+    Some(c)
 }
 
 /// `ctr run -d` of the busybox image as task `id`, with `flags` before the image.
@@ -19,29 +29,31 @@ fn run_detached(c: &Containerd, flags: &[&str], id: &str, cmd: &[&str]) {
     args.push(id);
     args.extend_from_slice(cmd);
     let out = c.ctr(&args);
-    assert!(
-        out.status.success(),
-        "run -d: {}\n{}",
-        text(&out.stderr),
-        c.log()
-    );
+    assert!(out.success(), "run -d: {}\n{}", out.stderr, c.log());
 }
 
 /// SIGKILL the task `id` and wait until ctr lists it as stopped.
 fn kill_until_stopped(c: &Containerd, id: &str) {
-    let kill = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(kill.status.success(), "kill: {}", text(&kill.stderr));
+    c.ctr(&["task", "kill", "-s", "SIGKILL", id])
+        .assert_success();
     common::eventually("the task to stop", || {
-        text(&c.ctr(&["task", "ls"]).stdout)
-            .contains("STOPPED")
-            .then_some(())
+        (task_status(c, id).as_deref() == Some("STOPPED")).then_some(())
     });
+}
+
+/// The STATUS column of `ctr task ls` for task `id`.
+fn task_status(c: &Containerd, id: &str) -> Option<String> {
+    c.ctr(&["task", "ls"]).stdout.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| s.to_string()))?
+    })
 }
 
 #[test]
 fn ctr_run_captures_output_and_exit_status() {
-    let c = Containerd::start("ctr-run");
-    c.import_busybox(IMAGE);
+    let Some(c) = containerd("ctr-run") else {
+        return;
+    };
     let out = c.ctr(&[
         "run",
         "--rm",
@@ -53,22 +65,19 @@ fn ctr_run_captures_output_and_exit_status() {
         "-c",
         "echo to-stdout; echo to-stderr >&2; exit 3",
     ]);
-    assert_eq!(out.status.code(), Some(3), "log:\n{}", c.log());
-    assert_eq!(text(&out.stdout), "to-stdout\n");
-    assert!(
-        text(&out.stderr).contains("to-stderr"),
-        "stderr: {}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.code(), Some(3), "log:\n{}", c.log());
+    assert_eq!(out.stdout, "to-stdout\n");
+    assert!(out.stderr.contains("to-stderr"), "stderr: {}", out.stderr);
     // --rm removed task and container.
     let ls = c.ctr(&["containers", "ls", "-q"]);
-    assert_eq!(text(&ls.stdout).trim(), "");
+    assert_eq!(ls.stdout.trim(), "");
 }
 
 #[test]
 fn ctr_stdin_reaches_the_container() {
-    let c = Containerd::start("ctr-stdin");
-    c.import_busybox(IMAGE);
+    let Some(c) = containerd("ctr-stdin") else {
+        return;
+    };
     let mut cmd = c.ctr_cmd(&[
         "run",
         "--rm",
@@ -79,23 +88,20 @@ fn ctr_stdin_reaches_the_container() {
         "head",
         "-n1",
     ]);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"first line\nsecond line\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "log:\n{}", c.log());
-    assert_eq!(text(&out.stdout), "first line\n");
+    let out = run_with_input(
+        &mut cmd,
+        b"first line\nsecond line\n",
+        berth_tests::DEFAULT_TIMEOUT,
+    );
+    assert!(out.success(), "log:\n{}", c.log());
+    assert_eq!(out.stdout, "first line\n");
 }
 
 #[test]
-fn ctr_exec_kill_and_rm() {
-    let c = Containerd::start("ctr-exec");
-    c.import_busybox(IMAGE);
+fn ctr_exec_ps_kill_and_rm() {
+    let Some(c) = containerd("ctr-exec") else {
+        return;
+    };
     run_detached(&c, &[], "ex1", &["sleep", "1000"]);
 
     let out = c.ctr(&[
@@ -108,26 +114,54 @@ fn ctr_exec_kill_and_rm() {
         "-c",
         "echo from-exec; exit 4",
     ]);
-    assert_eq!(out.status.code(), Some(4), "exec: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "from-exec\n");
+    assert_eq!(out.code(), Some(4), "exec: {}", out.stderr);
+    assert_eq!(out.stdout, "from-exec\n");
 
+    // A detached exec shows up in `ctr task ps` under its exec id, the init without one.
+    c.ctr(&[
+        "task",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "sleeper-x7",
+        "ex1",
+        "sleep",
+        "1000",
+    ])
+    .assert_success();
     let ps = c.ctr(&["task", "ps", "ex1"]);
-    assert!(ps.status.success(), "task ps: {}", text(&ps.stderr));
-    let ls = text(&c.ctr(&["task", "ls"]).stdout);
+    assert!(ps.success(), "task ps: {}", ps.stderr);
+    let rows: Vec<&str> = ps.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", ps.stdout);
+    assert_eq!(
+        rows.iter().filter(|r| r.contains("sleeper-x7")).count(),
+        1,
+        "{}",
+        ps.stdout
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.trim_end().ends_with('-')).count(),
+        1,
+        "the init has no exec id: {}",
+        ps.stdout
+    );
+    let ls = c.ctr(&["task", "ls"]).stdout;
     assert!(ls.contains("ex1") && ls.contains("RUNNING"), "{ls}");
 
     // A running task cannot be removed.
     let rm = c.ctr(&["task", "rm", "ex1"]);
-    assert!(!rm.status.success());
+    assert!(!rm.success());
 
     // sleep as pid 1 ignores SIGTERM; SIGKILL ends it.
     kill_until_stopped(&c, "ex1");
     let rm = c.ctr(&["task", "rm", "ex1"]);
-    assert!(rm.status.success(), "task rm: {}", text(&rm.stderr));
-    assert!(text(&c.ctr(&["task", "ls"]).stdout)
+    assert!(rm.success(), "task rm: {}", rm.stderr);
+    assert!(c
+        .ctr(&["task", "ls"])
+        .stdout
         .lines()
         .all(|l| !l.contains("ex1")));
-    assert!(c.ctr(&["containers", "rm", "ex1"]).status.success());
+    assert!(c.ctr(&["containers", "rm", "ex1"]).success());
 }
 
 /// The value of one row of `ctr task metrics`' table.
@@ -140,8 +174,9 @@ fn metric(table: &str, name: &str) -> Option<String> {
 
 #[test]
 fn ctr_task_metrics_reads_the_containers_cgroups() {
-    let c = Containerd::start("ctr-metrics");
-    c.import_busybox(IMAGE);
+    let Some(c) = containerd("ctr-metrics") else {
+        return;
+    };
     run_detached(
         &c,
         &["--memory-limit", "67108864"],
@@ -149,25 +184,20 @@ fn ctr_task_metrics_reads_the_containers_cgroups() {
         &["sleep", "1000"],
     );
     let out = c.ctr(&["task", "metrics", "mt1"]);
-    let table = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "task metrics: {}\n{}",
-        text(&out.stderr),
-        c.log()
-    );
+    let table = &out.stdout;
+    assert!(out.success(), "task metrics: {}\n{}", out.stderr, c.log());
     // ctr prints the v1 and the v2 metrics under the same names for these rows.
     assert_eq!(
-        metric(&table, "memory.limit_in_bytes").as_deref(),
+        metric(table, "memory.limit_in_bytes").as_deref(),
         Some("67108864"),
         "{table}"
     );
-    let usage: u64 = metric(&table, "memory.usage_in_bytes")
+    let usage: u64 = metric(table, "memory.usage_in_bytes")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no memory usage in\n{table}"));
     assert!(usage > 0, "{table}");
     assert_eq!(
-        metric(&table, "pids.current").as_deref(),
+        metric(table, "pids.current").as_deref(),
         Some("1"),
         "{table}"
     );
@@ -175,18 +205,15 @@ fn ctr_task_metrics_reads_the_containers_cgroups() {
     // A stopped task has no metrics: containerd drops the shim's error and ctr says so.
     kill_until_stopped(&c, "mt1");
     let out = c.ctr(&["task", "metrics", "mt1"]);
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stderr).contains("no metrics received"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(out.stderr.contains("no metrics received"), "{}", out.stderr);
 }
 
 #[test]
 fn ctr_run_reports_the_runtime_error() {
-    let c = Containerd::start("ctr-fail");
-    c.import_busybox(IMAGE);
+    let Some(c) = containerd("ctr-fail") else {
+        return;
+    };
     let out = c.ctr(&[
         "run",
         "--rm",
@@ -196,8 +223,8 @@ fn ctr_run_reports_the_runtime_error() {
         "bad1",
         "/no/such/binary",
     ]);
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    assert!(!out.success());
+    let err = out.stderr;
     // The runtime's own words, not a generic failure.
     assert!(
         err.contains("/no/such/binary") && err.contains("no such file or directory"),
@@ -207,9 +234,10 @@ fn ctr_run_reports_the_runtime_error() {
 
 #[test]
 fn ctr_run_with_file_log_uri() {
-    let c = Containerd::start("ctr-logfile");
-    c.import_busybox(IMAGE);
-    let log = c.dir.path.join("out.log");
+    let Some(c) = containerd("ctr-logfile") else {
+        return;
+    };
+    let log = c.path("out.log");
     let uri = format!("file://{}", log.display());
     let out = c.ctr(&[
         "run",
@@ -223,17 +251,18 @@ fn ctr_run_with_file_log_uri() {
         "echo",
         "logged",
     ]);
-    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log());
+    assert!(out.success(), "{}\n{}", out.stderr, c.log());
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "logged\n");
 }
 
 #[test]
 fn ctr_run_with_binary_logger() {
-    let c = Containerd::start("ctr-binlog");
-    c.import_busybox(IMAGE);
+    let Some(c) = containerd("ctr-binlog") else {
+        return;
+    };
     // containerd's logger protocol: stdout on fd 3, stderr on fd 4, close fd 5 when ready.
-    let logger = c.dir.path.join("logger.sh");
-    let out = c.dir.path.join("logger.out");
+    let logger = c.path("logger.sh");
+    let out = c.path("logger.out");
     std::fs::write(
         &logger,
         "#!/bin/sh\nexec 5>&-\ncat <&3 >\"$1.stdout\" &\ncat <&4 >\"$1.stderr\"\nwait\necho \"$CONTAINER_ID\" >\"$1.id\"\n",
@@ -254,7 +283,7 @@ fn ctr_run_with_binary_logger() {
         "-c",
         "echo via-logger; echo err-via-logger >&2",
     ]);
-    assert!(run.status.success(), "{}\n{}", text(&run.stderr), c.log());
+    assert!(run.success(), "{}\n{}", run.stderr, c.log());
     let read = |ext: &str| {
         common::eventually("the logger's output", || {
             std::fs::read_to_string(format!("{}.{ext}", out.display()))
@@ -267,51 +296,112 @@ fn ctr_run_with_binary_logger() {
     assert_eq!(read("id"), "bl1\n");
 }
 
+/// `ctr events` for one containerd, read on a thread; lines are kept as they arrive.
+struct Events {
+    child: std::process::Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Events {
+    /// Subscribe, and return once the subscription is known to be live.
+    fn subscribe(c: &Containerd) -> Events {
+        let mut child = c.env.spawn(
+            c.ctr_cmd(&["events"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped()),
+        );
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut events = Events {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        // `ctr events` subscribes in the background: touch the image until its update
+        // event shows up.
+        let mut n = 0;
+        common::eventually("ctr events to subscribe", || {
+            n += 1;
+            c.ctr(&["images", "label", IMAGE, &format!("probe={n}")]);
+            events.drain();
+            events.count("/images/update", "").gt(&0).then_some(())
+        });
+        events
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// How many `topic` events for container `id` ("" for any) have been seen.
+    fn count(&self, topic: &str, id: &str) -> usize {
+        let topic = format!(" {topic} ");
+        let id = format!("\"container_id\":\"{id}\"");
+        self.seen
+            .iter()
+            .filter(|l| l.contains(&topic) && (id.ends_with(":\"\"") || l.contains(&id)))
+            .count()
+    }
+
+    /// Wait for the first `topic` event of container `id`.
+    fn wait_for(&mut self, c: &Containerd, topic: &str, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.drain();
+            if self.count(topic, id) > 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {topic} for {id}; seen:\n{}\ncontainerd log:\n{}",
+                self.seen.join("\n"),
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn ctr_sees_task_events() {
-    let c = Containerd::start("ctr-events");
-    c.import_busybox(IMAGE);
-    // Not under `timeout`: killing the wrapper would leave ctr running.
-    let mut events = std::process::Command::new("ctr")
-        .arg("-a")
-        .arg(&c.sock)
-        .args(["-n", &c.namespace, "events"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = events.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let drain = |seen: &mut String| {
-        while let Ok(line) = rx.try_recv() {
-            seen.push_str(&line);
-            seen.push('\n');
-        }
+    let Some(c) = containerd("ctr-events") else {
+        return;
     };
-    // `ctr events` subscribes in the background: touch the image until its update event
-    // shows up, so the subscription is known to be live before the container runs.
-    let mut n = 0;
-    common::eventually("ctr events to subscribe", || {
-        n += 1;
-        c.ctr(&["images", "label", IMAGE, &format!("probe={n}")]);
-        drain(&mut seen);
-        seen.contains("/images/update").then_some(())
-    });
+    let mut events = Events::subscribe(&c);
     let run = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "ev1", "true"]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    // A container the OOM killer ends: TaskOOM before its exit.
+    assert!(run.success(), "{}", run.stderr);
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        events.wait_for(&c, topic, "ev1");
+    }
+    assert_eq!(events.count("/tasks/oom", "ev1"), 0);
+
+    // A container the OOM killer ends: exactly one TaskOOM, before its exit. Events go out
+    // in order, so once its delete is seen every TaskOOM it caused has been too.
     let oom = c.ctr(&[
         "run",
         "--rm",
@@ -324,36 +414,61 @@ fn ctr_sees_task_events() {
         "tail",
         "/dev/zero",
     ]);
-    assert_eq!(oom.status.code(), Some(137), "{}", text(&oom.stderr));
-    let wanted = [
-        "/tasks/create",
-        "/tasks/start",
-        "/tasks/exit",
-        "/tasks/delete",
-        "/tasks/oom",
-    ];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        drain(&mut seen);
-        if wanted.iter().all(|t| seen.contains(t)) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "missing task events; seen:\n{seen}\ncontainerd log:\n{}",
-            c.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = events.kill();
-    let _ = events.wait();
-    assert!(seen.contains("ev1"), "{seen}");
+    assert_eq!(oom.code(), Some(137), "{}", oom.stderr);
+    events.wait_for(&c, "/tasks/delete", "ev2");
+    assert_eq!(
+        events.count("/tasks/oom", "ev2"),
+        1,
+        "{}",
+        events.seen.join("\n")
+    );
+    let pos = |topic: &str| {
+        events
+            .seen
+            .iter()
+            .position(|l| l.contains(&format!(" {topic} ")) && l.contains("\"ev2\""))
+    };
+    assert!(
+        pos("/tasks/oom") < pos("/tasks/exit"),
+        "{}",
+        events.seen.join("\n")
+    );
+}
+
+#[test]
+fn ctr_sees_an_oom_kill_the_init_survives() {
+    let Some(c) = containerd("ctr-oomchild") else {
+        return;
+    };
+    let mut events = Events::subscribe(&c);
+    // `tail` keeps its unterminated "line" of zeros in memory until the OOM killer ends
+    // it; the shell goes on.
+    run_detached(
+        &c,
+        &["--memory-limit", "16777216"],
+        "oc1",
+        &["sh", "-c", "tail /dev/zero; sleep 600"],
+    );
+    events.wait_for(&c, "/tasks/oom", "oc1");
+    assert_eq!(task_status(&c, "oc1").as_deref(), Some("RUNNING"));
+    assert_eq!(events.count("/tasks/exit", "oc1"), 0);
+
+    kill_until_stopped(&c, "oc1");
+    c.ctr(&["task", "rm", "oc1"]).assert_success();
+    events.wait_for(&c, "/tasks/delete", "oc1");
+    assert_eq!(
+        events.count("/tasks/oom", "oc1"),
+        1,
+        "one kill, one TaskOOM:\n{}",
+        events.seen.join("\n")
+    );
 }
 
 #[test]
 fn ctr_cleans_up_after_a_killed_shim() {
-    let c = Containerd::start("ctr-shimkill");
-    c.import_busybox(IMAGE);
+    let Some(c) = containerd("ctr-shimkill") else {
+        return;
+    };
     let out = c.ctr(&[
         "run",
         "-d",
@@ -364,19 +479,14 @@ fn ctr_cleans_up_after_a_killed_shim() {
         "sleep",
         "1000",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let bundle = c
-        .dir
-        .path
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&c.namespace)
-        .join("sk1");
+    assert!(out.success(), "{}", out.stderr);
+    let bundle = c.bundle("sk1");
     let shim: i32 = std::fs::read_to_string(bundle.join("shim.pid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    let ls = text(&c.ctr(&["task", "ls"]).stdout);
+    let ls = c.ctr(&["task", "ls"]).stdout;
     let task_pid: i32 = ls
         .lines()
         .find(|l| l.starts_with("sk1"))
@@ -398,7 +508,7 @@ fn ctr_cleans_up_after_a_killed_shim() {
             .then_some(())
     });
     common::eventually("the task to be gone", || {
-        let ls = text(&c.ctr(&["task", "ls"]).stdout);
+        let ls = c.ctr(&["task", "ls"]).stdout;
         (!ls.lines()
             .any(|l| l.starts_with("sk1 ") && l.contains("RUNNING")))
         .then_some(())

@@ -9,7 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{TempDir, SHIM};
+use berth_tests::{run, TestEnv};
+use common::SHIM;
 use containerd_shim_protos::api;
 use containerd_shim_protos::api::Status;
 use containerd_shim_protos::protobuf;
@@ -20,9 +21,18 @@ fn ctx() -> Context {
     ttrpc::context::with_timeout(0)
 }
 
+/// Root and runc, or the test is skipped (a failure under BERTH_REQUIRE_ALL=1).
+fn can_run() -> bool {
+    common::can_run(&["runc"])
+}
+
+/// A publish binary that appends each event's topic to `<dir>/events`, one per line: the
+/// shim's event path without a containerd.
+const RECORD_EVENTS: &str = "#!/bin/sh\n# --address A publish --topic T --namespace N\ncat >/dev/null\necho \"$5\" >>\"$(dirname \"$0\")/events\"\n";
+
 /// One container under its own shim, torn down (shim, container, mounts, files) on drop.
 struct Shim {
-    dir: TempDir,
+    env: TestEnv,
     id: String,
     bundle: PathBuf,
     runtime_root: PathBuf,
@@ -41,11 +51,23 @@ impl Shim {
         annotations: &[(&str, &str)],
         edit: impl FnOnce(&mut serde_json::Value),
     ) -> Shim {
-        let dir = TempDir::new(tag);
-        let id = format!("bst-{tag}-{}", std::process::id());
-        let bundle = dir.path.join("bundle");
-        let runtime_root = dir.path.join("runtime");
-        let sock = dir.path.join("shim.sock");
+        Shim::start_opts(tag, args, annotations, edit, false)
+    }
+
+    /// Like `start_with`; with `record_events` the shim publishes its events through
+    /// `RECORD_EVENTS` (read them with `events`).
+    fn start_opts(
+        tag: &str,
+        args: &[&str],
+        annotations: &[(&str, &str)],
+        edit: impl FnOnce(&mut serde_json::Value),
+        record_events: bool,
+    ) -> Shim {
+        let env = TestEnv::new(tag);
+        let dir = env.path().to_path_buf();
+        let id = env.unique(tag);
+        let runtime_root = env.run().join("runtime");
+        let sock = dir.join("shim.sock");
         let mut ann = serde_json::Map::new();
         ann.insert(
             "io.berth.shim.socket".into(),
@@ -56,34 +78,53 @@ impl Shim {
             runtime_root.display().to_string().into(),
         );
         for (k, v) in annotations {
-            let v = v.replace("$DIR", &dir.path.display().to_string());
+            let v = v.replace("$DIR", &dir.display().to_string());
             ann.insert(k.to_string(), v.into());
         }
-        common::bundle(&bundle, args, |spec| {
+        let bundle = common::bundle(&env, args, |spec| {
             spec["annotations"] = serde_json::Value::Object(ann);
             edit(spec);
-        });
-        let out = common::run(
-            Command::new(SHIM)
-                .args(["-namespace", "berth-test", "-id", &id, "start"])
-                .current_dir(&bundle)
-                .env("BERTH_SHIM_RUNTIME", common::runtime_binary()),
-        );
-        assert!(
-            out.status.success(),
-            "shim start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        })
+        .path()
+        .to_path_buf();
+        let mut cmd = env.command(SHIM);
+        cmd.args(["-namespace", "berth-test", "-id", &id]);
+        if record_events {
+            let publisher = dir.join("publish");
+            std::fs::write(&publisher, RECORD_EVENTS).unwrap();
+            std::fs::set_permissions(
+                &publisher,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            cmd.arg("-publish-binary")
+                .arg(&publisher)
+                .args(["-address", "/nonexistent/containerd.sock"]);
+        }
+        let out = run(cmd
+            .arg("start")
+            .current_dir(&bundle)
+            .env("BERTH_SHIM_RUNTIME", common::runtime_binary()));
+        out.assert_success();
+        let address = out.stdout.trim().to_string();
         assert_eq!(address, format!("unix://{}", sock.display()));
         let client = TaskClient::new(ttrpc::Client::connect(&address).expect("connect to shim"));
         Shim {
-            dir,
+            env,
             id,
             bundle,
             runtime_root,
             client,
         }
+    }
+
+    /// The topics the shim has published so far, in order (see `start_opts`).
+    fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("events"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn create(&self) -> ttrpc::Result<api::CreateTaskResponse> {
@@ -168,7 +209,7 @@ impl Shim {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path.join(rel)
+        self.env.path().join(rel)
     }
 }
 
@@ -189,6 +230,9 @@ fn log_entries(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn json_file_log_and_exit_status_on_disk() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "jsonlog",
         &["sh", "-c", "echo to-out; echo to-err >&2; exit 7"],
@@ -242,6 +286,9 @@ fn json_file_log_and_exit_status_on_disk() {
 
 #[test]
 fn json_file_log_rotates_by_size() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "rotate",
         &[
@@ -268,6 +315,9 @@ fn json_file_log_rotates_by_size() {
 
 #[test]
 fn on_failure_restarts_up_to_the_limit_then_reports_the_exit() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "onfail",
         &["sh", "-c", "echo attempt; exit 2"],
@@ -291,6 +341,9 @@ fn on_failure_restarts_up_to_the_limit_then_reports_the_exit() {
 
 #[test]
 fn always_restarts_until_the_user_stops_it() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "always",
         &["sh", "-c", "echo up; exit 0"],
@@ -319,6 +372,9 @@ fn always_restarts_until_the_user_stops_it() {
 
 #[test]
 fn stop_sends_the_stop_signal_first() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "stopsig",
         &[
@@ -349,6 +405,9 @@ fn stop_sends_the_stop_signal_first() {
 
 #[test]
 fn stop_kills_a_container_that_ignores_sigterm_after_the_timeout() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "stopkill",
         &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
@@ -363,6 +422,9 @@ fn stop_kills_a_container_that_ignores_sigterm_after_the_timeout() {
 
 #[test]
 fn create_failure_carries_the_runtime_message() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start("createfail", &["/no/such/binary"], &[]);
     let err = s.create().expect_err("create must fail");
     let msg = format!("{err:?}");
@@ -380,6 +442,9 @@ fn create_failure_carries_the_runtime_message() {
 
 #[test]
 fn init_that_dies_at_once_is_reported() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start("diesatonce", &["sh", "-c", "exit 5"], &[]);
     s.create().unwrap();
     s.start_init();
@@ -392,6 +457,9 @@ fn init_that_dies_at_once_is_reported() {
 
 #[test]
 fn killed_shim_leaves_the_container_running_and_readable() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start("shimkill", &["sleep", "1000"], &[]);
     s.create().unwrap();
     let pid = s.start_init();
@@ -407,27 +475,29 @@ fn killed_shim_leaves_the_container_running_and_readable() {
     });
     // The container lives on and the runtime still knows it.
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok());
-    let out = common::run(
-        Command::new(common::runtime_binary())
-            .arg("--root")
-            .arg(&s.runtime_root)
-            .args(["state", &s.id]),
-    );
-    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runtime state");
+    let out = run(Command::new(common::runtime_binary())
+        .arg("--root")
+        .arg(&s.runtime_root)
+        .args(["state", &s.id]));
+    let state: serde_json::Value = serde_json::from_str(&out.stdout).expect("runtime state");
     assert_eq!(state["status"], "running");
     assert_eq!(state["pid"], pid);
     let status = s.status_file();
     assert_eq!(status["status"], "running");
     assert_eq!(status["pid"], pid);
 
-    // The `delete` action cleans up after the dead shim and reports a SIGKILL exit.
-    let out = common::run(
-        Command::new(SHIM)
-            .args(["-namespace", "berth-test", "-id", &s.id, "-bundle"])
-            .arg(&s.bundle)
-            .arg("delete")
-            .env("BERTH_SHIM_RUNTIME", common::runtime_binary()),
-    );
+    // The `delete` action cleans up after the dead shim and reports a SIGKILL exit. Its
+    // stdout is protobuf, so it is read as bytes, not through the harness's `run`.
+    let out = s
+        .env
+        .command(SHIM)
+        .args(["-namespace", "berth-test", "-id", &s.id, "-bundle"])
+        .arg(&s.bundle)
+        .arg("delete")
+        .env("BERTH_SHIM_RUNTIME", common::runtime_binary())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the shim's delete action");
     assert!(
         out.status.success(),
         "delete: {}",
@@ -440,17 +510,18 @@ fn killed_shim_leaves_the_container_running_and_readable() {
             .is_err()
             .then_some(())
     });
-    let state = common::run(
-        Command::new(common::runtime_binary())
-            .arg("--root")
-            .arg(&s.runtime_root)
-            .args(["state", &s.id]),
-    );
-    assert!(!state.status.success());
+    run(Command::new(common::runtime_binary())
+        .arg("--root")
+        .arg(&s.runtime_root)
+        .args(["state", &s.id]))
+    .assert_failure();
 }
 
 #[test]
 fn attach_streams_output_takes_stdin_and_detaches() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start(
         "attach",
         &[
@@ -514,6 +585,9 @@ fn attach_streams_output_takes_stdin_and_detaches() {
 
 #[test]
 fn exec_with_file_output_pids_and_exec_kill() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start("exec", &["sleep", "1000"], &[]);
     s.create().unwrap();
     let init_pid = s.start_init();
@@ -581,6 +655,17 @@ fn exec_with_file_output_pids_and_exec_kill() {
             },
         )
         .unwrap();
+    // The exec carries containerd's ProcessDetails{exec_id}, the init nothing.
+    let exec_id_of = |pid: u32| {
+        let p = pids.processes.iter().find(|p| p.pid == pid)?;
+        let info = p.info.as_ref()?;
+        assert_eq!(info.type_url, "containerd.runc.v1.ProcessDetails");
+        let mut is = protobuf::CodedInputStream::from_bytes(&info.value);
+        assert_eq!(is.read_raw_tag_or_eof().unwrap(), Some(1 << 3 | 2));
+        Some(is.read_string().unwrap())
+    };
+    assert_eq!(exec_id_of(exec_pid).as_deref(), Some("e2"), "{pids:?}");
+    assert_eq!(exec_id_of(init_pid), None, "{pids:?}");
     let pids: Vec<u32> = pids.processes.iter().map(|p| p.pid).collect();
     assert!(
         pids.contains(&init_pid) && pids.contains(&exec_pid),
@@ -614,6 +699,9 @@ fn exec_with_file_output_pids_and_exec_kill() {
 
 #[test]
 fn terminal_resize_and_stats() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start_with("tty", &["sleep", "1000"], &[], |spec| {
         spec["process"]["terminal"] = true.into();
         spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 64 << 20});
@@ -718,6 +806,9 @@ fn assert_container_metrics(any: &protobuf::well_known_types::any::Any) {
 
 #[test]
 fn pause_resume_update_and_shim_log() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start("pause", &["sleep", "1000"], &[]);
     s.create().unwrap();
     let pid = s.start_init();
@@ -817,41 +908,129 @@ fn cgroup_file(pid: u32, controller: &str, file: &str) -> Option<PathBuf> {
 
 #[test]
 fn start_rejects_bad_berth_settings() {
-    let dir = TempDir::new("badsettings");
-    let bundle = dir.path.join("bundle");
-    common::bundle(&bundle, &["true"], |spec| {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("badsettings");
+    let sock = env.path().join("shim.sock");
+    let bundle = common::bundle(&env, &["true"], |spec| {
         spec["annotations"] = serde_json::json!({
-            "io.berth.shim.socket": dir.path.join("shim.sock").display().to_string(),
+            "io.berth.shim.socket": sock.display().to_string(),
             "io.berth.restart": "sometimes",
         });
     });
-    let out = common::run(
-        Command::new(SHIM)
-            .args(["-namespace", "berth-test", "-id", "bad", "start"])
-            .current_dir(&bundle),
+    let out = run(env
+        .command(SHIM)
+        .args([
+            "-namespace",
+            "berth-test",
+            "-id",
+            &env.unique("bad"),
+            "start",
+        ])
+        .current_dir(bundle.path()));
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("io.berth.restart=sometimes"),
+        "{}",
+        out.stderr
     );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("io.berth.restart=sometimes"), "{err}");
-    assert!(!dir.path.join("shim.sock").exists());
+    assert!(!sock.exists());
+}
+
+/// How many times `topic` is in `events`, and where first.
+fn topic_count(events: &[String], topic: &str) -> (usize, Option<usize>) {
+    (
+        events.iter().filter(|e| *e == topic).count(),
+        events.iter().position(|e| e == topic),
+    )
+}
+
+/// Delete the exited container and wait until its TaskDelete has been published: events go
+/// out in order, so by then every TaskOOM it will ever send has been sent.
+fn delete_and_collect_events(s: &Shim) -> Vec<String> {
+    s.delete();
+    common::eventually("TaskDelete to be published", || {
+        let events = s.events();
+        events
+            .iter()
+            .any(|e| e == "/tasks/delete")
+            .then_some(events)
+    })
 }
 
 #[test]
 fn oom_kill_is_recorded() {
-    let s = Shim::start_with("oom", &["tail", "/dev/zero"], &[], |spec| {
-        // `tail` keeps the unterminated "line" of zeros in memory until the limit stops it.
-        spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 16 * 1024 * 1024});
-    });
+    if !can_run() {
+        return;
+    }
+    let s = Shim::start_opts(
+        "oom",
+        &["tail", "/dev/zero"],
+        &[],
+        |spec| {
+            // `tail` keeps the unterminated "line" of zeros in memory until the limit stops it.
+            spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 16 * 1024 * 1024});
+        },
+        true,
+    );
     s.create().unwrap();
     s.start_init();
     assert_eq!(s.wait(""), 137);
     let status = s.status_file();
     assert_eq!(status["oom_killed"], true);
     assert_eq!(status["exit_code"], 137);
+    // The live watch and the check at exit both see this kill: one TaskOOM, ahead of
+    // the TaskExit.
+    let events = delete_and_collect_events(&s);
+    let (ooms, oom_at) = topic_count(&events, "/tasks/oom");
+    let (exits, exit_at) = topic_count(&events, "/tasks/exit");
+    assert_eq!((ooms, exits), (1, 1), "{events:?}");
+    assert!(oom_at < exit_at, "{events:?}");
+}
+
+#[test]
+fn oom_kill_of_a_child_is_reported_while_the_init_lives() {
+    if !can_run() {
+        return;
+    }
+    let s = Shim::start_opts(
+        "oomchild",
+        &["sh", "-c", "tail /dev/zero; echo survived; sleep 600"],
+        &[("io.berth.log.path", "$DIR/c.log")],
+        |spec| {
+            spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 16 * 1024 * 1024});
+        },
+        true,
+    );
+    s.create().unwrap();
+    s.start_init();
+    common::eventually("TaskOOM while the container runs", || {
+        s.events().iter().any(|e| e == "/tasks/oom").then_some(())
+    });
+    common::eventually("the shell to go on after its child's OOM kill", || {
+        log_entries(&s.path("c.log"))
+            .iter()
+            .any(|e| e["log"] == "survived\n")
+            .then_some(())
+    });
+    assert_eq!(s.state("").status.enum_value_or_default(), Status::RUNNING);
+    assert_eq!(s.status_file()["status"], "running");
+    assert!(!s.events().iter().any(|e| e == "/tasks/exit"));
+
+    // A SIGKILL from the user after the child's OOM kill is not an OOM death of the init.
+    s.kill(9).unwrap();
+    assert_eq!(s.wait(""), 137);
+    assert_eq!(s.status_file()["oom_killed"], false);
+    let events = delete_and_collect_events(&s);
+    assert_eq!(topic_count(&events, "/tasks/oom").0, 1, "{events:?}");
 }
 
 #[test]
 fn plain_kill_is_not_an_oom() {
+    if !can_run() {
+        return;
+    }
     let s = Shim::start("nooom", &["sleep", "1000"], &[]);
     s.create().unwrap();
     s.start_init();

@@ -1,5 +1,6 @@
 //! containerd's Task service (ttrpc) over `Service`: request checks, replies and events.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ use ttrpc::{Code, TtrpcContext};
 
 use super::{internal, status_err, ts, Service};
 use crate::mount::unmount_all;
+use crate::options::process_details;
 use crate::process::Proc;
 use crate::reaper::Exit;
 use crate::stdio::StdioSpec;
@@ -171,6 +173,8 @@ impl Task for TaskService {
             // A created container the runtime just killed: its exit is on the way.
             proc.wait_timeout(Duration::from_secs(5));
         }
+        // Stops the OOM watch: the cgroup it watched is gone.
+        proc.cgroup.lock().unwrap_or_else(|e| e.into_inner()).take();
         if s.rootfs_mounted.swap(false, Ordering::SeqCst) {
             unmount_all(&s.bundle.join("rootfs"));
         }
@@ -348,11 +352,26 @@ impl Task for TaskService {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let pids = s.runtime().and_then(|r| r.ps(&s.id)).map_err(internal)?;
+        // Running exec'd processes by pid, to name them as containerd's runc shim does.
+        let execs: HashMap<u32, String> = s
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|p| {
+                let st = p.state();
+                (st.pid != 0 && st.exit.is_none()).then(|| (st.pid, p.exec_id.clone()))
+            })
+            .collect();
         Ok(api::PidsResponse {
             processes: pids
                 .into_iter()
                 .map(|pid| containerd_shim_protos::types::task::ProcessInfo {
                     pid,
+                    info: execs
+                        .get(&pid)
+                        .map(|id| MessageField::some(process_details(id)))
+                        .unwrap_or_default(),
                     ..Default::default()
                 })
                 .collect(),

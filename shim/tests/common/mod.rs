@@ -1,13 +1,22 @@
-//! Shared pieces of the shim's end-to-end tests: a busybox rootfs and image, bundles, a
-//! private containerd, and guards that clean everything up even when a test fails.
+//! What the shim's end-to-end tests share on top of the workspace harness (`berth_tests`:
+//! TestEnv, Bundle, the busybox fixtures): the shim and runtime binaries, bundles set up the
+//! way these tests want them, a private containerd, and the clean-up that is the shim's own
+//! (sockets of killed shims, containers under containerd's runtime root).
 #![allow(dead_code)]
 
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use berth_tests::{fixtures, run, run_timeout, Bundle, Output, TestEnv};
+
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-berth-v2");
+
+/// The busybox fixture image (`tests/fixtures/build.sh` tags it `busybox:latest`).
+pub const IMAGE: &str = "docker.io/library/busybox:latest";
+
+/// Importing an image unpacks it; slower than a plain ctr call on a loaded machine.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The runtime the shim drives in tests: BERTH_TEST_RUNTIME, else the workspace's own
 /// berth-runtime built beside the shim (`cargo build --workspace`), else runc.
@@ -28,7 +37,7 @@ pub fn shim_dir() -> PathBuf {
 
 /// Poll `f` until it returns Some, failing the test with `what` after a generous limit.
 pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
             return v;
@@ -38,205 +47,79 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    out
-}
-
-/// A temp directory that takes its mounts, and itself, away on drop.
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let path = PathBuf::from(format!("/tmp/bst-{tag}-{}", std::process::id()));
-        let td = TempDir { path };
-        td.cleanup();
-        std::fs::create_dir_all(&td.path).unwrap();
-        td
-    }
-
-    fn cleanup(&self) {
-        unmount_under(&self.path);
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-/// Unmount everything mounted at or below `dir`, deepest first.
-pub fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// A busybox root filesystem in `dir`.
-pub fn busybox_rootfs(dir: &Path) {
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    let list = run(Command::new("/bin/busybox").arg("--list"));
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let link = dir.join("bin").join(applet);
-        if applet != "busybox" && !link.exists() {
-            symlink("busybox", link).unwrap();
-        }
-    }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
-}
-
-/// A docker-archive image (`docker save` layout) of the busybox rootfs, tagged `reference`.
-pub fn busybox_image_tar(work: &Path, reference: &str) -> PathBuf {
-    let rootfs = work.join("image-rootfs");
-    busybox_rootfs(&rootfs);
-    let out = work.join("image-out");
-    std::fs::create_dir_all(&out).unwrap();
-    let layer = work.join("layer.tar");
-    assert!(run(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer)
-        .arg("."))
-    .status
-    .success());
-    let sha = |p: &Path| -> String {
-        let o = run(Command::new("sha256sum").arg(p));
-        String::from_utf8_lossy(&o.stdout)
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let layer_sha = sha(&layer);
-    std::fs::create_dir_all(out.join(&layer_sha)).unwrap();
-    std::fs::rename(&layer, out.join(&layer_sha).join("layer.tar")).unwrap();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_sha}")]},
+/// A copy of the busybox fixture bundle running `args`, writable, with hostname
+/// `berth-test`, then adjusted by `edit`.
+pub fn bundle(env: &TestEnv, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Bundle {
+    let bundle = Bundle::busybox(env);
+    bundle.args(args).edit_config(|spec| {
+        spec["process"]["terminal"] = false.into();
+        spec["root"]["readonly"] = false.into();
+        spec["hostname"] = "berth-test".into();
+        edit(spec);
     });
-    let cfg_tmp = work.join("config.json");
-    std::fs::write(&cfg_tmp, serde_json::to_vec(&config).unwrap()).unwrap();
-    let cfg_sha = sha(&cfg_tmp);
-    std::fs::rename(&cfg_tmp, out.join(format!("{cfg_sha}.json"))).unwrap();
-    let manifest = serde_json::json!([{
-        "Config": format!("{cfg_sha}.json"),
-        "RepoTags": [reference],
-        "Layers": [format!("{layer_sha}/layer.tar")],
-    }]);
-    std::fs::write(
-        out.join("manifest.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
-    let tar = work.join("busybox.tar");
-    assert!(run(Command::new("tar")
-        .arg("-C")
-        .arg(&out)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."))
-    .status
-    .success());
-    tar
+    bundle
 }
 
-/// An OCI bundle with a busybox rootfs and `runc spec`'s config, adjusted by `edit`.
-pub fn bundle(dir: &Path, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
-    busybox_rootfs(&dir.join("rootfs"));
-    let out = run(Command::new("runc").arg("spec").arg("--bundle").arg(dir));
-    assert!(
-        out.status.success(),
-        "runc spec: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = dir.join("config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    spec["process"]["terminal"] = false.into();
-    spec["process"]["args"] = serde_json::json!(args);
-    spec["root"]["readonly"] = false.into();
-    spec["hostname"] = "berth-test".into();
-    edit(&mut spec);
-    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-}
-
-/// A containerd of our own, with its own root, state, socket and namespace; killed with
-/// its shims, containers and mounts on drop.
+/// A containerd of our own, with its own root, state, socket and namespace (named with the
+/// test's prefix, so the harness finds the containers' cgroups); its shims, containers and
+/// sockets go on drop, then the TestEnv cleans up the rest.
 pub struct Containerd {
-    pub dir: TempDir,
     pub sock: PathBuf,
     pub namespace: String,
+    dir: PathBuf,
     child: Child,
+    // Dropped after the fields above, by `Drop for Containerd` first.
+    pub env: TestEnv,
 }
 
 impl Containerd {
-    pub fn start(tag: &str) -> Containerd {
-        let dir = TempDir::new(tag);
-        let d = &dir.path;
-        let sock = d.join("c.sock");
+    pub fn start(name: &str) -> Containerd {
+        let env = TestEnv::new(name);
+        let dir = env.path().join("containerd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("c.sock");
         let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            sock = sock.display(),
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
+            d = dir.display(),
         );
-        std::fs::write(d.join("config.toml"), config).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
         let path = format!(
             "{}:{}",
             shim_dir().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("PATH", path)
-            .env("BERTH_SHIM_RUNTIME", runtime_binary())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = env.spawn(
+            Command::new("containerd")
+                .arg("--config")
+                .arg(dir.join("config.toml"))
+                .env("PATH", path)
+                .env("BERTH_SHIM_RUNTIME", runtime_binary())
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        );
         let c = Containerd {
-            dir,
             sock,
-            namespace: format!("bst-{tag}-{}", std::process::id()),
+            namespace: env.unique("ns"),
+            dir,
             child,
+            env,
         };
         eventually("containerd to serve", || {
-            c.ctr(&["version"]).status.success().then_some(())
+            c.ctr(&["version"]).success().then_some(())
         });
         c
     }
 
+    /// `ctr` against this containerd and namespace.
     pub fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("timeout");
-        cmd.args(["-s", "KILL", "60", "ctr", "-a"])
+        let mut cmd = self.env.command("ctr");
+        cmd.arg("-a")
             .arg(&self.sock)
             .arg("-n")
             .arg(&self.namespace)
-            .args(args)
-            .stdin(Stdio::null());
+            .args(args);
         cmd
     }
 
@@ -244,28 +127,38 @@ impl Containerd {
         run(&mut self.ctr_cmd(args))
     }
 
-    pub fn import_busybox(&self, reference: &str) {
-        let tar = busybox_image_tar(&self.dir.path, reference);
-        let out = self.ctr(&["images", "import", tar.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    /// Where tests may put files of their own.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.env.path().join(rel)
+    }
+
+    pub fn import_busybox(&self) {
+        run_timeout(
+            self.ctr_cmd(&["images", "import"])
+                .arg(fixtures().join("busybox.tar")),
+            IMPORT_TIMEOUT,
+        )
+        .assert_success();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path.join("containerd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// The bundle containerd made for task `id`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.tasks_dir().join(id)
+    }
+
+    fn tasks_dir(&self) -> PathBuf {
+        self.dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.namespace)
     }
 
     /// The bundles of this containerd's tasks.
     fn bundles(&self) -> Vec<PathBuf> {
-        let tasks = self
-            .dir
-            .path
-            .join("state/io.containerd.runtime.v2.task")
-            .join(&self.namespace);
-        let Ok(entries) = std::fs::read_dir(tasks) else {
+        let Ok(entries) = std::fs::read_dir(self.tasks_dir()) else {
             return Vec::new();
         };
         entries.filter_map(|e| Some(e.ok()?.path())).collect()
@@ -274,47 +167,37 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // The shim's runtime root is outside the test's dir, where the harness does not look.
         let runtime_root = Path::new("/run/containerd/berth").join(&self.namespace);
         for bundle in self.bundles() {
             kill_shim(&bundle);
+        }
+        // Shims of tasks already deleted are on their way out (after Shutdown they send
+        // their last events, which needs containerd) and remove their sockets as they go;
+        // the harness would SIGKILL them and leave the sockets behind.
+        let shims = format!("-namespace {} ", self.namespace);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while shim_processes(&shims) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
         force_delete_all(&runtime_root);
         let _ = std::fs::remove_dir_all(&runtime_root);
-        // containerd puts containers in /<namespace>/<id> in every hierarchy.
-        remove_cgroups(&self.namespace);
     }
 }
 
-/// Remove the cgroup `/<name>` and everything below it in every mounted hierarchy.
-pub fn remove_cgroups(name: &str) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
+/// How many shim processes have `needle` in their command line.
+fn shim_processes(needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
     };
-    for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if !right.starts_with("cgroup ") && !right.starts_with("cgroup2 ") {
-            continue;
-        }
-        let Some(mnt) = left.split(' ').nth(4) else {
-            continue;
-        };
-        remove_dir_tree(&Path::new(mnt).join(name));
-    }
-}
-
-fn remove_dir_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_dir_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("containerd-shim-berth-v2") && c.contains(needle))
+        .count()
 }
 
 /// Delete every container the runtime knows under `root`, running or not.
@@ -323,8 +206,8 @@ pub fn force_delete_all(root: &Path) {
         .arg("--root")
         .arg(root)
         .args(["list", "-q"]));
-    for id in String::from_utf8_lossy(&out.stdout).lines() {
-        let _ = run(Command::new(runtime_binary())
+    for id in out.stdout.lines() {
+        run(Command::new(runtime_binary())
             .arg("--root")
             .arg(root)
             .args(["delete", "--force", id]));
@@ -348,4 +231,9 @@ pub fn kill_shim(bundle: &Path) {
     {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Whether the test can run: root, and the tools these tests drive.
+pub fn can_run(cmds: &[&str]) -> bool {
+    berth_tests::require_root() && berth_tests::require_cmds(cmds)
 }
