@@ -207,7 +207,13 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         seccomp,
         idmapped,
         trampoline: Trampoline::create()?,
-        cgroups: cgroup.paths().clone(),
+        cgroups: rootfs::CgroupView {
+            host: cgroup
+                .host()
+                .with_context(|| format!("cgroup layout for container {}", a.id))?
+                .clone(),
+            paths: cgroup.paths().clone(),
+        },
         ready: std::cell::Cell::new(false),
     };
     // Limits go in before any process does: a realtime task cannot enter a v1 cgroup whose

@@ -40,8 +40,8 @@ pub struct Init<'a> {
     pub idmapped: rootfs::IdmappedSources,
     /// The sealed exec trampoline (None: the runtime re-executed itself from a sealed copy).
     pub trampoline: Option<Trampoline>,
-    /// The container's cgroup directories (sources of cgroup bind mounts).
-    pub cgroups: berth_cgroups::CgroupPaths,
+    /// The host's cgroup layout and the container's cgroups, for `type: cgroup` mounts.
+    pub cgroups: rootfs::CgroupView,
     /// Set once `create` has been told we are ready: later errors go to stderr.
     pub ready: std::cell::Cell<bool>,
 }

@@ -62,6 +62,7 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use cgroup_mount::CgroupView;
 pub use error::RootfsError;
 pub use idmap::IdmappedSources;
 
@@ -83,10 +84,9 @@ pub struct RootfsOptions {
     pub in_user_ns: bool,
     /// The init has its own cgroup namespace: cgroup mounts are fresh cgroup filesystems.
     pub cgroup_ns: bool,
-    /// The container's cgroup directories as the runtime chose them: the sources of cgroup
-    /// bind mounts. None: the cgroups this process is in now (only right outside a cgroup
-    /// namespace, whose /proc/self/cgroup shows "/").
-    pub cgroups: Option<berth_cgroups::CgroupPaths>,
+    /// The host's cgroup layout and the container's cgroups, as the runtime's cgroup manager
+    /// holds them: what `type: cgroup` mounts are made of. None refuses such mounts.
+    pub cgroups: Option<CgroupView>,
 }
 
 /// Every mount option name we understand, for `berth-runtime features`.

@@ -25,7 +25,7 @@ pub struct Ctx {
     pub in_user_ns: bool,
     pub cgroup_ns: bool,
     /// See `RootfsOptions::cgroups`.
-    pub cgroups: Option<berth_cgroups::CgroupPaths>,
+    pub cgroups: Option<super::CgroupView>,
     /// The container's own ID mappings, used by idmap mounts that carry none.
     pub uid_mappings: Option<Vec<LinuxIdMapping>>,
     pub gid_mappings: Option<Vec<LinuxIdMapping>>,
