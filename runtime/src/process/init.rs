@@ -25,6 +25,7 @@ pub struct Init<'a> {
     pub id: &'a str,
     pub bundle: &'a std::path::Path,
     pub spec: &'a Spec,
+    /// Canonical: `create` resolved it once, the mounts and pivot_root use it as is.
     pub rootfs: PathBuf,
     pub plan: &'a Plan,
     pub chan: Channel,
