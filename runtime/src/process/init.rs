@@ -252,7 +252,7 @@ fn join_session_keyring(id: &str) {
     let r = unsafe {
         libc::syscall(
             libc::SYS_keyctl,
-            1, /* JOIN_SESSION_KEYRING */
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
             name.as_ptr(),
         )
     };

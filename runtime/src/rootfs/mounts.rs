@@ -313,7 +313,7 @@ fn fs_mount(
             // A remount only reaches the top mount; the host's mounts under /sys must be
             // read-only too.
             if plan.opts.flags & libc::MS_RDONLY != 0 {
-                fallback.opts.rec_set |= sys::MOUNT_ATTR_RDONLY;
+                fallback.opts.rec_set |= libc::MOUNT_ATTR_RDONLY;
             }
             return bind(ctx, &fallback, target);
         }
