@@ -129,11 +129,7 @@ fn run_detach_kill_by_name_and_number_then_reaped_as_stopped() {
         rt_run(&env, &["kill", &id, signal]).assert_success();
         wait_status(&env, &id, "stopped");
         // The init is reaped, not a zombie left for ever.
-        wait_until(&format!("pid {pid} reaped"), || {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true)
-        });
+        wait_gone(pid, "the killed init");
         let out = rt_run(&env, &["kill", &id, "KILL"]);
         out.assert_failure();
         assert!(
@@ -189,11 +185,7 @@ fn kill_all_signals_every_process() {
         .unwrap();
     rt_run(&env, &["kill", "--all", &id, "KILL"]).assert_success();
     wait_status(&env, &id, "stopped");
-    wait_until(&format!("background pid {bg} killed"), || {
-        fs::read_to_string(format!("/proc/{bg}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true)
-    });
+    wait_gone(bg, "the background process");
     rt_run(&env, &["delete", &id]).assert_success();
     assert_no_trace(&env, &bundle, &id);
 }
@@ -214,12 +206,7 @@ fn delete_of_running_needs_force() {
     assert_eq!(state(&env, &id)["status"], "running");
     let pid = init_pid(&env, &id);
     rt_run(&env, &["delete", "--force", &id]).assert_success();
-    assert!(
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true),
-        "init {pid} survived delete --force"
-    );
+    assert!(pid_gone(pid), "init {pid} survived delete --force");
     assert_no_trace(&env, &bundle, &id);
     let out = rt_run(&env, &["delete", &id]);
     out.assert_failure();
@@ -245,12 +232,7 @@ fn delete_of_a_created_container_needs_force_and_never_runs_it() {
     assert_eq!(state(&env, &id)["status"], "created");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
     assert!(!bundle.rootfs().join("ran").exists(), "process ran");
-    assert!(
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true),
-        "init {pid} survived delete"
-    );
+    assert!(pid_gone(pid), "init {pid} survived delete");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -715,15 +697,10 @@ fn delete_force_without_a_pid_namespace_kills_every_process() {
         .trim()
         .parse()
         .unwrap();
-    let gone = |pid: i32| {
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true)
-    };
-    assert!(!gone(child));
+    assert!(!pid_gone(child));
     // Killing the init alone would leave the child running: delete must not.
     rt_run(&env, &["delete", "--force", &id]).assert_success();
-    wait_until("the container's child dies", || gone(child));
+    wait_gone(child, "the container's child");
     assert_no_trace(&env, &bundle, &id);
 }
 
