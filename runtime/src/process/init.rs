@@ -70,6 +70,7 @@ impl Init<'_> {
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {
+        self.chan.close_inherited_peer();
         trampoline::set_non_dumpable();
         let (msg, _) = self.chan.expect("setup")?;
         let Msg::Go { pid, join_cgroups } = msg else {
