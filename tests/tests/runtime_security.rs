@@ -255,8 +255,8 @@ fn locked_source(env: &TestEnv) -> PathBuf {
 fn mount_options(mountinfo: &str, mountpoint: &str) -> Vec<String> {
     let line = mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(mountpoint))
-        .last()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(mountpoint))
         .unwrap_or_else(|| panic!("no mount at {mountpoint} in:\n{mountinfo}"));
     let opts = line.split(' ').nth(5).unwrap();
     opts.split(',').map(str::to_string).collect()
