@@ -63,8 +63,9 @@ impl Channel {
     pub fn close_inherited_peer(&self) {
         if let Some(fd) = self.peer {
             // SAFETY: in the cloned child this number is the inherited copy of the runtime's
-            // end. The `OwnedFd` that owns it lives in the runtime's stack frame, which the
-            // child never returns into or drops, so nothing else closes or reuses it.
+            // end. The `OwnedFd` owning it sits in the runtime's stack frame, which the child
+            // never drops: it runs only its closure and leaves with _exit (spawn::clone_with),
+            // so nothing else closes this number or reads it after a reuse.
             unsafe { libc::close(fd) };
         }
     }
