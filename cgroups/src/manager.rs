@@ -21,10 +21,10 @@ use crate::{create, fsio, limits};
 #[derive(Clone, Debug)]
 pub struct CgroupManager {
     paths: CgroupPaths,
-    /// Mountpoint of each hierarchy, keyed like `paths.v1` ("" for cgroup2): creating a
-    /// directory needs to know where the hierarchy starts. Only `create` needs it, so a
-    /// manager rebuilt from saved paths reads the mount table on first use, not before.
-    mounts: OnceLock<Vec<(String, PathBuf)>>,
+    /// The host's hierarchies: creating a directory needs to know where its hierarchy
+    /// starts, and the runtime's cgroup mounts copy the layout. A manager rebuilt from saved
+    /// paths reads the mount table on first use, not before.
+    host: OnceLock<HostCgroups>,
 }
 
 impl CgroupManager {
@@ -47,7 +47,7 @@ impl CgroupManager {
         id: &str,
     ) -> Result<Self, Error> {
         let paths = paths::resolve(&host, cgroups_path, id, detect::own_cgroups)?;
-        Ok(Self::build(&host, paths))
+        Ok(Self::build(host, paths))
     }
 
     /// Like `with_host`, resolving relative paths against `own` instead of /proc/self/cgroup.
@@ -58,7 +58,7 @@ impl CgroupManager {
         id: &str,
     ) -> Result<Self, Error> {
         let paths = paths::resolve(&host, cgroups_path, id, || Ok(own))?;
-        Ok(Self::build(&host, paths))
+        Ok(Self::build(host, paths))
     }
 
     /// The cgroups process `pid` is in now, as /proc/PID/cgroup lists them, on this host's
@@ -80,26 +80,13 @@ impl CgroupManager {
                 reason: "the process is in none of the mounted cgroup hierarchies".into(),
             });
         }
-        Ok(Self::build(&host, paths))
+        Ok(Self::build(host, paths))
     }
 
-    fn mounts_of(host: &HostCgroups) -> Vec<(String, PathBuf)> {
-        let mut mounts = Vec::new();
-        for m in &host.v1 {
-            for c in &m.controllers {
-                mounts.push((c.clone(), m.mountpoint.clone()));
-            }
-        }
-        if let Some(u) = &host.unified {
-            mounts.push((String::new(), u.mountpoint.clone()));
-        }
-        mounts
-    }
-
-    fn build(host: &HostCgroups, paths: CgroupPaths) -> Self {
+    fn build(host: HostCgroups, paths: CgroupPaths) -> Self {
         CgroupManager {
             paths,
-            mounts: OnceLock::from(Self::mounts_of(host)),
+            host: OnceLock::from(host),
         }
     }
 
@@ -109,7 +96,7 @@ impl CgroupManager {
     pub fn from_paths(paths: CgroupPaths) -> Result<Self, Error> {
         Ok(CgroupManager {
             paths,
-            mounts: OnceLock::new(),
+            host: OnceLock::new(),
         })
     }
 
@@ -148,23 +135,26 @@ impl CgroupManager {
             .or_else(|| self.unified_path())
     }
 
-    fn mounts(&self) -> Result<&[(String, PathBuf)], Error> {
-        if let Some(m) = self.mounts.get() {
-            return Ok(m);
+    /// The host's cgroup layout this manager was built on (read from the mount table now
+    /// when the manager was rebuilt from saved paths).
+    pub fn host(&self) -> Result<&HostCgroups, Error> {
+        if let Some(h) = self.host.get() {
+            return Ok(h);
         }
-        let m = Self::mounts_of(&detect::detect()?);
-        Ok(self.mounts.get_or_init(|| m))
+        let h = detect::detect()?;
+        Ok(self.host.get_or_init(|| h))
     }
 
     /// Creates every directory without moving anyone in.
     pub fn create(&self) -> Result<(), Error> {
-        let mounts = self.mounts()?;
+        let host = self.host()?;
         let mountpoint = |key: &str| {
-            mounts
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, m)| m.as_path())
-                .unwrap_or(Path::new("/"))
+            let m = if key.is_empty() {
+                host.unified.as_ref().map(|u| u.mountpoint.as_path())
+            } else {
+                host.v1_mount(key).map(|m| m.mountpoint.as_path())
+            };
+            m.unwrap_or(Path::new("/"))
         };
         let mut done: Vec<&Path> = Vec::new();
         for (controller, dir) in &self.paths.v1 {

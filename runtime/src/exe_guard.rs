@@ -13,8 +13,6 @@ use std::os::unix::ffi::OsStringExt;
 
 use anyhow::{Context, Result};
 
-const MFD_EXEC: libc::c_uint = 0x0010;
-
 fn already_sealed() -> bool {
     std::fs::read_link("/proc/self/exe")
         .map(|p| p.to_string_lossy().starts_with("/memfd:berth-runtime"))
@@ -24,7 +22,7 @@ fn already_sealed() -> bool {
 fn memfd() -> Result<OwnedFd> {
     let name = c"berth-runtime";
     for flags in [
-        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC,
+        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | libc::MFD_EXEC,
         libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
     ] {
         // SAFETY: memfd_create reads a C string and returns a new descriptor or -1.

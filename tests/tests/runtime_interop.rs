@@ -6,17 +6,19 @@
 //! asks berth-runtime for the container's state while it runs, so a tool that
 //! silently fell back to runc would fail the test.
 
+mod runtime_support;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_tests::{
     bin, fixtures, require_cmds, require_root, run, run_timeout, run_with_input, Output, TestEnv,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use runtime_support::{poll, wait_for};
 use serde_json::Value;
 
 /// How long a daemon may take to answer its first request.
@@ -25,23 +27,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Image loads unpack a layer; slower than a container command on a busy host.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Polls `check` until it returns `Some`; panics with `what` and the last
-/// failure once `timeout` has passed. Used for state changes another process
-/// makes asynchronously (a daemon coming up, a task being reaped).
-#[track_caller]
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("{what}: not reached within {timeout:?}; last: {last}")
-            }
-            Err(_) => thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 /// berth-runtime's `state` of `id` in the state dir `root`.
 fn runtime_state(root: &Path, id: &str) -> Output {
@@ -129,8 +114,7 @@ impl Daemon {
     /// Waits until `probe` succeeds; panics with the daemon's log if it
     /// exits or stays unready.
     fn wait_ready(&mut self, mut probe: impl FnMut() -> Output) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
+        let ready = poll(READY_TIMEOUT, || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "{} exited during start-up ({status}); log:\n{}",
@@ -140,18 +124,17 @@ impl Daemon {
             }
             let out = probe();
             if out.success() {
-                return;
+                Ok(())
+            } else {
+                Err(format!("`{}`: {}", out.command, out.stderr))
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} not ready within {READY_TIMEOUT:?}: `{}`: {}\nlog:\n{}",
-                    self.name,
-                    out.command,
-                    out.stderr,
-                    self.log_tail()
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
+        });
+        if let Err(last) = ready {
+            panic!(
+                "{} not ready within {READY_TIMEOUT:?}: {last}\nlog:\n{}",
+                self.name,
+                self.log_tail()
+            );
         }
     }
 
@@ -167,12 +150,12 @@ impl Drop for Daemon {
         // SIGTERM first: dockerd stops the containerd it started only when
         // it shuts down cleanly.
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
+        let stopped = poll(STOP_TIMEOUT, || match self.child.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            _ => Err("still running".to_string()),
+        });
+        if stopped.is_ok() {
+            return;
         }
         eprintln!(
             "{}: still running {STOP_TIMEOUT:?} after SIGTERM; killing it",

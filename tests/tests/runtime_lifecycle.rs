@@ -6,6 +6,7 @@ mod runtime_support;
 
 use std::fs;
 use std::path::Path;
+use std::process::Stdio;
 
 use berth_tests::{require_root, Bundle, TestEnv};
 use runtime_support::*;
@@ -129,11 +130,7 @@ fn run_detach_kill_by_name_and_number_then_reaped_as_stopped() {
         rt_run(&env, &["kill", &id, signal]).assert_success();
         wait_status(&env, &id, "stopped");
         // The init is reaped, not a zombie left for ever.
-        wait_until(&format!("pid {pid} reaped"), || {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true)
-        });
+        wait_gone(pid, "the killed init");
         let out = rt_run(&env, &["kill", &id, "KILL"]);
         out.assert_failure();
         assert!(
@@ -189,11 +186,7 @@ fn kill_all_signals_every_process() {
         .unwrap();
     rt_run(&env, &["kill", "--all", &id, "KILL"]).assert_success();
     wait_status(&env, &id, "stopped");
-    wait_until(&format!("background pid {bg} killed"), || {
-        fs::read_to_string(format!("/proc/{bg}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true)
-    });
+    wait_gone(bg, "the background process");
     rt_run(&env, &["delete", &id]).assert_success();
     assert_no_trace(&env, &bundle, &id);
 }
@@ -214,12 +207,7 @@ fn delete_of_running_needs_force() {
     assert_eq!(state(&env, &id)["status"], "running");
     let pid = init_pid(&env, &id);
     rt_run(&env, &["delete", "--force", &id]).assert_success();
-    assert!(
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true),
-        "init {pid} survived delete --force"
-    );
+    assert!(pid_gone(pid), "init {pid} survived delete --force");
     assert_no_trace(&env, &bundle, &id);
     let out = rt_run(&env, &["delete", &id]);
     out.assert_failure();
@@ -245,12 +233,7 @@ fn delete_of_a_created_container_needs_force_and_never_runs_it() {
     assert_eq!(state(&env, &id)["status"], "created");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
     assert!(!bundle.rootfs().join("ran").exists(), "process ran");
-    assert!(
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true),
-        "init {pid} survived delete"
-    );
+    assert!(pid_gone(pid), "init {pid} survived delete");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -715,15 +698,10 @@ fn delete_force_without_a_pid_namespace_kills_every_process() {
         .trim()
         .parse()
         .unwrap();
-    let gone = |pid: i32| {
-        fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true)
-    };
-    assert!(!gone(child));
+    assert!(!pid_gone(child));
     // Killing the init alone would leave the child running: delete must not.
     rt_run(&env, &["delete", "--force", &id]).assert_success();
-    wait_until("the container's child dies", || gone(child));
+    wait_gone(child, "the container's child");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -830,4 +808,113 @@ fn create_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
     create(&env, &bundle, &id);
     rt_run(&env, &["delete", "--force", &id]).assert_success();
     nix::mount::umount(&root).unwrap();
+}
+
+/// Starts a foreground `berth-runtime run` of `bundle` as `id`, waits until `reached` holds,
+/// then SIGKILLs the runtime (not the container) and reaps it.
+fn sigkill_foreground_run(env: &TestEnv, bundle: &Bundle, id: &str, reached: impl FnMut() -> bool) {
+    let mut runtime = env.spawn(
+        rt(env)
+            .args(["run", "--bundle", bundle.path().to_str().unwrap(), id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_until(
+        &format!("{id} reaches the point to kill the runtime at"),
+        reached,
+    );
+    runtime.kill().expect("SIGKILL the runtime");
+    runtime.wait().expect("reap the runtime");
+}
+
+/// `delete --force` of a container whose runtime was killed removes it entirely, and the
+/// id is free again.
+#[track_caller]
+fn assert_force_delete_leaves_nothing(env: &TestEnv, bundle: &Bundle, id: &str) {
+    rt_run(env, &["delete", "--force", id]).assert_success();
+    assert_no_trace(env, bundle, id);
+    let out = rt_run(env, &["state", id]);
+    out.assert_failure();
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(!rt_run(env, &["list", "-q"]).stdout.contains(id));
+}
+
+#[test]
+fn runtime_sigkilled_while_running_the_container_leaves_it_running_until_delete_force() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-kill-runtime");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["sleep", "1000"]);
+    let id = env.unique("c");
+    sigkill_foreground_run(&env, &bundle, &id, || {
+        try_state(&env, &id).is_ok_and(|s| s["status"] == "running")
+    });
+    // As with runc, the container does not depend on the runtime that started it.
+    let s = state(&env, &id);
+    assert_eq!(s["status"], "running", "{s}");
+    let pid = s["pid"].as_i64().expect("state has a pid") as i32;
+    assert!(!pid_gone(pid), "init {pid} died with the runtime");
+    assert_force_delete_leaves_nothing(&env, &bundle, &id);
+    assert!(pid_gone(pid), "init {pid} survived delete --force");
+}
+
+/// Kills the process whose pid is in `file` when dropped (the hook the runtime can no longer
+/// time out once it is dead), also when the test fails.
+struct KillPidFrom(std::path::PathBuf);
+
+impl Drop for KillPidFrom {
+    fn drop(&mut self) {
+        let pid = fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[test]
+fn runtime_sigkilled_during_create_leaves_a_stopped_container_that_delete_force_removes() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-kill-creating");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["true"]);
+    // The runtime is killed while it runs a createRuntime hook: its init exists, in its
+    // cgroup, half set up and waiting for the runtime.
+    let hook_pid = env.path().join("hook.pid");
+    let _hook = KillPidFrom(hook_pid.clone());
+    let p = hook_pid.display().to_string();
+    bundle.edit_config(move |c| {
+        c["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo $$ > {p}; exec sleep 1000")]
+        }]})
+    });
+    let id = env.unique("c");
+    let mut init = 0;
+    sigkill_foreground_run(&env, &bundle, &id, || {
+        if !hook_pid.exists() {
+            return false;
+        }
+        // Seen while the runtime waits for the hook: created, with the init's pid.
+        init = state(&env, &id)["pid"].as_i64().expect("state has a pid") as i32;
+        true
+    });
+    // The init notices its runtime is gone and leaves; the container is then stopped.
+    wait_gone(init, "the init of a container whose runtime was killed");
+    let s = wait_status(&env, &id, "stopped");
+    assert_eq!(s["pid"], 0, "{s}");
+    assert!(
+        rt_run(&env, &["list", "-q"]).stdout.contains(&id),
+        "list does not show the stopped container"
+    );
+    assert_force_delete_leaves_nothing(&env, &bundle, &id);
 }

@@ -7,10 +7,12 @@ mod runtime_support;
 
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::process::Command;
 
-use berth_tests::{bin, require_root, Bundle, TestEnv};
+use berth_tests::{bin, require_root, run, Bundle, TestEnv};
 use runtime_support::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn the_container_process_never_runs_the_host_binary() {
@@ -230,4 +232,158 @@ fn readonly_root_masked_and_readonly_paths() {
     bundle.args(&["touch", "/x"]);
     run_bundle(&env, &bundle, "d").assert_success();
     assert!(bundle.rootfs().join("x").exists());
+}
+
+/// A tmpfs in the test's dir holding `host-file`, mounted read-only, nosuid and nodev on the
+/// host. TestEnv's clean-up unmounts it even when the test fails.
+fn locked_source(env: &TestEnv) -> PathBuf {
+    let dir = env.path().join("locked");
+    fs::create_dir(&dir).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "nosuid,nodev,size=64k", "tmpfs"])
+        .arg(&dir))
+    .assert_success();
+    fs::write(dir.join("host-file"), "from the host\n").unwrap();
+    run(Command::new("mount")
+        .args(["-o", "remount,ro,nosuid,nodev"])
+        .arg(&dir))
+    .assert_success();
+    dir
+}
+
+/// The per-mount options (mountinfo field 6) of the mount at `mountpoint` in `mountinfo`.
+fn mount_options(mountinfo: &str, mountpoint: &str) -> Vec<String> {
+    let line = mountinfo
+        .lines()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(mountpoint))
+        .unwrap_or_else(|| panic!("no mount at {mountpoint} in:\n{mountinfo}"));
+    let opts = line.split(' ').nth(5).unwrap();
+    opts.split(',').map(str::to_string).collect()
+}
+
+#[track_caller]
+fn assert_has_options(opts: &[String], want: &[&str], what: &str) {
+    for w in want {
+        assert!(
+            opts.iter().any(|o| o == w),
+            "{what}: {w} missing from {opts:?}"
+        );
+    }
+}
+
+/// In a user namespace the kernel locks the flags a bind source already has: like runc, a
+/// bind that does not mention them keeps them (the runtime re-adds them when the kernel
+/// refuses the remount), and one that asks to clear them fails naming the mount.
+#[test]
+fn locked_mount_flags_survive_a_user_namespace_bind() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-locked");
+    let source = locked_source(&env);
+    let host_before = mount_options(
+        &fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        source.to_str().unwrap(),
+    );
+    let bundle = writable_bundle(
+        &env,
+        &[
+            "sh",
+            "-c",
+            "cat /locked/host-file; touch /locked/new 2>/dev/null && echo wrote; \
+             cat /proc/self/mountinfo",
+        ],
+    );
+    let with_bind = |options: Value| {
+        let src = source.display().to_string();
+        move |c: &mut Value| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            // Host root stays root inside: the locks come from the user namespace owning the
+            // container's mount namespace, whatever the mapping.
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/locked", "type": "bind", "source": src, "options": options
+            }));
+        }
+    };
+
+    // No flags asked for, and a flag the source lacks (noexec, which forces a remount): the
+    // locked ones stay, the new one is added.
+    for (name, options, want) in [
+        ("plain", json!(["rbind"]), &["ro", "nosuid", "nodev"][..]),
+        (
+            "noexec",
+            json!(["rbind", "noexec"]),
+            &["ro", "nosuid", "nodev", "noexec"][..],
+        ),
+    ] {
+        let base = bundle.config();
+        bundle.edit_config(with_bind(options));
+        let id = env.unique(name);
+        let out = run_bundle(&env, &bundle, name);
+        out.assert_success();
+        let (first, mountinfo) = out.stdout.split_once('\n').unwrap();
+        assert_eq!(first, "from the host", "{name}: {}", out.stdout);
+        assert!(
+            !mountinfo.starts_with("wrote"),
+            "{name}: wrote to a read-only mount"
+        );
+        assert_has_options(&mount_options(mountinfo, "/locked"), want, name);
+        assert_no_trace(&env, &bundle, &id);
+        bundle.set_config(&base);
+    }
+
+    // Asking to clear a locked flag ("rw" on a read-only source) cannot be honoured: the
+    // container fails, naming the mount, and leaves nothing.
+    bundle.edit_config(with_bind(json!(["rbind", "rw"])));
+    let id = env.unique("rw");
+    let out = run_bundle(&env, &bundle, "rw");
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("to /locked") && out.stderr.contains("source's ro cannot be cleared"),
+        "{}",
+        out.stderr
+    );
+    assert_no_trace(&env, &bundle, &id);
+    assert!(!source.join("new").exists());
+    // The host's mount is as it was.
+    let host_after = mount_options(
+        &fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        source.to_str().unwrap(),
+    );
+    assert_eq!(host_before, host_after);
+}
+
+/// tmpcopyup into a tmpfs too small for the image's directory: the copy fails with ENOSPC
+/// and the error names the mount; no mount, cgroup or state is left.
+#[test]
+fn tmpcopyup_into_a_too_small_tmpfs_fails_naming_the_mount() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-copyup-full");
+    let bundle = writable_bundle(&env, &["true"]);
+    // /bin holds the busybox binary, far more than 16 KiB.
+    bundle.edit_config(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/bin", "type": "tmpfs", "source": "tmpfs",
+            "options": ["tmpcopyup", "size=16k"]
+        }))
+    });
+    let id = env.unique("c");
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("tmpcopyup of /bin") && out.stderr.contains("No space left on device"),
+        "{}",
+        out.stderr
+    );
+    assert_no_trace(&env, &bundle, &id);
+    // The image's directory is untouched.
+    assert!(bundle.rootfs().join("bin/busybox").is_file());
 }

@@ -207,7 +207,13 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         seccomp,
         idmapped,
         trampoline: Trampoline::create()?,
-        cgroups: cgroup.paths().clone(),
+        cgroups: rootfs::CgroupView {
+            host: cgroup
+                .host()
+                .with_context(|| format!("cgroup layout for container {}", a.id))?
+                .clone(),
+            paths: cgroup.paths().clone(),
+        },
         ready: std::cell::Cell::new(false),
     };
     // Limits go in before any process does: a realtime task cannot enter a v1 cgroup whose
@@ -254,6 +260,24 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             .with_context(|| format!("join cgroup for container {}", a.id))?;
         None
     };
+    // Saved as soon as the init exists, not once it is ready: a runtime killed during the
+    // setup (a SIGKILLed foreground `run`) then leaves a container that `state` reports and
+    // `delete --force` removes with its cgroups, not an anonymous directory. Until `start`
+    // the exec fifo is there, so `state` says created (or stopped once the init is gone).
+    let st = procfs::stat(pid.as_raw()).context("read init process start time")?;
+    let container = Container {
+        id: a.id.clone(),
+        pid: pid.as_raw(),
+        pid_start: st.start_time,
+        bundle,
+        rootfs,
+        created: timefmt::now(),
+        spec,
+        cgroup_paths: cgroup.paths().clone(),
+    };
+    container.save(&g.root)?;
+    let (spec, bundle) = (&container.spec, &container.bundle);
+
     let init_gone = || format!("container {} init exited during setup", a.id);
     parent
         .send(&Msg::Go {
@@ -270,7 +294,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         };
         match msg {
             Msg::RunHooks => {
-                let st = hook_state_json(&spec, &a.id, Status::Created, pid.as_raw(), &bundle);
+                let st = hook_state_json(spec, &a.id, Status::Created, pid.as_raw(), bundle);
                 let hk = spec.hooks().clone().unwrap_or_default();
                 #[allow(deprecated)]
                 hooks::run_all(hk.prestart().as_ref(), "prestart", &st)?;
@@ -279,7 +303,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             }
             Msg::SeccompListener => {
                 let fd = fd.context("seccomp listener message without a descriptor")?;
-                pass_seccomp_listener(&spec, &a.id, pid.as_raw(), &bundle, &fd)?;
+                pass_seccomp_listener(spec, &a.id, pid.as_raw(), bundle, &fd)?;
             }
             Msg::PtyMaster => pty = fd,
             Msg::Ready => break,
@@ -288,18 +312,6 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         }
     }
 
-    let st = procfs::stat(pid.as_raw()).context("read init process start time")?;
-    let container = Container {
-        id: a.id.clone(),
-        pid: pid.as_raw(),
-        pid_start: st.start_time,
-        bundle,
-        rootfs,
-        created: timefmt::now(),
-        spec,
-        cgroup_paths: cgroup.paths().clone(),
-    };
-    container.save(&g.root)?;
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }

@@ -148,6 +148,7 @@ impl ExecChild<'_> {
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {
+        self.chan.close_inherited_peer();
         trampoline::set_non_dumpable();
         self.chan.expect("exec setup")?;
         if self.in_user_ns {

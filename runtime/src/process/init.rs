@@ -25,6 +25,7 @@ pub struct Init<'a> {
     pub id: &'a str,
     pub bundle: &'a std::path::Path,
     pub spec: &'a Spec,
+    /// Canonical: `create` resolved it once, the mounts and pivot_root use it as is.
     pub rootfs: PathBuf,
     pub plan: &'a Plan,
     pub chan: Channel,
@@ -40,8 +41,8 @@ pub struct Init<'a> {
     pub idmapped: rootfs::IdmappedSources,
     /// The sealed exec trampoline (None: the runtime re-executed itself from a sealed copy).
     pub trampoline: Option<Trampoline>,
-    /// The container's cgroup directories (sources of cgroup bind mounts).
-    pub cgroups: berth_cgroups::CgroupPaths,
+    /// The host's cgroup layout and the container's cgroups, for `type: cgroup` mounts.
+    pub cgroups: rootfs::CgroupView,
     /// Set once `create` has been told we are ready: later errors go to stderr.
     pub ready: std::cell::Cell<bool>,
 }
@@ -69,6 +70,7 @@ impl Init<'_> {
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {
+        self.chan.close_inherited_peer();
         trampoline::set_non_dumpable();
         let (msg, _) = self.chan.expect("setup")?;
         let Msg::Go { pid, join_cgroups } = msg else {
@@ -251,7 +253,7 @@ fn join_session_keyring(id: &str) {
     let r = unsafe {
         libc::syscall(
             libc::SYS_keyctl,
-            1, /* JOIN_SESSION_KEYRING */
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
             name.as_ptr(),
         )
     };

@@ -91,6 +91,7 @@ pub fn clone_into_cgroup<F: FnOnce() -> i32>(
     let Some(cg) = cgroup else {
         return clone_with(flags, child);
     };
+    // Ours: libc 0.2 declares it as a c_int, which cannot hold the value (libc#3584).
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
         flags: flags.bits() as u64 | CLONE_INTO_CGROUP,

@@ -70,8 +70,6 @@ pub struct Trampoline {
     fd: OwnedFd,
 }
 
-const MFD_EXEC: libc::c_uint = 0x0010;
-
 impl Trampoline {
     /// None where there is no trampoline for this architecture; the caller then falls back
     /// to re-executing the runtime from a sealed copy.
@@ -80,7 +78,7 @@ impl Trampoline {
         let name = c"berth-exec";
         let mut fd = -1;
         for flags in [
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC,
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | libc::MFD_EXEC,
             libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
         ] {
             // SAFETY: memfd_create reads a C string and returns a new descriptor or -1.

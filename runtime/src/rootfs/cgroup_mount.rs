@@ -1,4 +1,5 @@
-//! `type: cgroup` mounts. The layout is read from /proc/self/mountinfo, never assumed:
+//! `type: cgroup` mounts, made from the host layout the runtime detected when it chose the
+//! container's cgroups ([`CgroupView`]), never from a second reading of the mount table:
 //!
 //! * cgroup v1 (and hybrid hosts, like runc, which leaves the hybrid's cgroup2 out): a tmpfs at
 //!   the target, then for every v1 hierarchy either a fresh cgroup mount of its controllers
@@ -8,13 +9,13 @@
 //! * cgroup v2: a cgroup2 mount with a cgroup namespace, else (or when the kernel refuses) a
 //!   bind of the container's own cgroup directory — never the whole host hierarchy.
 
+use berth_cgroups::{CgroupPaths, HostCgroups, Layout, V1Mount};
 use nix::errno::Errno;
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::error::{sys_err, RootfsError};
-use super::mountinfo::{read_mountinfo, read_proc_cgroup, CgroupLine, MountInfo};
 use super::mounts::{self, Ctx, Plan};
 use super::options::MountOptions;
 use super::paths::{self, Kind};
@@ -22,34 +23,33 @@ use super::sys::{self, proc_fd};
 
 const DEFAULT_FLAGS: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
 
+/// What cgroup mounts are made of: the host's hierarchies and the container's directory in
+/// each, both as the runtime's cgroup manager already holds them.
+#[derive(Debug, Clone)]
+pub struct CgroupView {
+    pub host: HostCgroups,
+    pub paths: CgroupPaths,
+}
+
 pub fn mount_cgroup(ctx: &Ctx, plan: &Plan) -> Result<(), RootfsError> {
-    let infos = read_mountinfo().map_err(|e| io_err("read /proc/self/mountinfo", e))?;
-    let lines = read_proc_cgroup().map_err(|e| io_err("read /proc/self/cgroup", e))?;
-    let unified_root = infos
-        .iter()
-        .rev()
-        .find(|m| m.mount_point == Path::new("/sys/fs/cgroup"))
-        .is_some_and(|m| m.fs_type == "cgroup2");
-    let has_v1 = infos.iter().any(|m| m.fs_type == "cgroup");
-    if unified_root || !has_v1 {
-        mount_v2(ctx, plan, &infos, &lines)
+    let view = ctx.cgroups.as_ref().ok_or_else(|| {
+        RootfsError::Invalid(format!(
+            "cgroup mount on {}: the container's cgroups are unknown",
+            plan.dest.display()
+        ))
+    })?;
+    // A cgroup2 mount on /sys/fs/cgroup is what the container expects to see, even when v1
+    // hierarchies are mounted elsewhere.
+    let unified_root = view
+        .host
+        .unified
+        .as_ref()
+        .is_some_and(|u| u.mountpoint == Path::new("/sys/fs/cgroup"));
+    if unified_root || view.host.layout == Layout::V2 {
+        mount_v2(ctx, plan, view)
     } else {
-        mount_v1(ctx, plan, &infos, &lines)
+        mount_v1(ctx, plan, view)
     }
-}
-
-fn io_err(what: &'static str, e: std::io::Error) -> RootfsError {
-    RootfsError::sys(
-        what,
-        "",
-        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    )
-}
-
-/// The host directory of our own cgroup in hierarchy `m`.
-fn own_dir(m: &MountInfo, own: &Path) -> PathBuf {
-    let rel = own.strip_prefix(&m.root).unwrap_or(Path::new(""));
-    m.mount_point.join(rel)
 }
 
 fn bind_plan(plan: &Plan, src: &Path, dest: PathBuf) -> Plan {
@@ -71,12 +71,7 @@ fn bind_plan(plan: &Plan, src: &Path, dest: PathBuf) -> Plan {
     }
 }
 
-fn mount_v2(
-    ctx: &Ctx,
-    plan: &Plan,
-    infos: &[MountInfo],
-    lines: &[CgroupLine],
-) -> Result<(), RootfsError> {
+fn mount_v2(ctx: &Ctx, plan: &Plan, view: &CgroupView) -> Result<(), RootfsError> {
     if ctx.cgroup_ns {
         let (target, _) = mounts::mountpoint(ctx, plan, true)?;
         let src = if plan.src.is_empty() {
@@ -103,73 +98,38 @@ fn mount_v2(
             Err(e) => return Err(RootfsError::sys("mount cgroup2 on", &plan.dest, e)),
         }
     }
-    let src = v2_source(ctx, infos, lines)?;
-    mounts::mount(ctx, &bind_plan(plan, &src, plan.dest.clone()))
+    mounts::mount(
+        ctx,
+        &bind_plan(plan, &v2_source(&view.paths)?, plan.dest.clone()),
+    )
 }
 
-/// The bind source is the container's cgroup as the runtime chose it. Re-deriving it from
-/// /proc/self/cgroup is only right outside a cgroup namespace: inside one that file says
-/// "/", which would bind the host's whole hierarchy into the container.
-fn v2_source(ctx: &Ctx, infos: &[MountInfo], lines: &[CgroupLine]) -> Result<PathBuf, RootfsError> {
-    Ok(match &ctx.cgroups {
-        Some(p) => p
-            .unified
-            .clone()
-            .ok_or_else(|| RootfsError::Invalid("the container has no cgroup2 directory".into()))?,
-        None if ctx.cgroup_ns => {
-            return Err(RootfsError::Invalid(
-                "cannot bind the container's cgroup from inside a cgroup namespace without its cgroup paths"
-                    .into(),
+/// The bind source is the container's cgroup as the runtime chose it: never re-derived from
+/// /proc/self/cgroup, which says "/" inside a cgroup namespace and would bind the host's
+/// whole hierarchy into the container.
+fn v2_source(paths: &CgroupPaths) -> Result<PathBuf, RootfsError> {
+    paths
+        .unified
+        .clone()
+        .ok_or_else(|| RootfsError::Invalid("the container has no cgroup2 directory".into()))
+}
+
+/// The container's directory in v1 hierarchy `m` (only outside a cgroup namespace: inside
+/// one the hierarchy is mounted fresh).
+fn v1_source(paths: &CgroupPaths, m: &V1Mount) -> Result<PathBuf, RootfsError> {
+    m.controllers
+        .iter()
+        .find_map(|c| paths.v1.get(c))
+        .cloned()
+        .ok_or_else(|| {
+            RootfsError::Invalid(format!(
+                "the container has no cgroup in the {} hierarchy",
+                m.mountpoint.display()
             ))
-        }
-        None => {
-            let unified = infos
-                .iter()
-                .rev()
-                .find(|m| m.fs_type == "cgroup2")
-                .ok_or_else(|| RootfsError::Invalid("no cgroup2 hierarchy is mounted".into()))?;
-            let own = lines
-                .iter()
-                .find(|l| l.controllers.is_empty())
-                .map(|l| l.path.clone())
-                .unwrap_or_else(|| PathBuf::from("/"));
-            own_dir(unified, &own)
-        }
-    })
+        })
 }
 
-/// The host directory to bind for v1 hierarchy `m` (never inside a cgroup namespace: there
-/// the hierarchy is mounted fresh).
-fn v1_source(ctx: &Ctx, m: &MountInfo, line: &CgroupLine) -> Result<PathBuf, RootfsError> {
-    match &ctx.cgroups {
-        Some(p) => line
-            .controllers
-            .iter()
-            .find_map(|c| p.v1.get(c))
-            .cloned()
-            .ok_or_else(|| {
-                RootfsError::Invalid(format!(
-                    "the container has no cgroup in the {} hierarchy",
-                    m.mount_point.display()
-                ))
-            }),
-        None => Ok(own_dir(m, &line.path)),
-    }
-}
-
-/// The co-mounted controllers of a v1 hierarchy, as its /proc/self/cgroup line lists them.
-fn line_for<'a>(m: &MountInfo, lines: &'a [CgroupLine]) -> Option<&'a CgroupLine> {
-    lines.iter().find(|l| {
-        !l.controllers.is_empty() && l.controllers.iter().any(|c| m.super_options.contains(c))
-    })
-}
-
-fn mount_v1(
-    ctx: &Ctx,
-    plan: &Plan,
-    infos: &[MountInfo],
-    lines: &[CgroupLine],
-) -> Result<(), RootfsError> {
+fn mount_v1(ctx: &Ctx, plan: &Plan, view: &CgroupView) -> Result<(), RootfsError> {
     let tmpfs = Plan {
         src: "tmpfs".into(),
         dest: plan.dest.clone(),
@@ -186,11 +146,8 @@ fn mount_v1(
     mounts::mount(ctx, &tmpfs)?;
 
     let mut combined = Vec::new();
-    for m in infos.iter().filter(|m| m.fs_type == "cgroup") {
-        let Some(line) = line_for(m, lines) else {
-            continue;
-        };
-        let Some(sub) = m.mount_point.file_name() else {
+    for m in &view.host.v1 {
+        let Some(sub) = m.mountpoint.file_name() else {
             continue;
         };
         let sub = sub.to_string_lossy().into_owned();
@@ -201,7 +158,7 @@ fn mount_v1(
         if ctx.cgroup_ns {
             let target = paths::open_or_create(ctx.root.as_fd(), &dest, Kind::Dir)
                 .map_err(sys_err("create cgroup mountpoint", &dest))?;
-            let data = line.controllers.join(",");
+            let data = m.controllers.join(",");
             let src = if data.starts_with("name=") {
                 "systemd"
             } else {
@@ -217,7 +174,7 @@ fn mount_v1(
             )
             .map_err(sys_err("mount cgroup on", &dest))?;
         } else {
-            mounts::mount(ctx, &bind_plan(plan, &v1_source(ctx, m, line)?, dest))?;
+            mounts::mount(ctx, &bind_plan(plan, &v1_source(&view.paths, m)?, dest))?;
         }
     }
     for sub in &combined {
@@ -244,27 +201,20 @@ fn mount_v1(
 #[cfg(test)]
 mod unit {
     use super::*;
-    use crate::rootfs::mountinfo::{parse_mountinfo, parse_proc_cgroup};
 
-    fn ctx(cgroup_ns: bool, cgroups: Option<berth_cgroups::CgroupPaths>) -> Ctx {
-        Ctx {
-            root: std::fs::File::open("/").unwrap().into(),
-            rootfs: PathBuf::from("/"),
-            in_user_ns: false,
-            cgroup_ns,
-            cgroups,
-            uid_mappings: None,
-            gid_mappings: None,
-        }
-    }
-
-    fn container_paths() -> berth_cgroups::CgroupPaths {
-        berth_cgroups::CgroupPaths {
-            layout: berth_cgroups::Layout::Hybrid,
-            v1: [(
-                "cpu".to_string(),
-                PathBuf::from("/sys/fs/cgroup/cpu/box/c1"),
-            )]
+    fn container_paths() -> CgroupPaths {
+        CgroupPaths {
+            layout: Layout::Hybrid,
+            v1: [
+                (
+                    "cpu".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/box/c1"),
+                ),
+                (
+                    "cpuacct".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/box/c1"),
+                ),
+            ]
             .into(),
             unified: Some(PathBuf::from("/sys/fs/cgroup/unified/box/c1")),
         }
@@ -272,57 +222,37 @@ mod unit {
 
     #[test]
     fn rootfs_cgroup_bind_sources_are_the_containers_cgroups() {
-        // Inside a cgroup namespace /proc/self/cgroup says "/" and the mount's root is "/..".
-        let infos = parse_mountinfo(
-            "41 31 0:38 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-             32 31 0:29 /.. /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
-        );
-        let lines = parse_proc_cgroup("4:cpu:/\n0::/\n");
-        let c = ctx(true, Some(container_paths()));
+        let paths = container_paths();
         assert_eq!(
-            v2_source(&c, &infos, &lines).unwrap(),
+            v2_source(&paths).unwrap(),
             PathBuf::from("/sys/fs/cgroup/unified/box/c1")
         );
-        let cpu = line_for(&infos[1], &lines).unwrap();
+        let cpu = V1Mount {
+            mountpoint: PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            root: PathBuf::from("/"),
+            controllers: vec!["cpu".into(), "cpuacct".into()],
+        };
         assert_eq!(
-            v1_source(&c, &infos[1], cpu).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/cpu/box/c1")
+            v1_source(&paths, &cpu).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/box/c1")
         );
     }
 
     #[test]
-    fn rootfs_cgroup_bind_in_a_cgroup_namespace_never_falls_back_to_the_whole_hierarchy() {
-        let infos =
-            parse_mountinfo("41 31 0:38 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
-        let lines = parse_proc_cgroup("0::/\n");
-        let e = v2_source(&ctx(true, None), &infos, &lines).unwrap_err();
-        assert!(e.to_string().contains("cgroup namespace"), "{e}");
-        // Outside a namespace the derived path is still used (the module's own tests).
-        assert_eq!(
-            v2_source(&ctx(false, None), &infos, &lines).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/unified")
-        );
-    }
-
-    #[test]
-    fn rootfs_cgroup_v1_hierarchies_match_their_own_cgroup() {
-        let infos = parse_mountinfo(
-            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-             40 31 0:37 /outer /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n",
-        );
-        let lines =
-            parse_proc_cgroup("4:cpu,cpuacct:/box/one\n1:name=systemd:/outer/box\n0::/box\n");
-        let cpu = line_for(&infos[0], &lines).unwrap();
-        assert_eq!(cpu.controllers, vec!["cpu", "cpuacct"]);
-        assert_eq!(
-            own_dir(&infos[0], &cpu.path),
-            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/box/one")
-        );
-        let systemd = line_for(&infos[1], &lines).unwrap();
-        // The mount's root is a subtree: our path is relative to it.
-        assert_eq!(
-            own_dir(&infos[1], &systemd.path),
-            PathBuf::from("/sys/fs/cgroup/systemd/box")
-        );
+    fn rootfs_cgroup_bind_without_the_containers_cgroup_is_refused() {
+        let v1_only = CgroupPaths {
+            layout: Layout::V1,
+            v1: Default::default(),
+            unified: None,
+        };
+        let e = v2_source(&v1_only).unwrap_err();
+        assert!(e.to_string().contains("no cgroup2 directory"), "{e}");
+        let memory = V1Mount {
+            mountpoint: PathBuf::from("/sys/fs/cgroup/memory"),
+            root: PathBuf::from("/"),
+            controllers: vec!["memory".into()],
+        };
+        let e = v1_source(&container_paths(), &memory).unwrap_err();
+        assert!(e.to_string().contains("/sys/fs/cgroup/memory"), "{e}");
     }
 }

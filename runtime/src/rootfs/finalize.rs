@@ -17,7 +17,8 @@ use super::error::{sys_err, RootfsError};
 use super::mounts::Plan;
 use super::options::statfs_to_ms;
 use super::paths;
-use super::sys::{self, MountAttr, MOUNT_ATTR_RDONLY};
+use super::sys;
+use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
 fn root_fd() -> Result<OwnedFd, RootfsError> {
     open(
@@ -38,10 +39,7 @@ pub fn remount_deferred_readonly(plans: &[Plan]) -> Result<(), RootfsError> {
         }
         let fd = paths::open_in_root(root.as_fd(), &plan.dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
             .map_err(sys_err("open", &plan.dest))?;
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
-            ..Default::default()
-        };
+        let attr = sys::mount_attr_bits(MOUNT_ATTR_RDONLY, 0);
         sys::mount_setattr(fd.as_fd(), false, &attr)
             .map_err(sys_err("remount read-only", &plan.dest))?;
     }
@@ -72,10 +70,7 @@ pub fn readonly_paths(list: &[String]) -> Result<(), RootfsError> {
         };
         let tree = sys::clone_tree(fd.as_raw_fd(), Path::new(""), true)
             .map_err(|e| readonly_err(p, RootfsError::sys("open_tree", p, e)))?;
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
-            ..Default::default()
-        };
+        let attr = sys::mount_attr_bits(MOUNT_ATTR_RDONLY, 0);
         sys::mount_setattr(tree.as_fd(), false, &attr)
             .map_err(|e| readonly_err(p, RootfsError::sys("mount_setattr", p, e)))?;
         sys::move_mount(tree.as_fd(), fd.as_fd())
@@ -155,10 +150,7 @@ fn mask_err(p: &str, e: RootfsError) -> RootfsError {
 }
 
 fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
-    let attrs = MOUNT_ATTR_RDONLY
-        | super::sys::MOUNT_ATTR_NOSUID
-        | super::sys::MOUNT_ATTR_NODEV
-        | super::sys::MOUNT_ATTR_NOEXEC;
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
     match sys::new_detached_fs("tmpfs", &["nr_blocks=1", "nr_inodes=1"], attrs) {
         Ok(fd) => Ok(fd),
         // Some distribution kernels refuse nr_inodes below 2.

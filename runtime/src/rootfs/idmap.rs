@@ -22,7 +22,7 @@ use std::path::Path;
 
 use super::error::{sys_err, RootfsError};
 use super::mounts::{self, Ctx, Plan};
-use super::sys::{self, MountAttr, MOUNT_ATTR_IDMAP};
+use super::sys;
 
 /// Idmapped bind sources made ahead of time, outside the container's user namespace, for
 /// the `spec.mounts` entries (by index) that ask for an ID mapping. Detached mounts survive
@@ -91,10 +91,9 @@ fn idmapped_tree(
     let tree = sys::clone_tree(libc::AT_FDCWD, Path::new(&plan.src), recursive_tree)
         .map_err(sys_err("open_tree", &plan.src))?;
     let userns = helper_userns(uid, gid)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+    let attr = libc::mount_attr {
         userns_fd: userns.as_raw_fd() as u64,
-        ..Default::default()
+        ..sys::mount_attr_bits(libc::MOUNT_ATTR_IDMAP, 0)
     };
     sys::mount_setattr(tree.as_fd(), plan.opts.idmap.unwrap_or(false), &attr)
         .map_err(sys_err("set id mapping on", &plan.src))?;

@@ -62,6 +62,7 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use cgroup_mount::CgroupView;
 pub use error::RootfsError;
 pub use idmap::IdmappedSources;
 
@@ -69,7 +70,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use error::sys_err;
 use mounts::{Ctx, Plan};
@@ -83,10 +84,9 @@ pub struct RootfsOptions {
     pub in_user_ns: bool,
     /// The init has its own cgroup namespace: cgroup mounts are fresh cgroup filesystems.
     pub cgroup_ns: bool,
-    /// The container's cgroup directories as the runtime chose them: the sources of cgroup
-    /// bind mounts. None: the cgroups this process is in now (only right outside a cgroup
-    /// namespace, whose /proc/self/cgroup shows "/").
-    pub cgroups: Option<berth_cgroups::CgroupPaths>,
+    /// The host's cgroup layout and the container's cgroups, as the runtime's cgroup manager
+    /// holds them: what `type: cgroup` mounts are made of. None refuses such mounts.
+    pub cgroups: Option<CgroupView>,
 }
 
 /// Every mount option name we understand, for `berth-runtime features`.
@@ -103,16 +103,6 @@ fn plans(spec: &Spec) -> Vec<Plan> {
         .collect()
 }
 
-fn canonical(rootfs: &Path) -> Result<PathBuf, RootfsError> {
-    rootfs.canonicalize().map_err(|e| {
-        RootfsError::sys(
-            "resolve rootfs",
-            rootfs,
-            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        )
-    })
-}
-
 /// Idmapped mount sources for `spec`, made in the initial user namespace before the init
 /// enters the container's: pass them to [`prepare_with_idmapped_sources`]. Needed only when
 /// the container has a user namespace and a mount asks for "idmap"/"ridmap" or mappings.
@@ -123,31 +113,32 @@ pub fn open_idmapped_sources(spec: &Spec) -> Result<IdmappedSources, RootfsError
 /// Everything before pivot_root: propagation, the rootfs bind, `spec.mounts`, /dev;
 /// attaching the idmapped mounts `sources` holds (made by
 /// [`open_idmapped_sources`] before the init entered its user namespace) instead of making
-/// them here.
+/// them here. `rootfs` must be canonical (`create` resolved it once): the kernel reports
+/// paths under it that way, and they are compared with it.
 pub fn prepare_with_idmapped_sources(
     spec: &Spec,
     rootfs: &Path,
     opts: &RootfsOptions,
     sources: &IdmappedSources,
 ) -> Result<(), RootfsError> {
-    let rootfs = canonical(rootfs)?;
+    debug_assert!(rootfs.is_absolute(), "rootfs {rootfs:?} is not canonical");
     let prop = propagation::root_propagation(spec)?;
     if opts.no_pivot && prop.is_some_and(|p| p & libc::MS_PRIVATE != 0) {
         return Err(RootfsError::Invalid(
             "rootfsPropagation of [r]private is not safe without pivot_root".into(),
         ));
     }
-    propagation::prepare_root(&rootfs, prop)?;
+    propagation::prepare_root(rootfs, prop)?;
     let root = open(
-        &rootfs,
+        rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(sys_err("open rootfs", &rootfs))?;
+    .map_err(sys_err("open rootfs", rootfs))?;
     let linux = spec.linux().as_ref();
     let ctx = Ctx {
         root,
-        rootfs,
+        rootfs: rootfs.to_path_buf(),
         in_user_ns: opts.in_user_ns,
         cgroup_ns: opts.cgroup_ns,
         cgroups: opts.cgroups.clone(),
@@ -171,14 +162,13 @@ pub fn prepare_with_idmapped_sources(
     Ok(())
 }
 
-/// Enter the rootfs; leaves cwd = "/".
+/// Enter the (canonical) rootfs; leaves cwd = "/".
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
-    let rootfs = canonical(rootfs)?;
     tracing::debug!(rootfs = %rootfs.display(), no_pivot, "entering rootfs");
     if no_pivot {
-        pivot::move_into(&rootfs)
+        pivot::move_into(rootfs)
     } else {
-        pivot::pivot_into(&rootfs)
+        pivot::pivot_into(rootfs)
     }
     .map_err(|e| RootfsError::step("enter rootfs", e))?;
     pivot::reopen_dev_null()

@@ -25,7 +25,7 @@ pub struct Ctx {
     pub in_user_ns: bool,
     pub cgroup_ns: bool,
     /// See `RootfsOptions::cgroups`.
-    pub cgroups: Option<berth_cgroups::CgroupPaths>,
+    pub cgroups: Option<super::CgroupView>,
     /// The container's own ID mappings, used by idmap mounts that carry none.
     pub uid_mappings: Option<Vec<LinuxIdMapping>>,
     pub gid_mappings: Option<Vec<LinuxIdMapping>>,
@@ -313,7 +313,7 @@ fn fs_mount(
             // A remount only reaches the top mount; the host's mounts under /sys must be
             // read-only too.
             if plan.opts.flags & libc::MS_RDONLY != 0 {
-                fallback.opts.rec_set |= sys::MOUNT_ATTR_RDONLY;
+                fallback.opts.rec_set |= libc::MOUNT_ATTR_RDONLY;
             }
             return bind(ctx, &fallback, target);
         }
@@ -353,6 +353,25 @@ const LOCKED: libc::c_ulong = libc::MS_RDONLY
 const ATIMES: libc::c_ulong =
     libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME | libc::MS_NODIRATIME;
 
+/// The mount(8) names of the LOCKED bits in `flags`, for errors.
+fn flag_names(flags: libc::c_ulong) -> String {
+    [
+        (libc::MS_RDONLY, "ro"),
+        (libc::MS_NODEV, "nodev"),
+        (libc::MS_NOEXEC, "noexec"),
+        (libc::MS_NOSUID, "nosuid"),
+        (libc::MS_NOATIME, "noatime"),
+        (libc::MS_RELATIME, "relatime"),
+        (libc::MS_STRICTATIME, "strictatime"),
+        (libc::MS_NODIRATIME, "nodiratime"),
+    ]
+    .iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
 /// Apply the requested per-mount flags to a fresh bind mount, as `mount --bind -o` users
 /// expect: exactly the requested flags, unless the kernel refuses because the source has
 /// locked ones; then keep those and retry, and refuse if the user asked to clear one.
@@ -374,7 +393,8 @@ pub fn remount_bind_flags(plan: &Plan, top: BorrowedFd<'_>) -> Result<(), Rootfs
     let cannot_clear = src_flags & o.cleared & LOCKED;
     if cannot_clear != 0 {
         return Err(RootfsError::Invalid(format!(
-            "remount bind: cannot clear locked mount flags {cannot_clear:#x}: {first}"
+            "remount bind: the source's {} cannot be cleared in a user namespace: {first}",
+            flag_names(cannot_clear)
         )));
     }
     if o.flags & ATIMES != 0 && o.flags & ATIMES != src_flags & ATIMES {

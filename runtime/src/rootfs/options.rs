@@ -2,8 +2,12 @@
 //! mount_setattr(2) attributes and filesystem data — the same vocabulary runc and crun accept.
 //! Anything not recognised is filesystem data (`size=65536k`, `mode=755`, ...).
 
-use super::sys::*;
 use libc::c_ulong;
+use libc::{
+    mount_attr, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME,
+    MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+};
 
 /// (option, clears the flag, MS_* flag)
 const FLAGS: &[(&str, bool, c_ulong)] = &[
@@ -134,8 +138,8 @@ impl MountOptions {
                 }
                 // mount_setattr(2): an atime mode only takes effect with the whole
                 // MOUNT_ATTR__ATIME field in attr_clr.
-                if attr & MOUNT_ATTR_ATIME == attr {
-                    o.rec_clr |= MOUNT_ATTR_ATIME;
+                if attr & MOUNT_ATTR__ATIME == attr {
+                    o.rec_clr |= MOUNT_ATTR__ATIME;
                 }
             } else {
                 match opt {
@@ -159,12 +163,9 @@ impl MountOptions {
         self.data.join(",")
     }
 
-    pub fn rec_attr(&self) -> Option<MountAttr> {
-        (self.rec_set != 0 || self.rec_clr != 0).then_some(MountAttr {
-            attr_set: self.rec_set,
-            attr_clr: self.rec_clr,
-            ..Default::default()
-        })
+    pub fn rec_attr(&self) -> Option<mount_attr> {
+        (self.rec_set != 0 || self.rec_clr != 0)
+            .then(|| super::sys::mount_attr_bits(self.rec_set, self.rec_clr))
     }
 }
 
@@ -190,6 +191,7 @@ pub fn ms_to_attr(flags: c_ulong) -> u64 {
 
 /// The mount flags statfs(2) reports, as MS_* bits (for re-applying locked flags).
 pub fn statfs_to_ms(st_flags: c_ulong) -> c_ulong {
+    // Ours: libc 0.2 has no ST_NOSYMFOLLOW.
     const ST_NOSYMFOLLOW: c_ulong = 0x2000;
     let mut flags = 0;
     for (st, ms) in [
@@ -241,7 +243,7 @@ mod unit {
         assert_eq!(o.data_string(), "size=65536k,mode=755");
         assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
         assert_eq!(o.rec_set, MOUNT_ATTR_RDONLY);
-        assert_eq!(o.rec_clr, MOUNT_ATTR_NOATIME | MOUNT_ATTR_ATIME);
+        assert_eq!(o.rec_clr, MOUNT_ATTR_NOATIME | MOUNT_ATTR__ATIME);
         assert!(o.tmpcopyup);
         assert_eq!(o.idmap, Some(true));
         assert!(known_options().contains(&"nosymfollow"));

@@ -9,35 +9,22 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
-pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
-pub const MOUNT_ATTR_ATIME: u64 = 0x0000_0070;
-pub const MOUNT_ATTR_RELATIME: u64 = 0x0000_0000;
-pub const MOUNT_ATTR_NOATIME: u64 = 0x0000_0010;
-pub const MOUNT_ATTR_STRICTATIME: u64 = 0x0000_0020;
-pub const MOUNT_ATTR_NODIRATIME: u64 = 0x0000_0080;
-pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+// The flags, MOUNT_ATTR_* bits and `struct mount_attr` of <linux/mount.h> are libc's.
+use libc::{
+    mount_attr, FSCONFIG_CMD_CREATE, FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC,
+    FSOPEN_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, OPEN_TREE_CLOEXEC,
+    OPEN_TREE_CLONE,
+};
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-
-/// `struct mount_attr` from <linux/mount.h>.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct MountAttr {
-    pub attr_set: u64,
-    pub attr_clr: u64,
-    pub propagation: u64,
-    pub userns_fd: u64,
+/// A `struct mount_attr` setting and clearing MOUNT_ATTR_* bits, with no propagation change
+/// and no user namespace.
+pub fn mount_attr_bits(attr_set: u64, attr_clr: u64) -> mount_attr {
+    mount_attr {
+        attr_set,
+        attr_clr,
+        propagation: 0,
+        userns_fd: 0,
+    }
 }
 
 fn cstr(s: &OsStr) -> Result<CString, Errno> {
@@ -79,7 +66,7 @@ pub fn mount(
 }
 
 /// mount_setattr(2) on the mount `fd` refers to (AT_EMPTY_PATH is always added).
-pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> Result<(), Errno> {
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &mount_attr) -> Result<(), Errno> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -92,8 +79,8 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> R
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            attr as *const mount_attr,
+            std::mem::size_of::<mount_attr>(),
         )
     };
     Errno::result(rc).map(drop)
@@ -102,7 +89,7 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> R
 /// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount (tree) at `path`
 /// (relative to `dirfd`; an empty path means `dirfd` itself).
 pub fn clone_tree(dirfd: RawFd, path: &Path, recursive: bool) -> Result<OwnedFd, Errno> {
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    let mut flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }

@@ -8,22 +8,23 @@
 
 use std::collections::HashMap;
 
-// Opcode parts, from <linux/bpf_common.h>.
-pub const BPF_LD: u16 = 0x00;
-pub const BPF_ALU: u16 = 0x04;
-pub const BPF_JMP: u16 = 0x05;
-pub const BPF_RET: u16 = 0x06;
-pub const BPF_W: u16 = 0x00;
-pub const BPF_ABS: u16 = 0x20;
-pub const BPF_AND: u16 = 0x50;
-pub const BPF_JA: u16 = 0x00;
-pub const BPF_JEQ: u16 = 0x10;
-pub const BPF_JGT: u16 = 0x20;
-pub const BPF_JGE: u16 = 0x30;
-pub const BPF_K: u16 = 0x00;
+// Opcode parts of <linux/bpf_common.h>: libc's, narrowed to the 16-bit `code` field they
+// are or-ed into.
+pub const BPF_LD: u16 = libc::BPF_LD as u16;
+pub const BPF_ALU: u16 = libc::BPF_ALU as u16;
+pub const BPF_JMP: u16 = libc::BPF_JMP as u16;
+pub const BPF_RET: u16 = libc::BPF_RET as u16;
+pub const BPF_W: u16 = libc::BPF_W as u16;
+pub const BPF_ABS: u16 = libc::BPF_ABS as u16;
+pub const BPF_AND: u16 = libc::BPF_AND as u16;
+pub const BPF_JA: u16 = libc::BPF_JA as u16;
+pub const BPF_JEQ: u16 = libc::BPF_JEQ as u16;
+pub const BPF_JGT: u16 = libc::BPF_JGT as u16;
+pub const BPF_JGE: u16 = libc::BPF_JGE as u16;
+pub const BPF_K: u16 = libc::BPF_K as u16;
 
-/// The kernel refuses longer programs (BPF_MAXINSNS).
-pub const MAX_INSNS: usize = 4096;
+/// The kernel refuses longer programs.
+pub const MAX_INSNS: usize = libc::BPF_MAXINSNS as usize;
 
 /// One instruction, laid out exactly like the kernel's `struct sock_filter`.
 #[repr(C)]

@@ -17,7 +17,7 @@ use oci_spec::runtime::LinuxSeccompOperator as Op;
 
 use super::arch::{Abi, X32_SYSCALL_BIT};
 use super::bpf::{Asm, Cond, Insn, Label};
-use super::rules::{ret, AbiRules, ArgCmp, Rule, Ruleset, SyscallRules, BAD_ARCH};
+use super::rules::{AbiRules, ArgCmp, Rule, Ruleset, SyscallRules, BAD_ARCH};
 
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
@@ -73,7 +73,10 @@ fn intervals<'a>(t: &'a AbiRules, default: u32) -> Vec<(u32, Outcome<'a>)> {
                 push(next as u32, Outcome::Ret(default));
             }
             if u64::from(max) < u64::from(u32::MAX) {
-                push(max + 1, Outcome::Ret(ret::ERRNO | libc::ENOSYS as u32));
+                push(
+                    max + 1,
+                    Outcome::Ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+                );
             }
         }
         None if next <= u64::from(u32::MAX) => push(next as u32, Outcome::Ret(default)),

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use super::arch::Abi;
 use super::load::flags_supported;
-use super::rules::flag;
 
 /// What `berth-runtime features` reports under `linux.seccomp`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -43,13 +42,16 @@ const OPERATORS: [&str; 7] = [
 
 /// Known flags and the kernel flag bits that test each (WAIT_KILLABLE_RECV is only valid
 /// together with NEW_LISTENER).
-const FLAGS: [(&str, u32); 4] = [
-    ("SECCOMP_FILTER_FLAG_TSYNC", flag::TSYNC),
-    ("SECCOMP_FILTER_FLAG_LOG", flag::LOG),
-    ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", flag::SPEC_ALLOW),
+const FLAGS: [(&str, libc::c_ulong); 4] = [
+    ("SECCOMP_FILTER_FLAG_TSYNC", libc::SECCOMP_FILTER_FLAG_TSYNC),
+    ("SECCOMP_FILTER_FLAG_LOG", libc::SECCOMP_FILTER_FLAG_LOG),
+    (
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+    ),
     (
         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-        flag::WAIT_KILLABLE_RECV | flag::NEW_LISTENER,
+        libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
     ),
 ];
 

@@ -66,7 +66,10 @@ pub enum SeccompError {
     #[error("loading seccomp filter with TSYNC: thread {} could not be synchronised", .0.map_or("(unknown)".to_owned(), |t| t.to_string()))]
     TsyncFailed(Option<i32>),
     #[error("loading seccomp filter (flags {flags:#x}): {source}")]
-    Load { flags: u32, source: std::io::Error },
+    Load {
+        flags: libc::c_ulong,
+        source: std::io::Error,
+    },
     #[error("seccomp listener {}: {what}: {source}", path.display())]
     Listener {
         path: PathBuf,
@@ -81,7 +84,7 @@ pub enum SeccompError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Program {
     insns: Vec<Insn>,
-    flags: u32,
+    flags: libc::c_ulong,
 }
 
 impl Program {
@@ -90,14 +93,14 @@ impl Program {
     }
 
     /// SECCOMP_FILTER_FLAG_* bits (including NEW_LISTENER when a rule notifies).
-    pub fn flags(&self) -> u32 {
+    pub fn flags(&self) -> libc::c_ulong {
         self.flags
     }
 
     /// Whether loading returns a user-notification listener fd.
     #[cfg(test)]
     pub fn has_listener(&self) -> bool {
-        self.flags & rules::flag::NEW_LISTENER != 0
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
     }
 
     /// Loads the filter into the calling process; see [`install`].

@@ -8,31 +8,8 @@ use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccomp
 use super::arch::Abi;
 use super::SeccompError;
 
-/// Kernel return values (SECCOMP_RET_*).
-pub mod ret {
-    pub const KILL_PROCESS: u32 = 0x8000_0000;
-    pub const KILL_THREAD: u32 = 0x0000_0000;
-    pub const TRAP: u32 = 0x0003_0000;
-    pub const ERRNO: u32 = 0x0005_0000;
-    pub const USER_NOTIF: u32 = 0x7fc0_0000;
-    pub const TRACE: u32 = 0x7ff0_0000;
-    pub const LOG: u32 = 0x7ffc_0000;
-    pub const ALLOW: u32 = 0x7fff_0000;
-    pub const DATA: u32 = 0x0000_ffff;
-}
-
 /// What a syscall from an ABI the filter does not list gets: libseccomp's default.
-pub const BAD_ARCH: u32 = ret::KILL_THREAD;
-
-/// Kernel flag bits for seccomp(SECCOMP_SET_MODE_FILTER) (SECCOMP_FILTER_FLAG_*).
-pub mod flag {
-    pub const TSYNC: u32 = 1 << 0;
-    pub const LOG: u32 = 1 << 1;
-    pub const SPEC_ALLOW: u32 = 1 << 2;
-    pub const NEW_LISTENER: u32 = 1 << 3;
-    pub const TSYNC_ESRCH: u32 = 1 << 4;
-    pub const WAIT_KILLABLE_RECV: u32 = 1 << 5;
-}
+pub const BAD_ARCH: u32 = libc::SECCOMP_RET_KILL_THREAD;
 
 /// The kernel caps errno values at MAX_ERRNO.
 const MAX_ERRNO: u32 = 4095;
@@ -95,7 +72,7 @@ pub struct Ruleset {
     /// Native ABI first, then the listed ones, each once.
     pub abis: Vec<AbiRules>,
     /// SECCOMP_FILTER_FLAG_* bits to load the filter with.
-    pub flags: u32,
+    pub flags: libc::c_ulong,
 }
 
 /// The kernel return value for an OCI action.
@@ -112,14 +89,14 @@ fn action_value(action: Action, errno_ret: Option<u32>, whose: &str) -> Result<u
         Ok(v)
     };
     Ok(match action {
-        Action::ScmpActKill | Action::ScmpActKillThread => ret::KILL_THREAD,
-        Action::ScmpActKillProcess => ret::KILL_PROCESS,
-        Action::ScmpActTrap => ret::TRAP,
-        Action::ScmpActErrno => ret::ERRNO | data(MAX_ERRNO)?,
-        Action::ScmpActTrace => ret::TRACE | data(ret::DATA)?,
-        Action::ScmpActLog => ret::LOG,
-        Action::ScmpActAllow => ret::ALLOW,
-        Action::ScmpActNotify => ret::USER_NOTIF,
+        Action::ScmpActKill | Action::ScmpActKillThread => libc::SECCOMP_RET_KILL_THREAD,
+        Action::ScmpActKillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+        Action::ScmpActTrap => libc::SECCOMP_RET_TRAP,
+        Action::ScmpActErrno => libc::SECCOMP_RET_ERRNO | data(MAX_ERRNO)?,
+        Action::ScmpActTrace => libc::SECCOMP_RET_TRACE | data(libc::SECCOMP_RET_DATA)?,
+        Action::ScmpActLog => libc::SECCOMP_RET_LOG,
+        Action::ScmpActAllow => libc::SECCOMP_RET_ALLOW,
+        Action::ScmpActNotify => libc::SECCOMP_RET_USER_NOTIF,
     })
 }
 
@@ -130,7 +107,7 @@ fn wants_enosys(s: &LinuxSeccomp, default: u32) -> bool {
         s.default_action(),
         Action::ScmpActAllow | Action::ScmpActLog | Action::ScmpActTrace
     );
-    !permissive && default != ret::ERRNO | libc::ENOSYS as u32
+    !permissive && default != libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
 }
 
 /// The ABIs a filter covers: the native one always (libseccomp starts from it), then the
@@ -220,16 +197,18 @@ fn muxed_rule(action: u32, cmps: &[ArgCmp], call: u64) -> Rule {
 }
 
 /// SECCOMP_FILTER_FLAG_* bits for a profile; `listener` says whether a rule notifies.
-fn filter_flags(s: &LinuxSeccomp, listener: bool) -> Result<u32, SeccompError> {
+fn filter_flags(s: &LinuxSeccomp, listener: bool) -> Result<libc::c_ulong, SeccompError> {
     use oci_spec::runtime::LinuxSeccompFilterFlag as F;
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
         flags |= match f {
-            F::SeccompFilterFlagTsync => flag::TSYNC,
-            F::SeccompFilterFlagLog => flag::LOG,
-            F::SeccompFilterFlagSpecAllow => flag::SPEC_ALLOW,
+            F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
             // The kernel only accepts it together with a listener; without one it means nothing.
-            F::SeccompFilterFlagWaitKillableRecv if listener => flag::WAIT_KILLABLE_RECV,
+            F::SeccompFilterFlagWaitKillableRecv if listener => {
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
             F::SeccompFilterFlagWaitKillableRecv => 0,
         };
     }
@@ -241,11 +220,11 @@ fn filter_flags(s: &LinuxSeccomp, listener: bool) -> Result<u32, SeccompError> {
         // The fd would have nowhere to go and notified syscalls would block for good.
         return Err(SeccompError::NotifyWithoutListener);
     }
-    flags |= flag::NEW_LISTENER;
+    flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
     // TSYNC alone would report a failed sync as a thread id, which collides with the
     // listener fd the same call returns; TSYNC_ESRCH makes it an error instead.
-    if flags & flag::TSYNC != 0 {
-        flags |= flag::TSYNC_ESRCH;
+    if flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
+        flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
     }
     Ok(flags)
 }

@@ -3,10 +3,17 @@
 use oci_spec::runtime::LinuxSeccomp;
 use serde_json::{json, Value};
 
+use libc::{
+    SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+    SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_FILTER_FLAG_TSYNC_ESRCH,
+    SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
+    SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE,
+    SECCOMP_RET_TRAP, SECCOMP_RET_USER_NOTIF,
+};
+
 use super::arch::{Abi, X32_SYSCALL_BIT};
 use super::bpf::{Insn, BPF_JA, BPF_JMP, BPF_RET};
 use super::interp::{run, Data};
-use super::rules::{flag, ret};
 use super::{compile, supported, Program, SeccompError};
 
 const EPERM: u32 = libc::EPERM as u32;
@@ -61,7 +68,7 @@ fn verdict_nr(p: &Program, abi: Abi, nr: u32, args: &[u64]) -> u32 {
 }
 
 fn errno(e: u32) -> u32 {
-    ret::ERRNO | e
+    SECCOMP_RET_ERRNO | e
 }
 
 #[test]
@@ -70,8 +77,8 @@ fn seccomp_default_action_and_allow_rule() {
         "defaultAction": "SCMP_ACT_ERRNO",
         "syscalls": [{"names": ["getpid", "read", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
     }));
-    assert_eq!(verdict(&p, Abi::X86_64, "getpid", &[]), ret::ALLOW);
-    assert_eq!(verdict(&p, Abi::X86_64, "read", &[]), ret::ALLOW);
+    assert_eq!(verdict(&p, Abi::X86_64, "getpid", &[]), SECCOMP_RET_ALLOW);
+    assert_eq!(verdict(&p, Abi::X86_64, "read", &[]), SECCOMP_RET_ALLOW);
     // Without errnoRet, ERRNO means EPERM (runc).
     assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), errno(EPERM));
     assert_eq!(p.flags(), 0);
@@ -94,13 +101,16 @@ fn seccomp_default_errno_ret() {
 #[test]
 fn seccomp_every_action_maps_to_its_kernel_value() {
     let cases = [
-        (json!({"action": "SCMP_ACT_KILL"}), ret::KILL_THREAD),
-        (json!({"action": "SCMP_ACT_KILL_THREAD"}), ret::KILL_THREAD),
+        (json!({"action": "SCMP_ACT_KILL"}), SECCOMP_RET_KILL_THREAD),
+        (
+            json!({"action": "SCMP_ACT_KILL_THREAD"}),
+            SECCOMP_RET_KILL_THREAD,
+        ),
         (
             json!({"action": "SCMP_ACT_KILL_PROCESS"}),
-            ret::KILL_PROCESS,
+            SECCOMP_RET_KILL_PROCESS,
         ),
-        (json!({"action": "SCMP_ACT_TRAP"}), ret::TRAP),
+        (json!({"action": "SCMP_ACT_TRAP"}), SECCOMP_RET_TRAP),
         (
             json!({"action": "SCMP_ACT_ERRNO", "errnoRet": 18}),
             errno(18),
@@ -108,11 +118,14 @@ fn seccomp_every_action_maps_to_its_kernel_value() {
         (json!({"action": "SCMP_ACT_ERRNO"}), errno(EPERM)),
         (
             json!({"action": "SCMP_ACT_TRACE", "errnoRet": 4242}),
-            ret::TRACE | 4242,
+            SECCOMP_RET_TRACE | 4242,
         ),
-        (json!({"action": "SCMP_ACT_TRACE"}), ret::TRACE | EPERM),
-        (json!({"action": "SCMP_ACT_LOG"}), ret::LOG),
-        (json!({"action": "SCMP_ACT_NOTIFY"}), ret::USER_NOTIF),
+        (
+            json!({"action": "SCMP_ACT_TRACE"}),
+            SECCOMP_RET_TRACE | EPERM,
+        ),
+        (json!({"action": "SCMP_ACT_LOG"}), SECCOMP_RET_LOG),
+        (json!({"action": "SCMP_ACT_NOTIFY"}), SECCOMP_RET_USER_NOTIF),
     ];
     for (rule, want) in cases {
         let mut rule = rule;
@@ -124,7 +137,7 @@ fn seccomp_every_action_maps_to_its_kernel_value() {
         assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), want, "rule {rule}");
         assert_eq!(
             verdict(&p, Abi::X86_64, "getpid", &[]),
-            ret::ALLOW,
+            SECCOMP_RET_ALLOW,
             "rule {rule}"
         );
     }
@@ -133,8 +146,11 @@ fn seccomp_every_action_maps_to_its_kernel_value() {
         "defaultAction": "SCMP_ACT_KILL_PROCESS",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]
     }));
-    assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), ret::ALLOW);
-    assert_eq!(verdict(&p, Abi::X86_64, "getpid", &[]), ret::KILL_PROCESS);
+    assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), SECCOMP_RET_ALLOW);
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "getpid", &[]),
+        SECCOMP_RET_KILL_PROCESS
+    );
 }
 
 #[test]
@@ -150,19 +166,27 @@ fn seccomp_dispatches_on_every_listed_arch() {
         ]
     }));
     for abi in Abi::ALL {
-        assert_eq!(verdict(&p, abi, "getpid", &[]), ret::ALLOW, "{abi:?}");
-        assert_eq!(verdict(&p, abi, "exit_group", &[]), ret::ALLOW, "{abi:?}");
+        assert_eq!(
+            verdict(&p, abi, "getpid", &[]),
+            SECCOMP_RET_ALLOW,
+            "{abi:?}"
+        );
+        assert_eq!(
+            verdict(&p, abi, "exit_group", &[]),
+            SECCOMP_RET_ALLOW,
+            "{abi:?}"
+        );
         assert_eq!(verdict(&p, abi, "mkdirat", &[]), errno(EPERM), "{abi:?}");
     }
     // Names that exist on one ABI only apply there.
-    assert_eq!(verdict(&p, Abi::X86, "socketcall", &[]), ret::LOG);
-    assert_eq!(verdict(&p, Abi::Arm, "set_tls", &[]), ret::TRAP);
+    assert_eq!(verdict(&p, Abi::X86, "socketcall", &[]), SECCOMP_RET_LOG);
+    assert_eq!(verdict(&p, Abi::Arm, "set_tls", &[]), SECCOMP_RET_TRAP);
     // The same number means different syscalls per ABI: 20 is getpid on x86, writev on x86_64.
-    assert_eq!(verdict_nr(&p, Abi::X86, 20, &[]), ret::ALLOW);
+    assert_eq!(verdict_nr(&p, Abi::X86, 20, &[]), SECCOMP_RET_ALLOW);
     assert_eq!(verdict_nr(&p, Abi::X86_64, 20, &[]), errno(EPERM));
     // An arch the filter does not list gets libseccomp's bad-arch action.
     let other = run(p.instructions(), &Data::new(0xc000_00f3, 172, &[])).0;
-    assert_eq!(other, ret::KILL_THREAD);
+    assert_eq!(other, SECCOMP_RET_KILL_THREAD);
 }
 
 #[test]
@@ -172,13 +196,13 @@ fn seccomp_native_arch_only_when_none_listed() {
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
     }));
     let native = Abi::native().unwrap();
-    assert_eq!(verdict(&p, native, "getpid", &[]), ret::ALLOW);
+    assert_eq!(verdict(&p, native, "getpid", &[]), SECCOMP_RET_ALLOW);
     let foreign = if native == Abi::X86 {
         Abi::Arm
     } else {
         Abi::X86
     };
-    assert_eq!(verdict(&p, foreign, "getpid", &[]), ret::KILL_THREAD);
+    assert_eq!(verdict(&p, foreign, "getpid", &[]), SECCOMP_RET_KILL_THREAD);
     // SCMP_ARCH_NATIVE names the same thing.
     let q = compiled(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -200,13 +224,19 @@ fn seccomp_x32_is_told_apart_by_the_syscall_bit() {
         "syscalls": rules.clone()
     }));
     assert_eq!(nr(Abi::X32, "getpid"), X32_SYSCALL_BIT | 39);
-    assert_eq!(verdict(&with, Abi::X32, "getpid", &[]), ret::ALLOW);
+    assert_eq!(verdict(&with, Abi::X32, "getpid", &[]), SECCOMP_RET_ALLOW);
     assert_eq!(verdict(&with, Abi::X32, "mkdir", &[]), errno(18));
-    assert_eq!(verdict(&with, Abi::X86_64, "getpid", &[]), ret::ALLOW);
+    assert_eq!(
+        verdict(&with, Abi::X86_64, "getpid", &[]),
+        SECCOMP_RET_ALLOW
+    );
     assert_eq!(verdict(&with, Abi::X86_64, "mkdir", &[]), errno(18));
     // x32 has its own numbers for some syscalls (execve is 520 there, 59 on x86_64).
-    assert_eq!(verdict(&with, Abi::X32, "execve", &[]), ret::ALLOW);
-    assert_eq!(verdict(&with, Abi::X86_64, "execve", &[]), ret::ALLOW);
+    assert_eq!(verdict(&with, Abi::X32, "execve", &[]), SECCOMP_RET_ALLOW);
+    assert_eq!(
+        verdict(&with, Abi::X86_64, "execve", &[]),
+        SECCOMP_RET_ALLOW
+    );
     assert_eq!(
         verdict_nr(&with, Abi::X32, X32_SYSCALL_BIT | 59, &[]),
         errno(EPERM)
@@ -218,13 +248,19 @@ fn seccomp_x32_is_told_apart_by_the_syscall_bit() {
         "architectures": ["SCMP_ARCH_X86_64"],
         "syscalls": rules
     }));
-    assert_eq!(verdict(&without, Abi::X32, "getpid", &[]), ret::KILL_THREAD);
+    assert_eq!(
+        verdict(&without, Abi::X32, "getpid", &[]),
+        SECCOMP_RET_KILL_THREAD
+    );
     // ...except -1, the number a tracer uses to skip a syscall.
     assert_eq!(
         verdict_nr(&without, Abi::X86_64, u32::MAX, &[]),
         errno(EPERM)
     );
-    assert_eq!(verdict(&without, Abi::X86_64, "getpid", &[]), ret::ALLOW);
+    assert_eq!(
+        verdict(&without, Abi::X86_64, "getpid", &[]),
+        SECCOMP_RET_ALLOW
+    );
 }
 
 /// A deterministic generator; the tests need variety, not randomness.
@@ -312,7 +348,7 @@ fn seccomp_every_operator_on_64_and_32_bit_arguments() {
                         holds(op, arg & 0xffff_ffff, v & 0xffff_ffff, v2 & 0xffff_ffff)
                     };
                     let got = verdict(&p, abi, "ioctl", &args);
-                    let want = if want { errno(7) } else { ret::ALLOW };
+                    let want = if want { errno(7) } else { SECCOMP_RET_ALLOW };
                     assert_eq!(
                         got, want,
                         "{op} {abi:?} arg[{index}]={arg:#x} value={v:#x} valueTwo={v2:#x}"
@@ -333,8 +369,11 @@ fn seccomp_args_of_one_rule_are_anded() {
         ]}]
     }));
     assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 9]), errno(EPERM));
-    assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 15]), ret::ALLOW);
-    assert_eq!(verdict(&p, Abi::X86_64, "kill", &[2, 9]), ret::ALLOW);
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "kill", &[1, 15]),
+        SECCOMP_RET_ALLOW
+    );
+    assert_eq!(verdict(&p, Abi::X86_64, "kill", &[2, 9]), SECCOMP_RET_ALLOW);
 }
 
 #[test]
@@ -348,7 +387,10 @@ fn seccomp_repeated_arg_index_means_or_like_runc() {
     }));
     assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 9]), errno(EPERM));
     assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 19]), errno(EPERM));
-    assert_eq!(verdict(&p, Abi::X86_64, "kill", &[1, 15]), ret::ALLOW);
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "kill", &[1, 15]),
+        SECCOMP_RET_ALLOW
+    );
 }
 
 #[test]
@@ -364,9 +406,18 @@ fn seccomp_rules_for_one_syscall_are_ored_in_order() {
              "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_GE"}]}
         ]
     }));
-    assert_eq!(verdict(&p, Abi::X86_64, "personality", &[0]), ret::ALLOW);
-    assert_eq!(verdict(&p, Abi::X86_64, "personality", &[8]), ret::ALLOW);
-    assert_eq!(verdict(&p, Abi::X86_64, "personality", &[9]), ret::LOG);
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "personality", &[0]),
+        SECCOMP_RET_ALLOW
+    );
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "personality", &[8]),
+        SECCOMP_RET_ALLOW
+    );
+    assert_eq!(
+        verdict(&p, Abi::X86_64, "personality", &[9]),
+        SECCOMP_RET_LOG
+    );
     assert_eq!(verdict(&p, Abi::X86_64, "personality", &[1]), errno(EPERM));
 }
 
@@ -384,12 +435,12 @@ fn seccomp_unconditional_rule_overrides_conditional_ones_like_libseccomp() {
         }));
         assert_eq!(
             verdict(&p, Abi::X86_64, "kill", &[1, 9]),
-            ret::LOG,
+            SECCOMP_RET_LOG,
             "order {order:?}"
         );
         assert_eq!(
             verdict(&p, Abi::X86_64, "kill", &[1, 15]),
-            ret::LOG,
+            SECCOMP_RET_LOG,
             "order {order:?}"
         );
     }
@@ -428,7 +479,7 @@ fn seccomp_x86_socket_and_ipc_rules_also_cover_their_multiplexers() {
     }));
     let x86 = Abi::X86;
     assert_eq!(verdict(&p, x86, "socket", &[40]), errno(EPERM));
-    assert_eq!(verdict(&p, x86, "socket", &[1]), ret::ALLOW);
+    assert_eq!(verdict(&p, x86, "socket", &[1]), SECCOMP_RET_ALLOW);
     // socketcall(SYS_SOCKET, args): the selector replaces the test on argument 0.
     assert_eq!(
         verdict(&p, x86, "socketcall", &[1, 0xffd0_0000]),
@@ -436,12 +487,12 @@ fn seccomp_x86_socket_and_ipc_rules_also_cover_their_multiplexers() {
     );
     assert_eq!(
         verdict(&p, x86, "socketcall", &[2, 0xffd0_0000]),
-        ret::ALLOW
+        SECCOMP_RET_ALLOW
     );
     // recv exists on x86 only as socketcall(SYS_RECV).
     assert_eq!(verdict(&p, x86, "socketcall", &[10]), errno(18));
     assert_eq!(verdict(&p, x86, "ipc", &[23]), errno(18));
-    assert_eq!(verdict(&p, x86, "ipc", &[24]), ret::ALLOW);
+    assert_eq!(verdict(&p, x86, "ipc", &[24]), SECCOMP_RET_ALLOW);
     assert_eq!(verdict(&p, x86, "shmget", &[]), errno(18));
     // 64-bit x86 has no multiplexers.
     assert_eq!(verdict(&p, Abi::X86_64, "shmget", &[]), errno(18));
@@ -455,7 +506,7 @@ fn seccomp_unknown_syscall_names_are_skipped() {
         "syscalls": [{"names": ["no_such_syscall", "mkdir"], "action": "SCMP_ACT_ERRNO"}]
     }));
     assert_eq!(verdict(&p, Abi::X86_64, "mkdir", &[]), errno(EPERM));
-    assert_eq!(verdict(&p, Abi::X86_64, "getpid", &[]), ret::ALLOW);
+    assert_eq!(verdict(&p, Abi::X86_64, "getpid", &[]), SECCOMP_RET_ALLOW);
 }
 
 #[test]
@@ -466,7 +517,7 @@ fn seccomp_newer_syscalls_get_enosys_under_a_denying_default() {
         "syscalls": [{"names": ["getpid", "openat2"], "action": "SCMP_ACT_ALLOW"}]
     }));
     let openat2 = nr(Abi::X86_64, "openat2");
-    assert_eq!(verdict_nr(&p, Abi::X86_64, openat2, &[]), ret::ALLOW);
+    assert_eq!(verdict_nr(&p, Abi::X86_64, openat2, &[]), SECCOMP_RET_ALLOW);
     assert_eq!(verdict_nr(&p, Abi::X86_64, openat2 - 1, &[]), errno(EPERM));
     assert_eq!(verdict_nr(&p, Abi::X86_64, openat2 + 1, &[]), errno(ENOSYS));
     assert_eq!(verdict_nr(&p, Abi::X86_64, 0x3fff_ffff, &[]), errno(ENOSYS));
@@ -510,7 +561,10 @@ fn seccomp_flags_are_passed_to_the_kernel() {
                   "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
     }));
     // WAIT_KILLABLE_RECV only means something (and is only accepted) with a listener.
-    assert_eq!(p.flags(), flag::TSYNC | flag::LOG | flag::SPEC_ALLOW);
+    assert_eq!(
+        p.flags(),
+        SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    );
 
     let n = compiled(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -521,7 +575,10 @@ fn seccomp_flags_are_passed_to_the_kernel() {
     assert!(n.has_listener());
     assert_eq!(
         n.flags(),
-        flag::TSYNC | flag::TSYNC_ESRCH | flag::NEW_LISTENER | flag::WAIT_KILLABLE_RECV
+        SECCOMP_FILTER_FLAG_TSYNC
+            | SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+            | SECCOMP_FILTER_FLAG_NEW_LISTENER
+            | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
     );
 }
 
@@ -622,7 +679,7 @@ fn seccomp_far_jumps_use_trampolines() {
             "{n}"
         );
         args[i % 6] += 1;
-        assert_eq!(verdict(&p, Abi::X86_64, n, &args), ret::ALLOW, "{n}");
+        assert_eq!(verdict(&p, Abi::X86_64, n, &args), SECCOMP_RET_ALLOW, "{n}");
     }
 }
 
@@ -659,7 +716,7 @@ fn seccomp_docker_default_profile_is_small_and_correct() {
     );
 
     let x = Abi::X86_64;
-    let allow = ret::ALLOW;
+    let allow = SECCOMP_RET_ALLOW;
     let deny = errno(EPERM);
     for name in [
         "read",
@@ -700,7 +757,10 @@ fn seccomp_docker_default_profile_is_small_and_correct() {
     assert_eq!(verdict(&p, Abi::X32, "read", &[]), allow);
     assert_eq!(verdict(&p, Abi::X32, "mount", &[]), deny);
     // Anything else is a foreign arch.
-    assert_eq!(verdict(&p, Abi::Aarch64, "read", &[]), ret::KILL_THREAD);
+    assert_eq!(
+        verdict(&p, Abi::Aarch64, "read", &[]),
+        SECCOMP_RET_KILL_THREAD
+    );
 
     // The binary search keeps any syscall's path short.
     let worst = super::syscall_table::X86_64

@@ -70,10 +70,17 @@ pub fn run_detached(env: &TestEnv, bundle: &Bundle, id: &str) {
 /// The `state` JSON of a container.
 #[track_caller]
 pub fn state(env: &TestEnv, id: &str) -> Value {
+    try_state(env, id).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The `state` JSON of a container, or why there is none.
+pub fn try_state(env: &TestEnv, id: &str) -> Result<Value, String> {
     let out = rt_run(env, &["state", id]);
-    out.assert_success();
+    if !out.success() {
+        return Err(format!("state {id} failed: {}", out.stderr.trim()));
+    }
     serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("state {id}: not JSON ({e}): {}", out.stdout))
+        .map_err(|e| format!("state {id}: not JSON ({e}): {}", out.stdout))
 }
 
 /// The container init's host pid.
@@ -82,51 +89,82 @@ pub fn init_pid(env: &TestEnv, id: &str) -> i32 {
     state(env, id)["pid"].as_i64().expect("state has a pid") as i32
 }
 
-/// Polls `state` until `status` shows, panicking after [`PATIENCE`].
-#[track_caller]
-pub fn wait_status(env: &TestEnv, id: &str, status: &str) -> Value {
-    let start = Instant::now();
+/// How long a poll sleeps between two looks.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The one polling loop of the runtime tests: calls `check` until it returns `Ok`, or until
+/// `timeout` has passed, then hands back its last `Err`. For callers that must not panic
+/// (a `Drop`); everyone else uses [`wait_for`].
+pub fn poll<T>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
     loop {
-        let s = state(env, id);
-        if s["status"] == status {
-            return s;
+        match check() {
+            Ok(v) => return Ok(v),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => thread::sleep(POLL_INTERVAL),
         }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "{id} never became {status}; last state {s}"
-        );
-        thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Polls until `path` exists (a file the container writes), panicking after
-/// [`PATIENCE`].
+/// Polls `check` until it returns `Ok`; panics with `what` and the last failure once
+/// `timeout` has passed.
 #[track_caller]
-pub fn wait_file(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
-        }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "{} never appeared",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Result<T, String>) -> T {
+    poll(timeout, check)
+        .unwrap_or_else(|last| panic!("{what}: not reached within {timeout:?}; last: {last}"))
 }
 
 /// Polls until `check` holds, panicking with `what` after [`PATIENCE`].
 #[track_caller]
 pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(what, PATIENCE, || {
+        check()
+            .then_some(())
+            .ok_or_else(|| "still false".to_string())
+    })
+}
+
+/// Polls `state` until `status` shows (a container that does not exist yet counts as not
+/// there yet), panicking after [`PATIENCE`].
+#[track_caller]
+pub fn wait_status(env: &TestEnv, id: &str, status: &str) -> Value {
+    wait_for(&format!("{id} becomes {status}"), PATIENCE, || {
+        let s = try_state(env, id)?;
+        if s["status"] == status {
+            Ok(s)
+        } else {
+            Err(format!("state {s}"))
+        }
+    })
+}
+
+/// Polls until `path` exists and is not empty (a file the container writes) and returns its
+/// text, panicking after [`PATIENCE`].
+#[track_caller]
+pub fn wait_file(path: &Path) -> String {
+    wait_for(
+        &format!("{} written", path.display()),
+        PATIENCE,
+        || match fs::read_to_string(path) {
+            Ok(text) if !text.is_empty() => Ok(text),
+            Ok(_) => Err("empty".to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+}
+
+/// Whether process `pid` is gone or only a zombie waiting for its parent.
+pub fn pid_gone(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
+}
+
+/// Polls until process `pid` is gone (or a zombie), panicking after [`PATIENCE`].
+#[track_caller]
+pub fn wait_gone(pid: i32, what: &str) {
+    wait_until(&format!("{what} (pid {pid}) gone"), || pid_gone(pid));
 }
 
 /// Cgroup directories anywhere under /sys/fs/cgroup whose name contains `name`.

@@ -46,7 +46,12 @@ impl Fixture {
             .prefix(&format!("berth-rootfs-{name}-"))
             .tempdir_in("/tmp")
             .expect("create temp dir");
-        let rootfs = dir.path().join("rootfs");
+        // Canonical, as `create` hands it to the rootfs code.
+        let rootfs = dir
+            .path()
+            .canonicalize()
+            .expect("resolve temp dir")
+            .join("rootfs");
         let host = dir.path().join("host");
         for d in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();

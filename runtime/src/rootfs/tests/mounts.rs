@@ -2,7 +2,7 @@ use nix::sched::CloneFlags;
 use serde_json::json;
 
 use super::harness::*;
-use crate::rootfs::RootfsOptions;
+use crate::rootfs::{CgroupView, RootfsOptions};
 
 #[test]
 fn rootfs_standard_mounts_proc_sysfs_tmpfs_devpts_mqueue() {
@@ -342,10 +342,41 @@ fn rootfs_cgroup_v1_binds_own_cgroups() {
         "#
     };
     let setup = Setup {
+        opts: RootfsOptions {
+            cgroups: Some(own_cgroups()),
+            ..Default::default()
+        },
         extra: Some(CloneFlags::CLONE_NEWIPC),
         ..Default::default()
     };
     run_in(&fx, &spec, setup, script, None).assert_ok();
+}
+
+/// The host layout and this test process's own cgroups, standing in for a container's.
+fn own_cgroups() -> CgroupView {
+    let own = berth_cgroups::CgroupManager::of_process(std::process::id()).expect("own cgroups");
+    CgroupView {
+        host: own.host().expect("host cgroup layout").clone(),
+        paths: own.paths().clone(),
+    }
+}
+
+#[test]
+fn rootfs_cgroup_mount_without_the_containers_cgroups_names_the_mount() {
+    let fx = Fixture::new("cgnone");
+    let spec = make_spec(
+        json!([{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}]),
+        json!({}),
+        false,
+    );
+    let run = run_in(&fx, &spec, Setup::default(), "true", None);
+    assert_eq!(run.status, 100, "{}", run.output);
+    assert!(
+        run.output
+            .contains("cgroup mount on /sys/fs/cgroup: the container's cgroups are unknown"),
+        "{}",
+        run.output
+    );
 }
 
 #[test]
@@ -358,6 +389,7 @@ fn rootfs_cgroup_with_cgroupns_mounts_cgroup_filesystems() {
     let setup = Setup {
         opts: RootfsOptions {
             cgroup_ns: true,
+            cgroups: Some(own_cgroups()),
             ..Default::default()
         },
         extra: Some(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP),
@@ -406,7 +438,8 @@ fn rootfs_idmap_mount_shows_mapped_owner() {
     run.assert_ok();
 }
 
-/// Turn the child's view of this hybrid host into a cgroup v2 host: cgroup2 on /sys/fs/cgroup.
+/// Turn the child's view of this hybrid host into a cgroup v2 host: cgroup2 on /sys/fs/cgroup
+/// (the test passes the matching `HostCgroups::v2_at`).
 fn fake_unified_host() -> Result<(), String> {
     let target = std::path::Path::new("/sys/fs/cgroup");
     crate::rootfs::sys::mount(Some("cgroup2".as_ref()), target, Some("cgroup2"), 0, None)
@@ -453,6 +486,17 @@ fn rootfs_cgroup_v2_binds_own_cgroup_or_mounts_with_cgroupns() {
         let setup = Setup {
             opts: RootfsOptions {
                 cgroup_ns,
+                cgroups: Some(CgroupView {
+                    host: berth_cgroups::HostCgroups::v2_at("/sys/fs/cgroup"),
+                    paths: berth_cgroups::CgroupPaths {
+                        layout: berth_cgroups::Layout::V2,
+                        v1: Default::default(),
+                        unified: Some(
+                            std::path::Path::new("/sys/fs/cgroup")
+                                .join(v2_test_cgroup(std::process::id())),
+                        ),
+                    },
+                }),
                 ..Default::default()
             },
             extra: Some(extra),
