@@ -4,6 +4,7 @@
 //! fills them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use berth_cgroups::{BlkioEntry, MemoryEntry, PsiData, PsiStats, Stats};
 use containerd_shim_protos::cgroups::metrics as v1;
@@ -23,17 +24,36 @@ fn memory_entry_v1(e: &MemoryEntry) -> v1::MemoryEntry {
 }
 
 fn blkio_v1(entries: &[BlkioEntry]) -> Vec<v1::BlkIOEntry> {
+    let mut names: BTreeMap<(u64, u64), String> = BTreeMap::new();
     entries
         .iter()
         .map(|e| {
             let mut out = v1::BlkIOEntry::new();
             out.op = e.op.clone();
+            out.device = names
+                .entry((e.major, e.minor))
+                .or_insert_with(|| block_device_path(Path::new("/sys"), e.major, e.minor))
+                .clone();
             out.major = e.major;
             out.minor = e.minor;
             out.value = e.value;
             out
         })
         .collect()
+}
+
+/// The /dev path of a block device as containerd's v1 metrics name it (`/dev/vda`), from the
+/// kernel's own record in sysfs; empty when the kernel does not know the numbers.
+fn block_device_path(sys: &Path, major: u64, minor: u64) -> String {
+    let uevent = sys.join(format!("dev/block/{major}:{minor}/uevent"));
+    std::fs::read_to_string(uevent)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("DEVNAME="))
+                .map(|name| format!("/dev/{name}"))
+        })
+        .unwrap_or_default()
 }
 
 /// For cgroup v1 and hybrid hosts.
@@ -286,6 +306,21 @@ pub fn v2(s: &Stats) -> v2::Metrics {
 mod tests {
     use super::*;
     use berth_cgroups::{Hugetlb, MemoryEvents, OomControl};
+
+    #[test]
+    fn block_devices_are_named_from_sysfs() {
+        let sys = std::env::temp_dir().join(format!("berth-shim-sysfs-{}", std::process::id()));
+        let dev = sys.join("dev/block/253:0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(
+            dev.join("uevent"),
+            "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n",
+        )
+        .unwrap();
+        assert_eq!(block_device_path(&sys, 253, 0), "/dev/vda");
+        assert_eq!(block_device_path(&sys, 253, 9), "");
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
 
     fn sample() -> Stats {
         let mut s = Stats::default();
