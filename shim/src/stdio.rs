@@ -364,8 +364,32 @@ fn spawn_output_copier(
             lines.finish(|l| log.write(name, l));
         }
         let _ = tx.send(());
+        if let Some(f) = &fifo {
+            wait_until_read(f, FIFO_LINGER);
+        }
     })?;
     Ok(rx)
+}
+
+/// How long output may wait in a FIFO for its reader after the process is done.
+const FIFO_LINGER: Duration = Duration::from_secs(2);
+
+/// Keep our end of an output FIFO open until its reader has taken what is in it: the buffer
+/// of a FIFO dies with its last open end, so a reader whose open is still on its way (a
+/// loaded client) would otherwise find the FIFO empty and lose the process's last output.
+/// Bounded, for a client that never reads.
+fn wait_until_read(fifo: &File, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut pending: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into the variable we own; failure is reported by
+        // the return value.
+        let rc = unsafe { libc::ioctl(fifo.as_raw_fd(), libc::FIONREAD, &mut pending) };
+        if rc != 0 || pending == 0 || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Copy the stdin FIFO into the process; its writer closing closes the process's stdin.

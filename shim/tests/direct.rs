@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1037,4 +1038,41 @@ fn plain_kill_is_not_an_oom() {
     s.kill(9).unwrap();
     assert_eq!(s.wait(""), 137);
     assert_eq!(s.status_file()["oom_killed"], false);
+}
+
+#[test]
+fn output_waits_in_the_fifo_for_a_reader_that_opens_late() {
+    if !can_run() {
+        return;
+    }
+    let s = Shim::start("latefifo", &["sh", "-c", "echo last words"], &[]);
+    let fifo = s.path("stdout");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    s.create_with(|r| r.stdout = fifo.display().to_string())
+        .unwrap();
+    s.start_init();
+    // The process is done and its exit reported before anyone opens the FIFO to read,
+    // as happens to a client slowed down by load.
+    assert_eq!(s.wait(""), 0);
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut buf = [0u8; 64];
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "no EOF on the FIFO");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("read stdout FIFO: {e}"),
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&got), "last words\n");
+    s.delete();
 }
