@@ -129,9 +129,11 @@ fn user_namespace_with_mappings() {
         &[
             "sh",
             "-c",
-            "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; echo x > /owned",
+            "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; echo x > /owned; \
+             cat /proc/self/cgroup",
         ],
     );
+    let cgroup = format!("/{}", env.unique("userns-cg"));
     // The rootfs must be owned by the mapped root to be usable.
     run(std::process::Command::new("chown")
         .args(["-R", "100000:100000"])
@@ -141,6 +143,7 @@ fn user_namespace_with_mappings() {
         with_ns(c, json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["cgroupsPath"] = json!(cgroup);
         // sysfs cannot be mounted in a user namespace without its own netns
         // only when the netns is the host's; keep the default netns.
     });
@@ -155,6 +158,18 @@ fn user_namespace_with_mappings() {
     assert_eq!(lines[1], ["0"]);
     assert_eq!(lines[2], ["0", "100000", "65536"]);
     assert_eq!(lines[3], ["0", "100000", "65536"]);
+    // The init is in the container's cgroups on every hierarchy (it joins them itself,
+    // before it becomes the namespace's root), not left in the runtime's.
+    let cgroup_lines: Vec<&str> = out.stdout.lines().skip(4).collect();
+    assert!(!cgroup_lines.is_empty(), "{}", out.stdout);
+    for l in &cgroup_lines {
+        let (_, path) = l.rsplit_once(':').unwrap();
+        // Named hierarchies (name=systemd) carry no controller; the runtime leaves them.
+        if l.contains(":name=") {
+            continue;
+        }
+        assert_eq!(path, cgroup, "{}", out.stdout);
+    }
     // Root inside is uid 100000 outside.
     let meta = fs::metadata(bundle.rootfs().join("owned")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 100000);
@@ -170,6 +185,48 @@ fn user_namespace_with_mappings() {
     out.assert_failure();
     assert!(out.stderr.contains("Mappings"), "{}", out.stderr);
     assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn user_namespace_container_with_its_state_behind_a_private_directory() {
+    if !require_root() {
+        return;
+    }
+    // containerd, podman and Docker keep runtime state under root-only directories; the
+    // container's root (host uid 100000) may not pass them, yet create/start must work.
+    let env = TestEnv::new("rt-userns-private");
+    let bundle = writable_bundle(&env, &["sh", "-c", "id -u > /started"]);
+    run(std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(bundle.rootfs()))
+    .assert_success();
+    bundle.edit_config(|c| {
+        with_ns(c, json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let private = env.path().join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let root = private.join("state");
+    let rt_private = |args: &[&str]| {
+        run(
+            std::process::Command::new(berth_tests::bin("berth-runtime"))
+                .arg("--root")
+                .arg(&root)
+                .args(args),
+        )
+    };
+    let id = env.unique("c");
+    rt_private(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]).assert_success();
+    rt_private(&["start", &id]).assert_success();
+    assert_eq!(wait_file(&bundle.rootfs().join("started")), "0\n");
+    rt_private(&["delete", "--force", &id]).assert_success();
+    assert!(!root.join(&id).exists());
 }
 
 #[test]

@@ -229,10 +229,11 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     }
     // Fast path: the init is born in the cgroup2 directory and moves itself into the v1 ones.
     // Both avoid the kernel's global cgroup rwsem, whose write side waits for an RCU grace
-    // period (milliseconds on a loaded host). A process in a user namespace cannot write the
-    // host's cgroup files, and a joined namespace may not allow clone3 into a host cgroup, so
-    // those fall back to the runtime moving the process.
-    let self_join = !plan.user() && !plan.needs_intermediate();
+    // period (milliseconds on a loaded host). In a new user namespace this still works: the
+    // init joins before it becomes the namespace's root, while it is host root by its ids.
+    // A joined namespace may not allow clone3 into a host cgroup, so that case falls back
+    // to the runtime moving the process.
+    let self_join = !plan.needs_intermediate();
     let unified = match (self_join, cgroup.unified_path()) {
         (true, Some(p)) => {
             Some(fs::File::open(p).with_context(|| format!("open cgroup {}", p.display()))?)

@@ -88,6 +88,23 @@ impl Init<'_> {
             .plan
             .contains(oci_spec::runtime::LinuxNamespaceType::Mount);
 
+        // The state directory, held open across pivot_root: the fifo is reopened through it
+        // without needing /proc inside the container. Close-on-exec, so the user process
+        // never holds it. Opened before we become a user namespace's root, whose host id may
+        // not be allowed through the directories above the state root.
+        let fifo = match &self.fifo {
+            Some(p) => {
+                let dir = p.parent().context("exec fifo has no directory")?;
+                let d = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(dir)
+                    .with_context(|| format!("open state directory {}", dir.display()))?;
+                Some(d)
+            }
+            None => None,
+        };
+
         if self.plan.user() {
             namespaces::become_userns_root()?;
         }
@@ -112,21 +129,6 @@ impl Init<'_> {
         if !self.no_new_keyring {
             join_session_keyring(self.id);
         }
-        // The state directory, held open across pivot_root: the fifo is reopened through it
-        // without needing /proc inside the container. Close-on-exec, so the user process
-        // never holds it.
-        let fifo = match &self.fifo {
-            Some(p) => {
-                let dir = p.parent().context("exec fifo has no directory")?;
-                let d = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-                    .open(dir)
-                    .with_context(|| format!("open state directory {}", dir.display()))?;
-                Some(d)
-            }
-            None => None,
-        };
 
         let opts = rootfs::RootfsOptions {
             no_pivot: self.no_pivot,
