@@ -12,6 +12,8 @@
 #                                                cargo build --release
 #   BENCH_GAP_MS=250                             idle time before each timed
 #                                                run (default 0, back to back)
+#   BENCH_USERNS=1                               run the container in a new user
+#                                                namespace (root = host uid 100000)
 #
 # Why a gap: moving a process into a cgroup through cgroup.procs waits for an
 # RCU grace period (7-15 ms here) unless another such move happened a moment
@@ -72,12 +74,33 @@ spec["process"]["args"] = sys.argv[2:]
 json.dump(spec, open(path, "w"), indent="\t")
 PY
 }
+# A user namespace mapping container root to host uid 100000, the rootfs
+# owned by it (as podman's and Docker's userns-remap set-ups do).
+add_userns() {
+    chown -R 100000:100000 "$1/rootfs"
+    python3 - "$1/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["linux"]["namespaces"].append({"type": "user"})
+m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+spec["linux"]["uidMappings"] = m
+spec["linux"]["gidMappings"] = m
+json.dump(spec, open(path, "w"), indent="\t")
+PY
+}
 cp -a "$fixtures/busybox" "$work/bundle"
 set_args "$work/bundle" true
 # A runtime that exits 0 without running the container would win every
 # race, so each must first show the container's output.
 cp -a "$fixtures/busybox" "$work/check"
 set_args "$work/check" sh -c "echo container-ran"
+if [ "${BENCH_USERNS:-0}" = 1 ]; then
+    # The mapped root must be able to reach the rootfs (mktemp made it 0700).
+    chmod 0755 "$work"
+    add_userns "$work/bundle"
+    add_userns "$work/check"
+fi
 
 # The clock is bash's own ($EPOCHREALTIME): forking `date` and GNU time
 # around each run added 3 ms or more to every sample (more under load), the
@@ -148,7 +171,7 @@ for n in $(seq "$rss_runs"); do
 done
 
 # --- report -------------------------------------------------------------------
-echo "busybox 'true' via RUNTIME run: $iterations interleaved timed iterations (+$rss_runs for RSS), ${gap_ms} ms idle before each, $(nproc) CPUs, $(uname -r)"
+echo "busybox 'true' via RUNTIME run$([ "${BENCH_USERNS:-0}" = 1 ] && echo " in a user namespace"): $iterations interleaved timed iterations (+$rss_runs for RSS), ${gap_ms} ms idle before each, $(nproc) CPUs, $(uname -r)"
 python3 - "$work" "${names[@]}" <<'PY'
 import os, sys
 work, names = sys.argv[1], sys.argv[2:]
