@@ -9,7 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_tests::{require_root, run_with_input, Bundle, TestEnv};
+use berth_tests::{require_root, run, run_with_input, Bundle, TestEnv};
 use runtime_support::*;
 use serde_json::{json, Value};
 
@@ -443,4 +443,151 @@ fn update_blkio_weight_where_the_host_has_one() {
         }
     }
     rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
+
+/// Assert every controller line of a `/proc/<pid>/cgroup` text names `cg`.
+#[track_caller]
+fn assert_in_cgroup(proc_cgroup: &str, cg: &str) {
+    let lines: Vec<&str> = proc_cgroup
+        .lines()
+        // Named hierarchies (name=systemd) carry no controller; the runtime leaves them.
+        .filter(|l| !l.contains(":name="))
+        .collect();
+    assert!(!lines.is_empty(), "no cgroup lines in {proc_cgroup:?}");
+    for l in lines {
+        assert_eq!(l.rsplit_once(':').unwrap().1, cg, "{proc_cgroup}");
+    }
+}
+
+#[test]
+fn every_way_in_lands_in_the_containers_cgroups() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgjoin");
+    // Through the intermediate process that joins a namespace by path first.
+    let netns = env.unique("cgjoin");
+    run(env.command("ip").args(["netns", "add", &netns])).assert_success();
+    let cg = format!("/{}", env.unique("joined"));
+    let out = sh_in(&env, "cat /proc/self/cgroup", |c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network", "path": format!("/var/run/netns/{netns}")}));
+    });
+    assert_in_cgroup(&out, &cg);
+    run(env.command("ip").args(["netns", "del", &netns])).assert_success();
+
+    // An exec into a container with a user namespace.
+    let bundle = writable_bundle(&env, &["sleep", "60"]);
+    run(std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(bundle.rootfs()))
+    .assert_success();
+    let cg = format!("/{}", env.unique("userns"));
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let m = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = m.clone();
+        c["linux"]["gidMappings"] = m;
+    });
+    let id = env.unique("userns");
+    create(&env, &bundle, &id);
+    rt_run(&env, &["start", &id]).assert_success();
+    let out = rt_run(&env, &["exec", &id, "cat", "/proc/self/cgroup"]);
+    out.assert_success();
+    assert_in_cgroup(&out.stdout, &cg);
+    rt_run(&env, &["delete", "--force", &id]).assert_success();
+}
+
+/// The seccomp filter Docker's default profile amounts to for clone3: ENOSYS, so that
+/// callers fall back to clone. x86_64 only; other architectures pass everything.
+fn clone3_enosys_filter() -> Vec<libc::sock_filter> {
+    let stmt = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    vec![
+        stmt(ld, 4), // seccomp_data.arch
+        jeq(0xc000_003e, 0, 3),
+        stmt(ld, 0), // seccomp_data.nr
+        jeq(libc::SYS_clone3 as u32, 0, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+#[test]
+fn without_clone3_the_container_still_starts_in_its_cgroup2_directory() {
+    if !require_root() {
+        return;
+    }
+    if !cfg!(target_arch = "x86_64") {
+        berth_tests::skip("the clone3 filter is written for x86_64");
+        return;
+    }
+    if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        berth_tests::skip("no cgroup2 hierarchy");
+        return;
+    }
+    let env = TestEnv::new("rt-noclone3");
+    let bundle = writable_bundle(&env, &["cat", "/proc/self/cgroup"]);
+    let cg = format!("/{}", env.unique("noclone3"));
+    bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let filter = clone3_enosys_filter();
+    let mut cmd = rt(&env);
+    cmd.args([
+        "run",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &env.unique("c"),
+    ]);
+    // An address, not a pointer, so the closure may cross threads as pre_exec wants.
+    let (addr, len) = (filter.as_ptr() as usize, filter.len() as u16);
+    // SAFETY: between fork and exec only two prctl calls run, on `filter`, which the parent
+    // keeps alive until the command has been spawned.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let prog = libc::sock_fprog {
+                len,
+                filter: addr as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run(&mut cmd);
+    drop(filter);
+    out.assert_success();
+    let unified = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or_else(|| panic!("no cgroup2 line in {}", out.stdout));
+    assert_eq!(unified, format!("0::{cg}"), "{}", out.stdout);
+    assert_in_cgroup(&out.stdout, &cg);
 }

@@ -227,26 +227,28 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             .set(&r)
             .with_context(|| format!("set cgroup limits for container {}", a.id))?;
     }
-    // Fast path: the init is born in the cgroup2 directory and moves itself into the v1 ones.
-    // Both avoid the kernel's global cgroup rwsem, whose write side waits for an RCU grace
-    // period (milliseconds on a loaded host). In a new user namespace this still works: the
-    // init joins before it becomes the namespace's root, while it is host root by its ids.
-    // A joined namespace may not allow clone3 into a host cgroup, so that case falls back
-    // to the runtime moving the process.
-    let self_join = !plan.needs_intermediate();
+    // Fast path: the init is born in the cgroup2 directory (or its intermediate is, when it
+    // joins namespaces first) and moves itself into the v1 ones. Both avoid the kernel's
+    // global cgroup rwsem, whose write side waits for an RCU grace period (milliseconds on a
+    // loaded host). In a user namespace, new or joined, this still works: the init joins
+    // before it becomes the namespace's root, while it is host root by its ids. Only a joined
+    // mount namespace, where the host's cgroup paths may not exist, falls back to the runtime
+    // moving the process.
+    let self_join = !plan
+        .join
+        .iter()
+        .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Mount);
     let unified = match (self_join, cgroup.unified_path()) {
         (true, Some(p)) => {
             Some(fs::File::open(p).with_context(|| format!("open cgroup {}", p.display()))?)
         }
         _ => None,
     };
+    let unified = unified.as_ref().map(|f| f.as_fd());
     let pid = if plan.needs_intermediate() {
-        spawn_via_intermediate(&plan, &spec, init, &parent)?
+        spawn_via_intermediate(&plan, &spec, init, &parent, unified)?
     } else {
-        let flags = plan.new;
-        spawn::clone_into_cgroup(flags, unified.as_ref().map(|f| f.as_fd()), move || {
-            init.main()
-        })?
+        spawn::clone_into_cgroup(plan.new, unified, move || init.main())?
     };
     guard.pid = Some(ChildGuard::new(pid));
 
@@ -395,8 +397,10 @@ fn spawn_via_intermediate(
     spec: &Spec,
     init: Init,
     parent: &sync::Channel,
+    unified: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<Pid> {
-    let child = clone_with(nix::sched::CloneFlags::empty(), move || {
+    // Born in the cgroup2 directory, so the init it forks is too.
+    let child = spawn::clone_into_cgroup(nix::sched::CloneFlags::empty(), unified, move || {
         // Our own handle for the report: `init` (and its channel) moves into the init.
         let report = match init.chan.try_clone() {
             Ok(c) => c,

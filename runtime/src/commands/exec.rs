@@ -186,15 +186,13 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         Some(foreground::block_signals()?)
     };
 
-    // Outside a user namespace the new process can enter the cgroups itself, cheaply (see
-    // create.rs); inside one it cannot write the host's cgroup files.
+    // The new process enters the cgroups itself, cheaply (see create.rs): the intermediate
+    // joins them before it joins the container's namespaces, while it still has the host's
+    // ids and mounts, even for a container with a user namespace.
     let cgroup = c.cgroup()?;
-    let self_join = !in_user_ns;
-    let unified = match (self_join, cgroup.unified_path()) {
-        (true, Some(p)) => {
-            Some(File::open(p).with_context(|| format!("open cgroup {}", p.display()))?)
-        }
-        _ => None,
+    let unified = match cgroup.unified_path() {
+        Some(p) => Some(File::open(p).with_context(|| format!("open cgroup {}", p.display()))?),
+        None => None,
     };
     let (parent, child) = sync::pair()?;
     let ec = ExecChild {
@@ -206,7 +204,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         seccomp: crate::commands::create::compile_seccomp(&c.spec)?,
         trampoline: Trampoline::create()?,
     };
-    let self_join_paths = self_join.then(|| cgroup.paths().clone());
+    let own_paths = cgroup.paths().clone();
     // The intermediate is born in the cgroup2 directory and, still seeing the host's
     // /sys/fs/cgroup, moves itself into the v1 ones; the process it forks inherits both.
     let unified_fd = unified.as_ref().map(|f| f.as_fd());
@@ -216,9 +214,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
             Err(_) => return 1,
         };
         let r = (|| -> Result<Pid> {
-            if let Some(paths) = self_join_paths {
-                crate::process::init::join_own_cgroups(&paths)?;
-            }
+            crate::process::init::join_own_cgroups(&own_paths)?;
             for j in &joins {
                 namespaces::join(j)?;
             }
@@ -237,11 +233,6 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         (m, _) => bail!("unexpected message {m:?}"),
     };
     let mut guard = ChildGuard::new(pid);
-    if !self_join {
-        cgroup
-            .add_process(pid.as_raw())
-            .with_context(|| format!("join the cgroup of container {}", a.id))?;
-    }
     parent.send(&Msg::Go {
         pid: pid.as_raw(),
         join_cgroups: None,

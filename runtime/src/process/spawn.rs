@@ -1,6 +1,8 @@
 //! Process creation at the syscall edge. The runtime is single-threaded, so a raw clone(2)
 //! without a new stack behaves like fork(2) but can create namespaces in the same step.
 
+use std::os::fd::FromRawFd;
+
 use anyhow::Result;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -29,6 +31,24 @@ pub fn clone_with<F: FnOnce() -> i32>(flags: CloneFlags, child: F) -> Result<Pid
         }
         pid => Ok(Pid::from_raw(pid as i32)),
     }
+}
+
+/// Move the calling process into the cgroup2 directory open at `dir`.
+fn enter_cgroup_fd(dir: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: openat reads a NUL-terminated name; `dir` is an open directory we were given.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            c"cgroup.procs".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut f, b"0")
 }
 
 /// Kills and reaps a process we started unless `disarm`ed: a failed `create` or `exec` must
@@ -81,7 +101,9 @@ struct CloneArgs {
 
 /// Like [`clone_with`], but the child starts life in the cgroup2 directory `cgroup`
 /// (CLONE_INTO_CGROUP): no migration afterwards, so no wait on the kernel's cgroup rwsem.
-/// Falls back to plain clone on kernels without clone3.
+/// Where clone3 is missing (kernels before 5.7, or Docker's seccomp profile, which answers
+/// ENOSYS to make callers fall back) the child moves itself in through `cgroup.procs`
+/// first thing, paying the rwsem but never running outside its cgroup.
 pub fn clone_into_cgroup<F: FnOnce() -> i32>(
     flags: CloneFlags,
     cgroup: Option<std::os::fd::BorrowedFd<'_>>,
@@ -112,7 +134,15 @@ pub fn clone_into_cgroup<F: FnOnce() -> i32>(
         -1 => {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::ENOSYS) {
-                return clone_with(flags, child);
+                let cg = cg.as_raw_fd();
+                return clone_with(flags, move || match enter_cgroup_fd(cg) {
+                    Ok(()) => child(),
+                    Err(e) => {
+                        // Nothing else to tell it through yet: the caller sees us gone.
+                        eprintln!("join the container's cgroup2 directory: {e}");
+                        1
+                    }
+                });
             }
             Err(anyhow::Error::new(err).context(format!("clone3 into a cgroup with {flags:?}")))
         }
