@@ -104,20 +104,8 @@ fn has_tasks(dir: &Path) -> bool {
 /// Removes `dir` and any cgroups below it, children first. rmdir fails with EBUSY for a short
 /// while after the last task exits (the kernel frees it asynchronously), so retry briefly.
 pub fn remove_tree(dir: &Path) -> Result<(), Error> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::Read {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_tree(&entry.path())?;
-        }
+    for child in fsio::child_dirs(dir)? {
+        remove_tree(&child)?;
     }
     let mut delay = Duration::from_millis(2);
     for attempt in 0.. {

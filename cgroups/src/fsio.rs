@@ -56,6 +56,26 @@ pub fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, Error> {
     }
 }
 
+/// The child cgroups of `dir`; none when `dir` itself is gone (removed while a caller walked
+/// the tree, which is not an error for any walk).
+pub fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect())
+}
+
 fn parse_err(path: PathBuf, reason: impl Into<String>) -> Error {
     Error::Parse {
         path,

@@ -1,6 +1,5 @@
 //! The per-container cgroup handle that berth-runtime and the shim call.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -346,20 +345,8 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), Error> {
         None => return Ok(()),
     };
     out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::Read {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_pids(&entry.path(), out)?;
-        }
+    for child in fsio::child_dirs(dir)? {
+        collect_pids(&child, out)?;
     }
     Ok(())
 }
