@@ -885,26 +885,10 @@ fn pause_resume_update_and_shim_log() {
 /// A file of `pid`'s cgroup: in the v1 hierarchy of `controller`, or with `controller` ""
 /// in the v2 hierarchy. None when that hierarchy does not have the process.
 fn cgroup_file(pid: u32, controller: &str, file: &str) -> Option<PathBuf> {
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let v2_root = if Path::new("/sys/fs/cgroup/unified").is_dir() {
-        "/sys/fs/cgroup/unified"
-    } else {
-        "/sys/fs/cgroup"
-    };
-    cgroup.lines().find_map(|l| {
-        let mut p = l.splitn(3, ':');
-        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
-        let dir = if controller.is_empty() {
-            ctrls.is_empty().then(|| format!("{v2_root}{path}"))?
-        } else {
-            ctrls
-                .split(',')
-                .any(|c| c == controller)
-                .then(|| format!("/sys/fs/cgroup/{controller}{path}"))?
-        };
-        let f = Path::new(&dir).join(file);
-        f.exists().then_some(f)
-    })
+    let cgroup = berth_cgroups::CgroupManager::of_process(pid)
+        .unwrap_or_else(|e| panic!("cgroups of pid {pid}: {e}"));
+    let f = cgroup.path(controller)?.join(file);
+    f.exists().then_some(f)
 }
 
 #[test]
