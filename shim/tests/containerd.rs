@@ -6,7 +6,7 @@ use std::io::BufRead;
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use berth_tests::run_with_input;
+use berth_tests::{run_with_input, Output};
 use common::{Containerd, IMAGE};
 
 const RUNTIME: &str = "io.containerd.berth.v2";
@@ -21,14 +21,25 @@ fn containerd(name: &str) -> Option<Containerd> {
     Some(c)
 }
 
-/// `ctr run -d` of the busybox image as task `id`, with `flags` before the image.
-fn run_detached(c: &Containerd, flags: &[&str], id: &str, cmd: &[&str]) {
-    let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+/// The arguments of `ctr run <mode>` of the busybox image with our runtime as task `id`,
+/// with `flags` before the image.
+fn run_args<'a>(mode: &'a str, flags: &[&'a str], id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", mode, "--runtime", RUNTIME];
     args.extend_from_slice(flags);
     args.push(IMAGE);
     args.push(id);
     args.extend_from_slice(cmd);
-    let out = c.ctr(&args);
+    args
+}
+
+/// `ctr run --rm` in the foreground: the task's output and exit status.
+fn run_rm(c: &Containerd, flags: &[&str], id: &str, cmd: &[&str]) -> Output {
+    c.ctr(&run_args("--rm", flags, id, cmd))
+}
+
+/// `ctr run -d`: the task keeps running after this returns.
+fn run_detached(c: &Containerd, flags: &[&str], id: &str, cmd: &[&str]) {
+    let out = c.ctr(&run_args("-d", flags, id, cmd));
     assert!(out.success(), "run -d: {}\n{}", out.stderr, c.log());
 }
 
@@ -54,17 +65,12 @@ fn ctr_run_captures_output_and_exit_status() {
     let Some(c) = containerd("ctr-run") else {
         return;
     };
-    let out = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
+    let out = run_rm(
+        &c,
+        &[],
         "run1",
-        "sh",
-        "-c",
-        "echo to-stdout; echo to-stderr >&2; exit 3",
-    ]);
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
+    );
     assert_eq!(out.code(), Some(3), "log:\n{}", c.log());
     assert_eq!(out.stdout, "to-stdout\n");
     assert!(out.stderr.contains("to-stderr"), "stderr: {}", out.stderr);
@@ -78,16 +84,7 @@ fn ctr_stdin_reaches_the_container() {
     let Some(c) = containerd("ctr-stdin") else {
         return;
     };
-    let mut cmd = c.ctr_cmd(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "in1",
-        "head",
-        "-n1",
-    ]);
+    let mut cmd = c.ctr_cmd(&run_args("--rm", &[], "in1", &["head", "-n1"]));
     let out = run_with_input(
         &mut cmd,
         b"first line\nsecond line\n",
@@ -214,15 +211,7 @@ fn ctr_run_reports_the_runtime_error() {
     let Some(c) = containerd("ctr-fail") else {
         return;
     };
-    let out = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "bad1",
-        "/no/such/binary",
-    ]);
+    let out = run_rm(&c, &[], "bad1", &["/no/such/binary"]);
     assert!(!out.success());
     let err = out.stderr;
     // The runtime's own words, not a generic failure.
@@ -239,18 +228,7 @@ fn ctr_run_with_file_log_uri() {
     };
     let log = c.path("out.log");
     let uri = format!("file://{}", log.display());
-    let out = c.ctr(&[
-        "run",
-        "--rm",
-        "--log-uri",
-        &uri,
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "lf1",
-        "echo",
-        "logged",
-    ]);
+    let out = run_rm(&c, &["--log-uri", &uri], "lf1", &["echo", "logged"]);
     assert!(out.success(), "{}\n{}", out.stderr, c.log());
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "logged\n");
 }
@@ -270,19 +248,12 @@ fn ctr_run_with_binary_logger() {
     .unwrap();
     std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let uri = format!("binary://{}?{}", logger.display(), out.display());
-    let run = c.ctr(&[
-        "run",
-        "--rm",
-        "--log-uri",
-        &uri,
-        "--runtime",
-        RUNTIME,
-        IMAGE,
+    let run = run_rm(
+        &c,
+        &["--log-uri", &uri],
         "bl1",
-        "sh",
-        "-c",
-        "echo via-logger; echo err-via-logger >&2",
-    ]);
+        &["sh", "-c", "echo via-logger; echo err-via-logger >&2"],
+    );
     assert!(run.success(), "{}\n{}", run.stderr, c.log());
     let read = |ext: &str| {
         common::eventually("the logger's output", || {
@@ -388,7 +359,7 @@ fn ctr_sees_task_events() {
         return;
     };
     let mut events = Events::subscribe(&c);
-    let run = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "ev1", "true"]);
+    let run = run_rm(&c, &[], "ev1", &["true"]);
     assert!(run.success(), "{}", run.stderr);
     for topic in [
         "/tasks/create",
@@ -402,18 +373,12 @@ fn ctr_sees_task_events() {
 
     // A container the OOM killer ends: exactly one TaskOOM, before its exit. Events go out
     // in order, so once its delete is seen every TaskOOM it caused has been too.
-    let oom = c.ctr(&[
-        "run",
-        "--rm",
-        "--memory-limit",
-        "16777216",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
+    let oom = run_rm(
+        &c,
+        &["--memory-limit", "16777216"],
         "ev2",
-        "tail",
-        "/dev/zero",
-    ]);
+        &["tail", "/dev/zero"],
+    );
     assert_eq!(oom.code(), Some(137), "{}", oom.stderr);
     events.wait_for(&c, "/tasks/delete", "ev2");
     assert_eq!(
@@ -469,23 +434,9 @@ fn ctr_cleans_up_after_a_killed_shim() {
     let Some(c) = containerd("ctr-shimkill") else {
         return;
     };
-    let out = c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "sk1",
-        "sleep",
-        "1000",
-    ]);
-    assert!(out.success(), "{}", out.stderr);
+    run_detached(&c, &[], "sk1", &["sleep", "1000"]);
     let bundle = c.bundle("sk1");
-    let shim: i32 = std::fs::read_to_string(bundle.join("shim.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let shim = common::shim_pid(&bundle).expect("shim.pid in the bundle");
     let ls = c.ctr(&["task", "ls"]).stdout;
     let task_pid: i32 = ls
         .lines()

@@ -202,11 +202,7 @@ impl Shim {
     }
 
     fn shim_pid(&self) -> i32 {
-        std::fs::read_to_string(self.bundle.join("shim.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        common::shim_pid(&self.bundle).expect("shim.pid in the bundle")
     }
 
     fn path(&self, rel: &str) -> PathBuf {

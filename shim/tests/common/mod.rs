@@ -214,12 +214,18 @@ pub fn force_delete_all(root: &Path) {
     }
 }
 
+/// The pid of the shim serving `bundle`, as its `start` action recorded it.
+pub fn shim_pid(bundle: &Path) -> Option<i32> {
+    std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// SIGKILL the shim serving `bundle` and remove the socket it leaves behind.
 pub fn kill_shim(bundle: &Path) {
-    if let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-    {
+    if let Some(pid) = shim_pid(bundle) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
