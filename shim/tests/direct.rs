@@ -208,6 +208,36 @@ impl Shim {
     fn path(&self, rel: &str) -> PathBuf {
         self.env.path().join(rel)
     }
+
+    /// SIGKILL the serving shim and wait until it is gone.
+    fn kill_shim(&self) {
+        let shim = nix::unistd::Pid::from_raw(self.shim_pid());
+        nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL).unwrap();
+        common::eventually("the shim to die", || {
+            nix::sys::signal::kill(shim, None).is_err().then_some(())
+        });
+    }
+
+    /// containerd's `delete` action, run after the serving shim is gone; it must succeed.
+    /// Its stdout is protobuf, so it is read as bytes, not through the harness's `run`.
+    fn delete_action(&self) -> api::DeleteResponse {
+        let out = self
+            .env
+            .command(SHIM)
+            .args(["-namespace", "berth-test", "-id", &self.id, "-bundle"])
+            .arg(&self.bundle)
+            .arg("delete")
+            .env("BERTH_SHIM_RUNTIME", common::runtime_binary())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the shim's delete action");
+        assert!(
+            out.status.success(),
+            "delete: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        <api::DeleteResponse as protobuf::Message>::parse_from_bytes(&out.stdout).unwrap()
+    }
 }
 
 impl Drop for Shim {
@@ -460,16 +490,7 @@ fn killed_shim_leaves_the_container_running_and_readable() {
     let s = Shim::start("shimkill", &["sleep", "1000"], &[]);
     s.create().unwrap();
     let pid = s.start_init();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(s.shim_pid()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    common::eventually("the shim to die", || {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.shim_pid()), None)
-            .is_err()
-            .then_some(())
-    });
+    s.kill_shim();
     // The container lives on and the runtime still knows it.
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok());
     let out = run(Command::new(common::runtime_binary())
@@ -483,25 +504,8 @@ fn killed_shim_leaves_the_container_running_and_readable() {
     assert_eq!(status["status"], "running");
     assert_eq!(status["pid"], pid);
 
-    // The `delete` action cleans up after the dead shim and reports a SIGKILL exit. Its
-    // stdout is protobuf, so it is read as bytes, not through the harness's `run`.
-    let out = s
-        .env
-        .command(SHIM)
-        .args(["-namespace", "berth-test", "-id", &s.id, "-bundle"])
-        .arg(&s.bundle)
-        .arg("delete")
-        .env("BERTH_SHIM_RUNTIME", common::runtime_binary())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the shim's delete action");
-    assert!(
-        out.status.success(),
-        "delete: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let resp = <api::DeleteResponse as protobuf::Message>::parse_from_bytes(&out.stdout).unwrap();
-    assert_eq!(resp.exit_status, 137);
+    // The `delete` action cleans up after the dead shim and reports a SIGKILL exit.
+    assert_eq!(s.delete_action().exit_status, 137);
     common::eventually("the container to be gone", || {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
             .is_err()
@@ -512,6 +516,21 @@ fn killed_shim_leaves_the_container_running_and_readable() {
         .arg(&s.runtime_root)
         .args(["state", &s.id]))
     .assert_failure();
+}
+
+#[test]
+fn delete_after_a_shim_killed_before_create_still_cleans_up() {
+    if !can_run() {
+        return;
+    }
+    // Killed before Create: no container, and no record of which runtime it would have used.
+    let s = Shim::start("earlykill", &["true"], &[]);
+    let sock = s.path("shim.sock");
+    assert!(sock.exists());
+    s.kill_shim();
+    assert_eq!(s.delete_action().exit_status, 137);
+    // The socket the dead shim left behind is gone, so a new shim can bind it.
+    assert!(!sock.exists());
 }
 
 #[test]
