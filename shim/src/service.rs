@@ -138,6 +138,15 @@ impl Service {
         })
     }
 
+    /// How containerd names `proc`: the container's id for the init, else its exec id.
+    fn process_id(&self, proc: &Proc) -> String {
+        if proc.is_init() {
+            self.id.clone()
+        } else {
+            proc.exec_id.clone()
+        }
+    }
+
     fn berth(&self) -> BerthIo {
         self.berth.get().cloned().unwrap_or_default()
     }
@@ -412,11 +421,7 @@ impl Service {
             topics::TASK_EXIT_EVENT_TOPIC,
             &ev::TaskExit {
                 container_id: self.id.clone(),
-                id: if proc.is_init() {
-                    self.id.clone()
-                } else {
-                    proc.exec_id.clone()
-                },
+                id: self.process_id(proc),
                 pid,
                 exit_status: exit.code,
                 exited_at: ts(exit.at),

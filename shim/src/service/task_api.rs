@@ -21,6 +21,23 @@ use crate::process::Proc;
 use crate::reaper::Exit;
 use crate::stdio::StdioSpec;
 
+/// The exit Delete reports: the recorded one, or status 0 now for a process that never ran.
+fn final_exit(exit: Option<Exit>) -> Exit {
+    exit.unwrap_or(Exit {
+        code: 0,
+        at: SystemTime::now(),
+    })
+}
+
+fn delete_response(pid: u32, exit: Exit) -> api::DeleteResponse {
+    api::DeleteResponse {
+        pid,
+        exit_status: exit.code,
+        exited_at: ts(exit.at),
+        ..Default::default()
+    }
+}
+
 /// The Task service as ttrpc sees it; a thin shell over `Service`.
 pub struct TaskService(pub Arc<Service>);
 
@@ -147,16 +164,7 @@ impl Task for TaskService {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&req.exec_id);
-            let exit = st.exit.unwrap_or(Exit {
-                code: 0,
-                at: SystemTime::now(),
-            });
-            return Ok(api::DeleteResponse {
-                pid: st.pid,
-                exit_status: exit.code,
-                exited_at: ts(exit.at),
-                ..Default::default()
-            });
+            return Ok(delete_response(st.pid, final_exit(st.exit)));
         }
         if st.exit.is_none() && st.status != Status::CREATED {
             return Err(status_err(
@@ -179,10 +187,7 @@ impl Task for TaskService {
             unmount_all(&s.bundle.join("rootfs"));
         }
         let _ = std::fs::remove_file(&proc.pid_file);
-        let exit = proc.state().exit.unwrap_or(Exit {
-            code: 0,
-            at: SystemTime::now(),
-        });
+        let exit = final_exit(proc.state().exit);
         *s.init.lock().unwrap_or_else(|e| e.into_inner()) = None;
         s.publisher.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
@@ -195,12 +200,7 @@ impl Task for TaskService {
                 ..Default::default()
             },
         );
-        Ok(api::DeleteResponse {
-            pid: st.pid,
-            exit_status: exit.code,
-            exited_at: ts(exit.at),
-            ..Default::default()
-        })
+        Ok(delete_response(st.pid, exit))
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
@@ -260,11 +260,7 @@ impl Task for TaskService {
             st.status
         };
         Ok(api::StateResponse {
-            id: if proc.is_init() {
-                s.id.clone()
-            } else {
-                proc.exec_id.clone()
-            },
+            id: s.process_id(&proc),
             bundle: s.bundle.display().to_string(),
             pid: st.pid,
             status: status.into(),
