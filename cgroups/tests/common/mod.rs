@@ -45,10 +45,7 @@ impl Drop for Guard {
                 );
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.mgr.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_empty(&self.mgr);
         let _ = self.mgr.destroy();
         for d in self.extra_dirs.iter().rev() {
             let _ = std::fs::remove_dir(d);
@@ -143,12 +140,25 @@ pub fn procs(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Waits until `f` holds, for state changes the kernel makes asynchronously; fails after 5 s.
+/// How long a test waits for the kernel or a child process: generous, as tests run two at a
+/// time on a loaded two-core machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until `f` holds, for state changes the kernel makes asynchronously.
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Clean-up's wait for the killed tasks of `mgr`'s cgroup to be gone, so it can be removed;
+/// gives up quietly (the removal then reports the busy cgroup).
+fn wait_until_empty(mgr: &CgroupManager) {
+    let deadline = Instant::now() + PATIENCE;
+    while mgr.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -200,10 +210,7 @@ impl Drop for CounterFiles<'_> {
     fn drop(&mut self) {
         let _ = self.mgr.thaw();
         let _ = self.mgr.kill_all(libc::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.mgr.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until_empty(self.mgr);
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(self.path.with_extension("tmp"));
     }
