@@ -12,7 +12,7 @@ macro_rules! v2_or_skip {
         match v2_manager($name) {
             Some(g) => g,
             None => {
-                eprintln!("skipping: no cgroup2 mount");
+                berth_tests::skip("no cgroup2 mount");
                 return;
             }
         }
@@ -153,7 +153,7 @@ fn hugetlb_and_unified_keys_on_v2() {
     g.mgr.apply(-1).unwrap();
     let dir = g.mgr.unified_path().unwrap().to_path_buf();
     if !dir.join("hugetlb.2MB.max").exists() {
-        eprintln!("skipping: no hugetlb in cgroup2");
+        berth_tests::skip("no hugetlb in cgroup2");
         return;
     }
     g.mgr
