@@ -137,22 +137,36 @@ fn remove_dead_socket(bundle: &Path) {
 /// tell containerd it ended with SIGKILL.
 pub fn delete(args: &Args) -> Result<()> {
     let bundle = bundle_dir(args)?;
+    // A corrupt record must not stop the rest of the clean-up: the error is reported after
+    // the rootfs is unmounted and the socket removed.
+    let mut record_error = None;
     if let Ok(data) = std::fs::read(bundle.join(RUNTIME_FILE)) {
-        let saved: SavedRuntime = serde_json::from_slice(&data)
-            .with_context(|| format!("parse {}", bundle.join(RUNTIME_FILE).display()))?;
-        let rt = Runtime {
-            binary: saved.binary,
-            root: saved.root,
-            log: bundle.join("log.json"),
-            no_pivot: false,
-            no_new_keyring: false,
-        };
-        if let Err(e) = rt.delete(&args.id, true) {
-            eprintln!("{e:#}");
+        match serde_json::from_slice::<SavedRuntime>(&data) {
+            Ok(saved) => {
+                let rt = Runtime {
+                    binary: saved.binary,
+                    root: saved.root,
+                    log: bundle.join("log.json"),
+                    no_pivot: false,
+                    no_new_keyring: false,
+                };
+                if let Err(e) = rt.delete(&args.id, true) {
+                    eprintln!("{e:#}");
+                }
+            }
+            Err(e) => {
+                record_error = Some(anyhow::Error::new(e).context(format!(
+                    "parse {}: the container was not deleted",
+                    bundle.join(RUNTIME_FILE).display()
+                )))
+            }
         }
     }
     unmount_all(&bundle.join("rootfs"));
     remove_dead_socket(&bundle);
+    if let Some(e) = record_error {
+        return Err(e);
+    }
     let resp = DeleteResponse {
         exit_status: 128 + libc::SIGKILL as u32,
         exited_at: MessageField::some(Timestamp::from(SystemTime::now())),

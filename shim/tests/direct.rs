@@ -221,8 +221,18 @@ impl Shim {
     /// containerd's `delete` action, run after the serving shim is gone; it must succeed.
     /// Its stdout is protobuf, so it is read as bytes, not through the harness's `run`.
     fn delete_action(&self) -> api::DeleteResponse {
-        let out = self
-            .env
+        let out = self.run_delete_action();
+        assert!(
+            out.status.success(),
+            "delete: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        <api::DeleteResponse as protobuf::Message>::parse_from_bytes(&out.stdout).unwrap()
+    }
+
+    /// The shim's `delete` bootstrap action, as containerd runs it after a shim died.
+    fn run_delete_action(&self) -> std::process::Output {
+        self.env
             .command(SHIM)
             .args(["-namespace", "berth-test", "-id", &self.id, "-bundle"])
             .arg(&self.bundle)
@@ -230,13 +240,7 @@ impl Shim {
             .env("BERTH_SHIM_RUNTIME", common::runtime_binary())
             .stdin(std::process::Stdio::null())
             .output()
-            .expect("run the shim's delete action");
-        assert!(
-            out.status.success(),
-            "delete: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        <api::DeleteResponse as protobuf::Message>::parse_from_bytes(&out.stdout).unwrap()
+            .expect("run the shim's delete action")
     }
 }
 
@@ -530,6 +534,27 @@ fn delete_after_a_shim_killed_before_create_still_cleans_up() {
     s.kill_shim();
     assert_eq!(s.delete_action().exit_status, 137);
     // The socket the dead shim left behind is gone, so a new shim can bind it.
+    assert!(!sock.exists());
+}
+
+#[test]
+fn delete_with_a_corrupt_runtime_record_still_cleans_up_and_names_the_file() {
+    if !can_run() {
+        return;
+    }
+    let s = Shim::start("badrecord", &["sleep", "600"], &[]);
+    s.create().unwrap();
+    s.start_init();
+    let sock = s.path("shim.sock");
+    s.kill_shim();
+    let record = s.bundle.join("berth-shim-runtime.json");
+    assert!(record.exists(), "no runtime record at {}", record.display());
+    std::fs::write(&record, "{not json").unwrap();
+    let out = s.run_delete_action();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("berth-shim-runtime.json"), "{err}");
+    // The rest of the clean-up still happened.
     assert!(!sock.exists());
 }
 
