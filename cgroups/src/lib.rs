@@ -20,7 +20,7 @@ pub use freezer::FreezerState;
 pub use limits::cpu::shares_to_weight;
 pub use limits::io::blkio_weight_to_io;
 pub use limits::memory::swap_to_v2;
-pub use manager::CgroupManager;
+pub use manager::{CgroupManager, OomSource};
 pub use paths::{clean_path, CgroupPaths, SystemdPath};
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, Memory, MemoryEntry, MemoryEvents,

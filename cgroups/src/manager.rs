@@ -15,6 +15,15 @@ use crate::paths::{self, CgroupPaths};
 use crate::stats::{self, Stats};
 use crate::{create, fsio, limits};
 
+/// The memory cgroup directory whose OOM-kill counter [`CgroupManager::oom_counter`] chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OomSource<'a> {
+    /// v1: `memory.oom_control` (notices through `cgroup.event_control`).
+    V1(&'a Path),
+    /// v2: `memory.events` (notices through inotify).
+    V2(&'a Path),
+}
+
 /// One container's cgroups. Holds only paths, so it is cheap to rebuild from the same inputs
 /// in every short-lived runtime command (update, pause, ps, delete).
 #[derive(Clone, Debug)]
@@ -302,22 +311,28 @@ impl CgroupManager {
     /// memory.events, v1 memory.oom_control ("oom_kill", kernels >= 4.13). For `events` and the
     /// shim's OOM notifications.
     pub fn oom_kill_count(&self) -> Result<u64, Error> {
-        let (dir, file) = match self.path("memory") {
-            Some(d) => (d, "memory.oom_control"),
-            None => match self.unified_path() {
-                Some(d) if fsio::exists(d, "memory.events") => (d, "memory.events"),
-                _ => {
-                    return Err(Error::ControllerMissing {
-                        controller: "memory".into(),
-                    })
-                }
-            },
+        let text = match self.oom_counter()? {
+            OomSource::V1(dir) => fsio::read(dir, "memory.oom_control")?,
+            OomSource::V2(dir) => fsio::read(dir, "memory.events")?,
         };
-        let text = fsio::read(dir, file)?;
         let count = fsio::key_values(&text)
             .find(|(k, _)| *k == "oom_kill")
             .map_or(0, |(_, v)| v);
         Ok(count)
+    }
+
+    /// Where the OOM-kill counter lives, and so also what to watch for OOM notices: the v1
+    /// memory hierarchy when there is one (hybrid hosts included), else cgroup2.
+    pub fn oom_counter(&self) -> Result<OomSource<'_>, Error> {
+        match self.path("memory") {
+            Some(d) => Ok(OomSource::V1(d)),
+            None => match self.unified_path() {
+                Some(d) if fsio::exists(d, "memory.events") => Ok(OomSource::V2(d)),
+                _ => Err(Error::ControllerMissing {
+                    controller: "memory".into(),
+                }),
+            },
+        }
     }
 
     /// Removes every directory, including cgroups the container made below its own. Missing

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_cgroups::CgroupManager;
+use berth_cgroups::{CgroupManager, OomSource};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -91,15 +91,14 @@ enum Source {
 
 impl Source {
     fn open(cgroup: &CgroupManager) -> Result<Source> {
-        // The same choice as `CgroupManager::oom_kill_count`: the v1 memory hierarchy when
-        // there is one (hybrid hosts included), else cgroup2.
-        if let Some(dir) = cgroup.path("memory") {
-            return Source::v1(dir);
+        // Watch the very file the counter is read from.
+        match cgroup
+            .oom_counter()
+            .context("the container has no memory cgroup")?
+        {
+            OomSource::V1(dir) => Source::v1(dir),
+            OomSource::V2(dir) => Source::v2(dir),
         }
-        let dir = cgroup
-            .unified_path()
-            .context("the container has no memory cgroup")?;
-        Source::v2(dir)
     }
 
     fn v1(dir: &Path) -> Result<Source> {
