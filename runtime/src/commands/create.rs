@@ -131,6 +131,8 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         .create(&g.root)
         .with_context(|| format!("create state root {}", g.root.display()))?;
     let dir = state::dir(&g.root, &a.id);
+    // Declared before the guard, which borrows it, so that it outlives the guard's drop.
+    let cgroup: berth_cgroups::CgroupManager;
     match fs::DirBuilder::new().mode(0o711).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -138,19 +140,18 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         }
         Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
     }
+    let mut guard = Cleanup {
+        dir: Some(dir.clone()),
+        pid: None,
+        cgroup: None,
+    };
     let cgroups_path = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let cgroup =
-        match berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
-            }
-        };
+    cgroup = berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup)
+        .with_context(|| format!("cgroup for container {}", a.id))?;
     // A cgroup that already holds processes belongs to another container (the same id
     // under another --root, or a shared cgroupsPath): joining it would let our delete
     // kill theirs, and our failed create remove it.
@@ -160,7 +161,6 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         0
     };
     if in_use > 0 {
-        let _ = fs::remove_dir_all(&dir);
         let where_ = cgroup
             .paths()
             .dirs()
@@ -172,11 +172,6 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             a.id
         );
     }
-    let mut guard = Cleanup {
-        dir: Some(dir.clone()),
-        pid: None,
-        cgroup: None,
-    };
 
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
