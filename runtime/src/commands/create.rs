@@ -394,14 +394,15 @@ fn spawn_via_intermediate(
     parent: &sync::Channel,
     unified: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<Pid> {
-    // Born in the cgroup2 directory, so the init it forks is too.
-    let child = spawn::clone_into_cgroup(nix::sched::CloneFlags::empty(), unified, move || {
-        // Our own handle for the report: `init` (and its channel) moves into the init.
-        let report = match init.chan.try_clone() {
-            Ok(c) => c,
-            Err(_) => return 1,
-        };
-        let r = (|| -> Result<Pid> {
+    // Born in the cgroup2 directory, so the init it forks is too. The report channel is
+    // taken here: `init` (and its channel) moves into the init.
+    let report = init.chan.try_clone()?;
+    spawn::via_intermediate(
+        unified,
+        parent,
+        report,
+        "forking the container init",
+        move || {
             for ns in &plan.join {
                 namespaces::join(ns)?;
             }
@@ -413,20 +414,6 @@ fn spawn_via_intermediate(
                 write_time_offsets(spec)?;
             }
             clone_with(plan.new, move || init.main())
-        })();
-        let msg = match r {
-            Ok(pid) => Msg::Pid(pid.as_raw()),
-            Err(e) => Msg::Error(format!("{e:#}")),
-        };
-        match (report.send(&msg), msg) {
-            (Ok(()), Msg::Pid(_)) => 0,
-            _ => 1,
-        }
-    })?;
-    let got = parent.expect("forking the container init");
-    let _ = nix::sys::wait::waitpid(child, None);
-    match got? {
-        (Msg::Pid(p), _) => Ok(Pid::from_raw(p)),
-        (m, _) => bail!("unexpected message from intermediate process: {m:?}"),
-    }
+        },
+    )
 }
