@@ -131,6 +131,8 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         .create(&g.root)
         .with_context(|| format!("create state root {}", g.root.display()))?;
     let dir = state::dir(&g.root, &a.id);
+    // Declared before the guard, which borrows it, so that it outlives the guard's drop.
+    let cgroup: berth_cgroups::CgroupManager;
     match fs::DirBuilder::new().mode(0o711).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -138,19 +140,18 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         }
         Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
     }
+    let mut guard = Cleanup {
+        dir: Some(dir.clone()),
+        pid: None,
+        cgroup: None,
+    };
     let cgroups_path = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let cgroup =
-        match berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(anyhow::Error::new(e).context(format!("cgroup for container {}", a.id)));
-            }
-        };
+    cgroup = berth_cgroups::CgroupManager::new(cgroups_path.as_deref(), &a.id, g.systemd_cgroup)
+        .with_context(|| format!("cgroup for container {}", a.id))?;
     // A cgroup that already holds processes belongs to another container (the same id
     // under another --root, or a shared cgroupsPath): joining it would let our delete
     // kill theirs, and our failed create remove it.
@@ -160,7 +161,6 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         0
     };
     if in_use > 0 {
-        let _ = fs::remove_dir_all(&dir);
         let where_ = cgroup
             .paths()
             .dirs()
@@ -172,11 +172,6 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
             a.id
         );
     }
-    let mut guard = Cleanup {
-        dir: Some(dir.clone()),
-        pid: None,
-        cgroup: None,
-    };
 
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
@@ -399,14 +394,15 @@ fn spawn_via_intermediate(
     parent: &sync::Channel,
     unified: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<Pid> {
-    // Born in the cgroup2 directory, so the init it forks is too.
-    let child = spawn::clone_into_cgroup(nix::sched::CloneFlags::empty(), unified, move || {
-        // Our own handle for the report: `init` (and its channel) moves into the init.
-        let report = match init.chan.try_clone() {
-            Ok(c) => c,
-            Err(_) => return 1,
-        };
-        let r = (|| -> Result<Pid> {
+    // Born in the cgroup2 directory, so the init it forks is too. The report channel is
+    // taken here: `init` (and its channel) moves into the init.
+    let report = init.chan.try_clone()?;
+    spawn::via_intermediate(
+        unified,
+        parent,
+        report,
+        "forking the container init",
+        move || {
             for ns in &plan.join {
                 namespaces::join(ns)?;
             }
@@ -418,20 +414,6 @@ fn spawn_via_intermediate(
                 write_time_offsets(spec)?;
             }
             clone_with(plan.new, move || init.main())
-        })();
-        let msg = match r {
-            Ok(pid) => Msg::Pid(pid.as_raw()),
-            Err(e) => Msg::Error(format!("{e:#}")),
-        };
-        match (report.send(&msg), msg) {
-            (Ok(()), Msg::Pid(_)) => 0,
-            _ => 1,
-        }
-    })?;
-    let got = parent.expect("forking the container init");
-    let _ = nix::sys::wait::waitpid(child, None);
-    match got? {
-        (Msg::Pid(p), _) => Ok(Pid::from_raw(p)),
-        (m, _) => bail!("unexpected message from intermediate process: {m:?}"),
-    }
+        },
+    )
 }

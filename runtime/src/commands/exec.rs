@@ -7,14 +7,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
-use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::cli::ExecArgs;
 use crate::commands::{create::write_pid_file, foreground, Global};
 use crate::process::console::{self, Tty};
 use crate::process::namespaces::{self, ToJoin};
-use crate::process::spawn::{clone_into_cgroup, clone_with, set_child_subreaper, ChildGuard};
+use crate::process::spawn::{clone_with, set_child_subreaper, via_intermediate, ChildGuard};
 use crate::process::sync::{self, Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
 use crate::process::{caps, setup};
@@ -208,30 +207,20 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     // The intermediate is born in the cgroup2 directory and, still seeing the host's
     // /sys/fs/cgroup, moves itself into the v1 ones; the process it forks inherits both.
     let unified_fd = unified.as_ref().map(|f| f.as_fd());
-    let inter = clone_into_cgroup(CloneFlags::empty(), unified_fd, move || {
-        let report = match ec.chan.try_clone() {
-            Ok(r) => r,
-            Err(_) => return 1,
-        };
-        let r = (|| -> Result<Pid> {
+    let report = ec.chan.try_clone()?;
+    let pid = via_intermediate(
+        unified_fd,
+        &parent,
+        report,
+        "joining the container",
+        move || {
             crate::process::init::join_own_cgroups(&own_paths)?;
             for j in &joins {
                 namespaces::join(j)?;
             }
             clone_with(CloneFlags::empty(), move || ec.main())
-        })();
-        let msg = match r {
-            Ok(p) => Msg::Pid(p.as_raw()),
-            Err(e) => Msg::Error(format!("{e:#}")),
-        };
-        i32::from(report.send(&msg).is_err() || !matches!(msg, Msg::Pid(_)))
-    })?;
-    let got = parent.expect("joining the container");
-    let _ = nix::sys::wait::waitpid(inter, None);
-    let pid = match got? {
-        (Msg::Pid(p), _) => Pid::from_raw(p),
-        (m, _) => bail!("unexpected message {m:?}"),
-    };
+        },
+    )?;
     let mut guard = ChildGuard::new(pid);
     parent.send(&Msg::Go {
         pid: pid.as_raw(),

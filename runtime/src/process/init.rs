@@ -80,10 +80,10 @@ impl Init<'_> {
             join_own_cgroups(&paths)?;
         }
         let spec = self.spec;
-        let linux = spec.linux().clone().unwrap_or_default();
+        let linux = spec.linux().as_ref();
         // A config without a process is valid: the container exists for its hooks and
         // namespaces, and its init leaves once started.
-        let process = spec.process().clone();
+        let process = spec.process().as_ref();
         let has_mount_ns = self
             .plan
             .contains(oci_spec::runtime::LinuxNamespaceType::Mount);
@@ -166,26 +166,31 @@ impl Init<'_> {
             std::env::set_current_dir("/").context("chdir / after chroot")?;
         }
 
-        let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
         if terminal {
             let tty = self
                 .tty
                 .as_ref()
                 .context("process.terminal is true but no --console-socket was given")?;
-            let size = process.as_ref().and_then(|p| p.console_size());
+            let size = process.and_then(|p| p.console_size());
             let pty = tty.open(&self.chan, size)?;
             console::mount_console(&pty.slave_path)?;
             console::become_session_leader_on(&pty.slave)?;
         }
-        sysctl::apply(linux.sysctl().iter().flatten())?;
+        sysctl::apply(
+            linux
+                .and_then(|l| l.sysctl().as_ref())
+                .into_iter()
+                .flatten(),
+        )?;
         if has_mount_ns {
             rootfs::finalize(spec)?;
         }
-        if let Some(p) = linux.personality() {
+        if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
             set_personality(p)?;
         }
 
-        let prepared = match &process {
+        let prepared = match process {
             Some(p) => Some(setup::finish(p, self.seccomp.as_ref(), self.preserve_fds)?),
             None => None,
         };
@@ -208,7 +213,6 @@ impl Init<'_> {
             let mut w = File::from(fd);
             w.write_all(&[0]).context("write exec fifo")?;
             drop(f);
-            let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
             // These paths resolve inside the container: run them through the trampoline too.
             if let Err(e) = hooks::run_all_via(
                 hk.start_container().as_ref(),

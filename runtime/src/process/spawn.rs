@@ -7,6 +7,8 @@ use anyhow::Result;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
+use crate::process::sync::{Channel, Msg};
+
 /// Fork with `flags`; the child runs `child` and exits with its return value.
 pub fn clone_with<F: FnOnce() -> i32>(flags: CloneFlags, child: F) -> Result<Pid> {
     // SAFETY: a NULL stack gives fork semantics (the child continues on a copy of our stack);
@@ -30,6 +32,32 @@ pub fn clone_with<F: FnOnce() -> i32>(flags: CloneFlags, child: F) -> Result<Pid
             unsafe { libc::_exit(code) }
         }
         pid => Ok(Pid::from_raw(pid as i32)),
+    }
+}
+
+/// Fork an intermediate process, born in the cgroup2 directory `cgroup`, that runs `spawn`
+/// (enter namespaces or cgroups the runtime itself must stay out of, then fork the real
+/// child) and reports the child's pid, or why there is none, over `report`, our copy of the
+/// child's end of `parent`. Returns the child's pid once the intermediate is reaped.
+pub fn via_intermediate(
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+    parent: &Channel,
+    report: Channel,
+    what: &str,
+    spawn: impl FnOnce() -> Result<Pid>,
+) -> Result<Pid> {
+    let inter = clone_into_cgroup(CloneFlags::empty(), cgroup, move || {
+        let msg = match spawn() {
+            Ok(pid) => Msg::Pid(pid.as_raw()),
+            Err(e) => Msg::Error(format!("{e:#}")),
+        };
+        i32::from(report.send(&msg).is_err() || !matches!(msg, Msg::Pid(_)))
+    })?;
+    let got = parent.expect(what);
+    let _ = nix::sys::wait::waitpid(inter, None);
+    match got? {
+        (Msg::Pid(p), _) => Ok(Pid::from_raw(p)),
+        (m, _) => anyhow::bail!("unexpected message from intermediate process: {m:?}"),
     }
 }
 

@@ -17,6 +17,7 @@ use super::error::{sys_err, RootfsError};
 use super::mounts::Plan;
 use super::options::statfs_to_ms;
 use super::paths;
+use super::pivot::is_dev_null;
 use super::sys;
 use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
@@ -163,10 +164,7 @@ fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
 fn checked_dev_null() -> Result<OwnedFd, RootfsError> {
     let null = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys_err("open", "/dev/null"))?;
-    let st = fstat(&null).map_err(sys_err("stat", "/dev/null"))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
-        || st.st_rdev != nix::sys::stat::makedev(1, 3)
-    {
+    if !is_dev_null(null.as_fd()) {
         return Err(RootfsError::Invalid(
             "the container's /dev/null is not the null device".into(),
         ));

@@ -100,7 +100,8 @@ pub fn move_into(rootfs: &Path) -> Result<(), RootfsError> {
     chdir("/").map_err(sys_err("chdir", "/"))
 }
 
-fn is_dev_null(fd: BorrowedFd<'_>) -> bool {
+/// A character device 1:3, whatever its name.
+pub(super) fn is_dev_null(fd: BorrowedFd<'_>) -> bool {
     fstat(fd).is_ok_and(|st| {
         SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
             && major(st.st_rdev) == 1

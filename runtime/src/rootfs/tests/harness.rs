@@ -137,6 +137,17 @@ impl Run {
     pub fn assert_ok(&self) {
         assert_eq!(self.status, 0, "container run failed:\n{}", self.output);
     }
+
+    /// The run failed at the step `status` names (see the module doc), saying `expect`.
+    #[track_caller]
+    pub fn assert_failed(&self, status: i32, expect: &str) {
+        assert_eq!(self.status, status, "{}", self.output);
+        assert!(
+            self.output.contains(expect),
+            "expected {expect:?} in:\n{}",
+            self.output
+        );
+    }
 }
 
 /// The whole mountinfo lines (ids, options, propagation) of the host mounts a leak, or a

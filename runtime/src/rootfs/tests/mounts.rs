@@ -291,12 +291,7 @@ fn rootfs_no_pivot_refuses_private_root_propagation() {
         ..Default::default()
     };
     let run = run_in(&fx, &spec, setup, "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(
-        run.output.contains("not safe without pivot_root"),
-        "{}",
-        run.output
-    );
+    run.assert_failed(100, "not safe without pivot_root");
 }
 
 #[test]
@@ -304,13 +299,7 @@ fn rootfs_unknown_root_propagation_is_an_error() {
     let fx = Fixture::new("badprop");
     let spec = make_spec(json!([]), json!({"rootfsPropagation": "sideways"}), false);
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(
-        run.output
-            .contains("rootfsPropagation \"sideways\" is not supported"),
-        "{}",
-        run.output
-    );
+    run.assert_failed(100, "rootfsPropagation \"sideways\" is not supported");
 }
 
 #[test]
@@ -370,12 +359,9 @@ fn rootfs_cgroup_mount_without_the_containers_cgroups_names_the_mount() {
         false,
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(
-        run.output
-            .contains("cgroup mount on /sys/fs/cgroup: the container's cgroups are unknown"),
-        "{}",
-        run.output
+    run.assert_failed(
+        100,
+        "cgroup mount on /sys/fs/cgroup: the container's cgroups are unknown",
     );
 }
 

@@ -160,13 +160,9 @@ fn rootfs_proc_cannot_be_covered() {
         false,
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(
-        run.output.contains(
-            "mount tmpfs to /proc: /proc cannot be mounted because it is not of type proc"
-        ),
-        "{}",
-        run.output
+    run.assert_failed(
+        100,
+        "mount tmpfs to /proc: /proc cannot be mounted because it is not of type proc",
     );
 
     let spec2 = make_spec(
@@ -178,8 +174,7 @@ fn rootfs_proc_cannot_be_covered() {
         false,
     );
     let run = run_in(&fx, &spec2, Setup::default(), "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(run.output.contains("is inside /proc"), "{}", run.output);
+    run.assert_failed(100, "is inside /proc");
 }
 
 #[test]
@@ -191,12 +186,9 @@ fn rootfs_errors_name_the_mount() {
         false,
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(
-        run.output
-            .contains("mount /nonexistent/berth/src to /data: stat /nonexistent/berth/src: ENOENT"),
-        "{}",
-        run.output
+    run.assert_failed(
+        100,
+        "mount /nonexistent/berth/src to /data: stat /nonexistent/berth/src: ENOENT",
     );
     let spec = make_spec(
         json!([{"destination": "/x", "type": "nosuchfs", "source": "none"}]),
@@ -204,12 +196,7 @@ fn rootfs_errors_name_the_mount() {
         false,
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 100, "{}", run.output);
-    assert!(
-        run.output.contains("mount none to /x: mount /x: ENODEV"),
-        "{}",
-        run.output
-    );
+    run.assert_failed(100, "mount none to /x: mount /x: ENODEV");
 
     for (mount, expect) in [
         (
@@ -227,12 +214,7 @@ fn rootfs_errors_name_the_mount() {
     ] {
         let spec = make_spec(json!([mount]), json!({}), false);
         let run = run_in(&fx, &spec, Setup::default(), "true", None);
-        assert_eq!(run.status, 100, "{}", run.output);
-        assert!(
-            run.output.contains(expect),
-            "expected {expect:?} in:\n{}",
-            run.output
-        );
+        run.assert_failed(100, expect);
     }
 }
 
@@ -245,12 +227,9 @@ fn rootfs_relative_masked_path_is_an_error() {
         false,
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 102, "{}", run.output);
-    assert!(
-        run.output
-            .contains("linux.maskedPaths entry \"masked-relpath\" is not an absolute path"),
-        "{}",
-        run.output
+    run.assert_failed(
+        102,
+        "linux.maskedPaths entry \"masked-relpath\" is not an absolute path",
     );
 }
 
@@ -264,11 +243,5 @@ fn rootfs_masked_symlink_loop_is_an_error() {
         false,
     );
     let run = run_in(&fx, &spec, Setup::default(), "true", None);
-    assert_eq!(run.status, 102, "{}", run.output);
-    assert!(
-        run.output
-            .contains("mask /masked-symlink: open /masked-symlink: ELOOP"),
-        "{}",
-        run.output
-    );
+    run.assert_failed(102, "mask /masked-symlink: open /masked-symlink: ELOOP");
 }
