@@ -86,8 +86,9 @@ fn is_v1_option(opt: &str) -> bool {
     ) || opt.starts_with("release_agent=")
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape(field: &str) -> String {
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`). Public for the
+/// runtime's own mountinfo reading (`--no-pivot`).
+pub fn unescape_mountinfo(field: &str) -> String {
     if !field.contains('\\') {
         return field.to_string();
     }
@@ -128,8 +129,8 @@ pub(crate) fn parse_mountinfo(text: &str) -> Result<HostCgroups, Error> {
         if l.len() < 5 {
             continue;
         }
-        let root = PathBuf::from(unescape(l[3]));
-        let mountpoint = PathBuf::from(unescape(l[4]));
+        let root = PathBuf::from(unescape_mountinfo(l[3]));
+        let mountpoint = PathBuf::from(unescape_mountinfo(l[4]));
         if fstype == "cgroup2" {
             // Several cgroup2 mounts can exist (bind mounts); the conventional places win.
             let preferred = mountpoint == Path::new("/sys/fs/cgroup")
@@ -253,8 +254,8 @@ mod tests {
 
     #[test]
     fn unescapes_octal_in_mountpoints() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape(r"/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/a\040b"), "/a b");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
     }
 
     #[test]

@@ -13,7 +13,9 @@ mod manager;
 mod paths;
 mod stats;
 
-pub use detect::{detect, own_cgroups, HostCgroups, Layout, OwnCgroups, UnifiedMount, V1Mount};
+pub use detect::{
+    detect, own_cgroups, unescape_mountinfo, HostCgroups, Layout, OwnCgroups, UnifiedMount, V1Mount,
+};
 pub use device_rules::default_allowed as default_device_rules;
 pub use error::Error;
 pub use freezer::FreezerState;

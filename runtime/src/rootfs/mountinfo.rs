@@ -3,34 +3,14 @@
 
 use std::path::PathBuf;
 
+use berth_cgroups::unescape_mountinfo as unescape;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
     /// The path inside the filesystem that is mounted (field 4).
     pub root: PathBuf,
     pub mount_point: PathBuf,
     pub fs_type: String,
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
