@@ -339,8 +339,7 @@ fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
     });
     let id = env.unique("c");
     let out = run_bundle(&env, &bundle, "c");
-    out.assert_failure();
-    assert!(out.stderr.contains("cpuset"), "{}", out.stderr);
+    out.assert_failure_mentioning("cpuset");
     assert!(cgroups_named(&env.unique("cg")).is_empty(), "cgroup left");
     assert_no_trace(&env, &bundle, &id);
 }

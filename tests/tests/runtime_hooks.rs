@@ -139,8 +139,7 @@ fn failing_prestart_fails_create_and_leaves_nothing() {
         &env,
         &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("prestart"), "{}", out.stderr);
+    out.assert_failure_mentioning("prestart");
     assert!(out.stderr.contains("hook says no"), "{}", out.stderr);
     assert!(!bundle.rootfs().join("ran").exists());
     assert_no_trace(&env, &bundle, &id);
@@ -152,8 +151,7 @@ fn failing_prestart_fails_create_and_leaves_nothing() {
         &env,
         &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("/no/such/hook"), "{}", out.stderr);
+    out.assert_failure_mentioning("/no/such/hook");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -235,8 +233,7 @@ fn failing_create_container_hook_fails_create_and_poststart_only_warns() {
         &env,
         &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("createContainer"), "{}", out.stderr);
+    out.assert_failure_mentioning("createContainer");
     assert_no_trace(&env, &bundle, &id);
 
     // runtime-spec: a poststart failure is logged; the container keeps running.

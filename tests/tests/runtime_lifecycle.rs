@@ -154,8 +154,7 @@ fn kill_with_a_bad_signal_names_it() {
     let id = env.unique("c");
     run_detached(&env, &bundle, &id);
     let out = rt_run(&env, &["kill", &id, "SIGNOPE"]);
-    out.assert_failure();
-    assert!(out.stderr.contains("SIGNOPE"), "{}", out.stderr);
+    out.assert_failure_mentioning("SIGNOPE");
     assert_eq!(state(&env, &id)["status"], "running");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
 }
@@ -202,16 +201,14 @@ fn delete_of_running_needs_force() {
     let id = env.unique("c");
     run_detached(&env, &bundle, &id);
     let out = rt_run(&env, &["delete", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("running"), "{}", out.stderr);
+    out.assert_failure_mentioning("running");
     assert_eq!(state(&env, &id)["status"], "running");
     let pid = init_pid(&env, &id);
     rt_run(&env, &["delete", "--force", &id]).assert_success();
     assert!(pid_gone(pid), "init {pid} survived delete --force");
     assert_no_trace(&env, &bundle, &id);
     let out = rt_run(&env, &["delete", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains(&id), "{}", out.stderr);
+    out.assert_failure_mentioning(&id);
 }
 
 #[test]
@@ -228,8 +225,7 @@ fn delete_of_a_created_container_needs_force_and_never_runs_it() {
     // container that is not stopped is an error with no effect. runc itself
     // deletes a created container; containerd kills first either way.
     let out = rt_run(&env, &["delete", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("created"), "{}", out.stderr);
+    out.assert_failure_mentioning("created");
     assert_eq!(state(&env, &id)["status"], "created");
     rt_run(&env, &["delete", "--force", &id]).assert_success();
     assert!(!bundle.rootfs().join("ran").exists(), "process ran");
@@ -349,8 +345,7 @@ fn two_roots_never_see_each_others_containers() {
     // The same id under the other root would share the default cgroup, so
     // the runtime refuses it rather than let one delete kill the other.
     let out = other_rt(&["run", "--detach", "--bundle", bundle_path, &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("in use"), "{}", out.stderr);
+    out.assert_failure_mentioning("in use");
     let other_id = format!("{id}b");
     other_rt(&["run", "--detach", "--bundle", bundle_path, &other_id]).assert_success();
     let out = other_rt(&["list", "-q"]);
@@ -488,8 +483,7 @@ fn missing_executable_is_named_like_runc() {
     bundle.args(&["no-such-cmd"]);
     let id = env.unique("e");
     let out = run_bundle(&env, &bundle, "e");
-    out.assert_failure();
-    assert!(out.stderr.contains("no-such-cmd"), "{}", out.stderr);
+    out.assert_failure_mentioning("no-such-cmd");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -508,8 +502,7 @@ fn state_of_unknown_container_fails() {
         vec!["ps", id.as_str()],
     ] {
         let out = rt_run(&env, &cmd);
-        out.assert_failure();
-        assert!(out.stderr.contains(&id), "{cmd:?}: {}", out.stderr);
+        out.assert_failure_mentioning(&id);
     }
 }
 
@@ -722,8 +715,7 @@ fn corrupt_state_is_named_and_delete_force_frees_the_id() {
     fs::write(dir.join("state.json"), "{\"id\": \"trunc").unwrap();
 
     let out = rt_run(&env, &["state", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("state.json"), "{}", out.stderr);
+    out.assert_failure_mentioning("state.json");
     let out = rt_run(&env, &["list"]);
     out.assert_success();
     assert!(
@@ -835,8 +827,7 @@ fn assert_force_delete_leaves_nothing(env: &TestEnv, bundle: &Bundle, id: &str) 
     rt_run(env, &["delete", "--force", id]).assert_success();
     assert_no_trace(env, bundle, id);
     let out = rt_run(env, &["state", id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    out.assert_failure_mentioning("does not exist");
     assert!(!rt_run(env, &["list", "-q"]).stdout.contains(id));
 }
 

@@ -112,8 +112,7 @@ fn joins_a_network_namespace_by_path() {
         &env,
         &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("not-a-netns"), "{}", out.stderr);
+    out.assert_failure_mentioning("not-a-netns");
     assert_no_trace(&env, &bundle, &id);
     run(env.command("ip").args(["netns", "del", &name])).assert_success();
 }
@@ -182,8 +181,7 @@ fn user_namespace_with_mappings() {
         &env,
         &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("Mappings"), "{}", out.stderr);
+    out.assert_failure_mentioning("Mappings");
     assert_no_trace(&env, &bundle, &id);
 }
 

@@ -143,8 +143,7 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
     });
     let id = env.unique("c");
     let out = run_bundle(&env, &bundle, "c");
-    out.assert_failure();
-    assert!(out.stderr.contains("SCMP_ACT_BOGUS"), "{}", out.stderr);
+    out.assert_failure_mentioning("SCMP_ACT_BOGUS");
     assert_no_trace(&env, &bundle, &id);
 
     bundle.edit_config(|c| {
@@ -156,8 +155,7 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
     });
     let id = env.unique("d");
     let out = run_bundle(&env, &bundle, "d");
-    out.assert_failure();
-    assert!(out.stderr.contains("SCMP_ARCH_NOPE"), "{}", out.stderr);
+    out.assert_failure_mentioning("SCMP_ARCH_NOPE");
     assert_no_trace(&env, &bundle, &id);
 }
 

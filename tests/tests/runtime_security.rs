@@ -124,8 +124,7 @@ fn bad_mount_and_bad_config_leave_nothing_behind() {
     });
     let id = env.unique("c");
     let out = run_bundle(&env, &bundle, "c");
-    out.assert_failure();
-    assert!(out.stderr.contains("no-such-source"), "{}", out.stderr);
+    out.assert_failure_mentioning("no-such-source");
     assert_no_trace(&env, &bundle, &id);
 
     bundle.edit_config(|c| {
