@@ -252,5 +252,5 @@ fn failing_create_container_hook_fails_create_and_poststart_only_warns() {
     out.assert_success();
     assert!(out.stderr.contains("poststart"), "{}", out.stderr);
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }

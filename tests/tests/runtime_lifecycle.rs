@@ -32,7 +32,7 @@ fn create_blocks_the_process_until_start() {
     rt_run(&env, &["start", &id]).assert_success();
     assert_eq!(wait_file(&marker), "ran\n");
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -64,7 +64,7 @@ fn state_prints_runc_shaped_json() {
     assert!(created.len() >= 20 && created.contains('T'), "{s}");
     assert!(s["owner"].is_string(), "{s}");
     assert_eq!(s["annotations"]["org.berth.test"], "yes", "{s}");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -149,14 +149,11 @@ fn kill_with_a_bad_signal_names_it() {
         return;
     }
     let env = TestEnv::new("rt-badsig");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (_bundle, id) = running_container(&env);
     let out = rt_run(&env, &["kill", &id, "SIGNOPE"]);
     out.assert_failure_mentioning("SIGNOPE");
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -196,15 +193,12 @@ fn delete_of_running_needs_force() {
         return;
     }
     let env = TestEnv::new("rt-delete");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let out = rt_run(&env, &["delete", &id]);
     out.assert_failure_mentioning("running");
     assert_eq!(state(&env, &id)["status"], "running");
     let pid = init_pid(&env, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert!(pid_gone(pid), "init {pid} survived delete --force");
     assert_no_trace(&env, &bundle, &id);
     let out = rt_run(&env, &["delete", &id]);
@@ -227,7 +221,7 @@ fn delete_of_a_created_container_needs_force_and_never_runs_it() {
     let out = rt_run(&env, &["delete", &id]);
     out.assert_failure_mentioning("created");
     assert_eq!(state(&env, &id)["status"], "created");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert!(!bundle.rootfs().join("ran").exists(), "process ran");
     assert!(pid_gone(pid), "init {pid} survived delete");
     assert_no_trace(&env, &bundle, &id);
@@ -292,7 +286,7 @@ fn list_and_ps_show_the_container() {
     );
     assert!(out.stdout.contains("sleep"), "{}", out.stdout);
 
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     let out = rt_run(&env, &["list", "-q"]);
     out.assert_success();
     assert_eq!(out.stdout, "");
@@ -311,10 +305,7 @@ fn two_roots_never_see_each_others_containers() {
         return;
     }
     let env = TestEnv::new("rt-roots");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let other = env.path().join("other-root");
     let other_root = other.to_str().unwrap();
     let out = berth_tests::run(
@@ -354,7 +345,7 @@ fn two_roots_never_see_each_others_containers() {
     assert_eq!(out.stdout.trim(), id);
     other_rt(&["delete", "--force", &other_id]).assert_success();
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 // ---- failure paths: each names the cause and leaves nothing behind ----
@@ -434,10 +425,7 @@ fn duplicate_id_is_refused_and_the_first_survives() {
         return;
     }
     let env = TestEnv::new("rt-dupid");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let pid = init_pid(&env, &id);
     let out = rt_run(
         &env,
@@ -456,7 +444,7 @@ fn duplicate_id_is_refused_and_the_first_survives() {
         !cgroups_named(&id).is_empty(),
         "the first container's cgroup went"
     );
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -520,7 +508,7 @@ fn start_twice_fails() {
     let out = rt_run(&env, &["start", &id]);
     out.assert_failure();
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -655,10 +643,7 @@ fn init_killed_behind_the_runtimes_back_shows_stopped() {
         return;
     }
     let env = TestEnv::new("rt-extkill");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let pid = init_pid(&env, &id);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -693,7 +678,7 @@ fn delete_force_without_a_pid_namespace_kills_every_process() {
         .unwrap();
     assert!(!pid_gone(child));
     // Killing the init alone would leave the child running: delete must not.
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     wait_gone(child, "the container's child");
     assert_no_trace(&env, &bundle, &id);
 }
@@ -708,7 +693,7 @@ fn corrupt_state_is_named_and_delete_force_frees_the_id() {
     bundle.args(&["true"]);
     let id = env.unique("c");
     create(&env, &bundle, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     // A torn state.json, as a crash or a full disk could leave one.
     let dir = env.run().join("runtime").join(&id);
     fs::create_dir_all(&dir).unwrap();
@@ -729,7 +714,7 @@ fn corrupt_state_is_named_and_delete_force_frees_the_id() {
     assert!(!dir.exists());
     // The id is usable again.
     create(&env, &bundle, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -798,7 +783,7 @@ fn create_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
     // Room again: the same id works.
     fs::remove_file(&filler).unwrap();
     create(&env, &bundle, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     nix::mount::umount(&root).unwrap();
 }
 

@@ -394,5 +394,5 @@ fn exec_joins_the_user_and_cgroup_namespaces() {
     );
     out.assert_success();
     assert!(out.stdout.contains("200000"), "{}", out.stdout);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }

@@ -456,13 +456,6 @@ fn terminal_through_the_console_socket() {
 
 // ---- exec ----
 
-fn running_container(env: &TestEnv) -> (Bundle, String) {
-    let bundle = writable_bundle(env, &["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(env, &bundle, &id);
-    (bundle, id)
-}
-
 #[test]
 fn exec_args_env_cwd_user_and_exit_code() {
     if !require_root() {
@@ -502,7 +495,7 @@ fn exec_args_env_cwd_user_and_exit_code() {
 
     let out = rt_run(&env, &["exec", &id, "no-such-cmd"]);
     out.assert_failure_mentioning("no-such-cmd");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -536,7 +529,7 @@ fn exec_from_process_json() {
     fs::write(&path, "{not json").unwrap();
     let out = rt_run(&env, &["exec", "--process", path.to_str().unwrap(), &id]);
     out.assert_failure_mentioning("process.json");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -588,7 +581,7 @@ fn exec_detach_writes_the_pid_file() {
         pids.as_array().unwrap().contains(&json!(host_pid)),
         "{pids}"
     );
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -646,7 +639,7 @@ fn exec_with_a_tty_through_the_console_socket() {
     // A detached exec with a terminal has nowhere to send it without a socket.
     let out = rt_run(&env, &["exec", "--detach", "--tty", &id, "tty"]);
     out.assert_failure_mentioning("console-socket");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -697,7 +690,7 @@ fn exec_inherits_env_cgroup_and_seccomp_and_refuses_a_paused_container() {
     let out = rt_run(&env, &["exec", &id, "true"]);
     out.assert_failure_mentioning("paused");
     rt_run(&env, &["resume", &id]).assert_success();
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -717,7 +710,7 @@ fn foreground_run_and_exec_relay_a_terminal() {
     let out = rt_run(&env, &["exec", "--tty", &id, "sh", "-c", "tty; exit 6"]);
     out.assert_code(6);
     assert!(out.stdout.starts_with("/dev/pts/"), "{:?}", out.stdout);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -769,7 +762,7 @@ fn exec_cap_adds_a_capability() {
     };
     assert_eq!(eff(&base) & (1 << 13), 0);
     assert_eq!(eff(&with), eff(&base) | (1 << 13));
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -801,5 +794,5 @@ fn a_failed_exec_leaves_no_process_in_the_container() {
         let pids: Vec<i32> = serde_json::from_str(&ps.stdout).unwrap_or_default();
         pids == vec![init]
     });
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }

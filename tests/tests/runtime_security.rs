@@ -48,7 +48,7 @@ fn the_container_process_never_runs_the_host_binary() {
         );
         exe.ends_with("bin/busybox")
     });
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 /// Bind-mounts a directory onto `/link`, a symlink in the image pointing at

@@ -67,6 +67,22 @@ pub fn run_detached(env: &TestEnv, bundle: &Bundle, id: &str) {
     rt_run(env, &["run", "--detach", "--bundle", bundle_path, id]).assert_success();
 }
 
+/// A container left running `sleep 1000` (writable rootfs, for execs that write) under a
+/// fresh id.
+#[track_caller]
+pub fn running_container(env: &TestEnv) -> (Bundle, String) {
+    let bundle = writable_bundle(env, &["sleep", "1000"]);
+    let id = env.unique("c");
+    run_detached(env, &bundle, &id);
+    (bundle, id)
+}
+
+/// `delete --force`, which must succeed.
+#[track_caller]
+pub fn force_delete(env: &TestEnv, id: &str) {
+    rt_run(env, &["delete", "--force", id]).assert_success();
+}
+
 /// The `state` JSON of a container.
 #[track_caller]
 pub fn state(env: &TestEnv, id: &str) -> Value {
