@@ -352,10 +352,7 @@ fn two_roots_never_see_each_others_containers() {
 
 #[track_caller]
 fn create_fails(env: &TestEnv, bundle: &Bundle, id: &str, expect_in_error: &[&str]) {
-    let out = rt_run(
-        env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), id],
-    );
+    let out = try_create(env, bundle, id);
     out.assert_failure();
     for e in expect_in_error {
         assert!(out.stderr.contains(e), "error lacks {e:?}: {}", out.stderr);
@@ -403,10 +400,7 @@ fn bad_ids_are_refused() {
     let env = TestEnv::new("rt-badid");
     let bundle = Bundle::busybox(&env);
     for id in ["../escape", "a/b", "", ".."] {
-        let out = rt_run(
-            &env,
-            &["create", "--bundle", bundle.path().to_str().unwrap(), id],
-        );
+        let out = try_create(&env, &bundle, id);
         out.assert_failure();
         assert!(
             out.stderr.to_lowercase().contains("id"),
@@ -427,10 +421,7 @@ fn duplicate_id_is_refused_and_the_first_survives() {
     let env = TestEnv::new("rt-dupid");
     let (bundle, id) = running_container(&env);
     let pid = init_pid(&env, &id);
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains(&id) && out.stderr.contains("exists"),
@@ -734,10 +725,7 @@ fn init_killed_during_create_fails_create_naming_the_container_and_leaves_nothin
         }]})
     });
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains(&id) && out.stderr.contains("init exited"),
@@ -769,10 +757,7 @@ fn create_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
     let filler = root.join("filler");
     let _ = fs::write(&filler, vec![0u8; 64 * 1024]);
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains("state.json") && out.stderr.contains("No space left"),

@@ -53,11 +53,16 @@ pub fn sh_in(env: &TestEnv, script: &str, edit: impl FnOnce(&mut Value)) -> Stri
     out.stdout
 }
 
+/// Runs `create` and returns its output, for creates that must fail.
+pub fn try_create(env: &TestEnv, bundle: &Bundle, id: &str) -> Output {
+    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
+    rt_run(env, &["create", "--bundle", bundle_path, id])
+}
+
 /// `create` then nothing else: the container is left `created`.
 #[track_caller]
 pub fn create(env: &TestEnv, bundle: &Bundle, id: &str) {
-    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
-    rt_run(env, &["create", "--bundle", bundle_path, id]).assert_success();
+    try_create(env, bundle, id).assert_success();
 }
 
 /// `run --detach`: the container is left running.
