@@ -478,22 +478,9 @@ fn every_way_in_lands_in_the_containers_cgroups() {
     run(env.command("ip").args(["netns", "del", &netns])).assert_success();
 
     // An exec into a container with a user namespace.
-    let bundle = writable_bundle(&env, &["sleep", "60"]);
-    run(std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(bundle.rootfs()))
-    .assert_success();
+    let bundle = userns_bundle(&env, &["sleep", "60"]);
     let cg = format!("/{}", env.unique("userns"));
-    bundle.edit_config(|c| {
-        c["linux"]["cgroupsPath"] = json!(cg);
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        let m = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["uidMappings"] = m.clone();
-        c["linux"]["gidMappings"] = m;
-    });
+    bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
     let id = env.unique("userns");
     create(&env, &bundle, &id);
     rt_run(&env, &["start", &id]).assert_success();

@@ -123,7 +123,7 @@ fn user_namespace_with_mappings() {
         return;
     }
     let env = TestEnv::new("rt-userns");
-    let bundle = writable_bundle(
+    let bundle = userns_bundle(
         &env,
         &[
             "sh",
@@ -133,15 +133,7 @@ fn user_namespace_with_mappings() {
         ],
     );
     let cgroup = format!("/{}", env.unique("userns-cg"));
-    // The rootfs must be owned by the mapped root to be usable.
-    run(std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(bundle.rootfs()))
-    .assert_success();
     bundle.edit_config(|c| {
-        with_ns(c, json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["cgroupsPath"] = json!(cgroup);
         // sysfs cannot be mounted in a user namespace without its own netns
         // only when the netns is the host's; keep the default netns.
@@ -193,16 +185,7 @@ fn user_namespace_container_with_its_state_behind_a_private_directory() {
     // containerd, podman and Docker keep runtime state under root-only directories; the
     // container's root (host uid 100000) may not pass them, yet create/start must work.
     let env = TestEnv::new("rt-userns-private");
-    let bundle = writable_bundle(&env, &["sh", "-c", "id -u > /started"]);
-    run(std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(bundle.rootfs()))
-    .assert_success();
-    bundle.edit_config(|c| {
-        with_ns(c, json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    });
+    let bundle = userns_bundle(&env, &["sh", "-c", "id -u > /started"]);
     let private = env.path().join("private");
     fs::create_dir(&private).unwrap();
     fs::set_permissions(

@@ -35,6 +35,31 @@ pub fn writable_bundle(env: &TestEnv, args: &[&str]) -> Bundle {
     bundle
 }
 
+/// Host uid and gid that container root maps to in [`userns_bundle`].
+pub const USERNS_HOST_ID: u32 = 100_000;
+
+/// A [`writable_bundle`] in its own user namespace, container ids 0..65536 mapped to host
+/// ids from [`USERNS_HOST_ID`], and its rootfs owned by the mapped root so that it is usable.
+#[track_caller]
+pub fn userns_bundle(env: &TestEnv, args: &[&str]) -> Bundle {
+    let bundle = writable_bundle(env, args);
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{USERNS_HOST_ID}:{USERNS_HOST_ID}"))
+        .arg(bundle.rootfs()))
+    .assert_success();
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces array")
+            .push(serde_json::json!({"type": "user"}));
+        let m = serde_json::json!([{"containerID": 0, "hostID": USERNS_HOST_ID, "size": 65536}]);
+        c["linux"]["uidMappings"] = m.clone();
+        c["linux"]["gidMappings"] = m;
+    });
+    bundle
+}
+
 /// Runs the bundle in the foreground under a fresh id and returns the output.
 pub fn run_bundle(env: &TestEnv, bundle: &Bundle, name: &str) -> Output {
     let id = env.unique(name);
