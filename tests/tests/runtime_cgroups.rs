@@ -338,7 +338,7 @@ fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
         c["linux"]["resources"]["cpu"] = json!({"cpus": "999"});
     });
     let id = env.unique("c");
-    let out = run_bundle(&env, &bundle, "c");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("cpuset");
     assert!(cgroups_named(&env.unique("cg")).is_empty(), "cgroup left");
     assert_no_trace(&env, &bundle, &id);

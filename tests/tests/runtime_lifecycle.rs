@@ -103,11 +103,7 @@ fn foreground_run_removes_the_container() {
     let bundle = Bundle::busybox(&env);
     bundle.args(&["true"]);
     let id = env.unique("c");
-    rt_run(
-        &env,
-        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
-    )
-    .assert_success();
+    run_as(&env, &bundle, &id).assert_success();
     assert_no_trace(&env, &bundle, &id);
     rt_run(&env, &["state", &id]).assert_failure();
 }
@@ -451,7 +447,7 @@ fn missing_executable_is_named_like_runc() {
     // `run` fails the same way.
     bundle.args(&["no-such-cmd"]);
     let id = env.unique("e");
-    let out = run_bundle(&env, &bundle, "e");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("no-such-cmd");
     assert_no_trace(&env, &bundle, &id);
 }

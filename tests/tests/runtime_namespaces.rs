@@ -108,10 +108,7 @@ fn joins_a_network_namespace_by_path() {
         with_ns(c, json!({"type": "network", "path": b}));
     });
     let id = env.unique("bad");
-    let out = rt_run(
-        &env,
-        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("not-a-netns");
     assert_no_trace(&env, &bundle, &id);
     run(env.command("ip").args(["netns", "del", &name])).assert_success();
@@ -169,10 +166,7 @@ fn user_namespace_with_mappings() {
     let bundle = Bundle::busybox(&env);
     bundle.edit_config(|c| with_ns(c, json!({"type": "user"})));
     let id = env.unique("nouserns");
-    let out = rt_run(
-        &env,
-        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("Mappings");
     assert_no_trace(&env, &bundle, &id);
 }

@@ -142,7 +142,7 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
             allow_all_but(json!([{"names": ["mkdir"], "action": "SCMP_ACT_BOGUS"}]))
     });
     let id = env.unique("c");
-    let out = run_bundle(&env, &bundle, "c");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("SCMP_ACT_BOGUS");
     assert_no_trace(&env, &bundle, &id);
 
@@ -154,7 +154,7 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
         })
     });
     let id = env.unique("d");
-    let out = run_bundle(&env, &bundle, "d");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("SCMP_ARCH_NOPE");
     assert_no_trace(&env, &bundle, &id);
 }

@@ -60,11 +60,15 @@ pub fn userns_bundle(env: &TestEnv, args: &[&str]) -> Bundle {
     bundle
 }
 
-/// Runs the bundle in the foreground under a fresh id and returns the output.
-pub fn run_bundle(env: &TestEnv, bundle: &Bundle, name: &str) -> Output {
-    let id = env.unique(name);
+/// Runs the bundle in the foreground as `id` and returns the output.
+pub fn run_as(env: &TestEnv, bundle: &Bundle, id: &str) -> Output {
     let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
-    rt_run(env, &["run", "--bundle", bundle_path, &id])
+    rt_run(env, &["run", "--bundle", bundle_path, id])
+}
+
+/// Runs the bundle in the foreground as `env.unique(name)` and returns the output.
+pub fn run_bundle(env: &TestEnv, bundle: &Bundle, name: &str) -> Output {
+    run_as(env, bundle, &env.unique(name))
 }
 
 /// Runs `sh -c script` in a fresh busybox container (after `edit` changes the
