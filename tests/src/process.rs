@@ -81,6 +81,19 @@ impl Output {
         self
     }
 
+    /// Panics unless the command ran to the end, exited non-zero and said `needle` on
+    /// stderr: a refusal must name what it refused.
+    #[track_caller]
+    pub fn assert_failure_mentioning(&self, needle: &str) -> &Self {
+        self.assert_failure();
+        assert!(
+            self.stderr.contains(needle),
+            "{}",
+            self.report(&format!("an error mentioning {needle:?}"))
+        );
+        self
+    }
+
     /// Panics unless the command exited with `code`.
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {

@@ -239,12 +239,7 @@ fn build_fails_clearly_without_busybox() {
         .command(script("build.sh"))
         .env("BERTH_FIXTURES", env.path().join("fixtures"))
         .env("BERTH_BUSYBOX", "/nonexistent/busybox"));
-    out.assert_failure();
-    assert!(
-        out.stderr.contains("/nonexistent/busybox: missing"),
-        "{}",
-        out.stderr
-    );
+    out.assert_failure_mentioning("/nonexistent/busybox: missing");
 }
 
 #[test]
@@ -265,8 +260,7 @@ fn registry_serves_the_pushed_busybox_image() {
 
     // Starting a second one on the same dir is refused.
     let again = run(env.command(script("registry.sh")).arg("start").arg(&dir));
-    again.assert_failure();
-    assert!(again.stderr.contains("already running"), "{}", again.stderr);
+    again.assert_failure_mentioning("already running");
 
     let catalog = run(Command::new("curl")
         .arg("-fsS")
@@ -314,12 +308,7 @@ fn registry_serves_the_pushed_busybox_image() {
     gone.assert_failure();
 
     let stop_again = run(env.command(script("registry.sh")).arg("stop").arg(&dir));
-    stop_again.assert_failure();
-    assert!(
-        stop_again.stderr.contains("no registry started there"),
-        "{}",
-        stop_again.stderr
-    );
+    stop_again.assert_failure_mentioning("no registry started there");
 }
 
 /// Docker's default capability set, which nginx needs to drop privileges.

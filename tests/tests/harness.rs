@@ -268,6 +268,41 @@ fn cleanup_runs_on_panic() {
     }
 }
 
+/// Starts `bundle` detached under runc as `id`, then panics out of the env (see
+/// [`panic_inside_env`]) with what it left and the container init's host pid.
+fn leave_runc_container_running(env: &TestEnv, bundle: &Bundle, id: &str) -> ! {
+    run(env
+        .oci_runtime("runc")
+        .args(["run", "-d", "--bundle"])
+        .arg(bundle.path())
+        .arg(id))
+    .assert_success();
+    let state = run(env.oci_runtime("runc").args(["state", id]));
+    state.assert_success();
+    let pid = serde_json::from_str::<Value>(&state.stdout)
+        .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
+        .as_i64()
+        .expect("state has a pid");
+    panic::panic_any((
+        Left {
+            prefix: env.prefix().to_string(),
+            dir: env.path().to_path_buf(),
+            children: Vec::new(),
+        },
+        pid as i32,
+    ));
+}
+
+/// Asserts the container init `pid` is gone (or a zombie its reaper has yet to collect).
+#[track_caller]
+fn assert_init_gone(pid: i32) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z"),
+        "container init {pid} still running: {stat}"
+    );
+}
+
 #[test]
 fn cleanup_kills_a_detached_container_left_running() {
     if !require_root() || !berth_tests::require_cmds(&["runc"]) {
@@ -276,33 +311,9 @@ fn cleanup_kills_a_detached_container_left_running() {
     let (left, pid): (Left, i32) = panic_inside_env(|env| {
         let bundle = Bundle::busybox(env);
         bundle.args(&["sleep", "1000"]);
-        let id = env.unique("detached");
-        run(env
-            .oci_runtime("runc")
-            .args(["run", "-d", "--bundle"])
-            .arg(bundle.path())
-            .arg(&id))
-        .assert_success();
-        let state = run(env.oci_runtime("runc").args(["state", &id]));
-        state.assert_success();
-        let pid = serde_json::from_str::<Value>(&state.stdout)
-            .unwrap_or_else(|e| panic!("state is not JSON ({e}): {:?}", state.stdout))["pid"]
-            .as_i64()
-            .expect("state has a pid");
-        panic::panic_any((
-            Left {
-                prefix: env.prefix().to_string(),
-                dir: env.path().to_path_buf(),
-                children: Vec::new(),
-            },
-            pid as i32,
-        ));
+        leave_runc_container_running(env, &bundle, &env.unique("detached"));
     });
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty() || stat.contains(") Z"),
-        "container init {pid} still running: {stat}"
-    );
+    assert_init_gone(pid);
     assert!(!left.dir.exists(), "{} still exists", left.dir.display());
     for root in CGROUP_ROOTS {
         let leftovers: Vec<_> = fs::read_dir(root)
@@ -320,7 +331,7 @@ fn cleanup_kills_a_detached_container_left_running() {
 
 #[test]
 fn cleanup_removes_the_cgroup_of_a_container_named_by_someone_else() {
-    if !require_root() || !has_cmd("runc") {
+    if !require_root() || !berth_tests::require_cmds(&["runc"]) {
         return;
     }
     // Like dockerd's /docker/<id>: a cgroup path without the test's prefix.
@@ -330,32 +341,9 @@ fn cleanup_removes_the_cgroup_of_a_container_named_by_someone_else() {
         let bundle = Bundle::busybox(env);
         bundle.args(&["sleep", "1000"]);
         bundle.edit_config(|c| c["linux"]["cgroupsPath"] = Value::from(cgroups_path));
-        let id = env.unique("foreign");
-        run(env
-            .oci_runtime("runc")
-            .args(["run", "-d", "--bundle"])
-            .arg(bundle.path())
-            .arg(&id))
-        .assert_success();
-        let state = run(env.oci_runtime("runc").args(["state", &id]));
-        state.assert_success();
-        let pid = serde_json::from_str::<Value>(&state.stdout).unwrap()["pid"]
-            .as_i64()
-            .unwrap();
-        panic::panic_any((
-            Left {
-                prefix: env.prefix().to_string(),
-                dir: env.path().to_path_buf(),
-                children: Vec::new(),
-            },
-            pid as i32,
-        ));
+        leave_runc_container_running(env, &bundle, &env.unique("foreign"));
     });
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty() || stat.contains(") Z"),
-        "container init {pid} still running: {stat}"
-    );
+    assert_init_gone(pid);
     assert!(!left.dir.exists());
     for root in CGROUP_ROOTS {
         let cg = PathBuf::from(root).join(&cgroup);

@@ -87,7 +87,7 @@ fn limits_show_in_the_hosts_cgroup_files() {
     }
     assert_eq!(cg_read("cpuset", &cg, "cpuset.cpus", "cpuset.cpus"), "0");
 
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert!(
         cgroups_named(&env.unique("cg")).is_empty(),
         "cgroup left after delete"
@@ -192,7 +192,7 @@ fn update_changes_limits_of_a_running_container() {
     assert_eq!(cg_read("pids", &cg, "pids.max", "pids.max"), "77");
     let out = rt_run(&env, &["update", "--pids-limit", "5", &env.unique("ghost")]);
     out.assert_failure();
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -248,7 +248,7 @@ fn pause_freezes_and_resume_thaws() {
 
     // delete --force of a paused container works too.
     rt_run(&env, &["pause", &id]).assert_success();
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -278,7 +278,7 @@ fn events_stats_prints_runc_shaped_json() {
     );
     assert_eq!(data["memory"]["usage"]["limit"], 64 * MIB, "{ev}");
     assert!(data["cpu"]["usage"]["total"].as_u64().is_some(), "{ev}");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     let out = rt_run(&env, &["events", "--stats", &id]);
     out.assert_failure();
 }
@@ -319,7 +319,7 @@ fn relative_cgroups_path_is_below_the_runtimes_cgroup() {
         .unwrap();
     let pids_path = pids_line.rsplit_once(':').unwrap().1;
     assert_eq!(cg_read("pids", pids_path, "pids.max", "pids.max"), "33");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     // The container's own cgroup goes; its parent may be shared (like a pod's)
     // and stays, as with runc.
     assert!(!cg_dir("pids", pids_path).exists(), "{pids_path} left");
@@ -338,9 +338,8 @@ fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
         c["linux"]["resources"]["cpu"] = json!({"cpus": "999"});
     });
     let id = env.unique("c");
-    let out = run_bundle(&env, &bundle, "c");
-    out.assert_failure();
-    assert!(out.stderr.contains("cpuset"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("cpuset");
     assert!(cgroups_named(&env.unique("cg")).is_empty(), "cgroup left");
     assert_no_trace(&env, &bundle, &id);
 }
@@ -408,7 +407,7 @@ fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
     let out = rt_run(&env, &["events", "--stats", &id]);
     let ev: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert!(ev["data"]["hugetlb"]["2MB"].is_object(), "{ev}");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -442,7 +441,7 @@ fn update_blkio_weight_where_the_host_has_one() {
             );
         }
     }
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 /// Assert every controller line of a `/proc/<pid>/cgroup` text names `cg`.
@@ -479,29 +478,16 @@ fn every_way_in_lands_in_the_containers_cgroups() {
     run(env.command("ip").args(["netns", "del", &netns])).assert_success();
 
     // An exec into a container with a user namespace.
-    let bundle = writable_bundle(&env, &["sleep", "60"]);
-    run(std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(bundle.rootfs()))
-    .assert_success();
+    let bundle = userns_bundle(&env, &["sleep", "60"]);
     let cg = format!("/{}", env.unique("userns"));
-    bundle.edit_config(|c| {
-        c["linux"]["cgroupsPath"] = json!(cg);
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        let m = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["uidMappings"] = m.clone();
-        c["linux"]["gidMappings"] = m;
-    });
+    bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
     let id = env.unique("userns");
     create(&env, &bundle, &id);
     rt_run(&env, &["start", &id]).assert_success();
     let out = rt_run(&env, &["exec", &id, "cat", "/proc/self/cgroup"]);
     out.assert_success();
     assert_in_cgroup(&out.stdout, &cg);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 /// The seccomp filter Docker's default profile amounts to for clone3: ENOSYS, so that

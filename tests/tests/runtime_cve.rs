@@ -36,15 +36,15 @@ fn evil_bundle(env: &TestEnv) -> Bundle {
     bundle
 }
 
+/// The binary's digest; a failed sha256sum panics, since two empty digests would compare equal.
+#[track_caller]
 fn sha256(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
+    let out = run(std::process::Command::new("sha256sum").arg(path));
+    out.assert_success();
+    out.stdout
         .split_whitespace()
         .next()
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("sha256sum {}: no digest", path.display()))
         .to_string()
 }
 
@@ -100,7 +100,9 @@ fn foreground_run_of_a_proc_self_exe_script_does_not_run_the_runtime() {
         Duration::from_secs(2),
     );
     // The host binary would answer its command line (a usage error); the trampoline only
-    // ever re-runs the container's own script.
+    // ever re-runs the container's own script, so the run is still going when killed. A run
+    // that ended on its own failed for some other reason and proved nothing.
+    assert!(out.timed_out, "{out:?}");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(
         !all.contains("Usage") && !all.contains("berth-runtime version"),

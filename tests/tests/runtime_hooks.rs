@@ -135,12 +135,8 @@ fn failing_prestart_fails_create_and_leaves_nothing() {
         }]})
     });
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
-    out.assert_failure();
-    assert!(out.stderr.contains("prestart"), "{}", out.stderr);
+    let out = try_create(&env, &bundle, &id);
+    out.assert_failure_mentioning("prestart");
     assert!(out.stderr.contains("hook says no"), "{}", out.stderr);
     assert!(!bundle.rootfs().join("ran").exists());
     assert_no_trace(&env, &bundle, &id);
@@ -148,12 +144,8 @@ fn failing_prestart_fails_create_and_leaves_nothing() {
     // A hook binary that does not exist is named.
     bundle.edit_config(|c| c["hooks"] = json!({"createRuntime": [{"path": "/no/such/hook"}]}));
     let id = env.unique("d");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
-    out.assert_failure();
-    assert!(out.stderr.contains("/no/such/hook"), "{}", out.stderr);
+    let out = try_create(&env, &bundle, &id);
+    out.assert_failure_mentioning("/no/such/hook");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -174,10 +166,7 @@ fn hook_timeout_kills_it_and_fails_create() {
         }]})
     });
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains("createRuntime") && out.stderr.contains("timed out"),
@@ -231,12 +220,8 @@ fn failing_create_container_hook_fails_create_and_poststart_only_warns() {
     let bundle = writable_bundle(&env, &["sleep", "1000"]);
     bundle.edit_config(|c| c["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]}));
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
-    out.assert_failure();
-    assert!(out.stderr.contains("createContainer"), "{}", out.stderr);
+    let out = try_create(&env, &bundle, &id);
+    out.assert_failure_mentioning("createContainer");
     assert_no_trace(&env, &bundle, &id);
 
     // runtime-spec: a poststart failure is logged; the container keeps running.
@@ -255,5 +240,5 @@ fn failing_create_container_hook_fails_create_and_poststart_only_warns() {
     out.assert_success();
     assert!(out.stderr.contains("poststart"), "{}", out.stderr);
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }

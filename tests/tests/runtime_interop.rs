@@ -90,6 +90,90 @@ fn assert_reports_missing_command(out: &Output, what: &str) {
     );
 }
 
+/// A docker-compatible CLI, docker or podman, for the steps both tests walk the same way:
+/// the two take the same arguments for exec, inspect, pause, restart, stop and rm.
+struct DockerCli<'a> {
+    /// "docker" or "podman", for messages.
+    tool: &'a str,
+    command: &'a dyn Fn() -> Command,
+    /// Where the tool's shim keeps berth-runtime's state.
+    runtime_root: PathBuf,
+}
+
+impl DockerCli<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        run((self.command)().args(args))
+    }
+
+    #[track_caller]
+    fn inspect(&self, name: &str, format: &str) -> String {
+        let out = self.run(&["inspect", "-f", format, name]);
+        out.assert_success();
+        out.stdout.trim().to_string()
+    }
+
+    /// exec's user, env and cwd reach the process, which shares the container's pid
+    /// namespace, and its exit status comes back.
+    #[track_caller]
+    fn assert_exec_options_and_status(&self, name: &str) {
+        let out = self.run(&[
+            "exec",
+            "-u",
+            "nobody",
+            "-e",
+            "GREETING=exec-ok",
+            "-w",
+            "/tmp",
+            name,
+            "sh",
+            "-c",
+            "echo $GREETING $(id -u) $PWD; cat /proc/1/comm",
+        ]);
+        out.assert_success();
+        assert_eq!(out.stdout, "exec-ok 65534 /tmp\nsleep\n");
+        self.run(&["exec", name, "sh", "-c", "exit 4"])
+            .assert_code(4);
+    }
+
+    /// exec -t gets a pty; pause and unpause reach the runtime.
+    #[track_caller]
+    fn assert_exec_tty_pause_unpause(&self, name: &str) {
+        let out = self.run(&["exec", "-t", name, "tty"]);
+        out.assert_success();
+        assert!(
+            out.stdout.starts_with("/dev/pts/"),
+            "exec -t: {}",
+            out.stdout
+        );
+        self.run(&["pause", name]).assert_success();
+        assert_eq!(self.inspect(name, "{{.State.Status}}"), "paused");
+        self.run(&["unpause", name]).assert_success();
+        assert_eq!(self.inspect(name, "{{.State.Status}}"), "running");
+    }
+
+    /// restart is a delete and a new create/start under the same id; stop ends in SIGKILL
+    /// (137) since sleep as pid 1 ignores SIGTERM; rm reaches the runtime's delete.
+    #[track_caller]
+    fn assert_restart_stop_rm(&self, name: &str, id: &str) {
+        let first_pid = runtime_pid(&self.runtime_root, id);
+        self.run(&["restart", "-t", "0", name]).assert_success();
+        assert_eq!(self.inspect(name, "{{.State.Status}}"), "running");
+        assert_running_under_berth(&self.runtime_root, id);
+        assert_ne!(runtime_pid(&self.runtime_root, id), first_pid);
+
+        self.run(&["stop", "-t", "1", name]).assert_success();
+        assert_eq!(
+            self.inspect(name, "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 137"
+        );
+        self.run(&["rm", name]).assert_success();
+        assert_gone_from_berth(&self.runtime_root, id);
+        let out = self.run(&["ps", "-aq"]);
+        out.assert_success();
+        assert_eq!(out.stdout.trim(), "", "containers left in {}", self.tool);
+    }
+}
+
 /// A daemon started for one test. Dropping it (also while a failed test
 /// unwinds) stops it with SIGTERM, then SIGKILL; the test env's clean-up
 /// later kills anything it forked, since all of it carries the env's marker.
@@ -511,47 +595,21 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
     let id = out.stdout.trim().to_string();
     assert_running_under_berth(&dockerd.runtime_root(), &id);
 
-    let out = run(dockerd.docker(&env).args([
-        "exec",
-        "-u",
-        "nobody",
-        "-e",
-        "GREETING=exec-ok",
-        "-w",
-        "/tmp",
-        &name,
-        "sh",
-        "-c",
-        "echo $GREETING $(id -u) $PWD; cat /proc/1/comm",
-    ]));
-    out.assert_success();
-    assert_eq!(out.stdout, "exec-ok 65534 /tmp\nsleep\n");
-    run(dockerd
-        .docker(&env)
-        .args(["exec", &name, "sh", "-c", "exit 4"]))
-    .assert_code(4);
+    let docker = DockerCli {
+        tool: "dockerd",
+        command: &|| dockerd.docker(&env),
+        runtime_root: dockerd.runtime_root(),
+    };
+    docker.assert_exec_options_and_status(&name);
     // Docker reports an exec whose command cannot be started as 126.
-    let out = run(dockerd
-        .docker(&env)
-        .args(["exec", &name, "berth-no-such-cmd"]));
+    let out = docker.run(&["exec", &name, "berth-no-such-cmd"]);
     out.assert_code(126);
     assert_reports_missing_command(&out, "docker exec of a missing command");
 
-    let inspect = |format: &str| {
-        let out = run(dockerd.docker(&env).args(["inspect", "-f", format, &name]));
-        out.assert_success();
-        out.stdout.trim().to_string()
-    };
-    let out = run(dockerd.docker(&env).args(["exec", "-t", &name, "tty"]));
-    out.assert_success();
-    assert!(
-        out.stdout.starts_with("/dev/pts/"),
-        "exec -t: {}",
-        out.stdout
-    );
+    docker.assert_exec_tty_pause_unpause(&name);
 
     // top lists the container's processes (the runtime's `ps`).
-    let out = run(dockerd.docker(&env).args(["top", &name]));
+    let out = docker.run(&["top", &name]);
     out.assert_success();
     assert!(
         out.stdout.contains("sleep 1000"),
@@ -559,48 +617,21 @@ fn dockerd_runs_execs_stops_and_removes_with_berth_runtime() {
         out.stdout
     );
 
-    run(dockerd.docker(&env).args(["pause", &name])).assert_success();
-    assert_eq!(inspect("{{.State.Status}}"), "paused");
-    run(dockerd.docker(&env).args(["unpause", &name])).assert_success();
-    assert_eq!(inspect("{{.State.Status}}"), "running");
-
     // update: new limits reach the running container's cgroup (v1 or v2).
-    run(dockerd
-        .docker(&env)
-        .args(["update", "--memory", "128m", "--memory-swap", "256m", &name]))
-    .assert_success();
-    let out = run(dockerd.docker(&env).args([
+    docker
+        .run(&["update", "--memory", "128m", "--memory-swap", "256m", &name])
+        .assert_success();
+    let out = docker.run(&[
         "exec",
         &name,
         "sh",
         "-c",
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
-    ]));
+    ]);
     out.assert_success();
     assert_eq!(out.stdout.trim(), "134217728");
 
-    // restart: delete and a new create/start under the same id.
-    let first_pid = runtime_pid(&dockerd.runtime_root(), &id);
-    run(dockerd.docker(&env).args(["restart", "-t", "0", &name])).assert_success();
-    assert_eq!(inspect("{{.State.Status}}"), "running");
-    assert_running_under_berth(&dockerd.runtime_root(), &id);
-    assert_ne!(runtime_pid(&dockerd.runtime_root(), &id), first_pid);
-
-    // sleep as pid 1 ignores SIGTERM, so stop ends in SIGKILL: 137.
-    run(dockerd.docker(&env).args(["stop", "-t", "1", &name])).assert_success();
-    let out = run(dockerd.docker(&env).args([
-        "inspect",
-        "-f",
-        "{{.State.Status}} {{.State.ExitCode}}",
-        &name,
-    ]));
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), "exited 137");
-    run(dockerd.docker(&env).args(["rm", &name])).assert_success();
-    assert_gone_from_berth(&dockerd.runtime_root(), &id);
-    let out = run(dockerd.docker(&env).args(["ps", "-aq"]));
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), "", "containers left in dockerd");
+    docker.assert_restart_stop_rm(&name, &id);
 }
 
 #[test]
@@ -854,64 +885,15 @@ fn podman_runs_execs_stops_and_removes_with_berth_runtime() {
     podman.created.push(id.clone());
     assert_running_under_berth(&podman.runtime_root(), &id);
 
-    let out = run(podman.podman(&env).args([
-        "exec",
-        "-u",
-        "nobody",
-        "-e",
-        "GREETING=exec-ok",
-        "-w",
-        "/tmp",
-        &name,
-        "sh",
-        "-c",
-        "echo $GREETING $(id -u) $PWD; cat /proc/1/comm",
-    ]));
-    out.assert_success();
-    assert_eq!(out.stdout, "exec-ok 65534 /tmp\nsleep\n");
-    run(podman
-        .podman(&env)
-        .args(["exec", &name, "sh", "-c", "exit 4"]))
-    .assert_code(4);
-    run(podman
-        .podman(&env)
-        .args(["exec", &name, "berth-no-such-cmd"]))
-    .assert_code(127);
-
-    let inspect = |format: &str| {
-        let out = run(podman.podman(&env).args(["inspect", "-f", format, &name]));
-        out.assert_success();
-        out.stdout.trim().to_string()
+    let cli = DockerCli {
+        tool: "podman",
+        command: &|| podman.podman(&env),
+        runtime_root: podman.runtime_root(),
     };
-    let out = run(podman.podman(&env).args(["exec", "-t", &name, "tty"]));
-    out.assert_success();
-    assert!(
-        out.stdout.starts_with("/dev/pts/"),
-        "exec -t: {}",
-        out.stdout
-    );
-    run(podman.podman(&env).args(["pause", &name])).assert_success();
-    assert_eq!(inspect("{{.State.Status}}"), "paused");
-    run(podman.podman(&env).args(["unpause", &name])).assert_success();
-    assert_eq!(inspect("{{.State.Status}}"), "running");
-    let first_pid = runtime_pid(&podman.runtime_root(), &id);
-    run(podman.podman(&env).args(["restart", "-t", "0", &name])).assert_success();
-    assert_eq!(inspect("{{.State.Status}}"), "running");
-    assert_running_under_berth(&podman.runtime_root(), &id);
-    assert_ne!(runtime_pid(&podman.runtime_root(), &id), first_pid);
-
-    run(podman.podman(&env).args(["stop", "-t", "1", &name])).assert_success();
-    let out = run(podman.podman(&env).args([
-        "inspect",
-        "-f",
-        "{{.State.Status}} {{.State.ExitCode}}",
-        &name,
-    ]));
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), "exited 137");
-    run(podman.podman(&env).args(["rm", &name])).assert_success();
-    assert_gone_from_berth(&podman.runtime_root(), &id);
-    let out = run(podman.podman(&env).args(["ps", "-aq"]));
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), "", "containers left in podman");
+    cli.assert_exec_options_and_status(&name);
+    let out = cli.run(&["exec", &name, "berth-no-such-cmd"]);
+    out.assert_code(127);
+    assert_reports_missing_command(&out, "podman exec of a missing command");
+    cli.assert_exec_tty_pause_unpause(&name);
+    cli.assert_restart_stop_rm(&name, &id);
 }

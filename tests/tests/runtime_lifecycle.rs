@@ -32,7 +32,7 @@ fn create_blocks_the_process_until_start() {
     rt_run(&env, &["start", &id]).assert_success();
     assert_eq!(wait_file(&marker), "ran\n");
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -64,7 +64,7 @@ fn state_prints_runc_shaped_json() {
     assert!(created.len() >= 20 && created.contains('T'), "{s}");
     assert!(s["owner"].is_string(), "{s}");
     assert_eq!(s["annotations"]["org.berth.test"], "yes", "{s}");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -103,11 +103,7 @@ fn foreground_run_removes_the_container() {
     let bundle = Bundle::busybox(&env);
     bundle.args(&["true"]);
     let id = env.unique("c");
-    rt_run(
-        &env,
-        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
-    )
-    .assert_success();
+    run_as(&env, &bundle, &id).assert_success();
     assert_no_trace(&env, &bundle, &id);
     rt_run(&env, &["state", &id]).assert_failure();
 }
@@ -149,15 +145,11 @@ fn kill_with_a_bad_signal_names_it() {
         return;
     }
     let env = TestEnv::new("rt-badsig");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (_bundle, id) = running_container(&env);
     let out = rt_run(&env, &["kill", &id, "SIGNOPE"]);
-    out.assert_failure();
-    assert!(out.stderr.contains("SIGNOPE"), "{}", out.stderr);
+    out.assert_failure_mentioning("SIGNOPE");
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -197,21 +189,16 @@ fn delete_of_running_needs_force() {
         return;
     }
     let env = TestEnv::new("rt-delete");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let out = rt_run(&env, &["delete", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("running"), "{}", out.stderr);
+    out.assert_failure_mentioning("running");
     assert_eq!(state(&env, &id)["status"], "running");
     let pid = init_pid(&env, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert!(pid_gone(pid), "init {pid} survived delete --force");
     assert_no_trace(&env, &bundle, &id);
     let out = rt_run(&env, &["delete", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains(&id), "{}", out.stderr);
+    out.assert_failure_mentioning(&id);
 }
 
 #[test]
@@ -228,10 +215,9 @@ fn delete_of_a_created_container_needs_force_and_never_runs_it() {
     // container that is not stopped is an error with no effect. runc itself
     // deletes a created container; containerd kills first either way.
     let out = rt_run(&env, &["delete", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("created"), "{}", out.stderr);
+    out.assert_failure_mentioning("created");
     assert_eq!(state(&env, &id)["status"], "created");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert!(!bundle.rootfs().join("ran").exists(), "process ran");
     assert!(pid_gone(pid), "init {pid} survived delete");
     assert_no_trace(&env, &bundle, &id);
@@ -296,7 +282,7 @@ fn list_and_ps_show_the_container() {
     );
     assert!(out.stdout.contains("sleep"), "{}", out.stdout);
 
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     let out = rt_run(&env, &["list", "-q"]);
     out.assert_success();
     assert_eq!(out.stdout, "");
@@ -315,29 +301,9 @@ fn two_roots_never_see_each_others_containers() {
         return;
     }
     let env = TestEnv::new("rt-roots");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let other = env.path().join("other-root");
     let other_root = other.to_str().unwrap();
-    let out = berth_tests::run(
-        std::process::Command::new(berth_tests::bin("berth-runtime"))
-            .args(["--root", other_root, "list", "-q"]),
-    );
-    out.assert_success();
-    assert_eq!(out.stdout, "");
-    let out = berth_tests::run(
-        std::process::Command::new(berth_tests::bin("berth-runtime"))
-            .args(["--root", other_root, "state", &id]),
-    );
-    out.assert_failure();
-    let out = berth_tests::run(
-        std::process::Command::new(berth_tests::bin("berth-runtime"))
-            .args(["--root", other_root, "kill", &id, "KILL"]),
-    );
-    out.assert_failure();
-    // The same id may exist under the other root.
     let other_rt = |args: &[&str]| {
         berth_tests::run(
             env.command(berth_tests::bin("berth-runtime"))
@@ -345,12 +311,18 @@ fn two_roots_never_see_each_others_containers() {
                 .args(args),
         )
     };
+    let out = other_rt(&["list", "-q"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "");
+    // Refused as unknown, not for some other reason.
+    other_rt(&["state", &id]).assert_failure_mentioning("does not exist");
+    other_rt(&["kill", &id, "KILL"]).assert_failure_mentioning("does not exist");
+    // The same id may exist under the other root.
     let bundle_path = bundle.path().to_str().unwrap();
     // The same id under the other root would share the default cgroup, so
     // the runtime refuses it rather than let one delete kill the other.
     let out = other_rt(&["run", "--detach", "--bundle", bundle_path, &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("in use"), "{}", out.stderr);
+    out.assert_failure_mentioning("in use");
     let other_id = format!("{id}b");
     other_rt(&["run", "--detach", "--bundle", bundle_path, &other_id]).assert_success();
     let out = other_rt(&["list", "-q"]);
@@ -359,17 +331,14 @@ fn two_roots_never_see_each_others_containers() {
     assert_eq!(out.stdout.trim(), id);
     other_rt(&["delete", "--force", &other_id]).assert_success();
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 // ---- failure paths: each names the cause and leaves nothing behind ----
 
 #[track_caller]
 fn create_fails(env: &TestEnv, bundle: &Bundle, id: &str, expect_in_error: &[&str]) {
-    let out = rt_run(
-        env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), id],
-    );
+    let out = try_create(env, bundle, id);
     out.assert_failure();
     for e in expect_in_error {
         assert!(out.stderr.contains(e), "error lacks {e:?}: {}", out.stderr);
@@ -417,10 +386,7 @@ fn bad_ids_are_refused() {
     let env = TestEnv::new("rt-badid");
     let bundle = Bundle::busybox(&env);
     for id in ["../escape", "a/b", "", ".."] {
-        let out = rt_run(
-            &env,
-            &["create", "--bundle", bundle.path().to_str().unwrap(), id],
-        );
+        let out = try_create(&env, &bundle, id);
         out.assert_failure();
         assert!(
             out.stderr.to_lowercase().contains("id"),
@@ -439,15 +405,9 @@ fn duplicate_id_is_refused_and_the_first_survives() {
         return;
     }
     let env = TestEnv::new("rt-dupid");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let pid = init_pid(&env, &id);
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains(&id) && out.stderr.contains("exists"),
@@ -461,7 +421,7 @@ fn duplicate_id_is_refused_and_the_first_survives() {
         !cgroups_named(&id).is_empty(),
         "the first container's cgroup went"
     );
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -487,9 +447,8 @@ fn missing_executable_is_named_like_runc() {
     // `run` fails the same way.
     bundle.args(&["no-such-cmd"]);
     let id = env.unique("e");
-    let out = run_bundle(&env, &bundle, "e");
-    out.assert_failure();
-    assert!(out.stderr.contains("no-such-cmd"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("no-such-cmd");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -508,8 +467,7 @@ fn state_of_unknown_container_fails() {
         vec!["ps", id.as_str()],
     ] {
         let out = rt_run(&env, &cmd);
-        out.assert_failure();
-        assert!(out.stderr.contains(&id), "{cmd:?}: {}", out.stderr);
+        out.assert_failure_mentioning(&id);
     }
 }
 
@@ -527,7 +485,7 @@ fn start_twice_fails() {
     let out = rt_run(&env, &["start", &id]);
     out.assert_failure();
     assert_eq!(state(&env, &id)["status"], "running");
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -662,10 +620,7 @@ fn init_killed_behind_the_runtimes_back_shows_stopped() {
         return;
     }
     let env = TestEnv::new("rt-extkill");
-    let bundle = Bundle::busybox(&env);
-    bundle.args(&["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(&env, &bundle, &id);
+    let (bundle, id) = running_container(&env);
     let pid = init_pid(&env, &id);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -700,7 +655,7 @@ fn delete_force_without_a_pid_namespace_kills_every_process() {
         .unwrap();
     assert!(!pid_gone(child));
     // Killing the init alone would leave the child running: delete must not.
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     wait_gone(child, "the container's child");
     assert_no_trace(&env, &bundle, &id);
 }
@@ -715,15 +670,14 @@ fn corrupt_state_is_named_and_delete_force_frees_the_id() {
     bundle.args(&["true"]);
     let id = env.unique("c");
     create(&env, &bundle, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     // A torn state.json, as a crash or a full disk could leave one.
     let dir = env.run().join("runtime").join(&id);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("state.json"), "{\"id\": \"trunc").unwrap();
 
     let out = rt_run(&env, &["state", &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("state.json"), "{}", out.stderr);
+    out.assert_failure_mentioning("state.json");
     let out = rt_run(&env, &["list"]);
     out.assert_success();
     assert!(
@@ -737,7 +691,7 @@ fn corrupt_state_is_named_and_delete_force_frees_the_id() {
     assert!(!dir.exists());
     // The id is usable again.
     create(&env, &bundle, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -757,10 +711,7 @@ fn init_killed_during_create_fails_create_naming_the_container_and_leaves_nothin
         }]})
     });
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains(&id) && out.stderr.contains("init exited"),
@@ -792,10 +743,7 @@ fn create_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
     let filler = root.join("filler");
     let _ = fs::write(&filler, vec![0u8; 64 * 1024]);
     let id = env.unique("c");
-    let out = rt_run(
-        &env,
-        &["create", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
+    let out = try_create(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains("state.json") && out.stderr.contains("No space left"),
@@ -806,7 +754,7 @@ fn create_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
     // Room again: the same id works.
     fs::remove_file(&filler).unwrap();
     create(&env, &bundle, &id);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
     nix::mount::umount(&root).unwrap();
 }
 
@@ -835,8 +783,7 @@ fn assert_force_delete_leaves_nothing(env: &TestEnv, bundle: &Bundle, id: &str) 
     rt_run(env, &["delete", "--force", id]).assert_success();
     assert_no_trace(env, bundle, id);
     let out = rt_run(env, &["state", id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    out.assert_failure_mentioning("does not exist");
     assert!(!rt_run(env, &["list", "-q"]).stdout.contains(id));
 }
 

@@ -195,8 +195,7 @@ fn spec_writes_a_config_that_run_accepts() {
         .command(bin("berth-runtime"))
         .args(["spec", "--bundle"])
         .arg(&dir));
-    out.assert_failure();
-    assert!(out.stderr.contains("config.json"), "{}", out.stderr);
+    out.assert_failure_mentioning("config.json");
 
     // The busybox rootfs, and the config with args and no terminal.
     let fixture = Bundle::busybox(&env);
@@ -240,8 +239,7 @@ fn systemd_cgroup_is_a_clear_error_here() {
         .args(["--systemd-cgroup", "run", "--bundle"])
         .arg(bundle.path())
         .arg(&id));
-    out.assert_failure();
-    assert!(out.stderr.contains("systemd"), "{}", out.stderr);
+    out.assert_failure_mentioning("systemd");
     assert_no_trace(&env, &bundle, &id);
 }
 

@@ -108,12 +108,8 @@ fn joins_a_network_namespace_by_path() {
         with_ns(c, json!({"type": "network", "path": b}));
     });
     let id = env.unique("bad");
-    let out = rt_run(
-        &env,
-        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
-    out.assert_failure();
-    assert!(out.stderr.contains("not-a-netns"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("not-a-netns");
     assert_no_trace(&env, &bundle, &id);
     run(env.command("ip").args(["netns", "del", &name])).assert_success();
 }
@@ -124,7 +120,7 @@ fn user_namespace_with_mappings() {
         return;
     }
     let env = TestEnv::new("rt-userns");
-    let bundle = writable_bundle(
+    let bundle = userns_bundle(
         &env,
         &[
             "sh",
@@ -134,15 +130,7 @@ fn user_namespace_with_mappings() {
         ],
     );
     let cgroup = format!("/{}", env.unique("userns-cg"));
-    // The rootfs must be owned by the mapped root to be usable.
-    run(std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(bundle.rootfs()))
-    .assert_success();
     bundle.edit_config(|c| {
-        with_ns(c, json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["cgroupsPath"] = json!(cgroup);
         // sysfs cannot be mounted in a user namespace without its own netns
         // only when the netns is the host's; keep the default netns.
@@ -178,12 +166,8 @@ fn user_namespace_with_mappings() {
     let bundle = Bundle::busybox(&env);
     bundle.edit_config(|c| with_ns(c, json!({"type": "user"})));
     let id = env.unique("nouserns");
-    let out = rt_run(
-        &env,
-        &["run", "--bundle", bundle.path().to_str().unwrap(), &id],
-    );
-    out.assert_failure();
-    assert!(out.stderr.contains("Mappings"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("Mappings");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -195,16 +179,7 @@ fn user_namespace_container_with_its_state_behind_a_private_directory() {
     // containerd, podman and Docker keep runtime state under root-only directories; the
     // container's root (host uid 100000) may not pass them, yet create/start must work.
     let env = TestEnv::new("rt-userns-private");
-    let bundle = writable_bundle(&env, &["sh", "-c", "id -u > /started"]);
-    run(std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(bundle.rootfs()))
-    .assert_success();
-    bundle.edit_config(|c| {
-        with_ns(c, json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    });
+    let bundle = userns_bundle(&env, &["sh", "-c", "id -u > /started"]);
     let private = env.path().join("private");
     fs::create_dir(&private).unwrap();
     fs::set_permissions(
@@ -396,5 +371,5 @@ fn exec_joins_the_user_and_cgroup_namespaces() {
     );
     out.assert_success();
     assert!(out.stdout.contains("200000"), "{}", out.stdout);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }

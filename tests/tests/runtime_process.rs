@@ -152,8 +152,7 @@ fn all_five_capability_sets() {
     // So is one that does not exist.
     bundle.edit_config(|c| c["process"]["capabilities"]["bounding"] = json!(["CAP_BOGUS"]));
     let out = run_bundle(&env, &bundle, "bogus");
-    out.assert_failure();
-    assert!(out.stderr.contains("CAP_BOGUS"), "{}", out.stderr);
+    out.assert_failure_mentioning("CAP_BOGUS");
 }
 
 #[test]
@@ -183,15 +182,13 @@ fn rlimits_apply_and_raising_above_the_hard_limit_is_refused() {
             json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard * 10}])
     });
     let out = run_bundle(&env, &bundle, "high");
-    out.assert_failure();
-    assert!(out.stderr.contains("RLIMIT_NOFILE"), "{}", out.stderr);
+    out.assert_failure_mentioning("RLIMIT_NOFILE");
 
     bundle.edit_config(|c| {
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
     });
     let out = run_bundle(&env, &bundle, "bogus");
-    out.assert_failure();
-    assert!(out.stderr.contains("RLIMIT_BOGUS"), "{}", out.stderr);
+    out.assert_failure_mentioning("RLIMIT_BOGUS");
 }
 
 #[test]
@@ -235,8 +232,7 @@ fn oom_score_adj_raises_and_lowering_names_the_missing_capability() {
     )
     .unwrap();
     if host_bounding & (1 << 24) == 0 {
-        out.assert_failure();
-        assert!(out.stderr.contains("oom_score_adj"), "{}", out.stderr);
+        out.assert_failure_mentioning("oom_score_adj");
     } else {
         // A host with CAP_SYS_RESOURCE applies it.
         out.assert_success();
@@ -313,8 +309,7 @@ fn sysctl_in_new_net_and_ipc_namespaces() {
             .retain(|n| n["type"] != "network");
     });
     let out = run_bundle(&env, &bundle, "hostnet");
-    out.assert_failure();
-    assert!(out.stderr.contains("net.ipv4.ip_forward"), "{}", out.stderr);
+    out.assert_failure_mentioning("net.ipv4.ip_forward");
     assert_eq!(
         fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
         host_fwd
@@ -323,8 +318,7 @@ fn sysctl_in_new_net_and_ipc_namespaces() {
     // The slash form names the same knob.
     bundle.edit_config(|c| c["linux"]["sysctl"] = json!({"net/ipv4/ip_forward": "1"}));
     let out = run_bundle(&env, &bundle, "slash");
-    out.assert_failure();
-    assert!(out.stderr.contains("net/ipv4/ip_forward"), "{}", out.stderr);
+    out.assert_failure_mentioning("net/ipv4/ip_forward");
     let out = sh_in(&env, "cat /proc/sys/net/ipv4/conf/lo/forwarding", |c| {
         c["linux"]["sysctl"] = json!({"net/ipv4/conf/lo/forwarding": "1"})
     });
@@ -332,8 +326,7 @@ fn sysctl_in_new_net_and_ipc_namespaces() {
 
     bundle.edit_config(|c| c["linux"]["sysctl"] = json!({"kernel.no_such_knob": "1"}));
     let out = run_bundle(&env, &bundle, "bogus");
-    out.assert_failure();
-    assert!(out.stderr.contains("kernel.no_such_knob"), "{}", out.stderr);
+    out.assert_failure_mentioning("kernel.no_such_knob");
 }
 
 #[test]
@@ -458,18 +451,10 @@ fn terminal_through_the_console_socket() {
         ]),
         Duration::from_secs(30),
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("console"), "{}", out.stderr);
+    out.assert_failure_mentioning("console");
 }
 
 // ---- exec ----
-
-fn running_container(env: &TestEnv) -> (Bundle, String) {
-    let bundle = writable_bundle(env, &["sleep", "1000"]);
-    let id = env.unique("c");
-    run_detached(env, &bundle, &id);
-    (bundle, id)
-}
 
 #[test]
 fn exec_args_env_cwd_user_and_exit_code() {
@@ -509,9 +494,8 @@ fn exec_args_env_cwd_user_and_exit_code() {
     assert_eq!(out.stdout, "sleep\u{0}1000\u{0}");
 
     let out = rt_run(&env, &["exec", &id, "no-such-cmd"]);
-    out.assert_failure();
-    assert!(out.stderr.contains("no-such-cmd"), "{}", out.stderr);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    out.assert_failure_mentioning("no-such-cmd");
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -544,9 +528,8 @@ fn exec_from_process_json() {
 
     fs::write(&path, "{not json").unwrap();
     let out = rt_run(&env, &["exec", "--process", path.to_str().unwrap(), &id]);
-    out.assert_failure();
-    assert!(out.stderr.contains("process.json"), "{}", out.stderr);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    out.assert_failure_mentioning("process.json");
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -598,7 +581,7 @@ fn exec_detach_writes_the_pid_file() {
         pids.as_array().unwrap().contains(&json!(host_pid)),
         "{pids}"
     );
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -621,8 +604,7 @@ fn exec_into_a_stopped_or_created_container_fails() {
     );
     rt_run(&env, &["delete", &id]).assert_success();
     let out = rt_run(&env, &["exec", &id, "true"]);
-    out.assert_failure();
-    assert!(out.stderr.contains(&id), "{}", out.stderr);
+    out.assert_failure_mentioning(&id);
 }
 
 #[test]
@@ -656,9 +638,8 @@ fn exec_with_a_tty_through_the_console_socket() {
     assert!(text.contains("stdin-is-tty"), "{text:?}");
     // A detached exec with a terminal has nowhere to send it without a socket.
     let out = rt_run(&env, &["exec", "--detach", "--tty", &id, "tty"]);
-    out.assert_failure();
-    assert!(out.stderr.contains("console-socket"), "{}", out.stderr);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    out.assert_failure_mentioning("console-socket");
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -707,10 +688,9 @@ fn exec_inherits_env_cgroup_and_seccomp_and_refuses_a_paused_container() {
 
     rt_run(&env, &["pause", &id]).assert_success();
     let out = rt_run(&env, &["exec", &id, "true"]);
-    out.assert_failure();
-    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    out.assert_failure_mentioning("paused");
     rt_run(&env, &["resume", &id]).assert_success();
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -730,7 +710,7 @@ fn foreground_run_and_exec_relay_a_terminal() {
     let out = rt_run(&env, &["exec", "--tty", &id, "sh", "-c", "tty; exit 6"]);
     out.assert_code(6);
     assert!(out.stdout.starts_with("/dev/pts/"), "{:?}", out.stdout);
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -754,8 +734,7 @@ fn missing_console_socket_is_named_and_leaves_nothing() {
             &id,
         ],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("nobody-listens.sock"), "{}", out.stderr);
+    out.assert_failure_mentioning("nobody-listens.sock");
     assert_no_trace(&env, &bundle, &id);
 }
 
@@ -783,7 +762,7 @@ fn exec_cap_adds_a_capability() {
     };
     assert_eq!(eff(&base) & (1 << 13), 0);
     assert_eq!(eff(&with), eff(&base) | (1 << 13));
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 #[test]
@@ -808,13 +787,12 @@ fn a_failed_exec_leaves_no_process_in_the_container() {
             "777",
         ],
     );
-    out.assert_failure();
-    assert!(out.stderr.contains("pid file"), "{}", out.stderr);
+    out.assert_failure_mentioning("pid file");
     let init = init_pid(&env, &id);
     wait_until("only the init left in the container", || {
         let ps = rt_run(&env, &["ps", "--format", "json", &id]);
         let pids: Vec<i32> = serde_json::from_str(&ps.stdout).unwrap_or_default();
         pids == vec![init]
     });
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }

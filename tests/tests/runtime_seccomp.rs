@@ -142,9 +142,8 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
             allow_all_but(json!([{"names": ["mkdir"], "action": "SCMP_ACT_BOGUS"}]))
     });
     let id = env.unique("c");
-    let out = run_bundle(&env, &bundle, "c");
-    out.assert_failure();
-    assert!(out.stderr.contains("SCMP_ACT_BOGUS"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("SCMP_ACT_BOGUS");
     assert_no_trace(&env, &bundle, &id);
 
     bundle.edit_config(|c| {
@@ -155,9 +154,8 @@ fn a_broken_profile_fails_create_and_names_the_problem() {
         })
     });
     let id = env.unique("d");
-    let out = run_bundle(&env, &bundle, "d");
-    out.assert_failure();
-    assert!(out.stderr.contains("SCMP_ARCH_NOPE"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("SCMP_ARCH_NOPE");
     assert_no_trace(&env, &bundle, &id);
 }
 

@@ -48,7 +48,7 @@ fn the_container_process_never_runs_the_host_binary() {
         );
         exe.ends_with("bin/busybox")
     });
-    rt_run(&env, &["delete", "--force", &id]).assert_success();
+    force_delete(&env, &id);
 }
 
 /// Bind-mounts a directory onto `/link`, a symlink in the image pointing at
@@ -123,16 +123,15 @@ fn bad_mount_and_bad_config_leave_nothing_behind() {
         }))
     });
     let id = env.unique("c");
-    let out = run_bundle(&env, &bundle, "c");
-    out.assert_failure();
-    assert!(out.stderr.contains("no-such-source"), "{}", out.stderr);
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("no-such-source");
     assert_no_trace(&env, &bundle, &id);
 
     bundle.edit_config(|c| {
         c["mounts"] = json!([{"destination": "/x", "type": "nosuchfs", "source": "none"}])
     });
     let id = env.unique("d");
-    let out = run_bundle(&env, &bundle, "d");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains("nosuchfs") || out.stderr.contains("/x"),
@@ -146,7 +145,7 @@ fn bad_mount_and_bad_config_leave_nothing_behind() {
         c["mounts"] = json!([{"destination": "relative/x", "type": "tmpfs", "source": "tmpfs"}])
     });
     let id = env.unique("e");
-    let out = run_bundle(&env, &bundle, "e");
+    let out = run_as(&env, &bundle, &id);
     if !out.success() {
         assert!(out.stderr.contains("relative/x"), "{}", out.stderr);
     }
@@ -325,7 +324,7 @@ fn locked_mount_flags_survive_a_user_namespace_bind() {
         let base = bundle.config();
         bundle.edit_config(with_bind(options));
         let id = env.unique(name);
-        let out = run_bundle(&env, &bundle, name);
+        let out = run_as(&env, &bundle, &id);
         out.assert_success();
         let (first, mountinfo) = out.stdout.split_once('\n').unwrap();
         assert_eq!(first, "from the host", "{name}: {}", out.stdout);
@@ -342,7 +341,7 @@ fn locked_mount_flags_survive_a_user_namespace_bind() {
     // container fails, naming the mount, and leaves nothing.
     bundle.edit_config(with_bind(json!(["rbind", "rw"])));
     let id = env.unique("rw");
-    let out = run_bundle(&env, &bundle, "rw");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains("to /locked") && out.stderr.contains("source's ro cannot be cleared"),
@@ -376,7 +375,7 @@ fn tmpcopyup_into_a_too_small_tmpfs_fails_naming_the_mount() {
         }))
     });
     let id = env.unique("c");
-    let out = run_bundle(&env, &bundle, "c");
+    let out = run_as(&env, &bundle, &id);
     out.assert_failure();
     assert!(
         out.stderr.contains("tmpcopyup of /bin") && out.stderr.contains("No space left on device"),

@@ -35,11 +35,40 @@ pub fn writable_bundle(env: &TestEnv, args: &[&str]) -> Bundle {
     bundle
 }
 
-/// Runs the bundle in the foreground under a fresh id and returns the output.
-pub fn run_bundle(env: &TestEnv, bundle: &Bundle, name: &str) -> Output {
-    let id = env.unique(name);
+/// Host uid and gid that container root maps to in [`userns_bundle`].
+pub const USERNS_HOST_ID: u32 = 100_000;
+
+/// A [`writable_bundle`] in its own user namespace, container ids 0..65536 mapped to host
+/// ids from [`USERNS_HOST_ID`], and its rootfs owned by the mapped root so that it is usable.
+#[track_caller]
+pub fn userns_bundle(env: &TestEnv, args: &[&str]) -> Bundle {
+    let bundle = writable_bundle(env, args);
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{USERNS_HOST_ID}:{USERNS_HOST_ID}"))
+        .arg(bundle.rootfs()))
+    .assert_success();
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces array")
+            .push(serde_json::json!({"type": "user"}));
+        let m = serde_json::json!([{"containerID": 0, "hostID": USERNS_HOST_ID, "size": 65536}]);
+        c["linux"]["uidMappings"] = m.clone();
+        c["linux"]["gidMappings"] = m;
+    });
+    bundle
+}
+
+/// Runs the bundle in the foreground as `id` and returns the output.
+pub fn run_as(env: &TestEnv, bundle: &Bundle, id: &str) -> Output {
     let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
-    rt_run(env, &["run", "--bundle", bundle_path, &id])
+    rt_run(env, &["run", "--bundle", bundle_path, id])
+}
+
+/// Runs the bundle in the foreground as `env.unique(name)` and returns the output.
+pub fn run_bundle(env: &TestEnv, bundle: &Bundle, name: &str) -> Output {
+    run_as(env, bundle, &env.unique(name))
 }
 
 /// Runs `sh -c script` in a fresh busybox container (after `edit` changes the
@@ -53,11 +82,16 @@ pub fn sh_in(env: &TestEnv, script: &str, edit: impl FnOnce(&mut Value)) -> Stri
     out.stdout
 }
 
+/// Runs `create` and returns its output, for creates that must fail.
+pub fn try_create(env: &TestEnv, bundle: &Bundle, id: &str) -> Output {
+    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
+    rt_run(env, &["create", "--bundle", bundle_path, id])
+}
+
 /// `create` then nothing else: the container is left `created`.
 #[track_caller]
 pub fn create(env: &TestEnv, bundle: &Bundle, id: &str) {
-    let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
-    rt_run(env, &["create", "--bundle", bundle_path, id]).assert_success();
+    try_create(env, bundle, id).assert_success();
 }
 
 /// `run --detach`: the container is left running.
@@ -65,6 +99,22 @@ pub fn create(env: &TestEnv, bundle: &Bundle, id: &str) {
 pub fn run_detached(env: &TestEnv, bundle: &Bundle, id: &str) {
     let bundle_path = bundle.path().to_str().expect("utf-8 temp path");
     rt_run(env, &["run", "--detach", "--bundle", bundle_path, id]).assert_success();
+}
+
+/// A container left running `sleep 1000` (writable rootfs, for execs that write) under a
+/// fresh id.
+#[track_caller]
+pub fn running_container(env: &TestEnv) -> (Bundle, String) {
+    let bundle = writable_bundle(env, &["sleep", "1000"]);
+    let id = env.unique("c");
+    run_detached(env, &bundle, &id);
+    (bundle, id)
+}
+
+/// `delete --force`, which must succeed.
+#[track_caller]
+pub fn force_delete(env: &TestEnv, id: &str) {
+    rt_run(env, &["delete", "--force", id]).assert_success();
 }
 
 /// The `state` JSON of a container.
