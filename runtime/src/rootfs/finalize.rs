@@ -61,6 +61,9 @@ pub fn readonly_root() -> Result<(), RootfsError> {
 
 /// Bind each path onto itself and make the top mount read-only. Missing paths are skipped.
 pub fn readonly_paths(list: &[String]) -> Result<(), RootfsError> {
+    if list.is_empty() {
+        return Ok(());
+    }
     let root = root_fd()?;
     for p in list {
         let path = absolute("readonlyPaths", p)?;
