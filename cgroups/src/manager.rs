@@ -121,6 +121,19 @@ impl CgroupManager {
         self.paths.unified.as_deref()
     }
 
+    /// The cgroup2 directory opened for `clone3(CLONE_INTO_CGROUP)`, so a new process starts
+    /// life inside it; None when the container has no cgroup2 directory.
+    pub fn open_unified(&self) -> Result<Option<std::fs::File>, Error> {
+        self.unified_path()
+            .map(|p| {
+                std::fs::File::open(p).map_err(|source| Error::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
     /// The directory of one controller: v1 name ("memory", "name=systemd"), or "" for cgroup2.
     pub fn path(&self, controller: &str) -> Option<&Path> {
         if controller.is_empty() {

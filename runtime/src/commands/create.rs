@@ -233,11 +233,10 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         .join
         .iter()
         .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Mount);
-    let unified = match (self_join, cgroup.unified_path()) {
-        (true, Some(p)) => {
-            Some(fs::File::open(p).with_context(|| format!("open cgroup {}", p.display()))?)
-        }
-        _ => None,
+    let unified = if self_join {
+        cgroup.open_unified()?
+    } else {
+        None
     };
     let unified = unified.as_ref().map(|f| f.as_fd());
     let pid = if plan.needs_intermediate() {

@@ -189,10 +189,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     // joins them before it joins the container's namespaces, while it still has the host's
     // ids and mounts, even for a container with a user namespace.
     let cgroup = c.cgroup()?;
-    let unified = match cgroup.unified_path() {
-        Some(p) => Some(File::open(p).with_context(|| format!("open cgroup {}", p.display()))?),
-        None => None,
-    };
+    let unified = cgroup.open_unified()?;
     let (parent, child) = sync::pair()?;
     let ec = ExecChild {
         process: &process,
