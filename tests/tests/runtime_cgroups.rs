@@ -444,20 +444,6 @@ fn update_blkio_weight_where_the_host_has_one() {
     force_delete(&env, &id);
 }
 
-/// Assert every controller line of a `/proc/<pid>/cgroup` text names `cg`.
-#[track_caller]
-fn assert_in_cgroup(proc_cgroup: &str, cg: &str) {
-    let lines: Vec<&str> = proc_cgroup
-        .lines()
-        // Named hierarchies (name=systemd) carry no controller; the runtime leaves them.
-        .filter(|l| !l.contains(":name="))
-        .collect();
-    assert!(!lines.is_empty(), "no cgroup lines in {proc_cgroup:?}");
-    for l in lines {
-        assert_eq!(l.rsplit_once(':').unwrap().1, cg, "{proc_cgroup}");
-    }
-}
-
 #[test]
 fn every_way_in_lands_in_the_containers_cgroups() {
     if !require_root() {
@@ -576,4 +562,27 @@ fn without_clone3_the_container_still_starts_in_its_cgroup2_directory() {
         .unwrap_or_else(|| panic!("no cgroup2 line in {}", out.stdout));
     assert_eq!(unified, format!("0::{cg}"), "{}", out.stdout);
     assert_in_cgroup(&out.stdout, &cg);
+}
+
+#[test]
+fn create_refuses_a_cgroup_another_container_uses() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cginuse");
+    let cg = format!("/{}", env.unique("shared"));
+    let first = writable_bundle(&env, &["sleep", "600"]);
+    first.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let id1 = env.unique("first");
+    run_detached(&env, &first, &id1);
+    // A second container naming the same cgroup would share (and on delete, kill) the first.
+    let second = writable_bundle(&env, &["true"]);
+    second.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let id2 = env.unique("second");
+    try_create(&env, &second, &id2).assert_failure_mentioning("in use by 1 other process");
+    assert!(!env.run().join("runtime").join(&id2).exists());
+    // The first container and its cgroup are untouched.
+    assert_eq!(wait_status(&env, &id1, "running")["status"], "running");
+    assert!(cg_dir("pids", &cg).exists());
+    force_delete(&env, &id1);
 }

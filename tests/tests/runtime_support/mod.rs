@@ -262,3 +262,17 @@ pub fn proc_status(text: &str, key: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Assert every controller line of a `/proc/<pid>/cgroup` text names `cg`.
+#[track_caller]
+pub fn assert_in_cgroup(proc_cgroup: &str, cg: &str) {
+    let lines: Vec<&str> = proc_cgroup
+        .lines()
+        // Named hierarchies (name=systemd) carry no controller; the runtime leaves them.
+        .filter(|l| !l.contains(":name="))
+        .collect();
+    assert!(!lines.is_empty(), "no cgroup lines in {proc_cgroup:?}");
+    for l in lines {
+        assert_eq!(l.rsplit_once(':').unwrap().1, cg, "{proc_cgroup}");
+    }
+}
