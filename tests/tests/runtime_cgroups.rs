@@ -191,7 +191,7 @@ fn update_changes_limits_of_a_running_container() {
     );
     assert_eq!(cg_read("pids", &cg, "pids.max", "pids.max"), "77");
     let out = rt_run(&env, &["update", "--pids-limit", "5", &env.unique("ghost")]);
-    out.assert_failure();
+    out.assert_failure_mentioning("does not exist");
     force_delete(&env, &id);
 }
 
@@ -234,8 +234,8 @@ fn pause_freezes_and_resume_thaws() {
         );
     }
     // Pausing twice is an error; so is a kill-less delete.
-    rt_run(&env, &["pause", &id]).assert_failure();
-    rt_run(&env, &["delete", &id]).assert_failure();
+    rt_run(&env, &["pause", &id]).assert_failure_mentioning("is not running: paused");
+    rt_run(&env, &["delete", &id]).assert_failure_mentioning("that is not stopped");
 
     rt_run(&env, &["resume", &id]).assert_success();
     assert_eq!(state(&env, &id)["status"], "running");
@@ -244,7 +244,7 @@ fn pause_freezes_and_resume_thaws() {
             .map(|c| !c.is_empty() && c != frozen)
             .unwrap_or(false)
     });
-    rt_run(&env, &["resume", &id]).assert_failure();
+    rt_run(&env, &["resume", &id]).assert_failure_mentioning("is not paused");
 
     // delete --force of a paused container works too.
     rt_run(&env, &["pause", &id]).assert_success();

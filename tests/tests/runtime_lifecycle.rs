@@ -483,7 +483,7 @@ fn start_twice_fails() {
     create(&env, &bundle, &id);
     rt_run(&env, &["start", &id]).assert_success();
     let out = rt_run(&env, &["start", &id]);
-    out.assert_failure();
+    out.assert_failure_mentioning("cannot start an already running container");
     assert_eq!(state(&env, &id)["status"], "running");
     force_delete(&env, &id);
 }
@@ -628,7 +628,7 @@ fn init_killed_behind_the_runtimes_back_shows_stopped() {
     )
     .unwrap();
     wait_status(&env, &id, "stopped");
-    rt_run(&env, &["kill", &id, "KILL"]).assert_failure();
+    rt_run(&env, &["kill", &id, "KILL"]).assert_failure_mentioning("not running");
     rt_run(&env, &["delete", &id]).assert_success();
     assert_no_trace(&env, &bundle, &id);
 }
