@@ -179,7 +179,8 @@ pub struct ExecArgs {
     /// Additional group ids, repeatable.
     #[arg(short = 'g', long = "additional-gids")]
     pub additional_gids: Vec<u32>,
-    /// Add a capability to the bounding, effective, permitted and ambient sets.
+    /// Add a capability to the bounding, effective and permitted sets (never the inheritable or
+    /// ambient ones, which would survive execve of any program in the container).
     #[arg(short = 'c', long = "cap")]
     pub cap: Vec<String>,
     #[arg(long = "no-new-privs")]

@@ -116,11 +116,22 @@ impl Subscriber for RuncLogger {
     fn exit(&self, _span: &Id) {}
 }
 
+static LOG_FD: std::sync::OnceLock<std::os::fd::RawFd> = std::sync::OnceLock::new();
+
+/// The `--log` file's descriptor: the processes we fork keep it (their warnings go there)
+/// when they close everything else they inherited.
+pub fn file_fd() -> Option<std::os::fd::RawFd> {
+    LOG_FD.get().copied()
+}
+
 /// Install the global subscriber. A log file we cannot open must not stop a container from
 /// starting, so we fall back to stderr.
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) {
-    let sink = log
-        .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok())
+    let file = log.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
+    if let Some(f) = &file {
+        let _ = LOG_FD.set(std::os::fd::AsRawFd::as_raw_fd(f));
+    }
+    let sink = file
         .map(|f| Sink::File(Mutex::new(f)))
         .unwrap_or(Sink::Stderr);
     let logger = RuncLogger {

@@ -23,6 +23,9 @@ fn print_version() {
 }
 
 fn main() {
+    // Whatever the caller leaked to us (a descriptor without close-on-exec) must reach
+    // neither a hook nor the container; `--preserve-fds` ones are handed on explicitly.
+    process::fds::mark_cloexec_from(3);
     let cli = Cli::parse();
     if cli.version {
         print_version();

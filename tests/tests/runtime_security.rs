@@ -153,6 +153,99 @@ fn bad_mount_and_bad_config_leave_nothing_behind() {
 }
 
 #[test]
+fn a_config_without_process_is_refused_at_create_and_run() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-noproc");
+    let bundle = Bundle::busybox(&env);
+    bundle.edit_config(|c| {
+        c.as_object_mut().unwrap().remove("process");
+    });
+    for cmd in ["create", "run"] {
+        let id = env.unique(cmd);
+        let out = rt_run(
+            &env,
+            &[cmd, "--bundle", bundle.path().to_str().unwrap(), &id],
+        );
+        out.assert_failure_mentioning("process property must not be empty");
+        assert_no_trace(&env, &bundle, &id);
+    }
+}
+
+/// (mount point, filesystem type, source) of every line of a mountinfo text. The source is
+/// what `mount` and `df` print in their first column.
+fn mount_sources(mountinfo: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?.to_string();
+            let mut r = right.split_whitespace();
+            Some((point, (r.next()?.to_string(), r.next()?.to_string())))
+        })
+        .collect()
+}
+
+#[test]
+fn masks_and_mounts_show_the_same_sources_as_runc() {
+    if !require_root() || !berth_tests::require_cmds(&["runc"]) {
+        return;
+    }
+    let env = TestEnv::new("rt-mountsrc");
+    let bundle = Bundle::busybox(&env);
+    bundle.args(&["cat", "/proc/self/mountinfo"]);
+    // A tmpcopyup tmpfs too: its source must be the config's, as runc's mount(2) makes it.
+    bundle.edit_config(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/etc", "type": "tmpfs", "source": "etc-src",
+            "options": ["tmpcopyup", "nosuid"]
+        }))
+    });
+    let ours = mount_sources(&run_bundle(&env, &bundle, "ours").assert_success().stdout);
+    let runc_root = env.path().join("runc-root");
+    let theirs = run(Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["run", "--bundle"])
+        .arg(bundle.path())
+        .arg(env.unique("runc")));
+    // runc 1.1 does not know tmpcopyup (a crun extension): compare without it then.
+    let theirs = if theirs.success() {
+        mount_sources(&theirs.stdout)
+    } else {
+        bundle.edit_config(|c| {
+            c["mounts"].as_array_mut().unwrap().pop();
+        });
+        mount_sources(
+            &run(Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["run", "--bundle"])
+                .arg(bundle.path())
+                .arg(env.unique("runc2")))
+            .assert_success()
+            .stdout,
+        )
+    };
+    for (point, want) in &theirs {
+        assert_eq!(
+            ours.get(point),
+            Some(want),
+            "mount {point}: ours {ours:?}, runc {theirs:?}"
+        );
+    }
+    for point in ["/proc/acpi", "/sys/firmware"] {
+        assert_eq!(
+            ours[point],
+            ("tmpfs".to_string(), "tmpfs".to_string()),
+            "{point}"
+        );
+    }
+    assert_eq!(ours["/etc"], ("tmpfs".to_string(), "etc-src".to_string()));
+}
+
+#[test]
 fn device_nodes_in_the_image_are_blocked_unless_allowed() {
     if !require_root() {
         return;

@@ -110,6 +110,13 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
     let bundle =
         fs::canonicalize(&a.bundle).with_context(|| format!("bundle {}", a.bundle.display()))?;
     let spec = load_spec(&bundle)?;
+    // runtime-spec: `start` must fail without a process; refuse it before anything exists.
+    if spec.process().is_none() {
+        bail!(
+            "{}: process property must not be empty: the container would run nothing",
+            bundle.join("config.json").display()
+        );
+    }
     let root_cfg = spec.root().as_ref().context("config.json has no root")?;
     let rootfs = bundle.join(root_cfg.path());
     let rootfs = fs::canonicalize(&rootfs)
@@ -200,7 +207,7 @@ pub fn create(g: &Global, a: &CreateArgs, relay_tty: bool) -> Result<Created> {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         seccomp,
-        idmapped,
+        idmapped: std::cell::Cell::new(idmapped),
         trampoline: Trampoline::create()?,
         cgroups: rootfs::CgroupView {
             host: cgroup

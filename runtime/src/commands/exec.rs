@@ -2,7 +2,7 @@
 //! seccomp profile and a process description from --process or from the flags.
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -16,7 +16,7 @@ use crate::process::namespaces::{self, ToJoin};
 use crate::process::spawn::{clone_with, set_child_subreaper, via_intermediate, ChildGuard};
 use crate::process::sync::{self, Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
-use crate::process::{caps, setup};
+use crate::process::{caps, fds, setup};
 use crate::state::{Container, Status};
 
 fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
@@ -84,9 +84,9 @@ fn process_from_args(a: &ExecArgs, spec: &Spec) -> Result<Process> {
             };
             c.set_bounding(add(c.bounding()));
             c.set_effective(add(c.effective()));
+            // Never inheritable or ambient (CVE-2022-29162): those would let an unprivileged
+            // program keep the capability across execve of any binary in the container.
             c.set_permitted(add(c.permitted()));
-            c.set_inheritable(add(c.inheritable()));
-            c.set_ambient(add(c.ambient()));
         }
         p.set_capabilities(Some(c));
     }
@@ -146,8 +146,19 @@ impl ExecChild<'_> {
         }
     }
 
+    /// See Init::owned_fds: the cgroup directory, the namespace files and the runtime's end
+    /// of the channel stay behind (CVE-2024-21626).
+    fn owned_fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut keep = fds::preserved(self.preserve_fds);
+        keep.push(self.chan.as_raw_fd());
+        keep.extend(self.tty.as_ref().and_then(Tty::socket_fd));
+        keep.extend(self.trampoline.as_ref().map(Trampoline::raw_fd));
+        keep.extend(crate::logging::file_fd());
+        keep
+    }
+
     fn setup(&self) -> Result<std::convert::Infallible> {
-        self.chan.close_inherited_peer();
+        fds::close_all_except(&self.owned_fds());
         trampoline::set_non_dumpable();
         self.chan.expect("exec setup")?;
         if self.in_user_ns {

@@ -135,6 +135,14 @@ pub enum Tty {
 }
 
 impl Tty {
+    /// The console socket, which the process that opens the pty must keep.
+    pub fn socket_fd(&self) -> Option<RawFd> {
+        match self {
+            Tty::Socket(s) => Some(s.as_raw_fd()),
+            Tty::Relay => None,
+        }
+    }
+
     /// runc's rules for `create`, `run` and `exec`: a terminal needs a console socket unless
     /// the runtime stays in the foreground to relay it; a socket without a terminal is a
     /// mistake the caller should hear about.

@@ -17,7 +17,7 @@ use crate::process::console::Tty;
 use crate::process::namespaces::{self, Plan};
 use crate::process::sync::{Channel, Msg};
 use crate::process::trampoline::{self, Trampoline};
-use crate::process::{console, setup, sysctl};
+use crate::process::{console, fds, setup, sysctl};
 use crate::rootfs;
 use crate::state::{hook_state_json, Status};
 
@@ -37,8 +37,9 @@ pub struct Init<'a> {
     pub preserve_fds: u32,
     /// Compiled before the fork so a bad profile fails `create` early and loading is cheap.
     pub seccomp: Option<crate::seccomp::Program>,
-    /// Idmapped mount sources made before the init entered its user namespace.
-    pub idmapped: rootfs::IdmappedSources,
+    /// Idmapped mount sources made before the init entered its user namespace: detached
+    /// trees of host directories, taken (and closed) once the mounts are made.
+    pub idmapped: std::cell::Cell<rootfs::IdmappedSources>,
     /// The sealed exec trampoline (None: the runtime re-executed itself from a sealed copy).
     pub trampoline: Option<Trampoline>,
     /// The host's cgroup layout and the container's cgroups, for `type: cgroup` mounts.
@@ -69,8 +70,22 @@ impl Init<'_> {
         }
     }
 
+    /// What this process owns of the descriptors it inherited from the runtime: everything
+    /// else (the cgroup directory it was born in, the runtime's end of the channel, whatever
+    /// the caller leaked) is closed before any setup step can reach it (CVE-2024-21626).
+    fn owned_fds(&self, idmapped: &rootfs::IdmappedSources) -> Vec<std::os::fd::RawFd> {
+        let mut keep = fds::preserved(self.preserve_fds);
+        keep.push(self.chan.as_raw_fd());
+        keep.extend(self.tty.as_ref().and_then(Tty::socket_fd));
+        keep.extend(self.trampoline.as_ref().map(Trampoline::raw_fd));
+        keep.extend(crate::logging::file_fd());
+        keep.extend(idmapped.raw_fds());
+        keep
+    }
+
     fn setup(&self) -> Result<std::convert::Infallible> {
-        self.chan.close_inherited_peer();
+        let idmapped = self.idmapped.take();
+        fds::close_all_except(&self.owned_fds(&idmapped));
         trampoline::set_non_dumpable();
         let (msg, _) = self.chan.expect("setup")?;
         let Msg::Go { pid, join_cgroups } = msg else {
@@ -81,9 +96,11 @@ impl Init<'_> {
         }
         let spec = self.spec;
         let linux = spec.linux().as_ref();
-        // A config without a process is valid: the container exists for its hooks and
-        // namespaces, and its init leaves once started.
-        let process = spec.process().as_ref();
+        // `create` refused a config without one before anything existed.
+        let process = spec
+            .process()
+            .as_ref()
+            .context("config.json has no process")?;
         let has_mount_ns = self
             .plan
             .contains(oci_spec::runtime::LinuxNamespaceType::Mount);
@@ -142,8 +159,10 @@ impl Init<'_> {
             // Relative bind sources are relative to the bundle, as with runc.
             std::env::set_current_dir(self.bundle)
                 .with_context(|| format!("chdir to bundle {}", self.bundle.display()))?;
-            rootfs::prepare_with_idmapped_sources(spec, &self.rootfs, &opts, &self.idmapped)?;
+            rootfs::prepare_with_idmapped_sources(spec, &self.rootfs, &opts, &idmapped)?;
         }
+        // Mounted where they belong: the host directories behind them are not ours to hold.
+        drop(idmapped);
 
         let state = hook_state_json(spec, self.id, Status::Created, pid, self.bundle);
         let hk = spec.hooks().clone().unwrap_or_default();
@@ -166,13 +185,13 @@ impl Init<'_> {
             std::env::set_current_dir("/").context("chdir / after chroot")?;
         }
 
-        let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
+        let terminal = process.terminal().unwrap_or(false);
         if terminal {
             let tty = self
                 .tty
                 .as_ref()
                 .context("process.terminal is true but no --console-socket was given")?;
-            let size = process.and_then(|p| p.console_size());
+            let size = process.console_size();
             let pty = tty.open(&self.chan, size)?;
             console::mount_console(&pty.slave_path)?;
             console::become_session_leader_on(&pty.slave)?;
@@ -190,11 +209,8 @@ impl Init<'_> {
             set_personality(p)?;
         }
 
-        let prepared = match process {
-            Some(p) => Some(setup::finish(p, self.seccomp.as_ref(), self.preserve_fds)?),
-            None => None,
-        };
-        if let Some(l) = prepared.as_ref().and_then(|p| p.seccomp_listener.as_ref()) {
+        let prepared = setup::finish(process, self.seccomp.as_ref(), self.preserve_fds)?;
+        if let Some(l) = prepared.seccomp_listener.as_ref() {
             self.chan
                 .send_with_fd(&Msg::SeccompListener, Some(l.as_raw_fd()))?;
         }
@@ -229,11 +245,7 @@ impl Init<'_> {
             // only when the container really is running. Leak it into the exec on purpose.
             std::mem::forget(w);
         }
-        match prepared {
-            Some(p) => Err(setup::exec(&p, self.trampoline.as_ref())),
-            // SAFETY: nothing to run; leave without unwinding the forked runtime's state.
-            None => unsafe { libc::_exit(0) },
-        }
+        Err(setup::exec(&prepared, self.trampoline.as_ref()))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod console;
+pub mod fds;
 pub mod init;
 pub mod namespaces;
 pub mod setup;

@@ -4,16 +4,20 @@
 //! noNewPrivileges lets an unprivileged process load it as late as possible.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{PosixRlimitType, Process};
 
-use crate::process::caps;
 use crate::process::trampoline::Trampoline;
+use crate::process::{caps, fds};
+use crate::rootfs::paths;
 use crate::seccomp;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -272,18 +276,7 @@ pub fn finish(
     seccomp_cfg: Option<&seccomp::Program>,
     preserve_fds: u32,
 ) -> Result<Prepared> {
-    let cwd = p.cwd();
-    if !cwd.as_os_str().is_empty() {
-        if !cwd.is_absolute() {
-            bail!("process.cwd {} must be an absolute path", cwd.display());
-        }
-        if !cwd.exists() {
-            std::fs::create_dir_all(cwd)
-                .with_context(|| format!("create cwd {}", cwd.display()))?;
-        }
-        std::env::set_current_dir(cwd)
-            .with_context(|| format!("chdir to cwd {}", cwd.display()))?;
-    }
+    enter_cwd(p.cwd())?;
     set_rlimits(p)?;
     set_io_priority(p)?;
     set_scheduler(p)?;
@@ -336,7 +329,9 @@ pub fn finish(
     }
     let env = with_home(p.env().clone().unwrap_or_default(), p.user().uid());
     let exe = look_path(&args[0], &env)?;
-    mark_cloexec_from(3 + preserve_fds as i32);
+    fds::mark_cloexec_from(3 + preserve_fds as i32);
+    fds::pass_preserved(preserve_fds);
+    verify_cwd(p.cwd())?;
     // A foreground runtime blocks signals to relay them; the container must not inherit that.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     Ok(Prepared {
@@ -347,31 +342,64 @@ pub fn finish(
     })
 }
 
-/// Nothing of the runtime's may leak into the container: every descriptor from `from` up is
-/// closed at execve (preserved fds sit below it).
-pub fn mark_cloexec_from(from: i32) {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own table.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            from as u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r != 0 {
-        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = rd
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|&fd| fd >= from)
-                .collect();
-            for fd in fds {
-                // SAFETY: fcntl on a descriptor number; a stale one fails harmlessly.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-        }
+/// Enter `process.cwd` (created if missing), resolved inside the container's root, which
+/// is `/` by now. Magic links are refused: `/proc/self/fd/N` names whatever that descriptor
+/// is, a host directory included, and `..` from there would walk the host (CVE-2024-21626).
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    if cwd.as_os_str().is_empty() {
+        return Ok(());
     }
+    if !cwd.is_absolute() {
+        bail!("process.cwd {} must be an absolute path", cwd.display());
+    }
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open the container's root")?;
+    let dir = paths::open_or_create(root.as_fd(), cwd, paths::Kind::Dir).map_err(|e| {
+        let why = match e {
+            Errno::ELOOP => {
+                " (a link through /proc/<pid>/fd, /proc/<pid>/cwd or /proc/<pid>/root leads \
+                 outside the container and is refused)"
+            }
+            _ => "",
+        };
+        anyhow!(
+            "process.cwd {}: cannot enter it inside the container: {}{why}",
+            cwd.display(),
+            e.desc()
+        )
+    })?;
+    nix::unistd::fchdir(&dir).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
+    Ok(())
+}
+
+/// The last word before execve: the working directory must lie under the container's root.
+/// The kernel's getcwd(2) marks a directory the root cannot reach with "(unreachable)"
+/// instead of a leading '/', however it was entered.
+fn verify_cwd(cwd: &Path) -> Result<()> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: getcwd writes at most `len` bytes into our buffer.
+    let r = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    let reachable = match r {
+        n if n > 0 => buf[0] == b'/',
+        _ => match Errno::last() {
+            Errno::ENOENT => false,
+            // A path longer than PATH_MAX is still under the root; anything else is unknown.
+            Errno::ENAMETOOLONG => true,
+            e => return Err(e).context("verify the working directory (getcwd)"),
+        },
+    };
+    if !reachable {
+        bail!(
+            "process.cwd {}: the working directory is outside the container's root; \
+             refusing to start (possible container breakout)",
+            cwd.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn exec(p: &Prepared, trampoline: Option<&Trampoline>) -> anyhow::Error {

@@ -38,9 +38,15 @@ pub enum Msg {
 
 pub struct Channel {
     fd: OwnedFd,
-    /// In the child's end: the number of the runtime's end, which a child cloned without
-    /// exec also holds (see [`Channel::close_inherited_peer`]).
-    peer: Option<RawFd>,
+}
+
+/// A child cloned without exec closes everything it does not own (process::fds), the
+/// runtime's end of the channel included: while it held a copy, the runtime dying (SIGKILL
+/// during create or exec) would never reach it as end-of-file.
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 /// The runtime's end and the child's end.
@@ -52,24 +58,10 @@ pub fn pair() -> Result<(Channel, Channel)> {
         SockFlag::SOCK_CLOEXEC,
     )
     .context("socketpair for runtime/child sync")?;
-    let peer = Some(a.as_raw_fd());
-    Ok((Channel { fd: a, peer: None }, Channel { fd: b, peer }))
+    Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
 impl Channel {
-    /// First thing in a child cloned without exec: close its copy of the runtime's end.
-    /// While it holds one, the runtime dying (SIGKILL during create or exec) never reaches
-    /// it as end-of-file and it waits for a message for ever.
-    pub fn close_inherited_peer(&self) {
-        if let Some(fd) = self.peer {
-            // SAFETY: in the cloned child this number is the inherited copy of the runtime's
-            // end. The `OwnedFd` owning it sits in the runtime's stack frame, which the child
-            // never drops: it runs only its closure and leaves with _exit (spawn::clone_with),
-            // so nothing else closes this number or reads it after a reuse.
-            unsafe { libc::close(fd) };
-        }
-    }
-
     pub fn send(&self, msg: &Msg) -> Result<()> {
         self.send_with_fd(msg, None)
     }
@@ -144,7 +136,6 @@ impl Channel {
     pub fn try_clone(&self) -> Result<Channel> {
         Ok(Channel {
             fd: self.fd.try_clone().context("dup sync channel")?,
-            peer: None,
         })
     }
 }

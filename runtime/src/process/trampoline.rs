@@ -71,6 +71,10 @@ pub struct Trampoline {
 }
 
 impl Trampoline {
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// None where there is no trampoline for this architecture; the caller then falls back
     /// to re-executing the runtime from a sealed copy.
     #[cfg(target_arch = "x86_64")]

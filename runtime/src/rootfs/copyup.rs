@@ -33,7 +33,7 @@ pub fn mount_tmpfs_copyup(
     options.extend(plan.opts.data.iter().map(String::as_str));
     // Read-only is applied in finalize(), after the copy and after hooks.
     let attrs = ms_to_attr(plan.opts.flags & !libc::MS_RDONLY);
-    let mnt = sys::new_detached_fs("tmpfs", &options, attrs)
+    let mnt = sys::new_detached_fs("tmpfs", &plan.src, &options, attrs)
         .map_err(sys_err("create tmpfs for", &plan.dest))?;
 
     let src = openat(

@@ -155,10 +155,10 @@ fn mask_err(p: &str, e: RootfsError) -> RootfsError {
 
 fn empty_readonly_tmpfs() -> Result<OwnedFd, RootfsError> {
     let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
-    match sys::new_detached_fs("tmpfs", &["nr_blocks=1", "nr_inodes=1"], attrs) {
+    match sys::new_detached_fs("tmpfs", "tmpfs", &["nr_blocks=1", "nr_inodes=1"], attrs) {
         Ok(fd) => Ok(fd),
         // Some distribution kernels refuse nr_inodes below 2.
-        Err(_) => sys::new_detached_fs("tmpfs", &["nr_blocks=1", "nr_inodes=2"], attrs)
+        Err(_) => sys::new_detached_fs("tmpfs", "tmpfs", &["nr_blocks=1", "nr_inodes=2"], attrs)
             .map_err(sys_err("create masking tmpfs", "tmpfs")),
     }
 }

@@ -33,6 +33,12 @@ pub struct IdmappedSources {
 }
 
 impl IdmappedSources {
+    /// Detached trees of host directories: the init holds them only until its mounts are made.
+    pub fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
+    }
+
     pub fn get(&self, index: usize) -> Option<BorrowedFd<'_>> {
         self.trees
             .iter()

@@ -54,7 +54,7 @@ mod idmap;
 mod mountinfo;
 mod mounts;
 mod options;
-mod paths;
+pub(crate) mod paths;
 mod pivot;
 mod propagation;
 mod sys;

@@ -122,17 +122,30 @@ pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno>
 
 /// A new, still detached filesystem instance of `fstype` configured with the mount(8)-style
 /// `options` ("key=value" or "flag"), mounted with the MOUNT_ATTR_* bits in `attrs`.
-pub fn new_detached_fs(fstype: &str, options: &[&str], attrs: u64) -> Result<OwnedFd, Errno> {
+/// `source` is what /proc/self/mountinfo shows as the mount's source (fsopen leaves it
+/// "none" unless told): `mount` and `df` print it, and runc's masks say "tmpfs".
+pub fn new_detached_fs(
+    fstype: &str,
+    source: &str,
+    options: &[&str],
+    attrs: u64,
+) -> Result<OwnedFd, Errno> {
     let name = cstr(OsStr::new(fstype))?;
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
     let fs =
         Errno::result(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: fsopen returned a new file descriptor that nothing else owns.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
-    for opt in options.iter().filter(|o| !o.is_empty()) {
+    let source = (!source.is_empty()).then(|| format!("source={source}"));
+    for opt in source
+        .iter()
+        .map(String::as_str)
+        .chain(options.iter().copied())
+        .filter(|o| !o.is_empty())
+    {
         let (key, value) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
-            None => (*opt, None),
+            None => (opt, None),
         };
         let key = cstr(OsStr::new(key))?;
         let value = value.map(|v| cstr(OsStr::new(v))).transpose()?;
