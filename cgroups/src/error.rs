@@ -19,6 +19,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// An interface file that exists only with some scheduler, kernel option or boot flag:
+    /// the message says which, so the user knows it is this host, not the config.
+    #[error("cgroup {controller}: cannot write {value} to {}: {reason}", .path.display())]
+    HostLacks {
+        controller: String,
+        value: String,
+        path: PathBuf,
+        reason: String,
+    },
+
     #[error("create cgroup {}: {}", .path.display(), os_message(.source))]
     Create { path: PathBuf, source: io::Error },
 
@@ -81,6 +91,8 @@ impl Error {
             | Error::Create { source, .. }
             | Error::Remove { source, .. } => source.raw_os_error(),
             Error::Signal { source, .. } | Error::Bpf { source, .. } => Some(*source as i32),
+            // The file is missing, as a write's ENOENT says; callers that tolerate that match it.
+            Error::HostLacks { .. } => Some(libc::ENOENT),
             _ => None,
         }
     }

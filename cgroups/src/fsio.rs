@@ -26,12 +26,66 @@ pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
         .write(true)
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
-    res.map_err(|source| Error::Write {
-        controller: controller_of(file).to_string(),
-        value: value.to_string(),
-        path,
-        source,
+    res.map_err(|source| match host_lacks(file) {
+        Some(reason) if source.kind() == ErrorKind::NotFound => Error::HostLacks {
+            controller: controller_of(file).to_string(),
+            value: value.to_string(),
+            path,
+            reason,
+        },
+        _ => Error::Write {
+            controller: controller_of(file).to_string(),
+            value: value.to_string(),
+            path,
+            source,
+        },
     })
+}
+
+/// Why a host has no `file` when its controller is there: these interface files come and go
+/// with the disk's I/O scheduler, kernel options and boot flags, so "No such file" alone
+/// would send the user looking for a mistake in the config.
+fn host_lacks(file: &str) -> Option<String> {
+    let reason = match file {
+        "blkio.weight" | "blkio.weight_device" | "blkio.bfq.weight" | "blkio.bfq.weight_device" => {
+            "blkio weight needs the BFQ or CFQ I/O scheduler: this host has neither \
+             blkio.weight nor blkio.bfq.weight (see /sys/block/*/queue/scheduler)"
+        }
+        "io.bfq.weight" => {
+            "per-device io weights need the BFQ I/O scheduler, which no disk on this host uses \
+             (see /sys/block/*/queue/scheduler)"
+        }
+        "io.weight" => {
+            "io weight needs the BFQ I/O scheduler or blk-iocost: this host has neither \
+             io.bfq.weight nor io.weight"
+        }
+        "memory.memsw.limit_in_bytes" => {
+            "a memory+swap limit needs swap accounting (CONFIG_MEMCG_SWAP, and swapaccount=1 \
+             on older kernels): this host has no memory.memsw.limit_in_bytes"
+        }
+        "memory.swap.max" => {
+            "a swap limit needs swap accounting (CONFIG_MEMCG_SWAP): this host has no \
+             memory.swap.max"
+        }
+        "memory.kmem.tcp.limit_in_bytes" => {
+            "a kernel TCP memory limit needs kernel memory accounting (CONFIG_MEMCG_KMEM) on \
+             cgroup v1: this host has no memory.kmem.tcp.limit_in_bytes"
+        }
+        "cpu.rt_runtime_us" | "cpu.rt_period_us" => {
+            "realtime CPU limits need the RT group scheduler (CONFIG_RT_GROUP_SCHED), which \
+             this kernel was built without"
+        }
+        "cpu.cfs_burst_us" | "cpu.max.burst" => "a CPU burst needs Linux 5.14 or later",
+        "cpu.idle" => "cpu idle needs Linux 5.15 or later",
+        f if f.starts_with("hugetlb.") => {
+            let size = f.split('.').nth(1).unwrap_or("?");
+            return Some(format!(
+                "this kernel offers no {size} huge pages (see /sys/kernel/mm/hugepages)"
+            ));
+        }
+        _ => return None,
+    };
+    Some(reason.to_string())
 }
 
 pub fn read(dir: &Path, file: &str) -> Result<String, Error> {

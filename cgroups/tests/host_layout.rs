@@ -6,13 +6,15 @@ mod common;
 use std::path::Path;
 
 use berth_cgroups::{CgroupManager, FreezerState, Layout};
+use berth_tests::features;
 use common::*;
 use serde_json::json;
 
 fn v1_host() -> bool {
     let layout = berth_cgroups::detect().expect("detect").layout;
     // A skip through the harness: under BERTH_REQUIRE_ALL=1 it fails instead.
-    layout != Layout::V2 || berth_tests::skip("v1 controller test on a v2-only host")
+    // A host property, not a missing install: the v2 paths are covered by unified.rs.
+    layout != Layout::V2 || berth_tests::host_lacks("v1 hierarchies (a v2-only host)")
 }
 
 #[test]
@@ -134,11 +136,12 @@ fn set_writes_limits_the_kernel_reads_back() {
     let g = host_manager("limits");
     let kid = Kid::sleep();
     g.mgr.apply(kid.pid()).unwrap();
+    let (cpus, mems) = (features::first_cpu(), features::first_mem());
     let r = resources(json!({
-        "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728, "swappiness": 10},
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "memory": {"limit": 67108864, "reservation": 33554432, "swappiness": 10},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": cpus, "mems": mems},
         "pids": {"limit": 42},
-        "blockIO": {"weight": 300, "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}]},
+        "blockIO": {"throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}]},
         "devices": [
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
@@ -149,29 +152,25 @@ fn set_writes_limits_the_kernel_reads_back() {
     let mem = g.mgr.path("memory").unwrap();
     assert_eq!(read(mem, "memory.limit_in_bytes"), "67108864");
     assert_eq!(read(mem, "memory.soft_limit_in_bytes"), "33554432");
-    if mem.join("memory.memsw.limit_in_bytes").exists() {
-        assert_eq!(read(mem, "memory.memsw.limit_in_bytes"), "134217728");
-    }
     assert_eq!(read(mem, "memory.swappiness"), "10");
     let cpu = g.mgr.path("cpu").unwrap();
     assert_eq!(read(cpu, "cpu.shares"), "512");
     assert_eq!(read(cpu, "cpu.cfs_quota_us"), "50000");
     assert_eq!(read(cpu, "cpu.cfs_period_us"), "100000");
-    assert_eq!(read(g.mgr.path("cpuset").unwrap(), "cpuset.cpus"), "0");
+    let cpuset = g.mgr.path("cpuset").unwrap();
+    assert_eq!(read(cpuset, "cpuset.cpus"), cpus);
+    assert_eq!(read(cpuset, "cpuset.mems"), mems);
     assert_eq!(read(g.mgr.path("pids").unwrap(), "pids.max"), "42");
     let blk = g.mgr.path("blkio").unwrap();
-    if blk.join("blkio.bfq.weight").exists() {
-        assert!(read(blk, "blkio.bfq.weight").contains("300"));
-    }
     if Path::new("/sys/dev/block/254:0").exists() {
         assert_eq!(read(blk, "blkio.throttle.read_bps_device"), "254:0 1048576");
     }
     let list = read(g.mgr.path("devices").unwrap(), "devices.list");
     assert_eq!(list, "c 1:3 rwm\nc 136:* rw", "{list}");
 
-    // update: shrink memory and swap (order matters), raise pids, switch devices to allow-all.
+    // update: lower the limit, raise pids and quota.
     let r2 = resources(json!({
-        "memory": {"limit": 33554432, "swap": 33554432},
+        "memory": {"limit": 33554432},
         "pids": {"limit": -1},
         "cpu": {"quota": -1}
     }));
@@ -179,10 +178,80 @@ fn set_writes_limits_the_kernel_reads_back() {
     assert_eq!(read(mem, "memory.limit_in_bytes"), "33554432");
     assert_eq!(read(g.mgr.path("pids").unwrap(), "pids.max"), "max");
     assert_eq!(read(cpu, "cpu.cfs_quota_us"), "-1");
-    // Growing them again writes swap first.
+}
+
+#[test]
+fn swap_limits_follow_the_limit_or_name_missing_swap_accounting() {
+    if !v1_host() {
+        return;
+    }
+    let g = host_manager("swap");
+    let kid = Kid::sleep();
+    g.mgr.apply(kid.pid()).unwrap();
+    let mem = g.mgr.path("memory").unwrap();
+    let r = resources(json!({"memory": {"limit": 67108864, "swap": 134217728}}));
+    if !features::swap_accounting(mem) {
+        let e = g.mgr.set(&r).unwrap_err().to_string();
+        assert!(e.contains("swap accounting"), "{e}");
+        return;
+    }
+    g.mgr.set(&r).expect("set");
+    assert_eq!(read(mem, "memory.memsw.limit_in_bytes"), "134217728");
+    // Shrinking both writes the limit first, growing both writes swap first: memsw must
+    // stay above the limit at every step.
+    let r2 = resources(json!({"memory": {"limit": 33554432, "swap": 33554432}}));
+    g.mgr.set(&r2).expect("shrink");
+    assert_eq!(read(mem, "memory.limit_in_bytes"), "33554432");
+    assert_eq!(read(mem, "memory.memsw.limit_in_bytes"), "33554432");
     let r3 = resources(json!({"memory": {"limit": 100663296, "swap": 201326592}}));
     g.mgr.set(&r3).expect("grow");
     assert_eq!(read(mem, "memory.limit_in_bytes"), "100663296");
+}
+
+#[test]
+fn blkio_weight_is_set_or_refused_with_the_hosts_reason() {
+    if !v1_host() {
+        return;
+    }
+    let g = host_manager("weight");
+    g.mgr.apply(-1).unwrap();
+    let blk = g.mgr.path("blkio").unwrap();
+    let r = resources(json!({"blockIO": {"weight": 300}}));
+    match features::io_weight_file(blk) {
+        Some(file) => {
+            g.mgr.set(&r).expect("blkio weight");
+            assert!(read(blk, file).contains("300"), "{file}");
+        }
+        // mq-deadline, kyber or none: no weight file at all.
+        None => {
+            let e = g.mgr.set(&r).unwrap_err().to_string();
+            assert!(
+                e.contains("blkio weight needs the BFQ or CFQ I/O scheduler")
+                    && e.contains("blkio.weight"),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn realtime_limits_are_set_or_refused_with_the_hosts_reason() {
+    if !v1_host() {
+        return;
+    }
+    let g = host_manager("rt");
+    g.mgr.apply(-1).unwrap();
+    let r = resources(json!({"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 0}}));
+    if features::rt_group_sched() {
+        g.mgr.set(&r).expect("rt period");
+        assert_eq!(
+            read(g.mgr.path("cpu").unwrap(), "cpu.rt_period_us"),
+            "1000000"
+        );
+    } else {
+        let e = g.mgr.set(&r).unwrap_err().to_string();
+        assert!(e.contains("RT group scheduler"), "{e}");
+    }
 }
 
 #[test]
@@ -324,35 +393,34 @@ fn set_on_a_cgroup_that_does_not_exist_fails() {
 #[test]
 fn hugetlb_goes_to_whichever_hierarchy_has_it() {
     let host = berth_cgroups::detect().unwrap();
-    if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
-        berth_tests::skip("no 2 MiB huge pages on this host");
-        return;
-    }
     let g = host_manager("huge");
     g.mgr.apply(-1).unwrap();
-    let r = resources(json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}));
+    // The smallest size this kernel offers (2MB on x86_64); none at all is checked too.
+    let sizes = features::hugepage_sizes();
+    let size = sizes.first().cloned().unwrap_or_else(|| "2MB".into());
+    let r = resources(json!({"hugepageLimits": [{"pageSize": size, "limit": 4194304}]}));
     let result = g.mgr.set(&r);
+    let v1_file = format!("hugetlb.{size}.limit_in_bytes");
+    let v2_file = format!("hugetlb.{size}.max");
+    let unified = g.mgr.unified_path().filter(|u| u.join(&v2_file).exists());
+    if sizes.is_empty() {
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("hugetlb"), "{e}");
+        return;
+    }
     if let Some(dir) = g.mgr.path("hugetlb") {
         result.expect("v1 hugetlb");
-        assert_eq!(read(dir, "hugetlb.2MB.limit_in_bytes"), "4194304");
-    } else if let Some(u) = g
-        .mgr
-        .unified_path()
-        .filter(|u| u.join("hugetlb.2MB.max").exists())
-    {
+        assert_eq!(read(dir, &v1_file), "4194304");
+    } else if let Some(u) = unified {
         // Hybrid: hugetlb only in cgroup2, used from there.
         result.expect("v2 hugetlb on hybrid");
-        assert_eq!(read(u, "hugetlb.2MB.max"), "4194304");
+        assert_eq!(read(u, &v2_file), "4194304");
     } else {
         assert!(result.unwrap_err().to_string().contains("hugetlb"));
     }
-    if g.mgr.path("hugetlb").is_some()
-        || g.mgr
-            .unified_path()
-            .is_some_and(|u| u.join("hugetlb.2MB.current").exists())
-    {
+    if g.mgr.path("hugetlb").is_some() || unified.is_some() {
         let stats = g.mgr.stats().unwrap();
-        assert!(stats.hugetlb.contains_key("2MB"), "{:?}", stats.hugetlb);
+        assert!(stats.hugetlb.contains_key(&size), "{:?}", stats.hugetlb);
     }
     let bad = resources(json!({"hugepageLimits": [{"pageSize": "2XB", "limit": 1}]}));
     if host.layout != Layout::V1 || g.mgr.path("hugetlb").is_some() {
@@ -520,11 +588,13 @@ fn oom_kills_are_counted() {
     let g = host_manager("oom");
     let mut kid = Kid::sh("read x; y=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived");
     g.mgr.apply(kid.pid()).unwrap();
-    g.mgr
-        .set(&resources(
-            json!({"memory": {"limit": 16777216, "swap": 16777216}}),
-        ))
-        .unwrap();
+    // Without swap accounting, swappiness 0 keeps the cgroup from swapping its way out.
+    let memory = if features::swap_accounting(g.mgr.path("memory").unwrap()) {
+        json!({"limit": 16777216, "swap": 16777216})
+    } else {
+        json!({"limit": 16777216, "swappiness": 0})
+    };
+    g.mgr.set(&resources(json!({ "memory": memory }))).unwrap();
     assert_eq!(g.mgr.oom_kill_count().unwrap(), 0);
     kid.send_line("go");
     // Either the shell or the tr in its pipeline is killed; the counter says so either way.

@@ -26,6 +26,7 @@
 mod bundle;
 mod cleanup;
 mod env;
+pub mod features;
 mod host;
 mod paths;
 mod process;
@@ -34,7 +35,7 @@ mod registry;
 pub use bundle::Bundle;
 pub use cleanup::CleanupReport;
 pub use env::TestEnv;
-pub use host::{has_cmd, is_root, require_cmds, require_root, skip};
+pub use host::{has_cmd, host_lacks, is_root, require_cmds, require_root, skip};
 pub use paths::{bin, bin_dir, debian_fixtures, fixtures, workspace_root};
 pub use process::{run, run_timeout, run_with_input, Output, DEFAULT_TIMEOUT};
 pub use registry::Registry;

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use berth_tests::{
-    fixtures, has_cmd, require_root, run, run_timeout, run_with_input, Bundle, TestEnv,
+    features, fixtures, has_cmd, require_root, run, run_timeout, run_with_input, Bundle, TestEnv,
 };
 use serde_json::Value;
 
@@ -147,11 +147,31 @@ fn panic_inside_env<T: 'static>(body: impl FnOnce(&TestEnv) + panic::UnwindSafe)
     }
 }
 
-const CGROUP_ROOTS: [&str; 3] = [
-    "/sys/fs/cgroup/pids",
-    "/sys/fs/cgroup/freezer",
-    "/sys/fs/cgroup/unified",
-];
+/// The hierarchies this host has of v1 pids, v1 freezer and cgroup2 (a v2-only host has
+/// only the last, a v1-only one only the first two).
+fn cgroup_roots() -> Vec<PathBuf> {
+    [
+        features::v1_controller("pids"),
+        features::v1_controller("freezer"),
+        features::cgroup2_mount(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Where a frozen cgroup goes and how it is frozen: the v1 freezer, else cgroup2's
+/// cgroup.freeze.
+fn freezer() -> (PathBuf, &'static str, &'static str) {
+    match features::v1_controller("freezer") {
+        Some(root) => (root, "freezer.state", "FROZEN"),
+        None => (
+            features::cgroup2_mount().expect("a freezer: v1 or cgroup2"),
+            "cgroup.freeze",
+            "1",
+        ),
+    }
+}
 
 #[test]
 fn cleanup_runs_on_panic() {
@@ -173,18 +193,19 @@ fn cleanup_runs_on_panic() {
         .assert_success();
         // Nested cgroups in v1 hierarchies and in cgroup2 holding the daemon.
         let name = env.unique("cg");
-        for root in CGROUP_ROOTS {
-            let cg = PathBuf::from(root).join(&name).join("child");
+        for root in cgroup_roots() {
+            let cg = root.join(&name).join("child");
             if fs::create_dir_all(&cg).is_ok() {
                 fs::write(cg.join("cgroup.procs"), daemon.id().to_string()).unwrap();
             }
         }
         // An unmarked process found only through its frozen cgroup.
         let frozen = Command::new("sleep").arg("1000").spawn().unwrap();
-        let fcg = PathBuf::from("/sys/fs/cgroup/freezer").join(env.unique("frozen"));
+        let (root, file, value) = freezer();
+        let fcg = root.join(env.unique("frozen"));
         fs::create_dir(&fcg).unwrap();
         fs::write(fcg.join("cgroup.procs"), frozen.id().to_string()).unwrap();
-        fs::write(fcg.join("freezer.state"), "FROZEN").unwrap();
+        fs::write(fcg.join(file), value).unwrap();
         // containerd-shim-runc-v2's runc state for a namespace of the test.
         let shim_state = PathBuf::from("/run/containerd/runc")
             .join(env.unique("ns"))
@@ -236,11 +257,11 @@ fn cleanup_runs_on_panic() {
     );
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(prefix.as_str()), "mounts left:\n{mounts}");
-    let mut cgroups: Vec<PathBuf> = CGROUP_ROOTS
+    let mut cgroups: Vec<PathBuf> = cgroup_roots()
         .iter()
-        .map(|r| PathBuf::from(r).join(format!("{prefix}-cg")))
+        .map(|r| r.join(format!("{prefix}-cg")))
         .collect();
-    cgroups.push(PathBuf::from("/sys/fs/cgroup/freezer").join(format!("{prefix}-frozen")));
+    cgroups.push(freezer().0.join(format!("{prefix}-frozen")));
     for cg in &cgroups {
         assert!(!cg.exists(), "cgroup {} still exists", cg.display());
     }
@@ -315,8 +336,8 @@ fn cleanup_kills_a_detached_container_left_running() {
     });
     assert_init_gone(pid);
     assert!(!left.dir.exists(), "{} still exists", left.dir.display());
-    for root in CGROUP_ROOTS {
-        let leftovers: Vec<_> = fs::read_dir(root)
+    for root in cgroup_roots() {
+        let leftovers: Vec<_> = fs::read_dir(&root)
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -324,7 +345,8 @@ fn cleanup_kills_a_detached_container_left_running() {
             .collect();
         assert!(
             leftovers.is_empty(),
-            "cgroups left in {root}: {leftovers:?}"
+            "cgroups left in {}: {leftovers:?}",
+            root.display()
         );
     }
 }
@@ -345,8 +367,8 @@ fn cleanup_removes_the_cgroup_of_a_container_named_by_someone_else() {
     });
     assert_init_gone(pid);
     assert!(!left.dir.exists());
-    for root in CGROUP_ROOTS {
-        let cg = PathBuf::from(root).join(&cgroup);
+    for root in cgroup_roots() {
+        let cg = root.join(&cgroup);
         assert!(!cg.exists(), "cgroup {} still exists", cg.display());
     }
 }

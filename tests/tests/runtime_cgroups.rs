@@ -9,7 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_tests::{require_root, run, run_with_input, Bundle, TestEnv};
+use berth_tests::{features, require_root, run, run_with_input, Bundle, TestEnv};
 use runtime_support::*;
 use serde_json::{json, Value};
 
@@ -47,8 +47,9 @@ fn limited_bundle(env: &TestEnv, cg: &str) -> Bundle {
         c["linux"]["cgroupsPath"] = json!(cg);
         c["linux"]["resources"]["memory"] = json!({"limit": 64 * MIB});
         c["linux"]["resources"]["pids"] = json!({"limit": 50});
-        c["linux"]["resources"]["cpu"] =
-            json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"});
+        c["linux"]["resources"]["cpu"] = json!({
+            "shares": 512, "quota": 50000, "period": 100000, "cpus": features::first_cpu()
+        });
     });
     bundle
 }
@@ -85,7 +86,10 @@ fn limits_show_in_the_hosts_cgroup_files() {
     } else {
         assert_eq!(cg_read("cpu", &cg, "", "cpu.max"), "50000 100000");
     }
-    assert_eq!(cg_read("cpuset", &cg, "cpuset.cpus", "cpuset.cpus"), "0");
+    assert_eq!(
+        cg_read("cpuset", &cg, "cpuset.cpus", "cpuset.cpus"),
+        features::first_cpu()
+    );
 
     force_delete(&env, &id);
     assert!(
@@ -344,20 +348,46 @@ fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
     assert_no_trace(&env, &bundle, &id);
 }
 
+/// hugetlb lives in v1 or, on this project's hybrid hosts, only in cgroup2.
+fn hugetlb_limit_file(cg: &str, size: &str) -> Option<PathBuf> {
+    let cg = cg.trim_start_matches('/');
+    [
+        "/sys/fs/cgroup/hugetlb",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|m| {
+        PathBuf::from(m)
+            .join(cg)
+            .join(format!("hugetlb.{size}.max"))
+    })
+    .chain(std::iter::once(
+        PathBuf::from("/sys/fs/cgroup/hugetlb")
+            .join(cg)
+            .join(format!("hugetlb.{size}.limit_in_bytes")),
+    ))
+    .find(|p| p.exists())
+}
+
 #[test]
-fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
+fn memory_reservation_cpuset_mems_and_hugetlb() {
     if !require_root() {
         return;
     }
     let env = TestEnv::new("rt-cgmore");
     let cg = format!("/{}", env.unique("cg"));
     let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    // The smallest huge page size the kernel has; a host without any is checked below.
+    let size = features::hugepage_sizes().first().cloned();
     bundle.edit_config(|c| {
         c["linux"]["cgroupsPath"] = json!(cg);
-        c["linux"]["resources"]["memory"] =
-            json!({"limit": 64 * MIB, "reservation": 32 * MIB, "swap": 128 * MIB});
-        c["linux"]["resources"]["cpu"] = json!({"mems": "0"});
-        c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 * MIB}]);
+        c["linux"]["resources"]["memory"] = json!({"limit": 64 * MIB, "reservation": 32 * MIB});
+        c["linux"]["resources"]["cpu"] = json!({"mems": features::first_mem()});
+        if let Some(size) = &size {
+            c["linux"]["resources"]["hugepageLimits"] =
+                json!([{"pageSize": size, "limit": 4 * MIB}]);
+        }
     });
     let id = env.unique("c");
     run_detached(&env, &bundle, &id);
@@ -365,8 +395,67 @@ fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
         cg_read("memory", &cg, "memory.soft_limit_in_bytes", "memory.low"),
         (32 * MIB).to_string()
     );
-    let swap_file = cg_dir("memory", &cg).join("memory.memsw.limit_in_bytes");
-    if !is_v1("memory") || swap_file.exists() {
+    assert_eq!(
+        cg_read("cpuset", &cg, "cpuset.mems", "cpuset.mems"),
+        features::first_mem()
+    );
+    let out = rt_run(&env, &["events", "--stats", &id]);
+    let ev: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    if let Some(size) = &size {
+        if let Some(file) = hugetlb_limit_file(&cg, size) {
+            assert_eq!(
+                fs::read_to_string(&file).unwrap().trim(),
+                (4 * MIB).to_string()
+            );
+            assert!(ev["data"]["hugetlb"][size].is_object(), "{ev}");
+        }
+    }
+    force_delete(&env, &id);
+
+    // A page size the kernel does not offer: refused, naming it.
+    let missing = if size.as_deref() == Some("64KB") {
+        "32KB"
+    } else {
+        "64KB"
+    };
+    bundle.edit_config(|c| {
+        c["linux"]["resources"]["hugepageLimits"] =
+            json!([{"pageSize": missing, "limit": 4 * MIB}]);
+    });
+    let id = env.unique("nohuge");
+    let out = run_as(&env, &bundle, &id);
+    out.assert_failure_mentioning("hugetlb");
+    assert_no_trace(&env, &bundle, &id);
+}
+
+#[test]
+fn swap_limit_is_set_or_refused_naming_swap_accounting() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("rt-cgswap");
+    let cg = format!("/{}", env.unique("cg"));
+    let bundle = writable_bundle(&env, &["sleep", "1000"]);
+    bundle.edit_config(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["resources"]["memory"] = json!({"limit": 64 * MIB});
+    });
+    let id = env.unique("c");
+    run_detached(&env, &bundle, &id);
+    let swap = (128 * MIB).to_string();
+    let out = rt_run(
+        &env,
+        &[
+            "update",
+            "--memory",
+            "67108864",
+            "--memory-swap",
+            &swap,
+            &id,
+        ],
+    );
+    if features::swap_accounting(&cg_dir("memory", &cg)) {
+        out.assert_success();
         // v2 keeps swap apart from memory: 128 MiB total is 64 MiB of swap.
         let want = if is_v1("memory") { 128 * MIB } else { 64 * MIB };
         assert_eq!(
@@ -378,35 +467,9 @@ fn memory_swap_reservation_cpuset_mems_and_hugetlb() {
             ),
             want.to_string()
         );
+    } else {
+        out.assert_failure_mentioning("needs swap accounting");
     }
-    assert_eq!(cg_read("cpuset", &cg, "cpuset.mems", "cpuset.mems"), "0");
-    // hugetlb lives in v1 or, on this project's hybrid hosts, only in cgroup2.
-    let hugetlb = [
-        "/sys/fs/cgroup/hugetlb",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup",
-    ]
-    .iter()
-    .map(|m| {
-        PathBuf::from(m)
-            .join(cg.trim_start_matches('/'))
-            .join("hugetlb.2MB.max")
-    })
-    .chain(std::iter::once(
-        PathBuf::from("/sys/fs/cgroup/hugetlb")
-            .join(cg.trim_start_matches('/'))
-            .join("hugetlb.2MB.limit_in_bytes"),
-    ))
-    .find(|p| p.exists());
-    if let Some(file) = hugetlb {
-        assert_eq!(
-            fs::read_to_string(&file).unwrap().trim(),
-            (4 * MIB).to_string()
-        );
-    }
-    let out = rt_run(&env, &["events", "--stats", &id]);
-    let ev: Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    assert!(ev["data"]["hugetlb"]["2MB"].is_object(), "{ev}");
     force_delete(&env, &id);
 }
 
@@ -421,24 +484,22 @@ fn update_blkio_weight_where_the_host_has_one() {
     bundle.edit_config(|c| c["linux"]["cgroupsPath"] = json!(cg));
     let id = env.unique("c");
     run_detached(&env, &bundle, &id);
-    // CFQ's blkio.weight, BFQ's blkio.bfq.weight, or cgroup2's io.bfq.weight.
-    let file = ["blkio.weight", "blkio.bfq.weight", "io.bfq.weight"]
-        .iter()
-        .map(|f| cg_dir("blkio", &cg).join(f))
-        .find(|p| p.exists());
+    let dir = cg_dir(if is_v1("blkio") { "blkio" } else { "io" }, &cg);
     let out = rt_run(&env, &["update", "--blkio-weight", "500", &id]);
-    match file {
+    match features::io_weight_file(&dir) {
         Some(file) => {
             out.assert_success();
-            assert_eq!(fs::read_to_string(&file).unwrap().trim(), "500");
+            // blk-iocost's io.weight has its own scale: 500 of 10..1000 is 4950 of 1..10000.
+            let want = if file == "io.weight" {
+                "default 4950"
+            } else {
+                "500"
+            };
+            let got = fs::read_to_string(dir.join(file)).unwrap();
+            assert!(got.contains(want), "{file}: {got}");
         }
         None => {
-            out.assert_failure();
-            assert!(
-                out.stderr.contains("blkio") || out.stderr.contains("io."),
-                "{}",
-                out.stderr
-            );
+            out.assert_failure_mentioning("needs the BFQ");
         }
     }
     force_delete(&env, &id);

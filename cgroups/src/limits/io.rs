@@ -130,4 +130,24 @@ mod tests {
         assert_eq!(blkio_weight_to_io(500), 4950);
         assert_eq!(blkio_weight_to_io(1000), 10000);
     }
+
+    /// What a host whose disks use mq-deadline offers: the throttle files and no weight
+    /// file at all (a directory standing in for its blkio cgroup, since this host may have
+    /// a weight file).
+    #[test]
+    fn a_weight_on_a_host_without_bfq_or_cfq_names_the_scheduler() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("blkio.throttle.read_bps_device"), "").unwrap();
+        let b: LinuxBlockIo = serde_json::from_value(serde_json::json!({"weight": 300})).unwrap();
+        let e = set_v1(dir.path(), &b).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        let e = e.to_string();
+        assert!(
+            e.contains("blkio weight needs the BFQ or CFQ I/O scheduler: this host has neither blkio.weight nor blkio.bfq.weight"),
+            "{e}"
+        );
+        // v2 without BFQ or blk-iocost.
+        let e = set_v2(dir.path(), &b).unwrap_err().to_string();
+        assert!(e.contains("neither io.bfq.weight nor io.weight"), "{e}");
+    }
 }

@@ -207,4 +207,21 @@ mod tests {
         assert!(swap_to_v2(50, 100).is_err());
         assert!(swap_to_v2(50, 0).is_err());
     }
+
+    /// A memory cgroup of a host without swap accounting: no memsw files (a directory
+    /// standing in for it, since this host may account swap).
+    #[test]
+    fn a_swap_limit_without_swap_accounting_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("memory.limit_in_bytes"),
+            "9223372036854771712",
+        )
+        .unwrap();
+        let m: LinuxMemory =
+            serde_json::from_value(serde_json::json!({"limit": 1048576, "swap": 2097152})).unwrap();
+        let e = set_v1(dir.path(), &m).unwrap_err().to_string();
+        assert!(e.contains("needs swap accounting"), "{e}");
+        assert!(e.contains("memory.memsw.limit_in_bytes"), "{e}");
+    }
 }
