@@ -11,11 +11,14 @@ mod runtime_support;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread;
 use std::time::Duration;
 
 use berth_tests::{
-    bin, fixtures, require_cmds, require_root, run, run_timeout, run_with_input, Output, TestEnv,
+    bin, fixtures, require_cmds, require_root, run, run_timeout, run_with_input, skip, Output,
+    TestEnv,
 };
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use runtime_support::{poll, wait_for};
@@ -468,6 +471,17 @@ fn containerd_runc_shim_runs_execs_kills_and_removes_with_berth_runtime() {
 /// A private dockerd (and the containerd it starts) with data, exec root,
 /// socket, containerd namespaces and cgroup parent of its own, and
 /// berth-runtime added as runtime `berth`.
+///
+/// It also runs in a network namespace of its own. A dockerd with the
+/// default bridge disabled (`--bridge=none`) deletes any link named `docker0`
+/// as it starts (moby's removeDefaultBridgeInterface), whatever its data
+/// root: in the host's namespace that is the host dockerd's bridge, which
+/// then fails every default-network container until it restarts. The
+/// namespace comes from `unshare --net`, not `ip netns add`, so nothing is
+/// left to remove: it goes away with dockerd and what dockerd started, which
+/// the test env's clean-up kills even when the test fails. The docker client
+/// still reaches dockerd through its socket file; unix sockets bound to a
+/// path do not depend on the network namespace.
 struct Dockerd {
     daemon: Daemon,
     host: String,
@@ -487,8 +501,18 @@ impl Dockerd {
         let exec_root = dir.join("exec");
         let namespace = env.unique("dk");
         let host = format!("unix://{}", dir.join("d.sock").display());
-        let mut cmd = Command::new("dockerd");
-        cmd.arg("--config-file")
+        // Loopback starts down in a new namespace; `exec` keeps the pid, so
+        // the daemon's SIGTERM on drop reaches dockerd itself.
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            r#"ip link set lo up && exec "$@""#,
+        ]);
+        cmd.args(["dockerd-netns", "dockerd"])
+            .arg("--config-file")
             .arg(&daemon_json)
             .arg("--data-root")
             .arg(dir.join("data"))
@@ -531,14 +555,27 @@ impl Dockerd {
     fn runtime_root(&self) -> PathBuf {
         self.exec_root.join("runtime-runc").join(&self.namespace)
     }
+
+    /// dockerd's pid (`unshare` and `sh` exec'd into it).
+    fn pid(&self) -> u32 {
+        self.daemon.child.id()
+    }
 }
+
+/// What a private [`Dockerd`] needs on the host.
+const DOCKERD_CMDS: &[&str] = &[
+    "dockerd",
+    "docker",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "unshare",
+    "ip",
+];
 
 /// A private dockerd (runtime `berth` added) with the busybox fixture loaded, or None when
 /// the test cannot run here (not root, tools missing: the reason is printed).
 fn dockerd_with_busybox(name: &str) -> Option<(TestEnv, Dockerd)> {
-    if !require_root()
-        || !require_cmds(&["dockerd", "docker", "containerd", "containerd-shim-runc-v2"])
-    {
+    if !require_root() || !require_cmds(DOCKERD_CMDS) {
         return None;
     }
     let env = TestEnv::new(name);
@@ -740,6 +777,147 @@ fn dockerd_container_options_take_effect_under_berth_runtime() {
     // Killing a stopped container is refused.
     run(dockerd.docker(&env).args(["kill", &name])).assert_failure();
     run(dockerd.docker(&env).args(["rm", &name])).assert_success();
+}
+
+/// The names of the links in the network namespace of the calling thread
+/// (`ip` inherits it), sorted.
+#[track_caller]
+fn link_names() -> Vec<String> {
+    let out = run(Command::new("ip").args(["-j", "link", "show"]));
+    out.assert_success();
+    let links: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("ip -j link show: not JSON ({e}): {}", out.stdout));
+    let mut names: Vec<String> = links
+        .as_array()
+        .unwrap_or_else(|| panic!("ip -j link show: not a list: {links}"))
+        .iter()
+        .map(|l| {
+            l["ifname"]
+                .as_str()
+                .unwrap_or_else(|| panic!("ip -j link show: no ifname in {l}"))
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether `name` carries a test env's prefix (`bt<pid>x<n>`): such a link
+/// belongs to a test running beside this one, here or in another process,
+/// and may come and go at any time.
+fn is_test_link(name: &str) -> bool {
+    name.match_indices("bt").any(|(i, _)| {
+        let rest = &name[i + 2..];
+        let pid_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        pid_len > 0
+            && rest[pid_len..].starts_with('x')
+            && rest[pid_len + 1..]
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit())
+    })
+}
+
+/// The network namespace of a task, as `net:[inode]`.
+#[track_caller]
+fn netns_of(proc_dir: &str) -> PathBuf {
+    let link = format!("{proc_dir}/ns/net");
+    fs::read_link(&link).unwrap_or_else(|e| panic!("{link}: {e}"))
+}
+
+/// Defect 5 of issue 11: a private dockerd must not touch the links of the
+/// namespace it is started from. A dockerd with `--bridge=none` deletes
+/// `docker0` there as it starts, so the test gives it one to delete: in a
+/// stand-in for the host, a network namespace the test thread unshares,
+/// holding a bridge named `docker0` and nothing else but `lo`. Creating a
+/// `docker0` on the real host instead would be unsafe: the host's dockerd,
+/// started meanwhile, would take it for its own bridge, and a test killed
+/// before its clean-up would leave it behind. The stand-in must hold the
+/// same links after the private dockerd has started, run a container and
+/// stopped; the real host's links, `docker0` among them when it has one,
+/// must all still be there too.
+#[test]
+fn dockerd_leaves_the_links_of_the_host_alone() {
+    if !require_root() || !require_cmds(DOCKERD_CMDS) {
+        return;
+    }
+    let host_before = link_names();
+
+    let stand_in = thread::spawn(|| {
+        // Namespaces belong to threads: only this one, and what it starts,
+        // moves to the stand-in, which goes away when the thread ends.
+        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        let out = run(Command::new("ip").args(["link", "add", "docker0", "type", "bridge"]));
+        if !out.success() {
+            skip(&format!("cannot create a bridge: {}", out.stderr.trim()));
+            return;
+        }
+        let before = link_names();
+        assert_eq!(before, ["docker0", "lo"], "the stand-in host's links");
+
+        let Some((env, dockerd)) = dockerd_with_busybox("docker-links") else {
+            return;
+        };
+        // A container, so that everything the interop tests make dockerd do
+        // on the way has happened too.
+        let out = run(dockerd.docker(&env).args([
+            "run",
+            "--rm",
+            "--runtime",
+            "berth",
+            "--network",
+            "none",
+            "busybox:latest",
+            "true",
+        ]));
+        out.assert_success();
+        assert_eq!(
+            link_names(),
+            before,
+            "the stand-in host's links while the private dockerd runs"
+        );
+        // What keeps them: dockerd has a network namespace of its own.
+        let here = netns_of("/proc/thread-self");
+        let theirs = netns_of(&format!("/proc/{}", dockerd.pid()));
+        assert_ne!(
+            theirs, here,
+            "dockerd runs in the network namespace it was started from"
+        );
+        drop(dockerd);
+        assert_eq!(
+            link_names(),
+            before,
+            "the stand-in host's links after the private dockerd stopped"
+        );
+        drop(env);
+    });
+    if let Err(panic) = stand_in.join() {
+        std::panic::resume_unwind(panic);
+    }
+
+    // Links other tests add may come and go meanwhile; none of the host's
+    // own may be gone.
+    let host_after = link_names();
+    let gone: Vec<&String> = host_before
+        .iter()
+        .filter(|name| !is_test_link(name) && !host_after.contains(name))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "host links gone: {gone:?}\nbefore: {host_before:?}\nafter: {host_after:?}"
+    );
+}
+
+#[test]
+fn test_link_names_are_recognised() {
+    assert!(is_test_link("bt12x1-veth"));
+    assert!(is_test_link("vbt4321x10-c"));
+    assert!(is_test_link("abtbt7x0"));
+    assert!(!is_test_link("docker0"));
+    assert!(!is_test_link("bt12-x1"));
+    assert!(!is_test_link("btx1"));
+    assert!(!is_test_link("bt12x"));
+    assert!(!is_test_link("eth0"));
 }
 
 // --- podman -------------------------------------------------------------------
