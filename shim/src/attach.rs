@@ -48,7 +48,7 @@ impl AttachHub {
             stdin: Mutex::new(Arc::new(Mutex::new(None))),
         });
         let h = hub.clone();
-        crate::spawn_thread("attach", move || h.accept_loop(listener))?;
+        crate::threads::spawn("attach", move || h.accept_loop(listener))?;
         Ok(hub)
     }
 
@@ -75,7 +75,7 @@ impl AttachHub {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(conn);
             let hub = self.clone();
-            if let Err(e) = crate::spawn_thread("attach-in", move || hub.client_input(reader)) {
+            if let Err(e) = crate::threads::spawn("attach-in", move || hub.client_input(reader)) {
                 tracing::warn!("attach client: {e:#}");
             }
         }

@@ -74,7 +74,7 @@ impl Publisher {
             address.to_string(),
             namespace.to_string(),
         );
-        crate::spawn_thread("events", move || {
+        crate::threads::spawn("events", move || {
             for (topic, any) in rx {
                 if let Err(e) = send(&binary, &address, &namespace, topic, &any) {
                     tracing::warn!("publish {topic}: {e:#}");

@@ -40,7 +40,7 @@ impl Drop for Working {
 }
 
 pub fn start_trimmer() -> anyhow::Result<()> {
-    crate::spawn_thread("trim", || loop {
+    crate::threads::spawn("trim", || loop {
         let mut busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
         while !*busy {
             busy = WOKEN.wait(busy).unwrap_or_else(|e| e.into_inner());

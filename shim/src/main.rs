@@ -5,6 +5,7 @@
 mod args;
 mod attach;
 mod bootstrap;
+mod context;
 mod events;
 mod footprint;
 mod jsonlog;
@@ -21,42 +22,21 @@ mod settings;
 mod stats;
 mod status;
 mod stdio;
+mod threads;
 mod timefmt;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 
-use crate::args::Args;
+use crate::args::{Action, Args, Command};
+use crate::context::ShimContext;
 use crate::service::{Service, TaskService};
-
-static CONTAINER_ID: OnceLock<String> = OnceLock::new();
-static NAMESPACE: OnceLock<String> = OnceLock::new();
-
-pub fn container_id() -> &'static str {
-    CONTAINER_ID.get().map(String::as_str).unwrap_or("")
-}
-
-pub fn namespace() -> &'static str {
-    NAMESPACE.get().map(String::as_str).unwrap_or("")
-}
-
-/// Our own threads only copy bytes or wait; a small stack keeps them cheap.
-const THREAD_STACK: usize = 256 * 1024;
-
-pub fn spawn_thread<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .stack_size(THREAD_STACK)
-        .spawn(f)
-        .with_context(|| format!("start {name} thread"))
-}
 
 fn main() {
     // One malloc arena for all threads: per-thread arenas would each keep pages resident
@@ -65,18 +45,30 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    let result = Args::parse(std::env::args().skip(1)).and_then(|args| {
-        let _ = CONTAINER_ID.set(args.id.clone());
-        let _ = NAMESPACE.set(args.namespace.clone());
-        match args.action.as_deref() {
-            Some("start") => bootstrap::start(&args),
-            Some("delete") => bootstrap::delete(&args),
-            None => serve(&args),
-            Some(other) => bail!("unknown action {other:?}: want start or delete"),
+    // Exit statuses as with Go's flag package, which containerd's own shims use: 0 after
+    // the usage asked for, 2 for a command line that cannot be read.
+    let args = match Command::parse(std::env::args().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            eprint!("{}", args::usage());
+            std::process::exit(0);
         }
-    });
+        Ok(Command::Version) => {
+            println!("{}", args::version());
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("{}: {e:#} (-help lists the flags)", args::NAME);
+            std::process::exit(2);
+        }
+    };
+    let result = match args.action {
+        Some(Action::Start) => bootstrap::start(&args),
+        Some(Action::Delete) => bootstrap::delete(&args),
+        None => serve(&args, ShimContext::new(&args.id, &args.namespace)),
+    };
     if let Err(e) = result {
-        eprintln!("containerd-shim-berth-v2: {e:#}");
+        eprintln!("{}: {e:#}", args::NAME);
         std::process::exit(1);
     }
 }
@@ -116,7 +108,7 @@ fn init_logging(bundle: &Path, debug: bool) {
     }
 }
 
-fn serve(args: &Args) -> Result<()> {
+fn serve(args: &Args, ctx: ShimContext) -> Result<()> {
     // Block the signals we handle before any thread exists, so every thread inherits the
     // mask and only the sigwait below takes them.
     let signals = reaper::handled_signals();
@@ -128,8 +120,8 @@ fn serve(args: &Args) -> Result<()> {
     // Kept now: containerd removes the bundle before it asks the shim to shut down.
     let socket = listener_path();
 
-    let publisher = events::Publisher::new(&args.publish_binary, &args.address, &args.namespace)?;
-    let service = Service::new(&args.id, &args.namespace, &bundle, publisher)?;
+    let publisher = events::Publisher::new(&args.publish_binary, &args.address, &ctx.namespace)?;
+    let service = Service::new(ctx, &bundle, publisher)?;
     let mut server = ttrpc::Server::new()
         .add_listener(bootstrap::LISTEN_FD)
         .context("use the listening socket")?

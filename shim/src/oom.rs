@@ -179,7 +179,7 @@ impl OomWatch {
             EventFd::from_flags(EfdFlags::EFD_CLOEXEC).context("create the OOM watch's stop fd")?,
         );
         let stopped = stop.clone();
-        crate::spawn_thread("oom", move || watch(&counter, &source, &stopped))?;
+        crate::threads::spawn("oom", move || watch(&counter, &source, &stopped))?;
         Ok(OomWatch { stop })
     }
 }

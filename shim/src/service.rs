@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use ttrpc::Code;
 
 use crate::attach::AttachHub;
+use crate::context::ShimContext;
 use crate::events::Publisher;
 use crate::jsonlog::JsonLog;
 use crate::mount::{mount_rootfs, RootfsMount};
@@ -50,8 +51,7 @@ pub struct SavedRuntime {
 }
 
 pub struct Service {
-    id: String,
-    namespace: String,
+    ctx: ShimContext,
     bundle: PathBuf,
     settings: Settings,
     runtime: OnceLock<Runtime>,
@@ -79,17 +79,11 @@ fn ts(t: SystemTime) -> MessageField<Timestamp> {
 }
 
 impl Service {
-    pub fn new(
-        id: &str,
-        namespace: &str,
-        bundle: &Path,
-        publisher: Publisher,
-    ) -> Result<Arc<Service>> {
+    pub fn new(ctx: ShimContext, bundle: &Path, publisher: Publisher) -> Result<Arc<Service>> {
         let settings = Settings::load(bundle)?;
         let (tx, rx) = channel();
         let svc = Arc::new(Service {
-            id: id.to_string(),
-            namespace: namespace.to_string(),
+            ctx,
             bundle: bundle.to_path_buf(),
             settings,
             runtime: OnceLock::new(),
@@ -104,14 +98,14 @@ impl Service {
             status_lock: Mutex::new(()),
         });
         let s = svc.clone();
-        crate::spawn_thread("exits", move || s.exit_loop(rx))?;
+        crate::threads::spawn("exits", move || s.exit_loop(rx))?;
         Ok(svc)
     }
 
     fn runtime(&self) -> Result<&Runtime> {
         self.runtime
             .get()
-            .ok_or_else(|| anyhow!("container {} is not created", self.id))
+            .ok_or_else(|| anyhow!("container {} is not created", self.ctx.id))
     }
 
     fn init(&self) -> Option<Arc<Proc>> {
@@ -130,9 +124,9 @@ impl Service {
         };
         p.ok_or_else(|| {
             let what = if exec_id.is_empty() {
-                format!("container {}", self.id)
+                format!("container {}", self.ctx.id)
             } else {
-                format!("process {exec_id} in container {}", self.id)
+                format!("process {exec_id} in container {}", self.ctx.id)
             };
             status_err(Code::NOT_FOUND, format!("{what}: not found"))
         })
@@ -141,7 +135,7 @@ impl Service {
     /// How containerd names `proc`: the container's id for the init, else its exec id.
     fn process_id(&self, proc: &Proc) -> String {
         if proc.is_init() {
-            self.id.clone()
+            self.ctx.id.clone()
         } else {
             proc.exec_id.clone()
         }
@@ -155,12 +149,12 @@ impl Service {
     /// containerd-shim-runc-v2 does), else Berth's annotation, else our own default.
     fn runtime_root(&self, opts: &RuncOptions) -> PathBuf {
         if !opts.root.is_empty() {
-            return Path::new(&opts.root).join(&self.namespace);
+            return Path::new(&opts.root).join(&self.ctx.namespace);
         }
         if let Some(r) = &self.settings.runtime_root {
             return r.clone();
         }
-        Path::new("/run/containerd/berth").join(&self.namespace)
+        Path::new("/run/containerd/berth").join(&self.ctx.namespace)
     }
 
     fn write_status(&self, proc: &Proc) {
@@ -187,7 +181,7 @@ impl Service {
         status::write(
             &self.bundle,
             &StatusFile {
-                id: self.id.clone(),
+                id: self.ctx.id.clone(),
                 status: name.to_string(),
                 pid: st.pid,
                 exit_code: st.exit.map(|e| e.code),
@@ -277,15 +271,15 @@ impl Service {
     fn create_init(&self, proc: &Arc<Proc>) -> Result<u32> {
         let runtime = self.runtime()?;
         let berth = self.berth();
-        let mut prepared = Prepared::new(&proc.stdio, &berth)?;
+        let mut prepared = Prepared::new(&proc.stdio, &berth, &self.ctx)?;
         let stdio = prepared.proc_stdio.take().context("stdio already used")?;
         let _ = std::fs::remove_file(&proc.pid_file);
-        runtime.create(&self.id, &self.bundle, &proc.pid_file, stdio)?;
+        runtime.create(&self.ctx.id, &self.bundle, &proc.pid_file, stdio)?;
         let started = read_pid(&proc.pid_file).and_then(|pid| Ok((pid, prepared.start()?)));
         let (pid, io) = match started {
             Ok(v) => v,
             Err(e) => {
-                let _ = runtime.delete(&self.id, true);
+                let _ = runtime.delete(&self.ctx.id, true);
                 return Err(e);
             }
         };
@@ -309,7 +303,7 @@ impl Service {
     /// What an OOM kill in the container does: TaskOOM, whether or not the init survives.
     fn oom_notice(&self) -> crate::oom::OnOom {
         let publisher = self.publisher.clone();
-        let id = self.id.clone();
+        let id = self.ctx.id.clone();
         Box::new(move || {
             publisher.publish(
                 topics::TASK_OOM_EVENT_TOPIC,
@@ -404,7 +398,7 @@ impl Service {
             Some(delay) => {
                 let s = self.clone();
                 let p = proc.clone();
-                if let Err(e) = crate::spawn_thread("restart", move || s.restart_init(p, delay)) {
+                if let Err(e) = crate::threads::spawn("restart", move || s.restart_init(p, delay)) {
                     tracing::warn!("restart: {e:#}");
                     self.finish_init(&proc, exit);
                 }
@@ -420,7 +414,7 @@ impl Service {
         self.publisher.publish(
             topics::TASK_EXIT_EVENT_TOPIC,
             &ev::TaskExit {
-                container_id: self.id.clone(),
+                container_id: self.ctx.id.clone(),
                 id: self.process_id(proc),
                 pid,
                 exit_status: exit.code,
@@ -465,10 +459,10 @@ impl Service {
         proc.state().restart_count += 1;
         let result = (|| -> Result<u32> {
             let runtime = self.runtime()?;
-            let _ = runtime.delete(&self.id, true);
+            let _ = runtime.delete(&self.ctx.id, true);
             let pid = self.create_init(&proc)?;
             proc.state().started_at = Some(SystemTime::now());
-            runtime.start(&self.id)?;
+            runtime.start(&self.ctx.id)?;
             Ok(pid)
         })();
         match result {
@@ -487,14 +481,14 @@ impl Service {
                     // The user stopped the container while it was being restarted (Kill
                     // saw it restarting and left the stop to us).
                     if let Ok(rt) = self.runtime() {
-                        let _ = rt.kill(&self.id, Signal::SIGKILL as u32, true);
+                        let _ = rt.kill(&self.ctx.id, Signal::SIGKILL as u32, true);
                     }
                     proc.state().restarting = false;
                 }
                 self.write_status(&proc);
             }
             Err(e) => {
-                tracing::error!("restart container {}: {e:#}", self.id);
+                tracing::error!("restart container {}: {e:#}", self.ctx.id);
                 self.finish_init(&proc, exit);
             }
         }
@@ -505,9 +499,9 @@ impl Service {
         let spec_path = self.bundle.join(format!("exec-{}.json", proc.exec_id));
         std::fs::write(&spec_path, proc.spec.as_deref().unwrap_or_default())
             .with_context(|| format!("write {}", spec_path.display()))?;
-        let mut prepared = Prepared::new(&proc.stdio, &BerthIo::default())?;
+        let mut prepared = Prepared::new(&proc.stdio, &BerthIo::default(), &self.ctx)?;
         let stdio = prepared.proc_stdio.take().context("stdio already used")?;
-        let res = runtime.exec(&self.id, &spec_path, &proc.pid_file, stdio);
+        let res = runtime.exec(&self.ctx.id, &spec_path, &proc.pid_file, stdio);
         let _ = std::fs::remove_file(&spec_path);
         res?;
         let pid = read_pid(&proc.pid_file)?;
@@ -540,17 +534,17 @@ impl Service {
             return Ok(());
         }
         let runtime = self.runtime()?;
-        runtime.kill(&self.id, self.settings.stop_signal as u32, false)?;
+        runtime.kill(&self.ctx.id, self.settings.stop_signal as u32, false)?;
         let timeout = self.settings.stop_timeout;
         let s = self.clone();
-        crate::spawn_thread("stop", move || {
+        crate::threads::spawn("stop", move || {
             if proc.wait_timeout(timeout).is_none() {
                 tracing::info!(
                     "container {} ignored its stop signal for {timeout:?}; killing",
-                    s.id
+                    s.ctx.id
                 );
                 if let Ok(rt) = s.runtime() {
-                    if let Err(e) = rt.kill(&s.id, Signal::SIGKILL as u32, true) {
+                    if let Err(e) = rt.kill(&s.ctx.id, Signal::SIGKILL as u32, true) {
                         tracing::warn!("{e:#}");
                     }
                 }
@@ -576,7 +570,7 @@ impl Service {
     fn exit_soon(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let pending = self.publisher.pending();
-        let _ = crate::spawn_thread("shutdown", move || {
+        let _ = crate::threads::spawn("shutdown", move || {
             std::thread::sleep(Duration::from_millis(50));
             // The main loop keeps reaping the publish binaries meanwhile.
             pending.wait_idle(Duration::from_secs(10));

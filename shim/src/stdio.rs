@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::attach::{AttachHub, StdinSlot, STDERR, STDOUT};
+use crate::context::ShimContext;
 use crate::jsonlog::{JsonLog, LineSplitter};
 use crate::reaper;
 use crate::runtime::ProcStdio;
@@ -132,7 +133,8 @@ fn open_fifo_out(path: &Path) -> Result<File> {
 static CONSOLE_SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Prepared {
-    pub fn new(spec: &StdioSpec, berth: &BerthIo) -> Result<Prepared> {
+    /// `ctx` names the container to a `binary://` logger.
+    pub fn new(spec: &StdioSpec, berth: &BerthIo, ctx: &ShimContext) -> Result<Prepared> {
         let stdin_slot: StdinSlot = Arc::new(Mutex::new(None));
         let stdin_fifo = if spec.stdin.is_empty() {
             None
@@ -195,7 +197,7 @@ impl Prepared {
         } else {
             Stdio::null()
         };
-        let (stdout, stderr) = p.outputs_for(spec)?;
+        let (stdout, stderr) = p.outputs_for(spec, ctx)?;
         p.proc_stdio = Some(ProcStdio {
             stdin,
             stdout,
@@ -205,11 +207,11 @@ impl Prepared {
         Ok(p)
     }
 
-    fn outputs_for(&mut self, spec: &StdioSpec) -> Result<(Stdio, Stdio)> {
+    fn outputs_for(&mut self, spec: &StdioSpec, ctx: &ShimContext) -> Result<(Stdio, Stdio)> {
         let out = parse_out(&spec.stdout)?;
         let err = parse_out(&spec.stderr)?;
         if let (Out::Binary(uri), _) | (_, Out::Binary(uri)) = (&out, &err) {
-            return start_logger(uri);
+            return start_logger(uri, ctx);
         }
         let stdout = self.output(out, STDOUT)?;
         let stderr = self.output(err, STDERR)?;
@@ -269,7 +271,7 @@ impl Prepared {
         if let Some(fifo) = self.stdin_fifo.take() {
             let slot = self.stdin_slot.clone();
             let (tx, rx) = channel();
-            crate::spawn_thread("stdin", move || {
+            crate::threads::spawn("stdin", move || {
                 copy_stdin(fifo, slot);
                 let _ = tx.send(());
             })?;
@@ -336,7 +338,7 @@ fn spawn_output_copier(
 ) -> Result<Receiver<()>> {
     let (tx, rx) = channel();
     let name = if stream == STDOUT { "stdout" } else { "stderr" };
-    crate::spawn_thread(name, move || {
+    crate::threads::spawn(name, move || {
         let mut buf = vec![0u8; 32 * 1024];
         let mut lines = LineSplitter::default();
         loop {
@@ -424,7 +426,7 @@ fn copy_stdin(mut fifo: File, slot: StdinSlot) {
 /// containerd's binary logger protocol: the logger gets the process's stdout and stderr
 /// on fds 3 and 4 and closes fd 5 once it is ready; CONTAINER_ID and CONTAINER_NAMESPACE
 /// in its environment.
-fn start_logger(uri: &str) -> Result<(Stdio, Stdio)> {
+fn start_logger(uri: &str, ctx: &ShimContext) -> Result<(Stdio, Stdio)> {
     let rest = &uri["binary://".len()..];
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let path = percent_decode(path);
@@ -441,8 +443,8 @@ fn start_logger(uri: &str) -> Result<(Stdio, Stdio)> {
     let (err_r, err_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
     let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
-    cmd.env("CONTAINER_ID", crate::container_id())
-        .env("CONTAINER_NAMESPACE", crate::namespace())
+    cmd.env("CONTAINER_ID", &ctx.id)
+        .env("CONTAINER_NAMESPACE", &ctx.namespace)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

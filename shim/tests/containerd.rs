@@ -243,7 +243,7 @@ fn ctr_run_with_binary_logger() {
     let out = c.path("logger.out");
     std::fs::write(
         &logger,
-        "#!/bin/sh\nexec 5>&-\ncat <&3 >\"$1.stdout\" &\ncat <&4 >\"$1.stderr\"\nwait\necho \"$CONTAINER_ID\" >\"$1.id\"\n",
+        "#!/bin/sh\nexec 5>&-\ncat <&3 >\"$1.stdout\" &\ncat <&4 >\"$1.stderr\"\nwait\necho \"$CONTAINER_ID $CONTAINER_NAMESPACE\" >\"$1.id\"\n",
     )
     .unwrap();
     std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -264,7 +264,8 @@ fn ctr_run_with_binary_logger() {
     };
     assert_eq!(read("stdout"), "via-logger\n");
     assert_eq!(read("stderr"), "err-via-logger\n");
-    assert_eq!(read("id"), "bl1\n");
+    // The logger learns whose output it has from its environment.
+    assert_eq!(read("id"), format!("bl1 {}\n", c.namespace));
 }
 
 /// `ctr events` for one containerd, read on a thread; lines are kept as they arrive.

@@ -65,7 +65,7 @@ impl Task for TaskService {
         s.publisher.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
             &ev::TaskCreate {
-                container_id: s.id.clone(),
+                container_id: s.ctx.id.clone(),
                 bundle: req.bundle.clone(),
                 rootfs: req.rootfs.clone(),
                 io: MessageField::some(ev::TaskIO {
@@ -97,7 +97,7 @@ impl Task for TaskService {
             // Marked started before the runtime call: an init that exits at once must
             // already count as started for the restart policy.
             proc.state().started_at = Some(SystemTime::now());
-            if let Err(e) = s.runtime().and_then(|r| r.start(&s.id)) {
+            if let Err(e) = s.runtime().and_then(|r| r.start(&s.ctx.id)) {
                 proc.state().started_at = None;
                 return Err(internal(e));
             }
@@ -112,7 +112,7 @@ impl Task for TaskService {
             s.publisher.publish(
                 topics::TASK_START_EVENT_TOPIC,
                 &ev::TaskStart {
-                    container_id: s.id.clone(),
+                    container_id: s.ctx.id.clone(),
                     pid,
                     ..Default::default()
                 },
@@ -132,7 +132,7 @@ impl Task for TaskService {
         s.publisher.publish(
             topics::TASK_EXEC_STARTED_EVENT_TOPIC,
             &ev::TaskExecStarted {
-                container_id: s.id.clone(),
+                container_id: s.ctx.id.clone(),
                 exec_id: req.exec_id.clone(),
                 pid,
                 ..Default::default()
@@ -169,13 +169,13 @@ impl Task for TaskService {
         if st.exit.is_none() && st.status != Status::CREATED {
             return Err(status_err(
                 Code::FAILED_PRECONDITION,
-                format!("container {} is still running: stop it first", s.id),
+                format!("container {} is still running: stop it first", s.ctx.id),
             ));
         }
         proc.state().stopped_by_user = true;
         proc.notify();
         s.runtime()
-            .and_then(|r| r.delete(&s.id, st.status == Status::CREATED))
+            .and_then(|r| r.delete(&s.ctx.id, st.status == Status::CREATED))
             .map_err(internal)?;
         if st.exit.is_none() {
             // A created container the runtime just killed: its exit is on the way.
@@ -192,11 +192,11 @@ impl Task for TaskService {
         s.publisher.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
             &ev::TaskDelete {
-                container_id: s.id.clone(),
+                container_id: s.ctx.id.clone(),
                 pid: st.pid,
                 exit_status: exit.code,
                 exited_at: ts(exit.at),
-                id: s.id.clone(),
+                id: s.ctx.id.clone(),
                 ..Default::default()
             },
         );
@@ -210,7 +210,7 @@ impl Task for TaskService {
         if init.state().exit.is_some() {
             return Err(status_err(
                 Code::FAILED_PRECONDITION,
-                format!("container {} is not running", s.id),
+                format!("container {} is not running", s.ctx.id),
             ));
         }
         let mut execs = s.execs.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +237,7 @@ impl Task for TaskService {
         s.publisher.publish(
             topics::TASK_EXEC_ADDED_EVENT_TOPIC,
             &ev::TaskExecAdded {
-                container_id: s.id.clone(),
+                container_id: s.ctx.id.clone(),
                 exec_id: req.exec_id.clone(),
                 ..Default::default()
             },
@@ -310,11 +310,11 @@ impl Task for TaskService {
             if proc.state().exit.is_some() && !req.all {
                 return Err(status_err(
                     Code::NOT_FOUND,
-                    format!("container {}: process already finished", s.id),
+                    format!("container {}: process already finished", s.ctx.id),
                 ));
             }
             s.runtime()
-                .and_then(|r| r.kill(&s.id, req.signal, req.all))
+                .and_then(|r| r.kill(&s.ctx.id, req.signal, req.all))
                 .map_err(internal)?;
             return Ok(Empty::new());
         }
@@ -347,7 +347,10 @@ impl Task for TaskService {
     ) -> ttrpc::Result<api::PidsResponse> {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
-        let pids = s.runtime().and_then(|r| r.ps(&s.id)).map_err(internal)?;
+        let pids = s
+            .runtime()
+            .and_then(|r| r.ps(&s.ctx.id))
+            .map_err(internal)?;
         // Running exec'd processes by pid, to name them as containerd's runc shim does.
         let execs: HashMap<u32, String> = s
             .execs
@@ -379,13 +382,15 @@ impl Task for TaskService {
         let _working = crate::footprint::Working::begin();
         let s = &self.0;
         let proc = s.process("")?;
-        s.runtime().and_then(|r| r.pause(&s.id)).map_err(internal)?;
+        s.runtime()
+            .and_then(|r| r.pause(&s.ctx.id))
+            .map_err(internal)?;
         proc.state().status = Status::PAUSED;
         s.write_status(&proc);
         s.publisher.publish(
             topics::TASK_PAUSED_EVENT_TOPIC,
             &ev::TaskPaused {
-                container_id: s.id.clone(),
+                container_id: s.ctx.id.clone(),
                 ..Default::default()
             },
         );
@@ -397,14 +402,14 @@ impl Task for TaskService {
         let s = &self.0;
         let proc = s.process("")?;
         s.runtime()
-            .and_then(|r| r.resume(&s.id))
+            .and_then(|r| r.resume(&s.ctx.id))
             .map_err(internal)?;
         proc.state().status = Status::RUNNING;
         s.write_status(&proc);
         s.publisher.publish(
             topics::TASK_RESUMED_EVENT_TOPIC,
             &ev::TaskResumed {
-                container_id: s.id.clone(),
+                container_id: s.ctx.id.clone(),
                 ..Default::default()
             },
         );
@@ -443,7 +448,7 @@ impl Task for TaskService {
             .as_ref()
             .ok_or_else(|| status_err(Code::INVALID_ARGUMENT, "update without resources"))?;
         s.runtime()
-            .and_then(|r| r.update(&s.id, &resources.value))
+            .and_then(|r| r.update(&s.ctx.id, &resources.value))
             .map_err(internal)?;
         Ok(Empty::new())
     }
@@ -460,7 +465,7 @@ impl Task for TaskService {
         if st.exit.is_some() || st.pid == 0 {
             return Err(status_err(
                 Code::FAILED_PRECONDITION,
-                format!("container {} is not running", s.id),
+                format!("container {} is not running", s.ctx.id),
             ));
         }
         let known = proc
