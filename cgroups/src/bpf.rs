@@ -192,7 +192,7 @@ fn owned_fd(raw: libc::c_long) -> OwnedFd {
 fn bpf_err(op: &'static str, source: Errno) -> Error {
     Error::Bpf {
         op,
-        source,
+        errno: source,
         log: String::new(),
     }
 }
@@ -224,7 +224,7 @@ pub fn load(prog: &[Insn]) -> Result<OwnedFd, Error> {
             let text = text.trim_end_matches('\0').trim();
             Err(Error::Bpf {
                 op: "load program",
-                source: err,
+                errno: err,
                 log: if text.is_empty() {
                     String::new()
                 } else {
@@ -255,7 +255,7 @@ fn attached(cgroup: &File) -> Result<Vec<u32>, Error> {
 pub fn apply(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
     let cgroup = File::open(dir).map_err(|source| Error::Read {
         path: dir.to_path_buf(),
-        source,
+        err: source,
     })?;
     let old = attached(&cgroup)?;
     let prog = load(&compile(rules))?;
@@ -296,7 +296,7 @@ pub fn apply(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
 pub fn attached_count(dir: &Path) -> Result<usize, Error> {
     let cgroup = File::open(dir).map_err(|source| Error::Read {
         path: dir.to_path_buf(),
-        source,
+        err: source,
     })?;
     Ok(attached(&cgroup)?.len())
 }

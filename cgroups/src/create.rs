@@ -13,7 +13,7 @@ fn mkdir(path: &Path) -> Result<bool, Error> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
         Err(source) => Err(Error::Create {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }),
     }
 }
@@ -120,7 +120,7 @@ pub fn remove_tree(dir: &Path) -> Result<(), Error> {
             Err(source) => {
                 return Err(Error::Remove {
                     path: dir.to_path_buf(),
-                    source,
+                    err: source,
                 })
             }
         }

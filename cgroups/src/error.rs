@@ -8,15 +8,17 @@ pub enum Error {
     #[error("no cgroup filesystem is mounted (checked /proc/self/mountinfo)")]
     NoCgroupMounts,
 
-    #[error("read {}: {}", .path.display(), os_message(.source))]
-    Read { path: PathBuf, source: io::Error },
+    // `err`, not `source`: the message already carries the kernel's text, and a source
+    // would print it a second time in an error chain ("Busy: Busy (os error 16)").
+    #[error("read {}: {}", .path.display(), os_message(.err))]
+    Read { path: PathBuf, err: io::Error },
 
-    #[error("cgroup {controller}: write {value} to {}: {}", .path.display(), os_message(.source))]
+    #[error("cgroup {controller}: write {value} to {}: {}", .path.display(), os_message(.err))]
     Write {
         controller: String,
         value: String,
         path: PathBuf,
-        source: io::Error,
+        err: io::Error,
     },
 
     /// An interface file that exists only with some scheduler, kernel option or boot flag:
@@ -29,11 +31,11 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("create cgroup {}: {}", .path.display(), os_message(.source))]
-    Create { path: PathBuf, source: io::Error },
+    #[error("create cgroup {}: {}", .path.display(), os_message(.err))]
+    Create { path: PathBuf, err: io::Error },
 
-    #[error("remove cgroup {}: {}", .path.display(), os_message(.source))]
-    Remove { path: PathBuf, source: io::Error },
+    #[error("remove cgroup {}: {}", .path.display(), os_message(.err))]
+    Remove { path: PathBuf, err: io::Error },
 
     #[error("parse {}: {reason}", .path.display())]
     Parse { path: PathBuf, reason: String },
@@ -58,17 +60,17 @@ pub enum Error {
     #[error("freeze {}: {reason}", .path.display())]
     Freeze { path: PathBuf, reason: String },
 
-    #[error("signal {signal} to pid {pid}: {}", .source.desc())]
+    #[error("signal {signal} to pid {pid}: {}", .errno.desc())]
     Signal {
         pid: i32,
         signal: i32,
-        source: nix::errno::Errno,
+        errno: nix::errno::Errno,
     },
 
-    #[error("device filter: bpf {op}: {}{log}", .source.desc())]
+    #[error("device filter: bpf {op}: {}{log}", .errno.desc())]
     Bpf {
         op: &'static str,
-        source: nix::errno::Errno,
+        errno: nix::errno::Errno,
         log: String,
     },
 }
@@ -86,11 +88,11 @@ impl Error {
     /// The errno behind a failed read/write/create/remove, when there is one.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Read { source, .. }
-            | Error::Write { source, .. }
-            | Error::Create { source, .. }
-            | Error::Remove { source, .. } => source.raw_os_error(),
-            Error::Signal { source, .. } | Error::Bpf { source, .. } => Some(*source as i32),
+            Error::Read { err: source, .. }
+            | Error::Write { err: source, .. }
+            | Error::Create { err: source, .. }
+            | Error::Remove { err: source, .. } => source.raw_os_error(),
+            Error::Signal { errno, .. } | Error::Bpf { errno, .. } => Some(*errno as i32),
             // The file is missing, as a write's ENOENT says; callers that tolerate that match it.
             Error::HostLacks { .. } => Some(libc::ENOENT),
             _ => None,

@@ -37,7 +37,7 @@ pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
             controller: controller_of(file).to_string(),
             value: value.to_string(),
             path,
-            source,
+            err: source,
         },
     })
 }
@@ -95,7 +95,7 @@ pub fn read(dir: &Path, file: &str) -> Result<String, Error> {
 pub fn read_path(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
-        source,
+        err: source,
     })
 }
 
@@ -106,7 +106,7 @@ pub fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, Error> {
     match std::fs::read_to_string(&path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Read { path, source }),
+        Err(source) => Err(Error::Read { path, err: source }),
     }
 }
 
@@ -119,7 +119,7 @@ pub fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         Err(source) => {
             return Err(Error::Read {
                 path: dir.to_path_buf(),
-                source,
+                err: source,
             })
         }
     };

@@ -128,7 +128,7 @@ impl CgroupManager {
             .map(|p| {
                 std::fs::File::open(p).map_err(|source| Error::Read {
                     path: p.to_path_buf(),
-                    source,
+                    err: source,
                 })
             })
             .transpose()
@@ -307,7 +307,7 @@ impl CgroupManager {
                     return Err(Error::Signal {
                         pid,
                         signal: sig,
-                        source,
+                        errno: source,
                     })
                 }
             }

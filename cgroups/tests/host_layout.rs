@@ -313,11 +313,13 @@ fn rejected_values_name_the_file_and_value() {
     let mut kid = Kid::sh("x=$(head -c 8000000 /dev/zero | tr '\\0' a); echo ready; read y");
     g.mgr.apply(kid.pid()).unwrap();
     assert_eq!(kid.read_line().trim(), "ready");
-    let e = g
+    let err = g
         .mgr
         .set(&resources(json!({"memory": {"limit": 1}})))
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    // The kernel's text is in the message once: no source to print it again in a chain.
+    assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+    let e = err.to_string();
     assert!(
         e.contains("memory.limit_in_bytes") && e.contains("write 1 "),
         "{e}"
@@ -330,6 +332,8 @@ fn rejected_values_name_the_file_and_value() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cpuset.cpus") && e.contains("99999"), "{e}");
+    // What the host has instead, from the parent's effective cpuset.
+    assert!(e.contains("this host offers cpus"), "{e}");
 
     let e = g
         .mgr

@@ -344,6 +344,7 @@ fn an_impossible_limit_fails_create_and_leaves_no_cgroup() {
     let id = env.unique("c");
     let out = run_as(&env, &bundle, &id);
     out.assert_failure_mentioning("cpuset");
+    out.assert_failure_mentioning("this host offers cpus");
     assert!(cgroups_named(&env.unique("cg")).is_empty(), "cgroup left");
     assert_no_trace(&env, &bundle, &id);
 }

@@ -116,12 +116,38 @@ pub fn set_v2(dir: &Path, c: &LinuxCpu) -> Result<(), Error> {
 /// Same file names in v1 and v2.
 pub fn set_cpuset(dir: &Path, c: &LinuxCpu) -> Result<(), Error> {
     if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-        fsio::write(dir, "cpuset.cpus", cpus)?;
+        write_cpuset(dir, "cpus", cpus)?;
     }
     if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-        fsio::write(dir, "cpuset.mems", mems)?;
+        write_cpuset(dir, "mems", mems)?;
     }
     Ok(())
+}
+
+/// The kernel refuses a CPU or memory node the parent cgroup does not have with a bare
+/// "Invalid argument" or "Math result not representable": say what the host offers.
+fn write_cpuset(dir: &Path, what: &str, value: &str) -> Result<(), Error> {
+    let file = format!("cpuset.{what}");
+    fsio::write(dir, &file, value).map_err(|e| {
+        let offered = dir.parent().and_then(|p| {
+            [
+                format!("cpuset.effective_{what}"),
+                format!("cpuset.{what}.effective"),
+                file.clone(),
+            ]
+            .iter()
+            .find_map(|f| fsio::read_optional(p, f).ok().flatten())
+        });
+        match (e.raw_os_error(), offered) {
+            (Some(libc::EINVAL | libc::ERANGE), Some(o)) if !o.trim().is_empty() => {
+                Error::InvalidValue {
+                    what: format!("{file} {value:?} for {}", dir.display()),
+                    reason: format!("this host offers {what} {} here", o.trim()),
+                }
+            }
+            _ => e,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -32,12 +32,12 @@ fn explain_busy(dir: &Path, err: Error, usage_file: &str, peak_file: &str) -> Er
             controller,
             value,
             path,
-            source,
+            err: source,
         } => Error::Write {
             controller,
             value: format!("{value} (current usage {usage}, peak usage {peak})"),
             path,
-            source,
+            err: source,
         },
         other => other,
     }

@@ -15,7 +15,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, pause, pipe, read, write, ForkResult, Pid};
+use nix::unistd::{fork, pause, pipe2, read, write, ForkResult, Pid};
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -132,7 +132,8 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 
 /// A user namespace with the given mappings, as an fd of `/proc/<helper>/ns/user`.
 fn helper_userns(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, RootfsError> {
-    let (rd, wr) = pipe().map_err(sys_err("pipe", "for the idmap helper"))?;
+    let (rd, wr) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe", "for the idmap helper"))?;
     // SAFETY: the child only calls unshare, write and pause (all async-signal-safe) and never
     // returns; the parent kills it.
     match unsafe { fork() }.map_err(sys_err("fork", "the idmap helper"))? {
