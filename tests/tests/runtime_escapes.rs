@@ -149,10 +149,18 @@ fn rt_with_leaked_dir(env: &TestEnv, fd: i32) -> std::process::Command {
     fs::write(host_dir.join("host-file"), "").unwrap();
     let dir = fs::File::open(&host_dir).unwrap();
     let mut cmd = rt(env);
-    // SAFETY: dup2 is async-signal-safe, and the closure owns `dir`, so its number is open.
+    // SAFETY: dup2 and fcntl are async-signal-safe, and the closure owns `dir`, so its number
+    // is open.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(dir.as_raw_fd(), fd) < 0 {
+            let src = dir.as_raw_fd();
+            // dup2 onto itself would leave close-on-exec set: clear it instead.
+            let r = if src == fd {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(src, fd)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -168,44 +176,38 @@ fn a_directory_the_caller_leaks_is_no_way_out() {
     }
     let env = TestEnv::new("cwd-fd-leak");
     let bundle = marked_bundle(&env, &["sh", "-c", CLIMB]);
-    let path = bundle.path().to_str().unwrap().to_string();
+    // `run` with a host directory leaked on `fd`, handed on with `--preserve-fds` when below
+    // `preserve`'s reach; the container is deleted after.
+    let run_leaking = |fd: i32, preserve: &str, name: &str| {
+        let id = env.unique(name);
+        let out = run(rt_with_leaked_dir(&env, fd).args([
+            "run",
+            "--preserve-fds",
+            preserve,
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            &id,
+        ]));
+        rt_run(&env, &["delete", "--force", &id]);
+        out
+    };
 
     // Leaked above the preserved range: the container must not see it at all.
     with_cwd(&bundle, "/proc/self/fd/42");
-    let id = env.unique("leak");
-    let out = run(rt_with_leaked_dir(&env, 42).args(["run", "--bundle", &path, &id]));
+    let out = run_leaking(42, "0", "leak");
     assert_confined("run with fd 42 leaked", &out, None);
-    rt_run(&env, &["delete", "--force", &id]);
 
     // Handed on with --preserve-fds: the process gets it, but never as its working directory.
     with_cwd(&bundle, "/proc/self/fd/3");
-    let id = env.unique("pres");
-    let out = run(rt_with_leaked_dir(&env, 3).args([
-        "run",
-        "--preserve-fds",
-        "1",
-        "--bundle",
-        &path,
-        &id,
-    ]));
+    let out = run_leaking(3, "1", "pres");
     assert_confined("run --preserve-fds 1 with cwd on fd 3", &out, None);
-    rt_run(&env, &["delete", "--force", &id]);
 
     // A preserved descriptor still reaches the process, open (the fix must not close it).
     with_cwd(&bundle, "/");
     bundle.args(&["sh", "-c", "ls -a /proc/self/fd/3/"]);
-    let id = env.unique("pass");
-    let out = run(rt_with_leaked_dir(&env, 3).args([
-        "run",
-        "--preserve-fds",
-        "1",
-        "--bundle",
-        &path,
-        &id,
-    ]));
+    let out = run_leaking(3, "1", "pass");
     out.assert_success();
     assert!(out.stdout.lines().any(|l| l == "host-file"), "{out:?}");
-    rt_run(&env, &["delete", "--force", &id]);
 }
 
 #[test]

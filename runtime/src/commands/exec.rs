@@ -149,12 +149,12 @@ impl ExecChild<'_> {
     /// See Init::owned_fds: the cgroup directory, the namespace files and the runtime's end
     /// of the channel stay behind (CVE-2024-21626).
     fn owned_fds(&self) -> Vec<std::os::fd::RawFd> {
-        let mut keep = fds::preserved(self.preserve_fds);
-        keep.push(self.chan.as_raw_fd());
-        keep.extend(self.tty.as_ref().and_then(Tty::socket_fd));
-        keep.extend(self.trampoline.as_ref().map(Trampoline::raw_fd));
-        keep.extend(crate::logging::file_fd());
-        keep
+        let own = [
+            Some(self.chan.as_raw_fd()),
+            self.tty.as_ref().and_then(Tty::socket_fd),
+            self.trampoline.as_ref().map(Trampoline::raw_fd),
+        ];
+        fds::owned(self.preserve_fds, own.into_iter().flatten())
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {

@@ -66,6 +66,16 @@ pub fn mark_cloexec_from(from: RawFd) {
     }
 }
 
+/// What a process we fork keeps of its inherited table: the caller's preserved descriptors,
+/// the `--log` file (its warnings go there), and `own`, the descriptors its setup still
+/// needs (sync channel, console socket, trampoline, ...).
+pub fn owned(preserve_fds: u32, own: impl IntoIterator<Item = RawFd>) -> Vec<RawFd> {
+    let mut keep = preserved(preserve_fds);
+    keep.extend(own);
+    keep.extend(crate::logging::file_fd());
+    keep
+}
+
 /// The numbers of the caller's `--preserve-fds N` descriptors.
 pub fn preserved(n: u32) -> Vec<RawFd> {
     (3..3 + n as RawFd).collect()

@@ -74,13 +74,15 @@ impl Init<'_> {
     /// else (the cgroup directory it was born in, the runtime's end of the channel, whatever
     /// the caller leaked) is closed before any setup step can reach it (CVE-2024-21626).
     fn owned_fds(&self, idmapped: &rootfs::IdmappedSources) -> Vec<std::os::fd::RawFd> {
-        let mut keep = fds::preserved(self.preserve_fds);
-        keep.push(self.chan.as_raw_fd());
-        keep.extend(self.tty.as_ref().and_then(Tty::socket_fd));
-        keep.extend(self.trampoline.as_ref().map(Trampoline::raw_fd));
-        keep.extend(crate::logging::file_fd());
-        keep.extend(idmapped.raw_fds());
-        keep
+        let own = [
+            Some(self.chan.as_raw_fd()),
+            self.tty.as_ref().and_then(Tty::socket_fd),
+            self.trampoline.as_ref().map(Trampoline::raw_fd),
+        ];
+        fds::owned(
+            self.preserve_fds,
+            own.into_iter().flatten().chain(idmapped.raw_fds()),
+        )
     }
 
     fn setup(&self) -> Result<std::convert::Infallible> {
