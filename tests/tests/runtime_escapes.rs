@@ -286,3 +286,21 @@ fn exec_cap_is_never_inheritable_or_ambient() {
     assert_ne!(cap_mask(&user, "CapBnd") & CAP_NET_RAW, 0, "{user}");
     force_delete(&env, &id);
 }
+
+#[test]
+fn the_cwd_check_runs_before_a_profile_that_denies_getcwd() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("cwd-seccomp");
+    let bundle = marked_bundle(&env, &["echo", "ran"]);
+    bundle.edit_config(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let out = run_bundle(&env, &bundle, "c");
+    out.assert_success();
+    assert_eq!(out.stdout, "ran\n");
+}

@@ -277,6 +277,9 @@ pub fn finish(
     preserve_fds: u32,
 ) -> Result<Prepared> {
     enter_cwd(p.cwd())?;
+    // Checked now, before seccomp: a profile may deny getcwd itself (runtime-tools'
+    // linux_seccomp does), and nothing below changes the working directory.
+    verify_cwd(p.cwd())?;
     set_rlimits(p)?;
     set_io_priority(p)?;
     set_scheduler(p)?;
@@ -331,7 +334,6 @@ pub fn finish(
     let exe = look_path(&args[0], &env)?;
     fds::mark_cloexec_from(3 + preserve_fds as i32);
     fds::pass_preserved(preserve_fds);
-    verify_cwd(p.cwd())?;
     // A foreground runtime blocks signals to relay them; the container must not inherit that.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     Ok(Prepared {
@@ -376,7 +378,7 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The last word before execve: the working directory must lie under the container's root.
+/// The working directory must lie under the container's root.
 /// The kernel's getcwd(2) marks a directory the root cannot reach with "(unreachable)"
 /// instead of a leading '/', however it was entered.
 fn verify_cwd(cwd: &Path) -> Result<()> {
