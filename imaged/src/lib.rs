@@ -3,4 +3,5 @@
 //! the `berth` CLI uses.
 
 pub mod digest;
+pub mod reference;
 pub mod store;
