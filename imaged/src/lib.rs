@@ -3,5 +3,6 @@
 //! the `berth` CLI uses.
 
 pub mod digest;
+pub mod images;
 pub mod reference;
 pub mod store;

@@ -141,12 +141,15 @@ impl Meta {
         let db = Database::create(path).map_err(|e| db_err(&p)(Box::new(e)))?;
         let meta = Meta { db, path: p };
         // Create every table once, so readers never meet a missing one.
-        meta.write(|_| Ok(()))?;
+        meta.write(|_| Ok::<_, MetaError>(()))?;
         Ok(meta)
     }
 
     /// Run `f` in one write transaction, committed only if it returns Ok.
-    pub fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+    pub fn write<T, E: From<MetaError>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let tx = try_db!(self, self.db.begin_write())?;
         {
             for t in [IMAGES, SNAPSHOTS, ACTIVE] {
@@ -326,6 +329,13 @@ impl Tx<'_> {
             out.push(s);
         }
         Ok(out)
+    }
+
+    /// Drop a snapshot record whatever its count (prune of what an unfinished pull left).
+    pub fn remove_snapshot(&mut self, chain: &Digest) -> Result<Option<SnapshotRecord>> {
+        let s = self.snapshot(chain)?;
+        self.delete(SNAPSHOTS, chain.hex())?;
+        Ok(s)
     }
 
     /// Add `delta` to the reference count of every snapshot of the chain under `top`.

@@ -2,6 +2,7 @@
 //! container upper directories ([`snapshots`]), and the records that tie them together
 //! ([`meta`]).
 
+pub mod active;
 pub mod content;
 pub mod meta;
 pub mod snapshots;
