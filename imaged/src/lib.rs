@@ -4,3 +4,4 @@
 
 pub mod digest;
 pub mod reference;
+pub mod registry;
