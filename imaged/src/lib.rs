@@ -5,4 +5,5 @@
 pub mod digest;
 pub mod images;
 pub mod reference;
+pub mod registry;
 pub mod store;
