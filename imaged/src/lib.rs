@@ -3,3 +3,4 @@
 //! the `berth` CLI uses.
 
 pub mod digest;
+pub mod layer;
