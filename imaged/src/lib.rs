@@ -7,3 +7,4 @@ pub mod images;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod layer;

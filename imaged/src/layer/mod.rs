@@ -1,0 +1,22 @@
+//! Image layers on disk: unpacking a layer tar into a snapshot directory for overlayfs,
+//! turning an overlayfs upper directory back into a layer, and plain tars of a tree.
+//!
+//! Everything here is synchronous and streams: the daemon calls it from `spawn_blocking`
+//! with the download (or the blob file) as the reader. What unpack accepts and refuses, and
+//! why, is in imaged/README.md ("Layers").
+
+mod compression;
+mod error;
+mod hashing;
+mod name;
+mod pack;
+mod resolve;
+mod sys;
+mod unpack;
+
+pub use compression::{
+    detect_and_decode, CompressWriter, Compression, UnsupportedCompression, MAGIC_LEN,
+};
+pub use error::{LayerError, Refusal};
+pub use pack::{archive_dir, diff, DiffReport};
+pub use unpack::{unpack, UnpackOptions, UnpackReport};

@@ -1,0 +1,843 @@
+//! Unpacking one layer into an empty snapshot directory for overlayfs.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, AtFlags, OFlag};
+use nix::sys::stat::{
+    fchmod, fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
+    UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use tar::EntryType;
+
+use super::compression::{detect_and_decode, Compression};
+use super::error::{LayerError, Refusal};
+use super::hashing::{BudgetReader, HashReader, HeaderBudget};
+use super::name::{check_directories, components, display, lossy, marker, Marker};
+use super::resolve::{Found, Tree, WalkError};
+use super::sys::{cstring, open_dir_at, set_xattr, Node};
+use crate::digest::Digest;
+
+/// How a layer is unpacked.
+#[derive(Debug, Clone)]
+pub struct UnpackOptions {
+    /// The layer's name in messages, usually its digest.
+    pub name: String,
+}
+
+impl UnpackOptions {
+    pub fn new(name: impl Into<String>) -> UnpackOptions {
+        UnpackOptions { name: name.into() }
+    }
+}
+
+/// What [`unpack`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackReport {
+    /// sha256 of the uncompressed tar stream, all of it (trailing zero blocks too): the
+    /// diff_id an image config lists in `rootfs.diff_ids`.
+    pub diff_id: Digest,
+    /// The compression found from the blob's first bytes.
+    pub compression: Compression,
+    /// Bytes of the uncompressed tar stream.
+    pub tar_size: u64,
+    /// Bytes of regular file content written to disk (a hard link adds nothing; metadata,
+    /// directories and filesystem overhead are not counted).
+    pub written: u64,
+    /// Tar entries taken (extension headers are part of the entry they describe).
+    pub entries: u64,
+}
+
+/// Big reads: a layer is one long stream, and every extra read is a trip through the
+/// decompressor.
+const BUFFER: usize = 1 << 20;
+/// What the headers of one entry (PAX records, GNU long names) may take.
+const HEADER_BUDGET: u64 = 1 << 20;
+const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
+
+/// Unpacks one image layer (a tar stream, gzip, zstd or uncompressed, told apart by its first
+/// bytes) into `dest`, an existing empty directory that becomes an overlayfs lower directory.
+///
+/// The stream is read once: decompressed, hashed and written as it comes, and read to its
+/// end (past the tar's end blocks) so that [`UnpackReport::diff_id`] covers every byte. The
+/// caller compares it with the image config's `rootfs.diff_ids`.
+///
+/// Whiteouts become overlayfs's own: `.wh.NAME` a 0:0 character device NAME, `.wh..wh..opq`
+/// the xattr `trusted.overlay.opaque=y` on its directory. Owners are numeric, modes keep
+/// setuid, setgid and sticky, directories get their times after their children are written,
+/// and `SCHILY.xattr.*` PAX records become xattrs. Nothing is ever followed to set owners,
+/// modes, times or xattrs.
+///
+/// Nothing lands outside `dest`. The rules, and why (imaged/README.md, "Layers"):
+/// - an absolute name is taken inside `dest`; `..` that would climb above it is refused;
+/// - parent directories are walked one descriptor at a time, following only relative
+///   symlinks that stay inside; a symlink that points outside (absolute, or climbing above
+///   the root) is refused when an entry would be written through it;
+/// - a hard link must name an entry of this layer, reached the same way;
+/// - character and block devices are taken only under the image's `/dev` (which the
+///   runtime covers with a tmpfs), except the 0:0 character device, which is overlayfs's
+///   whiteout and may stand anywhere;
+/// - a later entry replaces an earlier one of the same path, directories merge, as in Docker.
+///
+/// On error (a refused entry, a broken stream, a failing disk) `dest` holds part of the layer
+/// and must be removed by the caller; it is never a snapshot to use.
+pub fn unpack(
+    reader: impl Read,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackReport, LayerError> {
+    let layer = opts.name.as_str();
+    let root = open_dest(dest, layer)?;
+    let stream_err = |at: &str, source| LayerError::Stream {
+        layer: layer.to_string(),
+        at: at.to_string(),
+        source,
+    };
+
+    let (detected, decoded) =
+        detect_and_decode(reader, BUFFER).map_err(|e| stream_err("reading the first bytes", e))?;
+    let compression = detected.map_err(|unsupported| {
+        stream_err(
+            "compression",
+            io::Error::new(io::ErrorKind::InvalidData, unsupported),
+        )
+    })?;
+
+    // The hash sits under the buffer, so it sees large reads rather than the tar reader's
+    // 512-byte ones.
+    let budget = HeaderBudget::default();
+    let stream = BudgetReader::new(
+        BufReader::with_capacity(BUFFER, HashReader::new(decoded)),
+        budget.clone(),
+    );
+    let mut archive = tar::Archive::new(stream);
+    let mut unpacker = Unpacker {
+        layer,
+        tree: Tree::new(root),
+        dirs: Vec::new(),
+        buf: vec![0; BUFFER],
+        written: 0,
+        entries: 0,
+    };
+
+    let mut last: Option<String> = None;
+    let after = |last: &Option<String>| match last {
+        Some(name) => format!("after entry {name:?}"),
+        None => "first entry".to_string(),
+    };
+    let mut entries = archive
+        .entries()
+        .map_err(|e| stream_err("opening the tar stream", e))?;
+    loop {
+        budget.arm(HEADER_BUDGET);
+        let next = entries.next();
+        budget.disarm();
+        let mut entry = match next {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(_)) if budget.exceeded() => {
+                return Err(LayerError::Refused {
+                    layer: layer.to_string(),
+                    entry: after(&last),
+                    reason: Refusal::HeadersTooLarge(HEADER_BUDGET),
+                })
+            }
+            Some(Err(e)) => return Err(stream_err(&after(&last), e)),
+        };
+        let name = lossy(&entry.path_bytes());
+        unpacker
+            .entry(&mut entry)
+            .map_err(|f| f.into_error(layer, &name))?;
+        last = Some(name);
+    }
+    drop(entries);
+
+    // Whatever follows the end blocks is part of the blob, and of the diff_id.
+    let mut rest = archive.into_inner().into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err("after the last entry", e))?;
+    let (diff_id, tar_size) = rest.into_inner().finish();
+
+    unpacker
+        .finish_dirs()
+        .map_err(|f| f.into_error(layer, "(directory times)"))?;
+    Ok(UnpackReport {
+        diff_id,
+        compression,
+        tar_size,
+        written: unpacker.written,
+        entries: unpacker.entries,
+    })
+}
+
+fn open_dest(dest: &Path, layer: &str) -> Result<OwnedFd, LayerError> {
+    let refuse = |reason: String| LayerError::Destination {
+        layer: layer.to_string(),
+        path: dest.to_path_buf(),
+        reason,
+    };
+    // The caller's path is trusted; everything below it is not.
+    let fd = open(
+        dest,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| refuse(io::Error::from(e).to_string()))?;
+    let mut listing = Dir::from_fd(fd.try_clone().map_err(|e| refuse(e.to_string()))?)
+        .map_err(|e| refuse(io::Error::from(e).to_string()))?;
+    for e in listing.iter() {
+        let e = e.map_err(|e| refuse(io::Error::from(e).to_string()))?;
+        if !matches!(e.file_name().to_bytes(), b"." | b"..") {
+            return Err(refuse("not empty".to_string()));
+        }
+    }
+    Ok(fd)
+}
+
+/// How one entry failed, before the layer and entry names are put on it.
+#[derive(Debug)]
+enum Fail {
+    Refuse(Refusal),
+    Io(&'static str, io::Error),
+    /// Reading the entry's data from the stream failed.
+    Stream(io::Error),
+}
+
+impl Fail {
+    fn into_error(self, layer: &str, entry: &str) -> LayerError {
+        let (layer, entry) = (layer.to_string(), entry.to_string());
+        match self {
+            Fail::Refuse(reason) => LayerError::Refused {
+                layer,
+                entry,
+                reason,
+            },
+            Fail::Io(op, source) => LayerError::Entry {
+                layer,
+                entry,
+                op,
+                source,
+            },
+            Fail::Stream(source) => LayerError::Stream {
+                layer,
+                at: format!("entry {entry:?}"),
+                source,
+            },
+        }
+    }
+}
+
+impl From<Refusal> for Fail {
+    fn from(r: Refusal) -> Fail {
+        Fail::Refuse(r)
+    }
+}
+
+impl From<WalkError> for Fail {
+    fn from(e: WalkError) -> Fail {
+        match e {
+            WalkError::Refused(r) => Fail::Refuse(r),
+            WalkError::Io(op, e) => Fail::Io(op, e),
+            WalkError::Missing(path) => Fail::Io(
+                "find directory",
+                io::Error::other(format!("{path}: missing")),
+            ),
+        }
+    }
+}
+
+trait Op<T> {
+    fn op(self, op: &'static str) -> Result<T, Fail>;
+}
+
+impl<T, E: Into<io::Error>> Op<T> for Result<T, E> {
+    fn op(self, op: &'static str) -> Result<T, Fail> {
+        self.map_err(|e| Fail::Io(op, e.into()))
+    }
+}
+
+/// What a header says about the file, apart from its type and data.
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    atime: TimeSpec,
+    mtime: TimeSpec,
+    xattrs: Vec<(CString, Vec<u8>)>,
+}
+
+impl Meta {
+    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, Fail> {
+        let h = entry.header();
+        let id = |v: u64| u32::try_from(v).map_err(|_| Fail::Refuse(Refusal::IdOutOfRange(v)));
+        let uid = id(h.uid().map_err(Fail::Stream)?)?;
+        let gid = id(h.gid().map_err(Fail::Stream)?)?;
+        let mode = h.mode().map_err(Fail::Stream)? & 0o7777;
+        let secs = h.mtime().map_err(Fail::Stream)?;
+        let mut mtime = TimeSpec::new(i64::try_from(secs).unwrap_or(i64::MAX), 0);
+        let mut atime = None;
+        let mut xattrs = Vec::new();
+        if let Some(pax) = entry.pax_extensions().map_err(Fail::Stream)? {
+            for rec in pax {
+                let rec = rec.map_err(Fail::Stream)?;
+                let key = rec.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    let name = CString::new(name).map_err(|_| Refusal::NulInName)?;
+                    xattrs.push((name, rec.value_bytes().to_vec()));
+                } else if key == b"mtime" {
+                    if let Some(t) = pax_time(rec.value_bytes()) {
+                        mtime = t;
+                    }
+                } else if key == b"atime" {
+                    atime = pax_time(rec.value_bytes());
+                }
+            }
+        }
+        Ok(Meta {
+            uid,
+            gid,
+            mode,
+            atime: atime.unwrap_or(mtime),
+            mtime,
+            xattrs,
+        })
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::from_bits_truncate(self.mode)
+    }
+}
+
+/// A PAX time, `seconds[.fraction]`, possibly negative.
+fn pax_time(v: &[u8]) -> Option<TimeSpec> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: i64 = digits.parse().ok()?;
+    Some(if neg {
+        if nanos == 0 {
+            TimeSpec::new(-secs, 0)
+        } else {
+            TimeSpec::new(-secs - 1, 1_000_000_000 - nanos)
+        }
+    } else {
+        TimeSpec::new(secs, nanos)
+    })
+}
+
+/// What was at a path before an entry took it.
+#[derive(Debug, PartialEq, Eq)]
+enum Was {
+    Nothing,
+    Directory,
+    Whiteout,
+    Other,
+}
+
+struct Unpacker<'a> {
+    layer: &'a str,
+    tree: Tree,
+    /// Directories whose times are set last, since writing their children changes them.
+    dirs: Vec<(Vec<Vec<u8>>, TimeSpec, TimeSpec)>,
+    buf: Vec<u8>,
+    written: u64,
+    entries: u64,
+}
+
+impl Unpacker<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Fail> {
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            // Go's and containerd's readers ignore them too; they describe the archive.
+            return self.drain(entry);
+        }
+        self.entries += 1;
+        let raw = entry.path_bytes().into_owned();
+        let comps = components(&raw)?;
+        let Some((base, parents)) = comps.split_last() else {
+            // `./` or `/`: the snapshot root is the caller's directory, as in containerd.
+            if kind.is_dir() {
+                return self.drain(entry);
+            }
+            return Err(Refusal::ReplacesRoot {
+                kind: kind_name(kind),
+            }
+            .into());
+        };
+        check_directories(parents)?;
+        let meta = Meta::of(entry)?;
+
+        match marker(base)? {
+            Marker::AufsMeta => {
+                tracing::debug!(layer = self.layer, entry = %lossy(&raw), "AUFS metadata skipped");
+                self.drain(entry)
+            }
+            Marker::Opaque => {
+                let dir = self.tree.dir(parents, true)?;
+                set_xattr(Node::Fd(dir.fd.as_fd()), OPAQUE_XATTR, b"y").op("mark opaque")?;
+                self.drain(entry)
+            }
+            Marker::Whiteout(name) => {
+                let dir = self.tree.dir(parents, true)?;
+                self.whiteout(&dir, &cstring(name).op("whiteout")?, &meta)?;
+                self.drain(entry)
+            }
+            Marker::Plain => {
+                let dir = self.tree.dir(parents, true)?;
+                let base = cstring(base).op("name")?;
+                self.plain(entry, kind, &dir, &base, &meta)
+            }
+        }
+    }
+
+    fn plain<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: EntryType,
+        dir: &Found,
+        base: &CStr,
+        meta: &Meta,
+    ) -> Result<(), Fail> {
+        let at = dir.fd.as_fd();
+        match kind {
+            EntryType::Directory => {
+                let was = self.clear(at, base, true)?;
+                if was != Was::Directory {
+                    mkdirat(at, base, Mode::from_bits_truncate(0o700)).op("create directory")?;
+                }
+                let fd = open_dir_at(at, base).op("open directory")?;
+                if was == Was::Whiteout {
+                    // `.wh.x` came first, then `x/`: the layer deleted the lower x and made a
+                    // new one, which must not show the lower's content. `.wh.x` coming after
+                    // `x/` is handled in `whiteout`, to the same effect.
+                    set_xattr(Node::Fd(fd.as_fd()), OPAQUE_XATTR, b"y").op("mark opaque")?;
+                }
+                self.owner_mode_xattrs(Node::Fd(fd.as_fd()), meta, true)?;
+                let mut path = dir.path.clone();
+                path.push(base.to_bytes().to_vec());
+                self.dirs.push((path, meta.atime, meta.mtime));
+                self.drain(entry)
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.clear(at, base, false)?;
+                let fd = openat(
+                    at,
+                    base,
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .op("create file")?;
+                let mut file = File::from(fd);
+                self.copy(entry, &mut file)?;
+                // Owner before xattrs and mode: chown clears setuid, setgid and
+                // security.capability.
+                self.owner_mode_xattrs(Node::Fd(file.as_fd()), meta, false)?;
+                futimens(file.as_fd(), &meta.atime, &meta.mtime).op("set times")?;
+                Ok(())
+            }
+            EntryType::Symlink => {
+                let target = link_target(entry)?;
+                self.clear(at, base, false)?;
+                symlinkat(target.as_c_str(), at, base).op("create symlink")?;
+                self.at_metadata(at, base, meta, true)?;
+                self.drain(entry)
+            }
+            EntryType::Link => self.hard_link(entry, dir, base),
+            EntryType::Char | EntryType::Block => {
+                let h = entry.header();
+                let major = h.device_major().map_err(Fail::Stream)?.unwrap_or(0);
+                let minor = h.device_minor().map_err(Fail::Stream)?.unwrap_or(0);
+                let char = kind == EntryType::Char;
+                let whiteout = char && major == 0 && minor == 0;
+                let under_dev = dir.path.first().is_some_and(|c| c == b"dev");
+                if !whiteout && !under_dev {
+                    return Err(Refusal::DeviceOutsideDev {
+                        kind: if char { "character" } else { "block" },
+                        major,
+                        minor,
+                        path: display(&[dir.path.as_slice(), &[base.to_bytes().to_vec()]].concat()),
+                    }
+                    .into());
+                }
+                self.clear(at, base, false)?;
+                let sflag = if char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                mknodat(at, base, sflag, Mode::empty(), libc::makedev(major, minor))
+                    .op("create device")?;
+                self.at_metadata(at, base, meta, false)?;
+                self.drain(entry)
+            }
+            EntryType::Fifo => {
+                self.clear(at, base, false)?;
+                mknodat(at, base, SFlag::S_IFIFO, Mode::empty(), 0).op("create fifo")?;
+                self.at_metadata(at, base, meta, false)?;
+                self.drain(entry)
+            }
+            other => Err(Refusal::UnsupportedType(other.as_byte() as char).into()),
+        }
+    }
+
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: &Found,
+        base: &CStr,
+    ) -> Result<(), Fail> {
+        let raw = link_target(entry)?;
+        let target = lossy(raw.as_bytes());
+        let wrap = |reason: Refusal| Refusal::HardLink {
+            target: target.clone(),
+            reason: Box::new(reason),
+        };
+        let comps = components(raw.as_bytes()).map_err(wrap)?;
+        let Some((tbase, tparents)) = comps.split_last() else {
+            return Err(Refusal::HardLinkToDirectory { target }.into());
+        };
+        let tdir = self.tree.dir(tparents, false).map_err(|e| match e {
+            WalkError::Refused(r) => Fail::Refuse(wrap(r)),
+            WalkError::Missing(_) => Fail::Refuse(Refusal::HardLinkTargetMissing {
+                target: target.clone(),
+            }),
+            other => other.into(),
+        })?;
+        let tbase = cstring(tbase).op("hard link target")?;
+        let st = match fstatat(
+            tdir.fd.as_fd(),
+            tbase.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => {
+                return Err(Refusal::HardLinkTargetMissing { target }.into());
+            }
+            Err(e) => return Err(Fail::Io("hard link target", e.into())),
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFDIR {
+            return Err(Refusal::HardLinkToDirectory { target }.into());
+        }
+        if fmt == libc::S_IFCHR || fmt == libc::S_IFBLK {
+            if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+                return Err(Refusal::HardLinkToWhiteout { target }.into());
+            }
+            // A second name for a device is a device at that name.
+            if dir.path.first().is_none_or(|c| c != b"dev") {
+                return Err(Refusal::DeviceOutsideDev {
+                    kind: if fmt == libc::S_IFCHR {
+                        "character"
+                    } else {
+                        "block"
+                    },
+                    major: libc::major(st.st_rdev),
+                    minor: libc::minor(st.st_rdev),
+                    path: display(&[dir.path.as_slice(), &[base.to_bytes().to_vec()]].concat()),
+                }
+                .into());
+            }
+        }
+        self.clear(dir.fd.as_fd(), base, false)?;
+        // No AT_SYMLINK_FOLLOW: a hard link to a symlink links the symlink, as tar means.
+        match linkat(
+            tdir.fd.as_fd(),
+            tbase.as_c_str(),
+            dir.fd.as_fd(),
+            base,
+            AtFlags::empty(),
+        ) {
+            Ok(()) => {}
+            // The entry replaced its own target.
+            Err(Errno::ENOENT) => return Err(Refusal::HardLinkTargetMissing { target }.into()),
+            Err(e) => return Err(Fail::Io("create hard link", e.into())),
+        }
+        // The inode already has its owner, mode and times from the entry that made it;
+        // applying the link header's again could only lose security.capability to chown.
+        self.drain(entry)
+    }
+
+    /// `.wh.NAME` in `dir`: a whiteout device, unless this layer already put NAME there.
+    fn whiteout(&mut self, dir: &Found, name: &CStr, meta: &Meta) -> Result<(), Fail> {
+        let at = dir.fd.as_fd();
+        match fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                // This layer has its own NAME/: the lower one is gone, this one stays, so it
+                // must hide what the lower held.
+                let fd = open_dir_at(at, name).op("open directory")?;
+                set_xattr(Node::Fd(fd.as_fd()), OPAQUE_XATTR, b"y").op("mark opaque")
+            }
+            // A file of this layer already hides the lower NAME; the OCI spec says a
+            // whiteout never deletes entries of its own layer.
+            Ok(_) => Ok(()),
+            Err(Errno::ENOENT) => {
+                mknodat(at, name, SFlag::S_IFCHR, Mode::empty(), 0).op("create whiteout")?;
+                fchownat(
+                    at,
+                    name,
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .op("chown")
+            }
+            Err(e) => Err(Fail::Io("whiteout", e.into())),
+        }
+    }
+
+    /// Empties `base` in `at` for a new entry: a directory stays when the new entry is a
+    /// directory too (they merge), anything else is removed, a directory with all it holds.
+    fn clear(&mut self, at: BorrowedFd<'_>, base: &CStr, keep_dir: bool) -> Result<Was, Fail> {
+        let st = match fstatat(at, base, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(Was::Nothing),
+            Err(e) => return Err(Fail::Io("look up", e.into())),
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFDIR {
+            if keep_dir {
+                return Ok(Was::Directory);
+            }
+            remove_all(at, base).op("remove replaced directory")?;
+            self.tree.forget();
+            return Ok(Was::Directory);
+        }
+        unlinkat(at, base, UnlinkatFlags::NoRemoveDir).op("remove replaced entry")?;
+        if fmt == libc::S_IFLNK {
+            self.tree.forget();
+        }
+        Ok(if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+            Was::Whiteout
+        } else {
+            Was::Other
+        })
+    }
+
+    /// Owner, xattrs and mode, in that order, of an open file or directory.
+    fn owner_mode_xattrs(&self, node: Node<'_>, meta: &Meta, is_dir: bool) -> Result<(), Fail> {
+        let Node::Fd(fd) = node else {
+            unreachable!("only called with descriptors")
+        };
+        fchown(
+            fd,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+        )
+        .op("chown")?;
+        self.xattrs(node, meta, if is_dir { Kind::Dir } else { Kind::File })?;
+        fchmod(fd, meta.mode()).op("chmod")
+    }
+
+    /// Owner, xattrs, mode and times of a name that must not be opened (symlink, device,
+    /// fifo); none of the calls follows it.
+    fn at_metadata(
+        &self,
+        at: BorrowedFd<'_>,
+        base: &CStr,
+        meta: &Meta,
+        symlink: bool,
+    ) -> Result<(), Fail> {
+        fchownat(
+            at,
+            base,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .op("chown")?;
+        self.xattrs(
+            Node::At(at, base),
+            meta,
+            if symlink {
+                Kind::Symlink
+            } else {
+                Kind::Special
+            },
+        )?;
+        // Linux has no mode on symlinks. The others were just made by us in a directory
+        // only we write, so following is moot; glibc's no-follow fchmodat needs /proc.
+        if !symlink {
+            fchmodat(at, base, meta.mode(), FchmodatFlags::FollowSymlink).op("chmod")?;
+        }
+        utimensat(
+            at,
+            base,
+            &meta.atime,
+            &meta.mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .op("set times")
+    }
+
+    fn xattrs(&self, node: Node<'_>, meta: &Meta, kind: Kind) -> Result<(), Fail> {
+        for (name, value) in &meta.xattrs {
+            let n = name.to_bytes();
+            let overlay = n
+                .strip_prefix(b"trusted.overlay.")
+                .or_else(|| n.strip_prefix(b"user.overlay."));
+            if let Some(what) = overlay {
+                // A layer made by tarring an upper directory carries overlayfs's own xattrs.
+                // Opaque only hides, like `.wh..wh..opq`; the others (redirect, metacopy,
+                // origin) would make overlayfs read elsewhere, and are dropped.
+                if what == b"opaque" && value == b"y" && kind == Kind::Dir {
+                    set_xattr(node, OPAQUE_XATTR, b"y").op("mark opaque")?;
+                } else {
+                    tracing::warn!(layer = self.layer, xattr = %lossy(n), "overlayfs xattr in a layer dropped");
+                }
+                continue;
+            }
+            match set_xattr(node, name, value) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+                    tracing::warn!(layer = self.layer, xattr = %lossy(n), "filesystem takes no such xattr; dropped");
+                }
+                // Linux allows user.* only on files and directories.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EPERM)
+                        && n.starts_with(b"user.")
+                        && matches!(kind, Kind::Symlink | Kind::Special) =>
+                {
+                    tracing::warn!(layer = self.layer, xattr = %lossy(n), "user xattr on a special file dropped");
+                }
+                Err(e) => return Err(Fail::Io("set xattr", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies exactly the entry's size into `file`; a stream that ends early is truncated.
+    fn copy<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        file: &mut File,
+    ) -> Result<(), Fail> {
+        let size = entry.size();
+        let mut done = 0u64;
+        while done < size {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => return Err(Fail::Stream(truncated(done, size))),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Fail::Stream(e)),
+            };
+            file.write_all(&self.buf[..n]).op("write")?;
+            done += n as u64;
+        }
+        self.written += size;
+        Ok(())
+    }
+
+    /// Reads past an entry's data, which the tar reader would otherwise skip inside its next
+    /// `next()`, where the header budget applies.
+    fn drain<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Fail> {
+        let size = entry.size();
+        let n = io::copy(entry, &mut io::sink()).map_err(Fail::Stream)?;
+        if n < size {
+            return Err(Fail::Stream(truncated(n, size)));
+        }
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), Fail> {
+        for (path, atime, mtime) in std::mem::take(&mut self.dirs) {
+            // A later entry may have replaced the directory; then it has the times it has.
+            if let Some(fd) = self.tree.exact(&path).op("open directory")? {
+                futimens(fd.as_fd(), &atime, &mtime).op("set directory times")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Special,
+}
+
+fn truncated(got: u64, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("truncated: the stream ends after {got} of the entry's {size} bytes"),
+    )
+}
+
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Result<CString, Fail> {
+    match entry.link_name_bytes() {
+        Some(t) if !t.is_empty() => {
+            CString::new(t.into_owned()).map_err(|_| Refusal::NulInName.into())
+        }
+        _ => Err(Refusal::NoLinkTarget.into()),
+    }
+}
+
+fn kind_name(kind: EntryType) -> &'static str {
+    match kind {
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => "file",
+        EntryType::Link => "hard link",
+        EntryType::Symlink => "symlink",
+        EntryType::Char | EntryType::Block => "device",
+        EntryType::Fifo => "fifo",
+        _ => "entry",
+    }
+}
+
+/// Removes `name` in `dir` and, when it is a directory, everything below it, without
+/// following anything.
+pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EISDIR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut d = Dir::from_fd(open_dir_at(dir, name)?)?;
+    let mut names = Vec::new();
+    for e in d.iter() {
+        let e = e?;
+        let n = e.file_name();
+        if !matches!(n.to_bytes(), b"." | b"..") {
+            names.push(n.to_owned());
+        }
+    }
+    for n in names {
+        remove_all(d.as_fd(), &n)?;
+    }
+    unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(
+            pax_time(b"1700000000"),
+            Some(TimeSpec::new(1_700_000_000, 0))
+        );
+        assert_eq!(
+            pax_time(b"1700000000.5"),
+            Some(TimeSpec::new(1_700_000_000, 500_000_000))
+        );
+        assert_eq!(pax_time(b"-1.25"), Some(TimeSpec::new(-2, 750_000_000)));
+        assert_eq!(pax_time(b"x"), None);
+        assert_eq!(pax_time(b"1.2x"), None);
+    }
+}
