@@ -186,6 +186,26 @@ impl ContentStore {
         }
     }
 
+    /// Where blobs are written before they have a name: a file made here can be renamed
+    /// into the store ([`ContentStore::adopt`]).
+    pub fn ingest_dir(&self) -> &Path {
+        &self.ingest
+    }
+
+    /// Move a finished file, whose digest the caller computed while writing it, into the
+    /// store under that digest.
+    pub fn adopt(&self, file: tempfile::NamedTempFile, d: &Digest) -> Result<()> {
+        let dest = self.path(d);
+        file.persist(&dest)
+            .map(drop)
+            .map_err(|e| io_err(d, "rename", &dest)(e.error))
+    }
+
+    /// Where a partial download of `d` is kept.
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.ingest.join(d.hex())
+    }
+
     /// Drop a partial download.
     pub fn remove_partial(&self, d: &Digest) {
         let _ = fs::remove_file(self.ingest.join(d.hex()));

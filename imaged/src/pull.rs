@@ -1,0 +1,565 @@
+//! `pull`: manifest, config, then every layer at once, each downloaded, hashed,
+//! decompressed and unpacked in one pass while it streams. A layer already unpacked (by any
+//! image) is not fetched again; two pulls that need the same layer at the same time fetch it
+//! once (the second waits for the first). A download that breaks off keeps its partial blob
+//! and continues with an HTTP Range request, in this pull or in the next one, also after
+//! `kill -9` of the daemon.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_proto::imaged::PullProgress;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::daemon::Daemon;
+use crate::digest::Digest;
+use crate::layer::{unpack, UnpackOptions};
+use crate::reference::Reference;
+use crate::registry::{self, Descriptor, Platform};
+use crate::store::meta::{ImageRecord, LayerRef, SnapshotRecord};
+use crate::store::snapshots::disk_usage;
+use crate::store::{chain_ids, content::Ingest};
+
+pub type Progress = mpsc::Sender<Result<PullProgress, Status>>;
+
+/// How often a broken download is resumed before the pull gives up.
+const RESUME_ATTEMPTS: u32 = 5;
+
+pub fn registry_status(e: registry::Error) -> Status {
+    let msg = e.to_string();
+    match e.kind() {
+        registry::ErrorKind::Unauthorized { .. } => Status::unauthenticated(msg),
+        registry::ErrorKind::Denied { .. } => Status::permission_denied(msg),
+        registry::ErrorKind::Connection { .. } | registry::ErrorKind::Interrupted { .. } => {
+            Status::unavailable(msg)
+        }
+        registry::ErrorKind::InvalidPlatform { .. } => Status::invalid_argument(msg),
+        _ if e.is_not_found() => Status::not_found(msg),
+        _ => Status::failed_precondition(msg),
+    }
+}
+
+fn internal(what: &str) -> impl Fn(String) -> Status + '_ {
+    move |e| Status::internal(format!("{what}: {e}"))
+}
+
+async fn send(tx: &Progress, id: &str, status: &str, current: u64, total: u64) {
+    let _ = tx
+        .send(Ok(PullProgress {
+            id: id.to_string(),
+            status: status.to_string(),
+            current,
+            total,
+            ..Default::default()
+        }))
+        .await;
+}
+
+pub async fn pull(
+    d: &Arc<Daemon>,
+    input: &str,
+    platform: &str,
+    tx: &Progress,
+) -> Result<(), Status> {
+    let reference = Reference::parse(input).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let platform = if platform.is_empty() {
+        Platform::host()
+    } else {
+        Platform::parse(platform)
+            .map_err(|e| Status::invalid_argument(format!("--platform {platform:?}: {e}")))?
+    };
+    let _ = tx
+        .send(Ok(PullProgress {
+            message: format!(
+                "{}: Pulling from {}",
+                reference.tag_or_digest(),
+                reference.familiar_name()
+            ),
+            ..Default::default()
+        }))
+        .await;
+    let (index, manifest) = d
+        .registry
+        .get_image_manifest(&reference, &platform)
+        .await
+        .map_err(registry_status)?;
+    let image_manifest = manifest
+        .image()
+        .map_err(|e| Status::failed_precondition(format!("pull {}: {e}", reference.familiar())))?;
+    // The config names the layers' uncompressed digests, which name the snapshots.
+    let config_desc = image_manifest.config.clone();
+    let config = fetch_small(d, &reference, &config_desc).await?;
+    let config_json: serde_json::Value = serde_json::from_slice(&config).map_err(|e| {
+        Status::failed_precondition(format!(
+            "pull {}: config {} is not JSON: {e}",
+            reference.familiar(),
+            config_desc.digest
+        ))
+    })?;
+    let diff_ids: Vec<Digest> = config_json["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    if diff_ids.len() != image_manifest.layers.len() {
+        return Err(Status::failed_precondition(format!(
+            "pull {}: the manifest has {} layers but the config {} lists {} diff_ids",
+            reference.familiar(),
+            image_manifest.layers.len(),
+            config_desc.digest,
+            diff_ids.len()
+        )));
+    }
+    let chains = chain_ids(&diff_ids);
+
+    // Every layer at once: they unpack into separate directories.
+    let mut tasks = Vec::new();
+    for (i, desc) in image_manifest.layers.iter().enumerate() {
+        let job = LayerJob {
+            reference: reference.clone(),
+            desc: desc.clone(),
+            diff_id: diff_ids[i].clone(),
+            chain: chains[i].clone(),
+            parent: (i > 0).then(|| chains[i - 1].clone()),
+        };
+        let (d, tx) = (d.clone(), tx.clone());
+        tasks.push(tokio::spawn(async move { job.run(&d, &tx).await }));
+    }
+    let mut first_err = None;
+    for t in tasks {
+        let r = t
+            .await
+            .map_err(|e| Status::internal(format!("layer task: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    // The manifest (or the index, which is what the tag names) and the image record, with
+    // its tag, in one transaction.
+    let top = index.as_ref().unwrap_or(&manifest);
+    let repo_digest = format!("{}@{}", reference.name(), top.digest);
+    let record = ImageRecord {
+        id: config_desc.digest.clone(),
+        manifest: manifest.digest.clone(),
+        manifest_media_type: manifest.media_type().to_string(),
+        layers: image_manifest
+            .layers
+            .iter()
+            .zip(diff_ids.iter().zip(&chains))
+            .map(|(l, (diff, chain))| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+                diff_id: diff.clone(),
+                chain_id: chain.clone(),
+            })
+            .collect(),
+        repo_digests: vec![repo_digest],
+        added: crate::daemon::now_rfc3339(),
+    };
+    let (dd, m_bytes, idx_bytes, tag) = (
+        d.clone(),
+        manifest.bytes.clone(),
+        index.as_ref().map(|i| i.bytes.clone()),
+        reference.tag().map(|_| reference.to_string()),
+    );
+    let rec = record.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), Status> {
+        let store = &dd.store;
+        store
+            .content
+            .put(&m_bytes)
+            .map_err(|e| internal("store manifest")(e.to_string()))?;
+        if let Some(i) = idx_bytes {
+            store
+                .content
+                .put(&i)
+                .map_err(|e| internal("store index")(e.to_string()))?;
+        }
+        store
+            .meta
+            .write(|t| {
+                t.put_image(&rec)?;
+                if let Some(tag) = &tag {
+                    t.set_tag(tag, &rec.id)?;
+                }
+                Ok::<_, crate::store::meta::MetaError>(())
+            })
+            .map_err(|e| internal("record image")(e.to_string()))
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))??;
+
+    let _ = tx
+        .send(Ok(PullProgress {
+            done: true,
+            image_id: record.id.to_string(),
+            digest: top.digest.to_string(),
+            message: format!("Digest: {}", top.digest),
+            ..Default::default()
+        }))
+        .await;
+    Ok(())
+}
+
+/// A config (small) blob: from the store when there, else fetched, verified and stored.
+async fn fetch_small(
+    d: &Arc<Daemon>,
+    reference: &Reference,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, Status> {
+    if let Ok(b) = d.store.content.read(&desc.digest) {
+        return Ok(b);
+    }
+    let mut s = d
+        .registry
+        .fetch_blob(reference, &desc.digest, 0)
+        .await
+        .map_err(registry_status)?;
+    let mut buf = Vec::with_capacity(desc.size as usize);
+    while let Some(chunk) = s.next().await {
+        buf.extend_from_slice(&chunk.map_err(registry_status)?);
+        if buf.len() as u64 > desc.size.max(1 << 20) * 4 {
+            return Err(Status::failed_precondition(format!(
+                "blob {}: far more than the {} bytes the manifest announced",
+                desc.digest, desc.size
+            )));
+        }
+    }
+    let got = Digest::of(&buf);
+    if got != desc.digest {
+        return Err(Status::failed_precondition(format!(
+            "blob {}: the content has digest {got}; discarded",
+            desc.digest
+        )));
+    }
+    let dd = d.clone();
+    let data = buf.clone();
+    tokio::task::spawn_blocking(move || dd.store.content.put(&data))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok(buf)
+}
+
+struct LayerJob {
+    reference: Reference,
+    desc: Descriptor,
+    diff_id: Digest,
+    chain: Digest,
+    parent: Option<Digest>,
+}
+
+impl LayerJob {
+    fn short(&self) -> String {
+        self.desc.digest.short().to_string()
+    }
+
+    async fn run(self, d: &Arc<Daemon>, tx: &Progress) -> Result<(), Status> {
+        let id = self.short();
+        // One fetch per layer at a time across every pull of this daemon.
+        let lock = d.layer_lock(&self.chain);
+        let _guard = lock.lock().await;
+        if d.store
+            .meta
+            .snapshot(&self.chain)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .is_some()
+        {
+            send(tx, &id, "exists", 0, self.desc.size).await;
+            return Ok(());
+        }
+        send(tx, &id, "waiting", 0, self.desc.size).await;
+        let res = self.fetch_and_unpack(d, tx).await;
+        d.release_layer_lock(&self.chain);
+        res?;
+        send(tx, &id, "complete", self.desc.size, self.desc.size).await;
+        Ok(())
+    }
+
+    async fn fetch_and_unpack(&self, d: &Arc<Daemon>, tx: &Progress) -> Result<(), Status> {
+        match self.try_fetch_and_unpack(d, tx).await {
+            Err(Retry::FromZero) => {
+                // The registry ignored the Range request of a resumed download: the kept
+                // prefix is dropped and the layer fetched once more from byte 0.
+                d.store.content.remove_partial(&self.desc.digest);
+                match self.try_fetch_and_unpack(d, tx).await {
+                    Ok(()) => Ok(()),
+                    Err(Retry::FromZero) => Err(Status::unavailable(format!(
+                        "blob {}: the registry restarted the download twice",
+                        self.desc.digest
+                    ))),
+                    Err(Retry::Fail(s)) => Err(s),
+                }
+            }
+            Err(Retry::Fail(s)) => Err(s),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn try_fetch_and_unpack(&self, d: &Arc<Daemon>, tx: &Progress) -> Result<(), Retry> {
+        let id = self.short();
+        let digest = self.desc.digest.clone();
+        let size = self.desc.size;
+        let dd = d.clone();
+        let tmp = tokio::task::spawn_blocking(move || dd.store.snapshots.temp())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("snapshot directory: {e}")))?;
+        let dest = tmp.path().join("fs");
+
+        // The blocking side writes what the download sends into the content store and
+        // unpacks the same bytes; a blob already stored is unpacked from disk.
+        let (chunks_tx, chunks_rx) = mpsc::channel::<Bytes>(64);
+        let (offset_tx, offset_rx) = tokio::sync::oneshot::channel::<u64>();
+        let stored = d.store.content.contains(&digest);
+        let (dd, dg) = (d.clone(), digest.clone());
+        let unpacker = tokio::task::spawn_blocking(
+            move || -> Result<(crate::layer::UnpackReport, Option<Ingest>), String> {
+                let opts = UnpackOptions::new(dg.to_string());
+                if stored {
+                    let f = dd.store.content.open_blob(&dg).map_err(|e| e.to_string())?;
+                    return unpack(io::BufReader::with_capacity(1 << 20, f), &dest, &opts)
+                        .map(|r| (r, None))
+                        .map_err(|e| e.to_string());
+                }
+                let ingest = dd
+                    .store
+                    .content
+                    .ingest(&dg, Some(size))
+                    .map_err(|e| e.to_string())?;
+                let offset = ingest.offset();
+                let _ = offset_tx.send(offset);
+                let prefix = std::fs::File::open(dd.store.content.partial_path(&dg))
+                    .map_err(|e| format!("blob {dg}: open partial download: {e}"))?
+                    .take(offset);
+                let mut tee = Tee {
+                    prefix,
+                    rx: chunks_rx,
+                    ingest,
+                    cur: Bytes::new(),
+                    failed: None,
+                };
+                let report = unpack(&mut tee, &dest, &opts);
+                if let Some(e) = tee.failed.take() {
+                    return Err(format!("blob {dg}: write to the content store: {e}"));
+                }
+                report
+                    .map(|r| (r, Some(tee.ingest)))
+                    .map_err(|e| e.to_string())
+            },
+        );
+
+        if !stored {
+            let offset = offset_rx.await.unwrap_or(0);
+            if offset > 0 {
+                let _ = tx
+                    .send(Ok(PullProgress {
+                        id: id.clone(),
+                        status: "downloading".into(),
+                        current: offset,
+                        total: size,
+                        resumed: offset,
+                        ..Default::default()
+                    }))
+                    .await;
+            }
+            let download = self.download(d, tx, &id, size, offset, chunks_tx).await;
+            if let Err(e) = download {
+                // The unpacker sees the pipe close early and fails; its error is not the cause.
+                let _ = unpacker.await;
+                return Err(e);
+            }
+        } else {
+            drop(chunks_tx);
+        }
+        send(tx, &id, "extracting", size, size).await;
+        let (report, ingest) = unpacker
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::failed_precondition)?;
+        if let Some(ingest) = ingest {
+            send(tx, &id, "verifying", size, size).await;
+            tokio::task::spawn_blocking(move || ingest.commit())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        }
+        if report.diff_id != self.diff_id {
+            return Err(Status::failed_precondition(format!(
+                "layer {digest}: its content has diff_id {} but the image config says {}",
+                report.diff_id, self.diff_id
+            ))
+            .into());
+        }
+        let (dd, chain, parent, diff_id) = (
+            d.clone(),
+            self.chain.clone(),
+            self.parent.clone(),
+            self.diff_id.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let disk_size = disk_usage(&tmp.path().join("fs"));
+            let store = &dd.store;
+            let n = store
+                .meta
+                .write(|t| t.next_dir())
+                .map_err(|e| e.to_string())?;
+            store
+                .snapshots
+                .commit_temp(tmp, n)
+                .map_err(|e| format!("snapshot {n}: {e}"))?;
+            store
+                .meta
+                .write(|t| {
+                    t.put_snapshot(&SnapshotRecord {
+                        chain_id: chain,
+                        parent,
+                        dir: n,
+                        diff_id,
+                        disk_size,
+                        refs: 0,
+                    })
+                })
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(internal("record layer"))?;
+        Ok(())
+    }
+
+    /// Fetch the blob from `offset` on into `pipe`, resuming after a broken connection.
+    async fn download(
+        &self,
+        d: &Arc<Daemon>,
+        tx: &Progress,
+        id: &str,
+        size: u64,
+        start: u64,
+        pipe: mpsc::Sender<Bytes>,
+    ) -> Result<(), Retry> {
+        let digest = self.desc.digest.clone();
+        let mut offset = start;
+        let mut attempts = 0;
+        let mut last_report = Instant::now();
+        while offset < size {
+            let stream = d
+                .registry
+                .fetch_blob(&self.reference, &digest, offset)
+                .await;
+            let mut stream = match stream {
+                Ok(s) => s,
+                Err(e) if attempts < RESUME_ATTEMPTS && e.status().is_none() => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts))).await;
+                    continue;
+                }
+                Err(e) => return Err(registry_status(e).into()),
+            };
+            if stream.range_ignored() && offset > 0 {
+                return Err(Retry::FromZero);
+            }
+            let mut broke = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        offset += bytes.len() as u64;
+                        if pipe.send(bytes).await.is_err() {
+                            // The unpacker stopped: its error says why.
+                            return Ok(());
+                        }
+                        if last_report.elapsed() > Duration::from_millis(100) {
+                            last_report = Instant::now();
+                            send(tx, id, "downloading", offset, size).await;
+                        }
+                    }
+                    Err(e) => {
+                        broke = Some(e);
+                        break;
+                    }
+                }
+            }
+            if broke.is_none() && offset < size {
+                broke = Some(registry::Error::new(
+                    "fetch",
+                    format!("{}@{digest}", self.reference.name()),
+                    registry::ErrorKind::Interrupted {
+                        digest: digest.clone(),
+                        received: offset,
+                        expected: Some(size),
+                        detail: "the stream ended early".into(),
+                    },
+                ));
+            }
+            match broke {
+                None => break,
+                Some(e) if attempts < RESUME_ATTEMPTS => {
+                    attempts += 1;
+                    tracing::info!("{e}; resuming at {offset}");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts))).await;
+                }
+                Some(e) => return Err(registry_status(e).into()),
+            }
+        }
+        send(tx, id, "downloaded", size, size).await;
+        Ok(())
+    }
+}
+
+/// Why a layer attempt stopped.
+enum Retry {
+    /// Start the layer again from byte 0.
+    FromZero,
+    Fail(Status),
+}
+
+impl From<Status> for Retry {
+    fn from(s: Status) -> Retry {
+        Retry::Fail(s)
+    }
+}
+
+/// What the unpacker reads: the kept prefix of a resumed blob, then the chunks the download
+/// sends, each appended to the content store's ingest file (which hashes it) on the way.
+struct Tee {
+    prefix: io::Take<std::fs::File>,
+    rx: mpsc::Receiver<Bytes>,
+    ingest: Ingest,
+    cur: Bytes,
+    failed: Option<io::Error>,
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.prefix.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => {
+                    if let Err(e) = io::Write::write_all(&mut self.ingest, &b) {
+                        let err = io::Error::new(e.kind(), e.to_string());
+                        self.failed = Some(e);
+                        return Err(err);
+                    }
+                    self.cur = b;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
