@@ -322,41 +322,51 @@ impl LayerJob {
         let (offset_tx, offset_rx) = tokio::sync::oneshot::channel::<u64>();
         let stored = d.store.content.contains(&digest);
         let (dd, dg) = (d.clone(), digest.clone());
-        let unpacker = tokio::task::spawn_blocking(
-            move || -> Result<(crate::layer::UnpackReport, Option<Ingest>), String> {
-                let opts = UnpackOptions::new(dg.to_string());
-                if stored {
-                    let f = dd.store.content.open_blob(&dg).map_err(|e| e.to_string())?;
-                    return unpack(io::BufReader::with_capacity(1 << 20, f), &dest, &opts)
-                        .map(|r| (r, None))
-                        .map_err(|e| e.to_string());
-                }
-                let ingest = dd
+        let unpacker = tokio::task::spawn_blocking(move || {
+            let opts = UnpackOptions::new(dg.to_string());
+            if stored {
+                let report = dd
                     .store
                     .content
-                    .ingest(&dg, Some(size))
-                    .map_err(|e| e.to_string())?;
-                let offset = ingest.offset();
-                let _ = offset_tx.send(offset);
-                let prefix = std::fs::File::open(dd.store.content.partial_path(&dg))
-                    .map_err(|e| format!("blob {dg}: open partial download: {e}"))?
-                    .take(offset);
-                let mut tee = Tee {
-                    prefix,
-                    rx: chunks_rx,
-                    ingest,
-                    cur: Bytes::new(),
-                    failed: None,
-                };
-                let report = unpack(&mut tee, &dest, &opts);
-                if let Some(e) = tee.failed.take() {
-                    return Err(format!("blob {dg}: write to the content store: {e}"));
-                }
-                report
-                    .map(|r| (r, Some(tee.ingest)))
+                    .open_blob(&dg)
                     .map_err(|e| e.to_string())
-            },
-        );
+                    .and_then(|f| {
+                        unpack(io::BufReader::with_capacity(1 << 20, f), &dest, &opts)
+                            .map_err(|e| e.to_string())
+                    });
+                return (report, None);
+            }
+            let ingest = match dd.store.content.ingest(&dg, Some(size)) {
+                Ok(i) => i,
+                Err(e) => return (Err(e.to_string()), None),
+            };
+            let offset = ingest.offset();
+            let _ = offset_tx.send(offset);
+            let prefix = match std::fs::File::open(dd.store.content.partial_path(&dg)) {
+                Ok(f) => f.take(offset),
+                Err(e) => {
+                    let e = format!("blob {dg}: open partial download: {e}");
+                    return (Err(e), Some(ingest));
+                }
+            };
+            let mut tee = Tee {
+                prefix,
+                rx: chunks_rx,
+                ingest,
+                cur: Bytes::new(),
+                failed: None,
+            };
+            let report = unpack(&mut tee, &dest, &opts);
+            // Whatever the unpacker made of it, the rest of the download still goes to the
+            // store, so that a wrong blob is told apart from a hostile layer.
+            let mut rest = vec![0u8; 1 << 16];
+            while tee.failed.is_none() && matches!(tee.read(&mut rest), Ok(n) if n > 0) {}
+            if let Some(e) = tee.failed.take() {
+                let e = format!("blob {dg}: write to the content store: {e}");
+                return (Err(e), Some(tee.ingest));
+            }
+            (report.map_err(|e| e.to_string()), Some(tee.ingest))
+        });
 
         if !stored {
             let offset = offset_rx.await.unwrap_or(0);
@@ -382,18 +392,27 @@ impl LayerJob {
             drop(chunks_tx);
         }
         send(tx, &id, "extracting", size, size).await;
-        let (report, ingest) = unpacker
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::failed_precondition)?;
+        let (report, ingest): (Result<crate::layer::UnpackReport, String>, Option<Ingest>) =
+            unpacker.await.map_err(|e| Status::internal(e.to_string()))?;
         if let Some(ingest) = ingest {
             send(tx, &id, "verifying", size, size).await;
+            // A wrong blob is the cause of whatever the unpacker said about it.
             tokio::task::spawn_blocking(move || ingest.commit())
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
         }
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                // A blob that is what the registry promised but not a layer we take: it
+                // goes, nothing of it stays in the store.
+                let _ = d.store.content.remove(&digest);
+                return Err(Status::failed_precondition(e).into());
+            }
+        };
         if report.diff_id != self.diff_id {
+            let _ = d.store.content.remove(&digest);
             return Err(Status::failed_precondition(format!(
                 "layer {digest}: its content has diff_id {} but the image config says {}",
                 report.diff_id, self.diff_id

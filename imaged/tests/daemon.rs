@@ -169,3 +169,232 @@ async fn rmi_follows_dockers_rules_and_prune_frees_what_df_promised() {
     let u = usage(&mut d.client).await;
     assert_eq!((u.images, u.blobs, u.snapshots), (0, 0, 0), "{u:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_drops_connections_mid_layer_is_resumed_not_restarted() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-drop");
+    let reg = Registry::start(&env);
+    let size = layer_size(&reg.reference("berth/busybox:latest"));
+    // Every connection breaks after a third of the layer.
+    let proxy = Proxy::start(reg.port(), None, Some(size / 3));
+    let mut d = Imaged::start(&env).await;
+    let msgs = pull(&mut d.client, &proxy.reference("berth/busybox:latest"))
+        .await
+        .expect("the pull resumes each time the connection drops");
+    assert!(msgs.last().unwrap().done);
+    // Resumed, not fetched again from the start: little more than the layer went through.
+    assert!(
+        proxy.bytes_down() < size + size / 5 + 64 * 1024,
+        "{} bytes for a {size}-byte layer",
+        proxy.bytes_down()
+    );
+    let v = inspect(&mut d.client, &proxy.reference("berth/busybox:latest")).await.unwrap();
+    assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_pull_leaves_a_store_that_resumes_where_it_stopped() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-kill");
+    let reg = Registry::start(&env);
+    let size = layer_size(&reg.reference("berth/busybox:latest"));
+    // Slow enough to be caught in the middle: the layer takes about two seconds.
+    let slow = Proxy::start(reg.port(), Some(size / 2), None);
+    let mut d = Imaged::start(&env).await;
+    let r = slow.reference("berth/busybox:latest");
+    let mut c = d.client.clone();
+    let puller = tokio::spawn(async move { pull(&mut c, &r).await });
+    let partial = env.root().join("content/ingest");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got: u64 = std::fs::read_dir(&partial)
+            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0);
+        if got > size / 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the download never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    d.kill();
+    let _ = puller.await;
+    drop(d);
+
+    // The next daemon finds no half-made snapshot, no image, and the partial blob kept.
+    let counting = Proxy::start(reg.port(), None, None);
+    let mut d = Imaged::start(&env).await;
+    assert!(list(&mut d.client).await.is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(env.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "unfinished unpacks left: {leftovers:?}");
+    let msgs = pull(&mut d.client, &counting.reference("berth/busybox:latest"))
+        .await
+        .unwrap();
+    let resumed = msgs.iter().map(|m| m.resumed).max().unwrap();
+    assert!(resumed > size / 3, "resumed from {resumed} of {size}: {msgs:?}");
+    assert!(
+        counting.bytes_down() < size - resumed + 64 * 1024,
+        "fetched {} bytes again after keeping {resumed} of {size}",
+        counting.bytes_down()
+    );
+    let v = inspect(&mut d.client, &counting.reference("berth/busybox:latest")).await.unwrap();
+    let lower = v["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&lower).join("bin/busybox").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_image_fetch_each_blob_once() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-conc");
+    let reg = Registry::start(&env);
+    let size = layer_size(&reg.reference("berth/busybox:latest"));
+    let proxy = Proxy::start(reg.port(), Some(size * 2), None);
+    let d = Imaged::start(&env).await;
+    let mut pulls = Vec::new();
+    for tag in ["latest", "latest", "multi"] {
+        let (mut c, r) = (d.client.clone(), proxy.reference(&format!("berth/busybox:{tag}")));
+        pulls.push(tokio::spawn(async move { pull(&mut c, &r).await }));
+    }
+    for p in pulls {
+        p.await.unwrap().unwrap();
+    }
+    assert!(
+        proxy.bytes_down() < size + size / 2,
+        "{} bytes fetched for one {size}-byte layer",
+        proxy.bytes_down()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_blob_is_refused_by_digest_and_leaves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-corrupt");
+    let reg = Registry::start(&env);
+    let r = reg.reference("berth/busybox:docker");
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{r}"))
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let hex = layer.trim_start_matches("sha256:");
+    let data = reg
+        .dir()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+
+    let mut d = Imaged::start(&env).await;
+    let e = pull(&mut d.client, &r).await.unwrap_err();
+    assert!(e.message().contains(&layer), "the error names the digest: {e}");
+    assert!(list(&mut d.client).await.is_empty());
+    let u = usage(&mut d.client).await;
+    assert_eq!((u.snapshots, u.partial), (0, 0), "{u:?}");
+    let snaps: Vec<_> = std::fs::read_dir(env.root().join("snapshots")).unwrap().flatten().collect();
+    assert!(snaps.is_empty(), "{snaps:?}");
+    assert!(!env.root().join("content/blobs/sha256").join(hex).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_then_push_gives_the_registry_our_digests() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-commit");
+    let reg = Registry::start(&env);
+    let mut d = Imaged::start(&env).await;
+    let base = reg.reference("berth/busybox:latest");
+    pull(&mut d.client, &base).await.unwrap();
+
+    // A pulled image pushed elsewhere in the registry: same manifest, blobs mounted.
+    let copy = reg.reference("berth/copy:1");
+    d.client
+        .tag(pb::TagRequest {
+            source: base.clone(),
+            target: copy.clone(),
+        })
+        .await
+        .unwrap();
+    let msgs = push(&mut d.client, &copy).await.unwrap();
+    assert!(msgs.iter().any(|m| m.status == "mounted"), "{msgs:?}");
+    assert_eq!(msgs.last().unwrap().digest, skopeo_digest(&base));
+    assert_eq!(skopeo_digest(&copy), skopeo_digest(&base));
+
+    // A container's change committed as a layer, pushed, and seen by skopeo.
+    let m = d
+        .client
+        .prepare(pb::PrepareRequest {
+            key: "c1".into(),
+            image: base.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(std::path::Path::new(&m.upper).join("hello.txt"), "hi\n").unwrap();
+    let changes = d
+        .client
+        .changes(pb::SnapshotRequest { key: "c1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .changes;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!((changes[0].kind, changes[0].path.as_str()), (1, "/hello.txt"));
+    let target = reg.reference("berth/committed:1");
+    let id = d
+        .client
+        .commit(pb::CommitRequest {
+            key: "c1".into(),
+            reference: target.clone(),
+            author: "tester".into(),
+            message: "add hello".into(),
+            created_by: "berth commit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_id;
+    let v = inspect(&mut d.client, &target).await.unwrap();
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(v["Author"], "tester");
+    let hist = d
+        .client
+        .history(pb::HistoryRequest { image: target.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(hist[0].created_by, "berth commit");
+    assert_eq!(hist[0].comment, "add hello");
+    let msgs = push(&mut d.client, &target).await.unwrap();
+    assert_eq!(msgs.last().unwrap().digest, skopeo_digest(&target));
+    // skopeo can fetch it whole, every blob checked against its digest.
+    let out_dir = env.path().join("skopeo-out");
+    let st = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:x", out_dir.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+}

@@ -99,10 +99,14 @@ impl ContentStore {
         if self.contains(&d) {
             return Ok(d);
         }
-        let mut w = self.ingest(&d, Some(data.len() as u64))?;
-        w.restart()?;
-        w.write_all(data).map_err(io_err(&d, "write", &w.path))?;
-        w.commit()?;
+        // A file of its own, not the shared ingest name: two pulls may store one config at
+        // once, and each rename then puts the same bytes in place.
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.ingest)
+            .map_err(io_err(&d, "create", &self.ingest))?;
+        tmp.write_all(data)
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(io_err(&d, "write", tmp.path()))?;
+        self.adopt(tmp, &d)?;
         Ok(d)
     }
 
@@ -199,6 +203,22 @@ impl ContentStore {
         file.persist(&dest)
             .map(drop)
             .map_err(|e| io_err(d, "rename", &dest)(e.error))
+    }
+
+    /// Remove the temp files of writes that a crash cut short (partial downloads, named by
+    /// their digest, stay for a resume). Returns how many went.
+    pub fn sweep_temps(&self) -> usize {
+        let mut n = 0;
+        for e in fs::read_dir(&self.ingest).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let is_partial = name
+                .to_str()
+                .is_some_and(|h| format!("sha256:{h}").parse::<Digest>().is_ok());
+            if !is_partial && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Where a partial download of `d` is kept.

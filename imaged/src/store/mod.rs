@@ -38,6 +38,8 @@ pub struct Store {
 pub struct Recovered {
     /// Snapshot directories no record names (an unpack or removal cut short).
     pub snapshot_dirs: usize,
+    /// Blob files a write left unnamed.
+    pub temp_files: usize,
 }
 
 impl Store {
@@ -74,7 +76,10 @@ impl Store {
             path: self.snapshots.root().to_path_buf(),
             source,
         })?;
-        let mut rec = Recovered::default();
+        let mut rec = Recovered {
+            temp_files: self.content.sweep_temps(),
+            ..Recovered::default()
+        };
         for n in numbered.into_iter().filter(|n| !named.contains(n)) {
             tracing::info!(dir = n, "removing a snapshot directory no record names");
             let _ = self.snapshots.remove(n);

@@ -171,3 +171,105 @@ pub fn skopeo_digest(reference: &str) -> String {
 pub fn sha256_hex(data: &[u8]) -> String {
     berth_imaged::digest::Digest::of(data).hex().to_string()
 }
+
+/// A TCP proxy in front of a registry on 127.0.0.1: counts what the registry sends,
+/// optionally slows it down, and optionally cuts every connection after some bytes (a
+/// registry that drops the connection in the middle of a layer).
+pub struct Proxy {
+    pub port: u16,
+    pub down: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(target_port: u16, bytes_per_sec: Option<u64>, cut_after: Option<u64>) -> Proxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, st) = (down.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    continue;
+                };
+                let (mut c_read, mut u_write) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut u_write);
+                    let _ = u_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut u_read, mut c_write, d, st) = (upstream, client, d.clone(), st.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 16 << 10];
+                    let mut sent = 0u64;
+                    loop {
+                        if st.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let Ok(n) = u_read.read(&mut buf) else { break };
+                        if n == 0 {
+                            break;
+                        }
+                        let n = match cut_after {
+                            Some(cut) if sent + n as u64 >= cut => (cut - sent) as usize,
+                            _ => n,
+                        };
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                        d.fetch_add(n as u64, Ordering::Relaxed);
+                        if cut_after.is_some_and(|c| sent >= c) {
+                            break;
+                        }
+                        if let Some(rate) = bytes_per_sec {
+                            std::thread::sleep(Duration::from_micros(n as u64 * 1_000_000 / rate));
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                    let _ = u_read.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy { port, down, stop }
+    }
+
+    /// `127.0.0.1:PORT/<name>` through the proxy.
+    pub fn reference(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn bytes_down(&self) -> u64 {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Size of the one layer of the busybox fixture image `reference` (from its manifest).
+pub fn layer_size(reference: &str) -> u64 {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    m["layers"][0]["size"].as_u64().unwrap()
+}
