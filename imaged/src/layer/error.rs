@@ -1,6 +1,7 @@
 //! What can go wrong with a layer, named so that a user can tell which layer, which entry and
 //! why.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
@@ -56,31 +57,56 @@ pub enum Refusal {
     HeadersTooLarge(u64),
 }
 
+/// Where in a layer's stream an error happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    /// In the entry of this name (as the tar spells it).
+    Entry(String),
+    /// Reading the headers that follow the entry of this name.
+    After(String),
+    /// Before the first entry.
+    Start,
+    /// After the last entry: the end blocks and what follows them.
+    End,
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug quoting: a name is the layer's to choose, newlines and escapes included.
+        match self {
+            At::Entry(name) => write!(f, "entry {name:?}"),
+            At::After(name) => write!(f, "after entry {name:?}"),
+            At::Start => f.write_str("the first entry"),
+            At::End => f.write_str("after the last entry"),
+        }
+    }
+}
+
 /// An error from [`unpack`](super::unpack), [`diff`](super::diff) or
 /// [`archive_dir`](super::archive_dir).
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     /// The layer asked for something a snapshot must not hold.
-    #[error("layer {layer}: entry {entry:?}: refused: {reason}")]
+    #[error("layer {layer}: {at}: refused: {reason}")]
     Refused {
         layer: String,
-        entry: String,
+        at: At,
         reason: Refusal,
     },
     /// The system refused an operation for one entry.
-    #[error("layer {layer}: entry {entry:?}: {op}: {source}")]
+    #[error("layer {layer}: {at}: {op}: {source}")]
     Entry {
         layer: String,
-        entry: String,
+        at: At,
         op: &'static str,
         source: io::Error,
     },
     /// The stream itself is broken: a corrupt compressed stream, a bad tar header, a
-    /// truncated blob. `at` names the entry being read, or the one before the failure.
+    /// truncated blob.
     #[error("layer {layer}: {at}: {source}")]
     Stream {
         layer: String,
-        at: String,
+        at: At,
         source: io::Error,
     },
     /// The destination of an unpack is not an empty directory.
@@ -90,8 +116,8 @@ pub enum LayerError {
         path: PathBuf,
         reason: String,
     },
-    /// Reading a directory tree into a tar failed at `path` (relative to the tree's root,
-    /// or the root itself).
+    /// Reading a directory tree into a tar failed at `path` (below the tree's root, or the
+    /// root itself).
     #[error("{}: {op}: {source}", path.display())]
     Archive {
         path: PathBuf,
@@ -105,6 +131,16 @@ impl LayerError {
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
             LayerError::Refused { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Where in the layer it happened.
+    pub fn at(&self) -> Option<&At> {
+        match self {
+            LayerError::Refused { at, .. }
+            | LayerError::Entry { at, .. }
+            | LayerError::Stream { at, .. } => Some(at),
             _ => None,
         }
     }

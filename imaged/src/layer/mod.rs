@@ -17,6 +17,6 @@ mod unpack;
 pub use compression::{
     detect_and_decode, CompressWriter, Compression, UnsupportedCompression, MAGIC_LEN,
 };
-pub use error::{LayerError, Refusal};
+pub use error::{At, LayerError, Refusal};
 pub use pack::{archive_dir, diff, DiffReport};
 pub use unpack::{unpack, UnpackOptions, UnpackReport};

@@ -98,14 +98,12 @@ fn pack(root: &Path, out: impl Write, mode: Whiteouts) -> Result<DiffReport, Lay
     let xattrs = packer
         .xattrs(Node::Fd(root_dir.as_fd()), b"")
         .map_err(|e| e.rooted(root))?;
-    if mode == Whiteouts::Translate && xattrs.opaque {
-        let st = fstat(root_dir.as_fd()).map_err(|e| fail("stat", e.into()))?;
-        packer
-            .opaque_marker(b"", &st)
-            .map_err(|e| fail("write", e))?;
-    }
     packer
-        .walk(root_dir, Vec::new())
+        .walk(
+            root_dir,
+            Vec::new(),
+            mode == Whiteouts::Translate && xattrs.opaque,
+        )
         .map_err(|e| e.rooted(root))?;
     packer
         .out
@@ -155,6 +153,15 @@ impl PackError {
     }
 }
 
+enum Child {
+    OpaqueMarker,
+    Node {
+        name: CString,
+        st: FileStat,
+        whiteout: bool,
+    },
+}
+
 struct Xattrs {
     /// Sorted by name; overlayfs's own left out.
     records: Vec<(CString, Vec<u8>)>,
@@ -171,27 +178,72 @@ struct Packer<W: Write> {
 }
 
 impl<W: Write> Packer<W> {
-    /// Writes the entries below `dir`, whose path is `prefix` (empty, or ending in `/`).
-    fn walk(&mut self, mut dir: Dir, prefix: Vec<u8>) -> Result<(), PackError> {
-        let mut names: Vec<CString> = Vec::new();
+    /// Writes the entries below `dir`, whose path is `prefix` (empty, or ending in `/`),
+    /// with its opaque marker when `opaque`. They go in byte order of the names written
+    /// (a whiteout sorts as `.wh.NAME`, the marker as `.wh..wh..opq`).
+    fn walk(&mut self, mut dir: Dir, prefix: Vec<u8>, opaque: bool) -> Result<(), PackError> {
+        let mut children: Vec<(Vec<u8>, Child)> = Vec::new();
+        if opaque {
+            children.push((OPAQUE_MARKER.to_vec(), Child::OpaqueMarker));
+        }
+        let mut names = Vec::new();
         for e in dir.iter() {
             let e = e.map_err(|e| PackError::new(&prefix, "read directory", e))?;
-            let n = e.file_name();
-            if !matches!(n.to_bytes(), b"." | b"..") {
-                names.push(n.to_owned());
+            if !matches!(e.file_name().to_bytes(), b"." | b"..") {
+                names.push(e.file_name().to_owned());
             }
         }
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let at = dir.as_fd();
         for name in names {
-            let mut rel = prefix.clone();
-            rel.extend_from_slice(name.as_bytes());
-            let st = match fstatat(at, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            let name = name.as_c_str();
+            let rel = [prefix.as_slice(), name.to_bytes()].concat();
+            let st = match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 // Deleted by a container still running: it is not part of the tree now.
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(PackError::new(&rel, "stat", e)),
             };
+            let whiteout = self.mode == Whiteouts::Translate
+                && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+                && st.st_rdev == 0;
+            let key = if whiteout {
+                [WHITEOUT_PREFIX, name.to_bytes()].concat()
+            } else {
+                name.to_bytes().to_vec()
+            };
+            children.push((
+                key,
+                Child::Node {
+                    name: name.to_owned(),
+                    st,
+                    whiteout,
+                },
+            ));
+        }
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+        let at = dir.as_fd();
+        for (key, child) in children {
+            let rel = [prefix.as_slice(), key.as_slice()].concat();
+            let (name, st, whiteout) = match child {
+                Child::OpaqueMarker => {
+                    let st = fstat(at).map_err(|e| PackError::new(&prefix, "stat", e))?;
+                    let mut plain = st;
+                    plain.st_mode = libc::S_IFREG | (st.st_mode & 0o777);
+                    self.header(&rel, EntryType::Regular, &plain, 0, None, &[])
+                        .map_err(|e| PackError::new(&rel, "write", e))?;
+                    continue;
+                }
+                Child::Node { name, st, whiteout } => (name, st, whiteout),
+            };
+            if whiteout {
+                // overlayfs may give all whiteouts one shared inode, so they are never
+                // taken for hard links. The name says it all; the mode is moby's.
+                let mut plain = st;
+                plain.st_mode = libc::S_IFREG | 0o600;
+                self.header(&rel, EntryType::Regular, &plain, 0, None, &[])
+                    .map_err(|e| PackError::new(&rel, "write", e))?;
+                continue;
+            }
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => self.directory(at, &name, rel, &st)?,
                 libc::S_IFREG => self.file(at, &name, &rel, &st)?,
@@ -211,17 +263,6 @@ impl<W: Write> Packer<W> {
                         &x.records,
                     )
                     .map_err(|e| PackError::new(&rel, "write", e))?;
-                }
-                libc::S_IFCHR if st.st_rdev == 0 && self.mode == Whiteouts::Translate => {
-                    // overlayfs may give all whiteouts one shared inode, so they are never
-                    // taken for hard links.
-                    let mut wh = prefix.clone();
-                    wh.extend_from_slice(WHITEOUT_PREFIX);
-                    wh.extend_from_slice(name.as_bytes());
-                    let mut plain = st;
-                    plain.st_mode = libc::S_IFREG | 0o600;
-                    self.header(&wh, EntryType::Regular, &plain, 0, None, &[])
-                        .map_err(|e| PackError::new(&rel, "write", e))?;
                 }
                 fmt @ (libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO) => {
                     if self.hard_link(&rel, &st)? {
@@ -261,12 +302,8 @@ impl<W: Write> Packer<W> {
         dirname.push(b'/');
         self.header(&dirname, EntryType::Directory, st, 0, None, &x.records)
             .map_err(|e| PackError::new(&dirname, "write", e))?;
-        if self.mode == Whiteouts::Translate && x.opaque {
-            self.opaque_marker(&dirname, st)
-                .map_err(|e| PackError::new(&dirname, "write", e))?;
-        }
         let dir = Dir::from_fd(fd).map_err(|e| PackError::new(&dirname, "open directory", e))?;
-        self.walk(dir, dirname)
+        self.walk(dir, dirname, self.mode == Whiteouts::Translate && x.opaque)
     }
 
     fn file(
@@ -350,14 +387,6 @@ impl<W: Write> Packer<W> {
         }
         self.links.insert(key, rel.to_vec());
         Ok(false)
-    }
-
-    fn opaque_marker(&mut self, dirname: &[u8], st: &FileStat) -> io::Result<()> {
-        let mut marker = dirname.to_vec();
-        marker.extend_from_slice(OPAQUE_MARKER);
-        let mut plain = *st;
-        plain.st_mode = libc::S_IFREG | (st.st_mode & 0o777);
-        self.header(&marker, EntryType::Regular, &plain, 0, None, &[])
     }
 
     fn xattrs(&self, node: Node<'_>, rel: &[u8]) -> Result<Xattrs, PackError> {

@@ -21,8 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
 use nix::errno::Errno;
-use nix::fcntl::readlinkat;
-use nix::sys::stat::{fchmod, mkdirat, Mode};
+use nix::fcntl::{readlinkat, AtFlags};
+use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode};
 
 use super::error::Refusal;
 use super::name::{display, lossy};
@@ -117,7 +117,8 @@ impl Tree {
                     cur = Rc::new(fd);
                     path.push(c);
                 }
-                Err(Errno::ELOOP) => {
+                // O_DIRECTORY makes a symlink fail as ENOTDIR rather than ELOOP.
+                Err(Errno::ELOOP | Errno::ENOTDIR) if is_symlink(cur.as_fd(), &name)? => {
                     hops += 1;
                     if hops > MAX_SYMLINKS {
                         return Err(Refusal::TooManySymlinks(MAX_SYMLINKS).into());
@@ -183,6 +184,13 @@ impl Tree {
             }
         }
         Ok(Some(cur))
+    }
+}
+
+fn is_symlink(dir: BorrowedFd<'_>, name: &CStr) -> Result<bool, WalkError> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(st.st_mode & libc::S_IFMT == libc::S_IFLNK),
+        Err(e) => Err(WalkError::Io("look up", e.into())),
     }
 }
 

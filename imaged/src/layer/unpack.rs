@@ -18,7 +18,7 @@ use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, Unlin
 use tar::EntryType;
 
 use super::compression::{detect_and_decode, Compression};
-use super::error::{LayerError, Refusal};
+use super::error::{At, LayerError, Refusal};
 use super::hashing::{BudgetReader, HashReader, HeaderBudget};
 use super::name::{check_directories, components, display, lossy, marker, Marker};
 use super::resolve::{Found, Tree, WalkError};
@@ -95,17 +95,17 @@ pub fn unpack(
 ) -> Result<UnpackReport, LayerError> {
     let layer = opts.name.as_str();
     let root = open_dest(dest, layer)?;
-    let stream_err = |at: &str, source| LayerError::Stream {
+    let stream_err = |at: At, source| LayerError::Stream {
         layer: layer.to_string(),
-        at: at.to_string(),
+        at,
         source,
     };
 
     let (detected, decoded) =
-        detect_and_decode(reader, BUFFER).map_err(|e| stream_err("reading the first bytes", e))?;
+        detect_and_decode(reader, BUFFER).map_err(|e| stream_err(At::Start, e))?;
     let compression = detected.map_err(|unsupported| {
         stream_err(
-            "compression",
+            At::Start,
             io::Error::new(io::ErrorKind::InvalidData, unsupported),
         )
     })?;
@@ -129,12 +129,10 @@ pub fn unpack(
 
     let mut last: Option<String> = None;
     let after = |last: &Option<String>| match last {
-        Some(name) => format!("after entry {name:?}"),
-        None => "first entry".to_string(),
+        Some(name) => At::After(name.clone()),
+        None => At::Start,
     };
-    let mut entries = archive
-        .entries()
-        .map_err(|e| stream_err("opening the tar stream", e))?;
+    let mut entries = archive.entries().map_err(|e| stream_err(At::Start, e))?;
     loop {
         budget.arm(HEADER_BUDGET);
         let next = entries.next();
@@ -145,28 +143,27 @@ pub fn unpack(
             Some(Err(_)) if budget.exceeded() => {
                 return Err(LayerError::Refused {
                     layer: layer.to_string(),
-                    entry: after(&last),
+                    at: after(&last),
                     reason: Refusal::HeadersTooLarge(HEADER_BUDGET),
                 })
             }
-            Some(Err(e)) => return Err(stream_err(&after(&last), e)),
+            Some(Err(e)) => return Err(stream_err(after(&last), e)),
         };
         let name = lossy(&entry.path_bytes());
         unpacker
             .entry(&mut entry)
-            .map_err(|f| f.into_error(layer, &name))?;
+            .map_err(|f| f.into_error(layer, At::Entry(name.clone())))?;
         last = Some(name);
     }
-    drop(entries);
 
     // Whatever follows the end blocks is part of the blob, and of the diff_id.
     let mut rest = archive.into_inner().into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err("after the last entry", e))?;
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err(At::End, e))?;
     let (diff_id, tar_size) = rest.into_inner().finish();
 
     unpacker
         .finish_dirs()
-        .map_err(|f| f.into_error(layer, "(directory times)"))?;
+        .map_err(|f| f.into_error(layer, At::End))?;
     Ok(UnpackReport {
         diff_id,
         compression,
@@ -210,25 +207,17 @@ enum Fail {
 }
 
 impl Fail {
-    fn into_error(self, layer: &str, entry: &str) -> LayerError {
-        let (layer, entry) = (layer.to_string(), entry.to_string());
+    fn into_error(self, layer: &str, at: At) -> LayerError {
+        let layer = layer.to_string();
         match self {
-            Fail::Refuse(reason) => LayerError::Refused {
-                layer,
-                entry,
-                reason,
-            },
+            Fail::Refuse(reason) => LayerError::Refused { layer, at, reason },
             Fail::Io(op, source) => LayerError::Entry {
                 layer,
-                entry,
+                at,
                 op,
                 source,
             },
-            Fail::Stream(source) => LayerError::Stream {
-                layer,
-                at: format!("entry {entry:?}"),
-                source,
-            },
+            Fail::Stream(source) => LayerError::Stream { layer, at, source },
         }
     }
 }
@@ -593,7 +582,16 @@ impl Unpacker<'_> {
                     Some(Gid::from_raw(meta.gid)),
                     AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
-                .op("chown")
+                .op("chown")?;
+                // The marker's time, so that unpack → diff → unpack gives the same bytes.
+                utimensat(
+                    at,
+                    name,
+                    &meta.atime,
+                    &meta.mtime,
+                    UtimensatFlags::NoFollowSymlink,
+                )
+                .op("set times")
             }
             Err(e) => Err(Fail::Io("whiteout", e.into())),
         }
