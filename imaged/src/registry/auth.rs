@@ -357,7 +357,7 @@ impl RegistryClient {
         let file = self.config.docker_config_file();
         let whose = match creds {
             Some(c) => format!(
-                "as user {:?}, credentials from {}",
+                "the credentials of user {:?} from {} were rejected",
                 c.username,
                 file.display()
             ),

@@ -186,7 +186,8 @@ fn serve(conn: TcpStream, signer: &Signer, requests: &AtomicUsize) -> std::io::R
         );
     }
     let token = signer.sign(&user, access);
-    let now = unix_now();
+    // `issued_at` is optional, and RFC 3339 when present; clients then count expiry from
+    // when they received the token.
     let field = if signer.access_token_field {
         "access_token"
     } else {
@@ -195,7 +196,7 @@ fn serve(conn: TcpStream, signer: &Signer, requests: &AtomicUsize) -> std::io::R
     respond(
         &mut conn,
         "200 OK",
-        &json!({field: token, "expires_in": 300, "issued_at": format!("{now}")}),
+        &json!({field: token, "expires_in": 300}),
     )
 }
 
