@@ -199,6 +199,37 @@ fn resumes_a_blob_from_an_offset() {
 }
 
 #[test]
+fn a_registry_that_ignores_ranges_is_detected() {
+    let Some(s) = setup("ignored_range") else {
+        return;
+    };
+    let rt = runtime();
+    let (_, digest, size) = layer(&s, &rt);
+    let proxy = Proxy::hiding_ranges(s.registry.port());
+    let r = reference(&format!("{}/berth/busybox:latest", proxy.host()));
+    let stream = rt.block_on(s.client.fetch_blob(&r, &digest, 1000)).unwrap();
+    assert!(stream.range_ignored());
+    assert_eq!(stream.start(), 0);
+    let (bytes, err) = rt.block_on(collect(stream));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(bytes.len() as u64, size);
+    assert_eq!(sha(&bytes), digest);
+    let e = rt
+        .block_on(s.client.fetch_range(&r, &digest, 0, 999))
+        .err()
+        .unwrap();
+    assert!(matches!(e.kind, ErrorKind::RangeNotSupported), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "fetch {}/berth/busybox@{digest}: the registry does not serve byte ranges (HTTP 200 instead of 206)",
+            proxy.host()
+        )
+    );
+    assert_eq!(proxy.count("xrnge: bytes=1000-"), 1);
+}
+
+#[test]
 fn fetches_one_blob_in_parallel_ranges() {
     let Some(s) = setup("fetch_ranges") else {
         return;

@@ -345,8 +345,12 @@ mod tests {
             },
         );
         assert_eq!(e.resume_offset(), Some(4096));
-        assert!(e
-            .to_string()
-            .contains(&format!("connection lost after 4096 of 10000 bytes of {d}")));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "fetch r/x@{d}: connection lost after 4096 of 10000 bytes (connection reset); \
+                 resume from byte 4096"
+            )
+        );
     }
 }

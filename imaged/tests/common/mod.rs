@@ -110,7 +110,8 @@ pub fn skopeo_inspect(reference: &str, raw: bool, creds: Option<&str>) -> Vec<u8
 
 /// A TCP proxy in front of a registry, one thread per direction and connection. It keeps
 /// what clients sent (to count requests) and, when told, cuts each connection once the
-/// server has sent `cut_after` bytes of it back.
+/// server has sent `cut_after` bytes of it back, or hides `Range` headers from the server
+/// (a registry or cache that ignores them).
 pub struct Proxy {
     port: u16,
     seen: Arc<Mutex<Vec<u8>>>,
@@ -119,6 +120,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(upstream: u16, cut_after: Option<u64>) -> Proxy {
+        Proxy::spawn(upstream, cut_after, false)
+    }
+
+    /// A proxy through which the registry never sees a `Range` header.
+    pub fn hiding_ranges(upstream: u16) -> Proxy {
+        Proxy::spawn(upstream, None, true)
+    }
+
+    fn spawn(upstream: u16, cut_after: Option<u64>, hide_range: bool) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -135,8 +145,8 @@ impl Proxy {
                 };
                 let seen = seen2.clone();
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                thread::spawn(move || pump(c2, s2, None, Some(seen)));
-                thread::spawn(move || pump(server, client, cut_after, None));
+                thread::spawn(move || pump(c2, s2, None, Some(seen), hide_range));
+                thread::spawn(move || pump(server, client, cut_after, None, false));
             }
         });
         Proxy { port, seen, stop }
@@ -167,6 +177,7 @@ fn pump(
     mut to: TcpStream,
     cut_after: Option<u64>,
     seen: Option<Arc<Mutex<Vec<u8>>>>,
+    hide_range: bool,
 ) {
     let mut buf = [0u8; 16 * 1024];
     let mut sent: u64 = 0;
@@ -178,6 +189,18 @@ fn pump(
         let mut n = n;
         if let Some(limit) = cut_after {
             n = n.min((limit - sent) as usize);
+        }
+        if hide_range {
+            // Renamed in place (same length), so the request stays well-formed. Requests
+            // are small and arrive in one read.
+            let needle = b"\r\nrange:";
+            let mut i = 0;
+            while i + needle.len() <= n {
+                if buf[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+                    buf[i + 2..i + 7].copy_from_slice(b"xrnge");
+                }
+                i += 1;
+            }
         }
         if let Some(seen) = &seen {
             seen.lock().unwrap().extend_from_slice(&buf[..n]);
