@@ -588,10 +588,15 @@ fn mirrors_come_first_and_the_registry_when_they_fail() {
         return;
     };
     let rt = runtime();
+    // Mirrors in order: nobody listening, then a second registry (behind a counting
+    // proxy) that has the fixtures but not what is pushed to the first one later.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead);
-    let mirror = Proxy::start(s.registry.port(), None);
+    // A registry's directory is named after its env: the second one needs an env too.
+    let mirror_env = TestEnv::new("mirrors_second");
+    let mirror_registry = Registry::start(&mirror_env);
+    let mirror = Proxy::start(mirror_registry.port(), None);
     let host = s.registry.host();
     let client = client_with(&s.env.path().join("docker"), |c| {
         c.mirrors.insert(
@@ -612,19 +617,44 @@ fn mirrors_come_first_and_the_registry_when_they_fail() {
         mirror.count(&format!("GET /v2/berth/busybox/blobs/{}", l.digest)),
         1
     );
-    // What the mirror lacks comes from the registry (here the same store, so a tag the
-    // mirror 404s cannot be made; a blob pushed only upstream stands in): pushes never go
-    // to mirrors.
-    let made = make_image(11, 1000);
+
+    // Pushes go to the registry, never to a mirror; what the mirror lacks (404) comes
+    // from the registry.
     let target = reference(&s.registry.reference("berth/only-upstream:v1"));
-    let d = sha(&made.layers[0]);
-    rt.block_on(client.push_blob(
-        &target,
-        &d,
-        made.layers[0].len() as u64,
-        std::io::Cursor::new(made.layers[0].clone()),
-    ))
-    .unwrap();
+    let made = make_image(11, 1000);
+    rt.block_on(async {
+        for blob in made.layers.iter().chain([&made.config]) {
+            client
+                .push_blob(
+                    &target,
+                    &sha(blob),
+                    blob.len() as u64,
+                    std::io::Cursor::new(blob.clone()),
+                )
+                .await
+                .unwrap();
+        }
+        client
+            .put_manifest(
+                &target,
+                "v1",
+                berth_imaged::registry::OCI_MANIFEST,
+                Bytes::from(made.manifest.clone()),
+            )
+            .await
+            .unwrap();
+    });
     assert_eq!(mirror.count("POST "), 0);
     assert_eq!(mirror.count("PUT "), 0);
+    let pulled = rt.block_on(client.get_manifest(&target)).unwrap();
+    assert_eq!(pulled.bytes.as_ref(), made.manifest.as_slice());
+    assert_eq!(
+        mirror.count("GET /v2/berth/only-upstream/manifests/v1"),
+        1,
+        "the mirror is asked first"
+    );
+    let layer = rt.block_on(fetch_all(&client, &target, &sha(&made.layers[0])));
+    assert_eq!(layer, made.layers[0]);
+    drop(mirror_registry);
+    drop(mirror_env);
 }
