@@ -357,7 +357,7 @@ impl RegistryClient {
         let file = self.config.docker_config_file();
         let whose = match creds {
             Some(c) => format!(
-                "as user {:?}, credentials from {}",
+                "the credentials of user {:?} from {} were rejected",
                 c.username,
                 file.display()
             ),
@@ -514,11 +514,13 @@ impl RegistryClient {
 
 /// A request that got no HTTP answer.
 pub(crate) fn connection_error(e: reqwest::Error) -> ErrorKind {
+    let url = e
+        .url()
+        .map_or_else(|| "the registry".to_string(), |u| u.to_string());
+    // The URL goes in front once, not again inside reqwest's text.
     ErrorKind::Connection {
-        url: e
-            .url()
-            .map_or_else(|| "the registry".to_string(), |u| u.to_string()),
-        detail: chain(&e),
+        url,
+        detail: chain(&e.without_url()),
     }
 }
 

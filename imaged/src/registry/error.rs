@@ -21,9 +21,16 @@ pub struct Error {
 
 impl Error {
     pub fn new(action: &'static str, target: impl fmt::Display, kind: ErrorKind) -> Error {
+        let target = target.to_string();
+        let mut kind = kind;
+        // distribution's details mostly repeat the digest or tag asked for; keep the ones
+        // that add something (which blob a manifest lacks, why a manifest is invalid).
+        if let ErrorKind::Status { detail, .. } = &mut kind {
+            detail.retain(|(_, value)| !target.contains(value.as_str()));
+        }
         Error {
             action,
-            target: target.to_string(),
+            target,
             kind,
         }
     }
@@ -60,12 +67,14 @@ impl Error {
 pub enum ErrorKind {
     /// The registry answered with an error status; `message` is its own words (from the
     /// distribution error body when there is one), e.g. `manifest unknown`.
-    #[error("{message}")]
+    #[error("{message}{}", detail_text(detail))]
     Status {
         status: u16,
         /// The distribution error code, e.g. `MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`.
         code: Option<String>,
         message: String,
+        /// The error's `detail`, as (key, value) pairs; the key is empty for a plain string.
+        detail: Vec<(String, String)>,
     },
     #[error("unauthorized: {detail}")]
     Unauthorized { detail: String },
@@ -76,7 +85,8 @@ pub enum ErrorKind {
     Connection { url: String, detail: String },
     /// The connection broke while a blob was streaming. `received` counts from the start
     /// of the blob, so it is the offset to resume from.
-    #[error("{}", interrupted(digest, *received, *expected, detail))]
+    // The digest is in the target (`fetch reg/repo@sha256:…`), so the text leaves it out.
+    #[error("{}", interrupted(*received, *expected, detail))]
     Interrupted {
         digest: Digest,
         received: u64,
@@ -116,9 +126,26 @@ pub enum ErrorKind {
     Source(String),
 }
 
-fn interrupted(digest: &Digest, received: u64, expected: Option<u64>, detail: &str) -> String {
+fn interrupted(received: u64, expected: Option<u64>, detail: &str) -> String {
     let of = expected.map_or(String::new(), |e| format!(" of {e}"));
-    format!("connection lost after {received}{of} bytes of {digest} ({detail}); resume from byte {received}")
+    format!("connection lost after {received}{of} bytes ({detail}); resume from byte {received}")
+}
+
+fn detail_text(detail: &[(String, String)]) -> String {
+    if detail.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = detail
+        .iter()
+        .map(|(k, v)| {
+            if k.is_empty() {
+                v.clone()
+            } else {
+                format!("{k} {v}")
+            }
+        })
+        .collect();
+    format!(" ({})", parts.join(", "))
 }
 
 fn available_list(available: &[String]) -> String {
@@ -133,14 +160,27 @@ fn available_list(available: &[String]) -> String {
 /// request") says little, the cause three levels down ("Connection refused") says what
 /// happened.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    // What reqwest and hyper wrap every cause in; the cause itself is what tells.
+    const WRAPPERS: &[&str] = &[
+        "error sending request",
+        "client error (Connect)",
+        "client error (SendRequest)",
+        "error decoding response body",
+        "request or response body error",
+        "error reading a body from connection",
+    ];
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cur {
         let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
+        let wrapper = WRAPPERS.iter().any(|w| text.starts_with(w));
+        if !wrapper && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         cur = err.source();
+    }
+    if parts.is_empty() {
+        return e.to_string();
     }
     parts.join(": ")
 }
@@ -173,26 +213,26 @@ pub(crate) async fn from_response(resp: reqwest::Response) -> ErrorKind {
 }
 
 pub(crate) fn status_kind(status: reqwest::StatusCode, body: &[u8]) -> ErrorKind {
-    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+    let (code, message, detail) = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(b) if !b.errors.is_empty() => {
             let code = b.errors[0].code.clone();
             let messages: Vec<String> = b
                 .errors
                 .iter()
                 .map(|e| {
-                    let mut m = e
-                        .message
+                    e.message
                         .clone()
                         .filter(|m| !m.is_empty())
                         .or_else(|| e.code.as_ref().map(|c| c.to_lowercase().replace('_', " ")))
-                        .unwrap_or_default();
-                    if let Some(d) = e.detail.as_ref().and_then(detail_text) {
-                        m = format!("{m} ({d})");
-                    }
-                    m
+                        .unwrap_or_default()
                 })
                 .collect();
-            (code, messages.join("; "))
+            let detail = b
+                .errors
+                .iter()
+                .flat_map(|e| e.detail.as_ref().map(detail_pairs).unwrap_or_default())
+                .collect();
+            (code, messages.join("; "), detail)
         }
         _ => {
             let text = String::from_utf8_lossy(body);
@@ -205,36 +245,39 @@ pub(crate) fn status_kind(status: reqwest::StatusCode, body: &[u8]) -> ErrorKind
             );
             let line = line.trim_end().to_string();
             if snippet.is_empty() {
-                (None, line)
+                (None, line, Vec::new())
             } else {
-                (None, format!("{line}: {snippet}"))
+                (None, format!("{line}: {snippet}"), Vec::new())
             }
         }
     };
     match status.as_u16() {
-        401 => ErrorKind::Unauthorized { detail: message },
-        403 => ErrorKind::Denied { detail: message },
+        401 => ErrorKind::Unauthorized {
+            detail: format!("{message}{}", detail_text(&detail)),
+        },
+        403 => ErrorKind::Denied {
+            detail: format!("{message}{}", detail_text(&detail)),
+        },
         s => ErrorKind::Status {
             status: s,
             code,
             message,
+            detail,
         },
     }
 }
 
-/// The `detail` of a distribution error, when it is something a person can read.
-fn detail_text(v: &serde_json::Value) -> Option<String> {
+/// The `detail` of a distribution error, when it is something a person can read:
+/// distribution puts a string (a digest) or an object (`{"Tag":"x"}`) there.
+fn detail_pairs(v: &serde_json::Value) -> Vec<(String, String)> {
     match v {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Object(m) => {
-            // distribution puts e.g. {"Tag":"x"} or {"Name":"repo","Revision":"sha256:…"}.
-            let parts: Vec<String> = m
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| format!("{k} {s}")))
-                .collect();
-            (!parts.is_empty()).then(|| parts.join(", "))
-        }
-        _ => None,
+        serde_json::Value::String(s) if !s.is_empty() => vec![(String::new(), s.clone())],
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+            .filter(|(_, v)| !v.is_empty())
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -261,12 +304,20 @@ mod tests {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#;
         let kind = status_kind(StatusCode::NOT_FOUND, body);
         assert_eq!(kind.to_string(), "manifest unknown (Tag nope)");
+        // The detail repeats the target, so the error leaves it out.
         let e = Error::new("pull", "127.0.0.1:5000/x:nope", kind);
         assert_eq!(
             e.to_string(),
-            "pull 127.0.0.1:5000/x:nope: manifest unknown (Tag nope)"
+            "pull 127.0.0.1:5000/x:nope: manifest unknown"
         );
         assert!(e.is_not_found());
+        // A detail that says something new stays.
+        let body = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:abc"}]}"#;
+        let e = Error::new("push", "r/x:1", status_kind(StatusCode::BAD_REQUEST, body));
+        assert_eq!(
+            e.to_string(),
+            "push r/x:1: blob unknown to registry (sha256:abc)"
+        );
     }
 
     #[test]
@@ -294,8 +345,12 @@ mod tests {
             },
         );
         assert_eq!(e.resume_offset(), Some(4096));
-        assert!(e
-            .to_string()
-            .contains(&format!("connection lost after 4096 of 10000 bytes of {d}")));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "fetch r/x@{d}: connection lost after 4096 of 10000 bytes (connection reset); \
+                 resume from byte 4096"
+            )
+        );
     }
 }

@@ -172,3 +172,58 @@ pub(crate) fn header_str(resp: &Response, name: &str) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::reference::Reference;
+    use std::sync::Arc;
+
+    /// The daemon shares one client between tasks: the client and the futures of its
+    /// methods must be Send (this only has to compile).
+    #[allow(dead_code)]
+    fn futures_can_be_spawned(c: Arc<RegistryClient>, r: Reference, d: Digest) {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<RegistryClient>();
+        tokio::spawn(async move {
+            c.get_manifest(&r).await.ok();
+            c.get_image_manifest(&r, &Platform::host()).await.ok();
+            c.fetch_blob(&r, &d, 0).await.ok();
+            c.fetch_range(&r, &d, 0, 1).await.ok();
+            c.blob_exists(&r, &d).await.ok();
+            c.mount_blob(&r, &d, &r).await.ok();
+            c.push_blob(&r, &d, 1, std::io::Cursor::new(vec![0u8]))
+                .await
+                .ok();
+            c.put_manifest(&r, "t", OCI_MANIFEST, bytes::Bytes::new())
+                .await
+                .ok();
+            c.check_login("r", &Credentials::new("u", "p")).await.ok();
+        });
+    }
+
+    #[test]
+    fn pull_endpoints_are_mirrors_then_the_registry() {
+        let mut config = RegistryConfig::default();
+        config.mirrors.insert(
+            "docker.io".into(),
+            vec!["https://m1.example/".into(), "http://10.0.0.5:5000".into()],
+        );
+        let c = RegistryClient::new(config).unwrap();
+        let eps = c.pull_endpoints("docker.io");
+        let got: Vec<(&str, &str, bool)> = eps
+            .iter()
+            .map(|e| (e.base.as_str(), e.host.as_str(), e.mirror))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("https://m1.example", "m1.example", true),
+                ("http://10.0.0.5:5000", "10.0.0.5:5000", true),
+                ("https://registry-1.docker.io", "docker.io", false),
+            ]
+        );
+        assert_eq!(c.pull_endpoints("quay.io").len(), 1);
+    }
+}
