@@ -393,7 +393,9 @@ impl LayerJob {
         }
         send(tx, &id, "extracting", size, size).await;
         let (report, ingest): (Result<crate::layer::UnpackReport, String>, Option<Ingest>) =
-            unpacker.await.map_err(|e| Status::internal(e.to_string()))?;
+            unpacker
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         if let Some(ingest) = ingest {
             send(tx, &id, "verifying", size, size).await;
             // A wrong blob is the cause of whatever the unpacker said about it.

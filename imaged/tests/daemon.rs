@@ -191,7 +191,9 @@ async fn a_registry_that_drops_connections_mid_layer_is_resumed_not_restarted() 
         "{} bytes for a {size}-byte layer",
         proxy.bytes_down()
     );
-    let v = inspect(&mut d.client, &proxy.reference("berth/busybox:latest")).await.unwrap();
+    let v = inspect(&mut d.client, &proxy.reference("berth/busybox:latest"))
+        .await
+        .unwrap();
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 1);
 }
 
@@ -213,12 +215,20 @@ async fn kill_9_mid_pull_leaves_a_store_that_resumes_where_it_stopped() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let got: u64 = std::fs::read_dir(&partial)
-            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         if got > size / 3 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the download never got going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never got going"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     d.kill();
@@ -234,19 +244,30 @@ async fn kill_9_mid_pull_leaves_a_store_that_resumes_where_it_stopped() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(leftovers.is_empty(), "unfinished unpacks left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "unfinished unpacks left: {leftovers:?}"
+    );
     let msgs = pull(&mut d.client, &counting.reference("berth/busybox:latest"))
         .await
         .unwrap();
     let resumed = msgs.iter().map(|m| m.resumed).max().unwrap();
-    assert!(resumed > size / 3, "resumed from {resumed} of {size}: {msgs:?}");
+    assert!(
+        resumed > size / 3,
+        "resumed from {resumed} of {size}: {msgs:?}"
+    );
     assert!(
         counting.bytes_down() < size - resumed + 64 * 1024,
         "fetched {} bytes again after keeping {resumed} of {size}",
         counting.bytes_down()
     );
-    let v = inspect(&mut d.client, &counting.reference("berth/busybox:latest")).await.unwrap();
-    let lower = v["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
+    let v = inspect(&mut d.client, &counting.reference("berth/busybox:latest"))
+        .await
+        .unwrap();
+    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(std::path::Path::new(&lower).join("bin/busybox").is_file());
 }
 
@@ -262,7 +283,10 @@ async fn concurrent_pulls_of_one_image_fetch_each_blob_once() {
     let d = Imaged::start(&env).await;
     let mut pulls = Vec::new();
     for tag in ["latest", "latest", "multi"] {
-        let (mut c, r) = (d.client.clone(), proxy.reference(&format!("berth/busybox:{tag}")));
+        let (mut c, r) = (
+            d.client.clone(),
+            proxy.reference(&format!("berth/busybox:{tag}")),
+        );
         pulls.push(tokio::spawn(async move { pull(&mut c, &r).await }));
     }
     for p in pulls {
@@ -304,11 +328,17 @@ async fn a_corrupt_blob_is_refused_by_digest_and_leaves_nothing() {
 
     let mut d = Imaged::start(&env).await;
     let e = pull(&mut d.client, &r).await.unwrap_err();
-    assert!(e.message().contains(&layer), "the error names the digest: {e}");
+    assert!(
+        e.message().contains(&layer),
+        "the error names the digest: {e}"
+    );
     assert!(list(&mut d.client).await.is_empty());
     let u = usage(&mut d.client).await;
     assert_eq!((u.snapshots, u.partial), (0, 0), "{u:?}");
-    let snaps: Vec<_> = std::fs::read_dir(env.root().join("snapshots")).unwrap().flatten().collect();
+    let snaps: Vec<_> = std::fs::read_dir(env.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert!(snaps.is_empty(), "{snaps:?}");
     assert!(!env.root().join("content/blobs/sha256").join(hex).exists());
 }
@@ -357,7 +387,10 @@ async fn commit_then_push_gives_the_registry_our_digests() {
         .into_inner()
         .changes;
     assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!((changes[0].kind, changes[0].path.as_str()), (1, "/hello.txt"));
+    assert_eq!(
+        (changes[0].kind, changes[0].path.as_str()),
+        (1, "/hello.txt")
+    );
     let target = reg.reference("berth/committed:1");
     let id = d
         .client
@@ -379,7 +412,9 @@ async fn commit_then_push_gives_the_registry_our_digests() {
     assert_eq!(v["Author"], "tester");
     let hist = d
         .client
-        .history(pb::HistoryRequest { image: target.clone() })
+        .history(pb::HistoryRequest {
+            image: target.clone(),
+        })
         .await
         .unwrap()
         .into_inner()

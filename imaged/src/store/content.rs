@@ -101,8 +101,11 @@ impl ContentStore {
         }
         // A file of its own, not the shared ingest name: two pulls may store one config at
         // once, and each rename then puts the same bytes in place.
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.ingest)
-            .map_err(io_err(&d, "create", &self.ingest))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.ingest).map_err(io_err(
+            &d,
+            "create",
+            &self.ingest,
+        ))?;
         tmp.write_all(data)
             .and_then(|_| tmp.as_file().sync_all())
             .map_err(io_err(&d, "write", tmp.path()))?;

@@ -21,21 +21,23 @@ impl Imaged {
     pub async fn start(env: &TestEnv) -> Imaged {
         let socket = env.run().join("imaged.sock");
         let log = std::fs::File::create(env.path().join("imaged.stderr")).unwrap();
-        let child = env.spawn(
-            Command::new(bin("berth-imaged"))
-                .arg("--root")
-                .arg(env.root())
-                .arg("--run")
-                .arg(env.run())
-                .stdin(Stdio::null())
-                .stderr(log),
-        );
+        let mut starting = Starting(Some(
+            env.spawn(
+                Command::new(bin("berth-imaged"))
+                    .arg("--root")
+                    .arg(env.root())
+                    .arg("--run")
+                    .arg(env.run())
+                    .stdin(Stdio::null())
+                    .stderr(log),
+            ),
+        ));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if socket.exists() {
                 if let Ok(client) = connect(&socket).await {
                     return Imaged {
-                        child,
+                        child: starting.0.take().expect("started"),
                         client,
                         socket,
                     };
@@ -54,6 +56,18 @@ impl Imaged {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Kills a daemon that never came up, so a failed start leaves no process behind.
+struct Starting(Option<Child>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -206,7 +220,8 @@ impl Proxy {
                 let Ok(upstream) = TcpStream::connect(("127.0.0.1", target_port)) else {
                     continue;
                 };
-                let (mut c_read, mut u_write) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (mut c_read, mut u_write) =
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut c_read, &mut u_write);
                     let _ = u_write.shutdown(std::net::Shutdown::Write);
