@@ -109,7 +109,8 @@ pub enum LayerError {
         at: At,
         source: io::Error,
     },
-    /// The destination of an unpack is not an empty directory.
+    /// The destination of an unpack is not an empty directory, or a parent snapshot cannot
+    /// be opened.
     #[error("layer {layer}: destination {}: {reason}", path.display())]
     Destination {
         layer: String,

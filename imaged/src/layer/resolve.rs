@@ -23,9 +23,11 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use nix::fcntl::{readlinkat, AtFlags};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode};
+use nix::sys::time::TimeSpec;
 
 use super::error::Refusal;
 use super::name::{display, lossy};
+use super::parents::Parents;
 use super::sys::{cstring, open_dir_at};
 
 /// As Linux's `MAXSYMLINKS`.
@@ -56,6 +58,9 @@ impl From<Refusal> for WalkError {
 /// The root of a snapshot being written, and the last directory found in it.
 pub(crate) struct Tree {
     root: Rc<OwnedFd>,
+    parents: Parents,
+    /// Times of directories made like a parent snapshot's, to set after their children.
+    pub(crate) inherited_times: Vec<(Vec<Vec<u8>>, TimeSpec, TimeSpec)>,
     /// The last lookup: the components asked for and what they led to. Entries of a layer
     /// come directory by directory, so most lookups repeat the one before. Anything that
     /// removes a directory or a symlink calls [`Tree::forget`].
@@ -63,9 +68,11 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    pub(crate) fn new(root: OwnedFd) -> Tree {
+    pub(crate) fn new(root: OwnedFd, parents: Parents) -> Tree {
         Tree {
             root: Rc::new(root),
+            parents,
+            inherited_times: Vec::new(),
             last: None,
         }
     }
@@ -75,8 +82,8 @@ impl Tree {
     }
 
     /// The directory at `comps` below the root, following relative symlinks that stay
-    /// inside. With `create`, missing directories are made (0755, root-owned, as containerd
-    /// and moby make the parents a layer did not list).
+    /// inside. With `create`, missing directories are made like the same directory of the
+    /// nearest parent snapshot that has it, else 0755 and root-owned, as containerd does.
     pub(crate) fn dir(&mut self, comps: &[Vec<u8>], create: bool) -> Result<Found, WalkError> {
         if let Some((asked, found)) = &self.last {
             if asked.as_slice() == comps {
@@ -88,7 +95,7 @@ impl Tree {
         Ok(found)
     }
 
-    fn walk(&self, comps: &[Vec<u8>], create: bool) -> Result<Found, WalkError> {
+    fn walk(&mut self, comps: &[Vec<u8>], create: bool) -> Result<Found, WalkError> {
         let mut path: Vec<Vec<u8>> = Vec::with_capacity(comps.len());
         let mut cur = Rc::clone(&self.root);
         let mut pending: VecDeque<Vec<u8>> = comps.iter().cloned().collect();
@@ -148,8 +155,15 @@ impl Tree {
                 Err(Errno::ENOENT) if create => {
                     let fd = make_dir(cur.as_fd(), &name)
                         .map_err(|e| WalkError::Io("create parent directory", e))?;
-                    cur = Rc::new(fd);
                     path.push(c);
+                    let times = self
+                        .parents
+                        .copy_to(fd.as_fd(), &path)
+                        .map_err(|e| WalkError::Io("copy parent directory attributes", e))?;
+                    if let Some((atime, mtime)) = times {
+                        self.inherited_times.push((path.clone(), atime, mtime));
+                    }
+                    cur = Rc::new(fd);
                 }
                 Err(Errno::ENOENT) => {
                     return Err(WalkError::Missing(display(

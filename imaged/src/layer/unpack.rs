@@ -2,9 +2,9 @@
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
@@ -17,10 +17,12 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
 
+use super::budget::{BudgetReader, HeaderBudget};
 use super::compression::{detect_and_decode, Compression};
 use super::error::{At, LayerError, Refusal};
-use super::hashing::{BudgetReader, HashReader, HeaderBudget};
 use super::name::{check_directories, components, display, lossy, marker, Marker};
+use super::parents::Parents;
+use super::pipe::{self, ChunkReader};
 use super::resolve::{Found, Tree, WalkError};
 use super::sys::{cstring, open_dir_at, set_xattr, Node};
 use crate::digest::Digest;
@@ -30,11 +32,24 @@ use crate::digest::Digest;
 pub struct UnpackOptions {
     /// The layer's name in messages, usually its digest.
     pub name: String,
+    /// The unpacked snapshots this layer goes on, nearest first. A parent directory the layer
+    /// does not list is made like the same directory in the nearest of them that shows one
+    /// (owner, mode, times, xattrs), as containerd does; without them, 0755 and root-owned.
+    pub parents: Vec<PathBuf>,
 }
 
 impl UnpackOptions {
     pub fn new(name: impl Into<String>) -> UnpackOptions {
-        UnpackOptions { name: name.into() }
+        UnpackOptions {
+            name: name.into(),
+            parents: Vec::new(),
+        }
+    }
+
+    /// See [`UnpackOptions::parents`].
+    pub fn with_parents(mut self, parents: impl IntoIterator<Item = PathBuf>) -> UnpackOptions {
+        self.parents = parents.into_iter().collect();
+        self
     }
 }
 
@@ -95,13 +110,14 @@ pub fn unpack(
 ) -> Result<UnpackReport, LayerError> {
     let layer = opts.name.as_str();
     let root = open_dest(dest, layer)?;
+    let parents = open_parents(&opts.parents, layer)?;
     let stream_err = |at: At, source| LayerError::Stream {
         layer: layer.to_string(),
         at,
         source,
     };
 
-    let (detected, decoded) =
+    let (detected, mut decoded) =
         detect_and_decode(reader, BUFFER).map_err(|e| stream_err(At::Start, e))?;
     let compression = detected.map_err(|unsupported| {
         stream_err(
@@ -110,17 +126,51 @@ pub fn unpack(
         )
     })?;
 
-    // The hash sits under the buffer, so it sees large reads rather than the tar reader's
-    // 512-byte ones.
+    let (pump, chunks) = pipe::chunks();
+    let (extracted, (diff_id, tar_size)) = std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("layer-unpack".to_string())
+            .spawn_scoped(s, move || extract(chunks, root, parents, layer));
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => return (Err(stream_err(At::Start, e)), (Digest::of(b""), 0)),
+        };
+        // Read to the end even past the tar's end blocks: whatever follows them is part of
+        // the blob, and of the diff_id.
+        let pumped = pump.pump(&mut decoded);
+        let extracted = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (extracted, pumped)
+    });
+    let (written, entries) = extracted?;
+    Ok(UnpackReport {
+        diff_id,
+        compression,
+        tar_size,
+        written,
+        entries,
+    })
+}
+
+/// The parsing thread's half of [`unpack`]: the tar from `input` into `root`. Returns the
+/// bytes written and the entries taken.
+fn extract(
+    input: ChunkReader,
+    root: OwnedFd,
+    parents: Parents,
+    layer: &str,
+) -> Result<(u64, u64), LayerError> {
+    let stream_err = |at: At, source| LayerError::Stream {
+        layer: layer.to_string(),
+        at,
+        source,
+    };
     let budget = HeaderBudget::default();
-    let stream = BudgetReader::new(
-        BufReader::with_capacity(BUFFER, HashReader::new(decoded)),
-        budget.clone(),
-    );
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(BudgetReader::new(input, budget.clone()));
     let mut unpacker = Unpacker {
         layer,
-        tree: Tree::new(root),
+        tree: Tree::new(root, parents),
         dirs: Vec::new(),
         buf: vec![0; BUFFER],
         written: 0,
@@ -156,21 +206,32 @@ pub fn unpack(
         last = Some(name);
     }
 
-    // Whatever follows the end blocks is part of the blob, and of the diff_id.
+    // The rest of the stream must still be read: its errors (a gzip trailer that does not
+    // match) are the layer's, and the other thread hashes it as it goes.
     let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err(At::End, e))?;
-    let (diff_id, tar_size) = rest.into_inner().finish();
-
     unpacker
         .finish_dirs()
         .map_err(|f| f.into_error(layer, At::End))?;
-    Ok(UnpackReport {
-        diff_id,
-        compression,
-        tar_size,
-        written: unpacker.written,
-        entries: unpacker.entries,
-    })
+    Ok((unpacker.written, unpacker.entries))
+}
+
+fn open_parents(paths: &[PathBuf], layer: &str) -> Result<Parents, LayerError> {
+    let mut fds = Vec::with_capacity(paths.len());
+    for p in paths {
+        let fd = open(
+            p.as_path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| LayerError::Destination {
+            layer: layer.to_string(),
+            path: p.clone(),
+            reason: format!("parent snapshot: {}", io::Error::from(e)),
+        })?;
+        fds.push(fd);
+    }
+    Ok(Parents(fds))
 }
 
 fn open_dest(dest: &Path, layer: &str) -> Result<OwnedFd, LayerError> {
@@ -751,7 +812,10 @@ impl Unpacker<'_> {
     }
 
     fn finish_dirs(&mut self) -> Result<(), Fail> {
-        for (path, atime, mtime) in std::mem::take(&mut self.dirs) {
+        // Inherited first: a directory's own entry, if it came later, has the last word.
+        let mut all = std::mem::take(&mut self.tree.inherited_times);
+        all.append(&mut self.dirs);
+        for (path, atime, mtime) in all {
             // A later entry may have replaced the directory; then it has the times it has.
             if let Some(fd) = self.tree.exact(&path).op("open directory")? {
                 futimens(fd.as_fd(), &atime, &mtime).op("set directory times")?;
