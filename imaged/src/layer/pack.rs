@@ -45,6 +45,8 @@ pub struct DiffReport {
 /// (whole seconds, as Docker and containerd write them) are kept; sockets are left out, as
 /// tar cannot hold them.
 ///
+/// A file the container named `.wh.*` is an error: in a layer it would read as a whiteout.
+///
 /// The upper must come from a mount with `redirect_dir=off` and `metacopy=off`: a renamed
 /// directory or a metadata-only copy-up lives partly in the lower layers, and a diff of the
 /// upper alone would lose it. Such an upper is an error rather than a wrong layer.
@@ -205,6 +207,20 @@ impl<W: Write> Packer<W> {
             let whiteout = self.mode == Whiteouts::Translate
                 && st.st_mode & libc::S_IFMT == libc::S_IFCHR
                 && st.st_rdev == 0;
+            if self.mode == Whiteouts::Translate
+                && !whiteout
+                && name.to_bytes().starts_with(WHITEOUT_PREFIX)
+            {
+                // Docker and containerd write it as it is, and the next unpack deletes
+                // something instead; an error is better than a layer that says otherwise.
+                return Err(PackError::new(
+                    &rel,
+                    "diff",
+                    io::Error::other(
+                        "a name starting with .wh. would read as a whiteout in a layer",
+                    ),
+                ));
+            }
             let key = if whiteout {
                 [WHITEOUT_PREFIX, name.to_bytes()].concat()
             } else {

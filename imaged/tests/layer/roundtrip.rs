@@ -198,7 +198,7 @@ fn archive_dir_keeps_whiteout_devices_and_never_follows_symlinks() {
 }
 
 #[test]
-fn diff_refuses_redirects_and_metacopy() {
+fn diff_refuses_redirects_and_names_that_read_as_whiteouts() {
     if !root() {
         return;
     }
@@ -209,6 +209,11 @@ fn diff_refuses_redirects_and_metacopy() {
     let err = diff(&up, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("redirect"), "{err}");
     assert!(err.to_string().contains("moved"), "{err}");
+
+    let up = s.dir("upper2");
+    fs::write(up.join(".wh.not-a-whiteout"), "a file a container made").unwrap();
+    let err = diff(&up, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains(".wh.not-a-whiteout"), "{err}");
 }
 
 #[test]
