@@ -9,6 +9,7 @@ mod budget;
 mod compression;
 mod error;
 mod hashing;
+mod meta;
 mod name;
 mod pack;
 mod parents;

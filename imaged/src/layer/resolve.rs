@@ -1,13 +1,13 @@
 //! Finding a directory inside a snapshot without ever leaving it.
 //!
 //! Each component is opened on its own, relative to the descriptor of the one before, with
-//! `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_XDEV)`: the kernel follows
+//! `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_XDEV)`, where the kernel follows
 //! nothing, so a symlink swapped in between two steps cannot redirect a step (the race of
 //! CVE-2018-15664 and CVE-2021-30465), and no path string is ever handed to the kernel whole.
 //!
 //! A symlink met on the way is read and decided here, not by the kernel:
 //! - a relative one that stays inside the root is followed, as the container will see it
-//!   (a layer writing `lib/x` over a lower `lib -> usr/lib`);
+//!   (a layer that makes `lib -> usr/lib`, then writes `lib/x`);
 //! - an absolute one, or one whose `..` climbs above the root, is refused. Inside the
 //!   container it would land back inside (containerd re-roots it), but on the host it names
 //!   the host's own tree, and a layer made by diffing a real filesystem never writes through
