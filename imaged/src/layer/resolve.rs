@@ -26,7 +26,7 @@ use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode};
 use nix::sys::time::TimeSpec;
 
 use super::error::Refusal;
-use super::name::{display, lossy};
+use super::name::{display, lossy, MAX_DEPTH};
 use super::parents::Parents;
 use super::sys::{cstring, open_dir_at};
 
@@ -117,6 +117,11 @@ impl Tree {
                     continue;
                 }
                 _ => {}
+            }
+            // Symlinks can make a path deeper than its name; the bound on names must hold for
+            // what is on disk, which is removed and archived one descriptor per level.
+            if path.len() >= MAX_DEPTH {
+                return Err(Refusal::TooDeep(MAX_DEPTH).into());
             }
             let name = cstring(&c).map_err(|e| WalkError::Io("open directory", e))?;
             match open_dir_at(cur.as_fd(), &name) {

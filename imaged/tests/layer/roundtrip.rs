@@ -267,3 +267,16 @@ fn diff_takes_user_overlay_opaque_and_keeps_sockets_out() {
     diff(&up, &mut out).unwrap();
     assert_eq!(tar_names(&out), ["o/", "o/.wh..wh..opq"]);
 }
+
+#[test]
+fn diff_of_a_tree_deeper_than_the_bound_is_an_error_not_a_crash() {
+    if !root() {
+        return;
+    }
+    let mut s = Scratch::new();
+    let up = s.dir("upper");
+    let deep: std::path::PathBuf = std::iter::repeat_n("d", 1100).collect();
+    fs::create_dir_all(up.join(&deep)).unwrap();
+    let err = diff(&up, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("deeper than"), "{err}");
+}
