@@ -146,3 +146,24 @@ impl LayerError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_go_across_threads_and_quote_names() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<LayerError>();
+        let e = LayerError::Refused {
+            layer: "sha256:abc".into(),
+            at: At::Entry("evil\nname".into()),
+            reason: Refusal::ClimbsOutOfRoot,
+        };
+        assert_eq!(
+            e.to_string(),
+            "layer sha256:abc: entry \"evil\\nname\": refused: `..` climbs above the layer root"
+        );
+        assert_eq!(e.at(), Some(&At::Entry("evil\nname".into())));
+    }
+}
