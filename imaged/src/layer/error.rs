@@ -109,7 +109,8 @@ pub enum LayerError {
         at: At,
         source: io::Error,
     },
-    /// The destination of an unpack is not an empty directory.
+    /// The destination of an unpack is not an empty directory, or a parent snapshot cannot
+    /// be opened.
     #[error("layer {layer}: destination {}: {reason}", path.display())]
     Destination {
         layer: String,
@@ -143,5 +144,26 @@ impl LayerError {
             | LayerError::Stream { at, .. } => Some(at),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_go_across_threads_and_quote_names() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<LayerError>();
+        let e = LayerError::Refused {
+            layer: "sha256:abc".into(),
+            at: At::Entry("evil\nname".into()),
+            reason: Refusal::ClimbsOutOfRoot,
+        };
+        assert_eq!(
+            e.to_string(),
+            "layer sha256:abc: entry \"evil\\nname\": refused: `..` climbs above the layer root"
+        );
+        assert_eq!(e.at(), Some(&At::Entry("evil\nname".into())));
     }
 }

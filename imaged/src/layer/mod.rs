@@ -5,11 +5,15 @@
 //! with the download (or the blob file) as the reader. What unpack accepts and refuses, and
 //! why, is in imaged/README.md ("Layers").
 
+mod budget;
 mod compression;
 mod error;
 mod hashing;
+mod meta;
 mod name;
 mod pack;
+mod parents;
+mod pipe;
 mod resolve;
 mod sys;
 mod unpack;

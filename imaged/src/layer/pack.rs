@@ -17,7 +17,7 @@ use tar::{EntryType, Header};
 
 use super::error::LayerError;
 use super::hashing::HashWriter;
-use super::name::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::name::{MAX_DEPTH, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::sys::{get_xattr, list_xattrs, open_dir_at, Node};
 use crate::digest::Digest;
 
@@ -44,6 +44,8 @@ pub struct DiffReport {
 /// same tree always gives the same tar. Owners, modes (setuid, setgid, sticky) and mtimes
 /// (whole seconds, as Docker and containerd write them) are kept; sockets are left out, as
 /// tar cannot hold them.
+///
+/// A file the container named `.wh.*` is an error: in a layer it would read as a whiteout.
 ///
 /// The upper must come from a mount with `redirect_dir=off` and `metacopy=off`: a renamed
 /// directory or a metadata-only copy-up lives partly in the lower layers, and a diff of the
@@ -99,11 +101,7 @@ fn pack(root: &Path, out: impl Write, mode: Whiteouts) -> Result<DiffReport, Lay
         .xattrs(Node::Fd(root_dir.as_fd()), b"")
         .map_err(|e| e.rooted(root))?;
     packer
-        .walk(
-            root_dir,
-            Vec::new(),
-            mode == Whiteouts::Translate && xattrs.opaque,
-        )
+        .walk(root_dir, mode == Whiteouts::Translate && xattrs.opaque)
         .map_err(|e| e.rooted(root))?;
     packer
         .out
@@ -153,6 +151,13 @@ impl PackError {
     }
 }
 
+/// One directory being written: what of it is still to come.
+struct Level {
+    dir: Dir,
+    prefix: Vec<u8>,
+    children: std::vec::IntoIter<(Vec<u8>, Child)>,
+}
+
 enum Child {
     OpaqueMarker,
     Node {
@@ -178,24 +183,67 @@ struct Packer<W: Write> {
 }
 
 impl<W: Write> Packer<W> {
-    /// Writes the entries below `dir`, whose path is `prefix` (empty, or ending in `/`),
-    /// with its opaque marker when `opaque`. They go in byte order of the names written
-    /// (a whiteout sorts as `.wh.NAME`, the marker as `.wh..wh..opq`).
-    fn walk(&mut self, mut dir: Dir, prefix: Vec<u8>, opaque: bool) -> Result<(), PackError> {
+    /// Writes the entries below `root`, directory by directory. The walk keeps its own stack
+    /// rather than recursing: a container may nest directories deeper than a thread's stack
+    /// would take. Each level holds one descriptor, so depth is bounded by [`MAX_DEPTH`].
+    fn walk(&mut self, mut root: Dir, opaque: bool) -> Result<(), PackError> {
+        let children = self.list(&mut root, b"", opaque)?;
+        let mut stack = vec![Level {
+            dir: root,
+            prefix: Vec::new(),
+            children: children.into_iter(),
+        }];
+        while let Some(top) = stack.last_mut() {
+            let Some((key, child)) = top.children.next() else {
+                stack.pop();
+                continue;
+            };
+            let rel = [top.prefix.as_slice(), key.as_slice()].concat();
+            let at = top.dir.as_fd();
+            let Some((mut dir, opaque)) = self.entry(at, &top.prefix, &rel, child)? else {
+                continue;
+            };
+            if stack.len() >= MAX_DEPTH {
+                return Err(PackError::new(
+                    &rel,
+                    "open directory",
+                    io::Error::other(format!("deeper than {MAX_DEPTH} directories")),
+                ));
+            }
+            let prefix = [rel.as_slice(), b"/"].concat();
+            let children = self.list(&mut dir, &prefix, opaque)?;
+            stack.push(Level {
+                dir,
+                prefix,
+                children: children.into_iter(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The entries of `dir` (at `prefix`) in the order they are written, with its opaque
+    /// marker when `opaque`: byte order of the names written (a whiteout sorts as
+    /// `.wh.NAME`, the marker as `.wh..wh..opq`).
+    fn list(
+        &mut self,
+        dir: &mut Dir,
+        prefix: &[u8],
+        opaque: bool,
+    ) -> Result<Vec<(Vec<u8>, Child)>, PackError> {
         let mut children: Vec<(Vec<u8>, Child)> = Vec::new();
         if opaque {
             children.push((OPAQUE_MARKER.to_vec(), Child::OpaqueMarker));
         }
         let mut names = Vec::new();
         for e in dir.iter() {
-            let e = e.map_err(|e| PackError::new(&prefix, "read directory", e))?;
+            let e = e.map_err(|e| PackError::new(prefix, "read directory", e))?;
             if !matches!(e.file_name().to_bytes(), b"." | b"..") {
                 names.push(e.file_name().to_owned());
             }
         }
         for name in names {
             let name = name.as_c_str();
-            let rel = [prefix.as_slice(), name.to_bytes()].concat();
+            let rel = [prefix, name.to_bytes()].concat();
             let st = match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 // Deleted by a container still running: it is not part of the tree now.
@@ -205,6 +253,20 @@ impl<W: Write> Packer<W> {
             let whiteout = self.mode == Whiteouts::Translate
                 && st.st_mode & libc::S_IFMT == libc::S_IFCHR
                 && st.st_rdev == 0;
+            if self.mode == Whiteouts::Translate
+                && !whiteout
+                && name.to_bytes().starts_with(WHITEOUT_PREFIX)
+            {
+                // Docker and containerd write it as it is, and the next unpack deletes
+                // something instead; an error is better than a layer that says otherwise.
+                return Err(PackError::new(
+                    &rel,
+                    "diff",
+                    io::Error::other(
+                        "a name starting with .wh. would read as a whiteout in a layer",
+                    ),
+                ));
+            }
             let key = if whiteout {
                 [WHITEOUT_PREFIX, name.to_bytes()].concat()
             } else {
@@ -220,69 +282,76 @@ impl<W: Write> Packer<W> {
             ));
         }
         children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(children)
+    }
 
-        let at = dir.as_fd();
-        for (key, child) in children {
-            let rel = [prefix.as_slice(), key.as_slice()].concat();
-            let (name, st, whiteout) = match child {
-                Child::OpaqueMarker => {
-                    let st = fstat(at).map_err(|e| PackError::new(&prefix, "stat", e))?;
-                    let mut plain = st;
-                    plain.st_mode = libc::S_IFREG | (st.st_mode & 0o777);
-                    self.header(&rel, EntryType::Regular, &plain, 0, None, &[])
-                        .map_err(|e| PackError::new(&rel, "write", e))?;
-                    continue;
-                }
-                Child::Node { name, st, whiteout } => (name, st, whiteout),
-            };
-            if whiteout {
-                // overlayfs may give all whiteouts one shared inode, so they are never
-                // taken for hard links. The name says it all; the mode is moby's.
+    /// Writes one entry of the directory `at` (at `prefix`); for a directory, returns it
+    /// opened, with whether it is opaque, for the walk to go into.
+    fn entry(
+        &mut self,
+        at: BorrowedFd<'_>,
+        prefix: &[u8],
+        rel: &[u8],
+        child: Child,
+    ) -> Result<Option<(Dir, bool)>, PackError> {
+        let (name, st, whiteout) = match child {
+            Child::OpaqueMarker => {
+                let st = fstat(at).map_err(|e| PackError::new(prefix, "stat", e))?;
                 let mut plain = st;
-                plain.st_mode = libc::S_IFREG | 0o600;
-                self.header(&rel, EntryType::Regular, &plain, 0, None, &[])
-                    .map_err(|e| PackError::new(&rel, "write", e))?;
-                continue;
+                plain.st_mode = libc::S_IFREG | (st.st_mode & 0o777);
+                self.header(rel, EntryType::Regular, &plain, 0, None, &[])
+                    .map_err(|e| PackError::new(rel, "write", e))?;
+                return Ok(None);
             }
-            match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => self.directory(at, &name, rel, &st)?,
-                libc::S_IFREG => self.file(at, &name, &rel, &st)?,
-                libc::S_IFLNK => {
-                    if self.hard_link(&rel, &st)? {
-                        continue;
-                    }
-                    let target = readlinkat(at, name.as_c_str())
-                        .map_err(|e| PackError::new(&rel, "read symlink", e))?;
-                    let x = self.xattrs(Node::At(at, &name), &rel)?;
-                    self.header(
-                        &rel,
-                        EntryType::Symlink,
-                        &st,
-                        0,
-                        Some(target.as_bytes()),
-                        &x.records,
-                    )
-                    .map_err(|e| PackError::new(&rel, "write", e))?;
+            Child::Node { name, st, whiteout } => (name, st, whiteout),
+        };
+        if whiteout {
+            // overlayfs may give all whiteouts one shared inode, so they are never
+            // taken for hard links. The name says it all; the mode is moby's.
+            let mut plain = st;
+            plain.st_mode = libc::S_IFREG | 0o600;
+            self.header(rel, EntryType::Regular, &plain, 0, None, &[])
+                .map_err(|e| PackError::new(rel, "write", e))?;
+            return Ok(None);
+        }
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => return self.directory(at, &name, rel.to_vec(), &st),
+            libc::S_IFREG => self.file(at, &name, rel, &st)?,
+            libc::S_IFLNK => {
+                if self.hard_link(rel, &st)? {
+                    return Ok(None);
                 }
-                fmt @ (libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO) => {
-                    if self.hard_link(&rel, &st)? {
-                        continue;
-                    }
-                    let kind = match fmt {
-                        libc::S_IFCHR => EntryType::Char,
-                        libc::S_IFBLK => EntryType::Block,
-                        _ => EntryType::Fifo,
-                    };
-                    let x = self.xattrs(Node::At(at, &name), &rel)?;
-                    self.header(&rel, kind, &st, 0, None, &x.records)
-                        .map_err(|e| PackError::new(&rel, "write", e))?;
+                let target = readlinkat(at, name.as_c_str())
+                    .map_err(|e| PackError::new(rel, "read symlink", e))?;
+                let x = self.xattrs(Node::At(at, &name), rel)?;
+                self.header(
+                    rel,
+                    EntryType::Symlink,
+                    &st,
+                    0,
+                    Some(target.as_bytes()),
+                    &x.records,
+                )
+                .map_err(|e| PackError::new(rel, "write", e))?;
+            }
+            fmt @ (libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO) => {
+                if self.hard_link(rel, &st)? {
+                    return Ok(None);
                 }
-                _ => {
-                    tracing::debug!(path = %String::from_utf8_lossy(&rel), "socket left out of the tar");
-                }
+                let kind = match fmt {
+                    libc::S_IFCHR => EntryType::Char,
+                    libc::S_IFBLK => EntryType::Block,
+                    _ => EntryType::Fifo,
+                };
+                let x = self.xattrs(Node::At(at, &name), rel)?;
+                self.header(rel, kind, &st, 0, None, &x.records)
+                    .map_err(|e| PackError::new(rel, "write", e))?;
+            }
+            _ => {
+                tracing::debug!(path = %String::from_utf8_lossy(rel), "socket left out of the tar");
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn directory(
@@ -291,10 +360,10 @@ impl<W: Write> Packer<W> {
         name: &CStr,
         rel: Vec<u8>,
         st: &FileStat,
-    ) -> Result<(), PackError> {
+    ) -> Result<Option<(Dir, bool)>, PackError> {
         let fd = match open_dir_at(at, name) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(PackError::new(&rel, "open directory", e)),
         };
         let x = self.xattrs(Node::Fd(fd.as_fd()), &rel)?;
@@ -303,7 +372,7 @@ impl<W: Write> Packer<W> {
         self.header(&dirname, EntryType::Directory, st, 0, None, &x.records)
             .map_err(|e| PackError::new(&dirname, "write", e))?;
         let dir = Dir::from_fd(fd).map_err(|e| PackError::new(&dirname, "open directory", e))?;
-        self.walk(dir, dirname, self.mode == Whiteouts::Translate && x.opaque)
+        Ok(Some((dir, self.mode == Whiteouts::Translate && x.opaque)))
     }
 
     fn file(

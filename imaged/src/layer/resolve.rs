@@ -1,13 +1,13 @@
 //! Finding a directory inside a snapshot without ever leaving it.
 //!
 //! Each component is opened on its own, relative to the descriptor of the one before, with
-//! `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_XDEV)`: the kernel follows
+//! `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_XDEV)`, where the kernel follows
 //! nothing, so a symlink swapped in between two steps cannot redirect a step (the race of
 //! CVE-2018-15664 and CVE-2021-30465), and no path string is ever handed to the kernel whole.
 //!
 //! A symlink met on the way is read and decided here, not by the kernel:
 //! - a relative one that stays inside the root is followed, as the container will see it
-//!   (a layer writing `lib/x` over a lower `lib -> usr/lib`);
+//!   (a layer that makes `lib -> usr/lib`, then writes `lib/x`);
 //! - an absolute one, or one whose `..` climbs above the root, is refused. Inside the
 //!   container it would land back inside (containerd re-roots it), but on the host it names
 //!   the host's own tree, and a layer made by diffing a real filesystem never writes through
@@ -23,9 +23,11 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use nix::fcntl::{readlinkat, AtFlags};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode};
+use nix::sys::time::TimeSpec;
 
 use super::error::Refusal;
-use super::name::{display, lossy};
+use super::name::{display, lossy, MAX_DEPTH};
+use super::parents::Parents;
 use super::sys::{cstring, open_dir_at};
 
 /// As Linux's `MAXSYMLINKS`.
@@ -56,6 +58,9 @@ impl From<Refusal> for WalkError {
 /// The root of a snapshot being written, and the last directory found in it.
 pub(crate) struct Tree {
     root: Rc<OwnedFd>,
+    parents: Parents,
+    /// Times of directories made like a parent snapshot's, to set after their children.
+    pub(crate) inherited_times: Vec<(Vec<Vec<u8>>, TimeSpec, TimeSpec)>,
     /// The last lookup: the components asked for and what they led to. Entries of a layer
     /// come directory by directory, so most lookups repeat the one before. Anything that
     /// removes a directory or a symlink calls [`Tree::forget`].
@@ -63,9 +68,11 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    pub(crate) fn new(root: OwnedFd) -> Tree {
+    pub(crate) fn new(root: OwnedFd, parents: Parents) -> Tree {
         Tree {
             root: Rc::new(root),
+            parents,
+            inherited_times: Vec::new(),
             last: None,
         }
     }
@@ -75,8 +82,8 @@ impl Tree {
     }
 
     /// The directory at `comps` below the root, following relative symlinks that stay
-    /// inside. With `create`, missing directories are made (0755, root-owned, as containerd
-    /// and moby make the parents a layer did not list).
+    /// inside. With `create`, missing directories are made like the same directory of the
+    /// nearest parent snapshot that has it, else 0755 and root-owned, as containerd does.
     pub(crate) fn dir(&mut self, comps: &[Vec<u8>], create: bool) -> Result<Found, WalkError> {
         if let Some((asked, found)) = &self.last {
             if asked.as_slice() == comps {
@@ -88,7 +95,7 @@ impl Tree {
         Ok(found)
     }
 
-    fn walk(&self, comps: &[Vec<u8>], create: bool) -> Result<Found, WalkError> {
+    fn walk(&mut self, comps: &[Vec<u8>], create: bool) -> Result<Found, WalkError> {
         let mut path: Vec<Vec<u8>> = Vec::with_capacity(comps.len());
         let mut cur = Rc::clone(&self.root);
         let mut pending: VecDeque<Vec<u8>> = comps.iter().cloned().collect();
@@ -110,6 +117,11 @@ impl Tree {
                     continue;
                 }
                 _ => {}
+            }
+            // Symlinks can make a path deeper than its name; the bound on names must hold for
+            // what is on disk, which is removed and archived one descriptor per level.
+            if path.len() >= MAX_DEPTH {
+                return Err(Refusal::TooDeep(MAX_DEPTH).into());
             }
             let name = cstring(&c).map_err(|e| WalkError::Io("open directory", e))?;
             match open_dir_at(cur.as_fd(), &name) {
@@ -148,8 +160,15 @@ impl Tree {
                 Err(Errno::ENOENT) if create => {
                     let fd = make_dir(cur.as_fd(), &name)
                         .map_err(|e| WalkError::Io("create parent directory", e))?;
-                    cur = Rc::new(fd);
                     path.push(c);
+                    let times = self
+                        .parents
+                        .copy_to(fd.as_fd(), &path)
+                        .map_err(|e| WalkError::Io("copy parent directory attributes", e))?;
+                    if let Some((atime, mtime)) = times {
+                        self.inherited_times.push((path.clone(), atime, mtime));
+                    }
+                    cur = Rc::new(fd);
                 }
                 Err(Errno::ENOENT) => {
                     return Err(WalkError::Missing(display(

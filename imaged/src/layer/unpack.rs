@@ -2,25 +2,25 @@
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, AtFlags, OFlag};
-use nix::sys::stat::{
-    fchmod, fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
-    UtimensatFlags,
-};
+use nix::sys::stat::{fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
 
+use super::budget::{BudgetReader, HeaderBudget};
 use super::compression::{detect_and_decode, Compression};
 use super::error::{At, LayerError, Refusal};
-use super::hashing::{BudgetReader, HashReader, HeaderBudget};
+use super::meta::{Meta, OPAQUE_XATTR};
 use super::name::{check_directories, components, display, lossy, marker, Marker};
+use super::parents::Parents;
+use super::pipe::{self, ChunkReader};
 use super::resolve::{Found, Tree, WalkError};
 use super::sys::{cstring, open_dir_at, set_xattr, Node};
 use crate::digest::Digest;
@@ -30,11 +30,24 @@ use crate::digest::Digest;
 pub struct UnpackOptions {
     /// The layer's name in messages, usually its digest.
     pub name: String,
+    /// The unpacked snapshots this layer goes on, nearest first. A parent directory the layer
+    /// does not list is made like the same directory in the nearest of them that shows one
+    /// (owner, mode, times, xattrs), as containerd does; without them, 0755 and root-owned.
+    pub parents: Vec<PathBuf>,
 }
 
 impl UnpackOptions {
     pub fn new(name: impl Into<String>) -> UnpackOptions {
-        UnpackOptions { name: name.into() }
+        UnpackOptions {
+            name: name.into(),
+            parents: Vec::new(),
+        }
+    }
+
+    /// See [`UnpackOptions::parents`].
+    pub fn with_parents(mut self, parents: impl IntoIterator<Item = PathBuf>) -> UnpackOptions {
+        self.parents = parents.into_iter().collect();
+        self
     }
 }
 
@@ -60,7 +73,6 @@ pub struct UnpackReport {
 const BUFFER: usize = 1 << 20;
 /// What the headers of one entry (PAX records, GNU long names) may take.
 const HEADER_BUDGET: u64 = 1 << 20;
-const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 
 /// Unpacks one image layer (a tar stream, gzip, zstd or uncompressed, told apart by its first
 /// bytes) into `dest`, an existing empty directory that becomes an overlayfs lower directory.
@@ -95,13 +107,14 @@ pub fn unpack(
 ) -> Result<UnpackReport, LayerError> {
     let layer = opts.name.as_str();
     let root = open_dest(dest, layer)?;
+    let parents = open_parents(&opts.parents, layer)?;
     let stream_err = |at: At, source| LayerError::Stream {
         layer: layer.to_string(),
         at,
         source,
     };
 
-    let (detected, decoded) =
+    let (detected, mut decoded) =
         detect_and_decode(reader, BUFFER).map_err(|e| stream_err(At::Start, e))?;
     let compression = detected.map_err(|unsupported| {
         stream_err(
@@ -110,17 +123,51 @@ pub fn unpack(
         )
     })?;
 
-    // The hash sits under the buffer, so it sees large reads rather than the tar reader's
-    // 512-byte ones.
+    let (pump, chunks) = pipe::chunks();
+    let (extracted, (diff_id, tar_size)) = std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("layer-unpack".to_string())
+            .spawn_scoped(s, move || extract(chunks, root, parents, layer));
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => return (Err(stream_err(At::Start, e)), (Digest::of(b""), 0)),
+        };
+        // Read to the end even past the tar's end blocks: whatever follows them is part of
+        // the blob, and of the diff_id.
+        let pumped = pump.pump(&mut decoded);
+        let extracted = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (extracted, pumped)
+    });
+    let (written, entries) = extracted?;
+    Ok(UnpackReport {
+        diff_id,
+        compression,
+        tar_size,
+        written,
+        entries,
+    })
+}
+
+/// The parsing thread's half of [`unpack`]: the tar from `input` into `root`. Returns the
+/// bytes written and the entries taken.
+fn extract(
+    input: ChunkReader,
+    root: OwnedFd,
+    parents: Parents,
+    layer: &str,
+) -> Result<(u64, u64), LayerError> {
+    let stream_err = |at: At, source| LayerError::Stream {
+        layer: layer.to_string(),
+        at,
+        source,
+    };
     let budget = HeaderBudget::default();
-    let stream = BudgetReader::new(
-        BufReader::with_capacity(BUFFER, HashReader::new(decoded)),
-        budget.clone(),
-    );
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(BudgetReader::new(input, budget.clone()));
     let mut unpacker = Unpacker {
         layer,
-        tree: Tree::new(root),
+        tree: Tree::new(root, parents),
         dirs: Vec::new(),
         buf: vec![0; BUFFER],
         written: 0,
@@ -156,21 +203,32 @@ pub fn unpack(
         last = Some(name);
     }
 
-    // Whatever follows the end blocks is part of the blob, and of the diff_id.
+    // The rest of the stream must still be read: its errors (a gzip trailer that does not
+    // match) are the layer's, and the other thread hashes it as it goes.
     let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_err(At::End, e))?;
-    let (diff_id, tar_size) = rest.into_inner().finish();
-
     unpacker
         .finish_dirs()
         .map_err(|f| f.into_error(layer, At::End))?;
-    Ok(UnpackReport {
-        diff_id,
-        compression,
-        tar_size,
-        written: unpacker.written,
-        entries: unpacker.entries,
-    })
+    Ok((unpacker.written, unpacker.entries))
+}
+
+fn open_parents(paths: &[PathBuf], layer: &str) -> Result<Parents, LayerError> {
+    let mut fds = Vec::with_capacity(paths.len());
+    for p in paths {
+        let fd = open(
+            p.as_path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| LayerError::Destination {
+            layer: layer.to_string(),
+            path: p.clone(),
+            reason: format!("parent snapshot: {}", io::Error::from(e)),
+        })?;
+        fds.push(fd);
+    }
+    Ok(Parents(fds))
 }
 
 fn open_dest(dest: &Path, layer: &str) -> Result<OwnedFd, LayerError> {
@@ -199,7 +257,7 @@ fn open_dest(dest: &Path, layer: &str) -> Result<OwnedFd, LayerError> {
 
 /// How one entry failed, before the layer and entry names are put on it.
 #[derive(Debug)]
-enum Fail {
+pub(super) enum Fail {
     Refuse(Refusal),
     Io(&'static str, io::Error),
     /// Reading the entry's data from the stream failed.
@@ -241,7 +299,7 @@ impl From<WalkError> for Fail {
     }
 }
 
-trait Op<T> {
+pub(super) trait Op<T> {
     fn op(self, op: &'static str) -> Result<T, Fail>;
 }
 
@@ -249,83 +307,6 @@ impl<T, E: Into<io::Error>> Op<T> for Result<T, E> {
     fn op(self, op: &'static str) -> Result<T, Fail> {
         self.map_err(|e| Fail::Io(op, e.into()))
     }
-}
-
-/// What a header says about the file, apart from its type and data.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    atime: TimeSpec,
-    mtime: TimeSpec,
-    xattrs: Vec<(CString, Vec<u8>)>,
-}
-
-impl Meta {
-    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, Fail> {
-        let h = entry.header();
-        let id = |v: u64| u32::try_from(v).map_err(|_| Fail::Refuse(Refusal::IdOutOfRange(v)));
-        let uid = id(h.uid().map_err(Fail::Stream)?)?;
-        let gid = id(h.gid().map_err(Fail::Stream)?)?;
-        let mode = h.mode().map_err(Fail::Stream)? & 0o7777;
-        let secs = h.mtime().map_err(Fail::Stream)?;
-        let mut mtime = TimeSpec::new(i64::try_from(secs).unwrap_or(i64::MAX), 0);
-        let mut atime = None;
-        let mut xattrs = Vec::new();
-        if let Some(pax) = entry.pax_extensions().map_err(Fail::Stream)? {
-            for rec in pax {
-                let rec = rec.map_err(Fail::Stream)?;
-                let key = rec.key_bytes();
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    let name = CString::new(name).map_err(|_| Refusal::NulInName)?;
-                    xattrs.push((name, rec.value_bytes().to_vec()));
-                } else if key == b"mtime" {
-                    if let Some(t) = pax_time(rec.value_bytes()) {
-                        mtime = t;
-                    }
-                } else if key == b"atime" {
-                    atime = pax_time(rec.value_bytes());
-                }
-            }
-        }
-        Ok(Meta {
-            uid,
-            gid,
-            mode,
-            atime: atime.unwrap_or(mtime),
-            mtime,
-            xattrs,
-        })
-    }
-
-    fn mode(&self) -> Mode {
-        Mode::from_bits_truncate(self.mode)
-    }
-}
-
-/// A PAX time, `seconds[.fraction]`, possibly negative.
-fn pax_time(v: &[u8]) -> Option<TimeSpec> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    let nanos: i64 = digits.parse().ok()?;
-    Some(if neg {
-        if nanos == 0 {
-            TimeSpec::new(-secs, 0)
-        } else {
-            TimeSpec::new(-secs - 1, 1_000_000_000 - nanos)
-        }
-    } else {
-        TimeSpec::new(secs, nanos)
-    })
 }
 
 /// What was at a path before an entry took it.
@@ -415,7 +396,7 @@ impl Unpacker<'_> {
                     // `x/` is handled in `whiteout`, to the same effect.
                     set_xattr(Node::Fd(fd.as_fd()), OPAQUE_XATTR, b"y").op("mark opaque")?;
                 }
-                self.owner_mode_xattrs(Node::Fd(fd.as_fd()), meta, true)?;
+                meta.apply_to_fd(self.layer, Node::Fd(fd.as_fd()), true)?;
                 let mut path = dir.path.clone();
                 path.push(base.to_bytes().to_vec());
                 self.dirs.push((path, meta.atime, meta.mtime));
@@ -438,7 +419,7 @@ impl Unpacker<'_> {
                 self.copy(entry, &mut file)?;
                 // Owner before xattrs and mode: chown clears setuid, setgid and
                 // security.capability.
-                self.owner_mode_xattrs(Node::Fd(file.as_fd()), meta, false)?;
+                meta.apply_to_fd(self.layer, Node::Fd(file.as_fd()), false)?;
                 futimens(file.as_fd(), &meta.atime, &meta.mtime).op("set times")?;
                 Ok(())
             }
@@ -446,7 +427,7 @@ impl Unpacker<'_> {
                 let target = link_target(entry)?;
                 self.clear(at, base, false)?;
                 symlinkat(target.as_c_str(), at, base).op("create symlink")?;
-                self.at_metadata(at, base, meta, true)?;
+                meta.apply_at(self.layer, at, base, true)?;
                 self.drain(entry)
             }
             EntryType::Link => self.hard_link(entry, dir, base),
@@ -470,13 +451,13 @@ impl Unpacker<'_> {
                 let sflag = if char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
                 mknodat(at, base, sflag, Mode::empty(), libc::makedev(major, minor))
                     .op("create device")?;
-                self.at_metadata(at, base, meta, false)?;
+                meta.apply_at(self.layer, at, base, false)?;
                 self.drain(entry)
             }
             EntryType::Fifo => {
                 self.clear(at, base, false)?;
                 mknodat(at, base, SFlag::S_IFIFO, Mode::empty(), 0).op("create fifo")?;
-                self.at_metadata(at, base, meta, false)?;
+                meta.apply_at(self.layer, at, base, false)?;
                 self.drain(entry)
             }
             other => Err(Refusal::UnsupportedType(other.as_byte() as char).into()),
@@ -625,98 +606,6 @@ impl Unpacker<'_> {
         })
     }
 
-    /// Owner, xattrs and mode, in that order, of an open file or directory.
-    fn owner_mode_xattrs(&self, node: Node<'_>, meta: &Meta, is_dir: bool) -> Result<(), Fail> {
-        let Node::Fd(fd) = node else {
-            unreachable!("only called with descriptors")
-        };
-        fchown(
-            fd,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-        )
-        .op("chown")?;
-        self.xattrs(node, meta, if is_dir { Kind::Dir } else { Kind::File })?;
-        fchmod(fd, meta.mode()).op("chmod")
-    }
-
-    /// Owner, xattrs, mode and times of a name that must not be opened (symlink, device,
-    /// fifo); none of the calls follows it.
-    fn at_metadata(
-        &self,
-        at: BorrowedFd<'_>,
-        base: &CStr,
-        meta: &Meta,
-        symlink: bool,
-    ) -> Result<(), Fail> {
-        fchownat(
-            at,
-            base,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .op("chown")?;
-        self.xattrs(
-            Node::At(at, base),
-            meta,
-            if symlink {
-                Kind::Symlink
-            } else {
-                Kind::Special
-            },
-        )?;
-        // Linux has no mode on symlinks. The others were just made by us in a directory
-        // only we write, so following is moot; glibc's no-follow fchmodat needs /proc.
-        if !symlink {
-            fchmodat(at, base, meta.mode(), FchmodatFlags::FollowSymlink).op("chmod")?;
-        }
-        utimensat(
-            at,
-            base,
-            &meta.atime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .op("set times")
-    }
-
-    fn xattrs(&self, node: Node<'_>, meta: &Meta, kind: Kind) -> Result<(), Fail> {
-        for (name, value) in &meta.xattrs {
-            let n = name.to_bytes();
-            let overlay = n
-                .strip_prefix(b"trusted.overlay.")
-                .or_else(|| n.strip_prefix(b"user.overlay."));
-            if let Some(what) = overlay {
-                // A layer made by tarring an upper directory carries overlayfs's own xattrs.
-                // Opaque only hides, like `.wh..wh..opq`; the others (redirect, metacopy,
-                // origin) would make overlayfs read elsewhere, and are dropped.
-                if what == b"opaque" && value == b"y" && kind == Kind::Dir {
-                    set_xattr(node, OPAQUE_XATTR, b"y").op("mark opaque")?;
-                } else {
-                    tracing::warn!(layer = self.layer, xattr = %lossy(n), "overlayfs xattr in a layer dropped");
-                }
-                continue;
-            }
-            match set_xattr(node, name, value) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
-                    tracing::warn!(layer = self.layer, xattr = %lossy(n), "filesystem takes no such xattr; dropped");
-                }
-                // Linux allows user.* only on files and directories.
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EPERM)
-                        && n.starts_with(b"user.")
-                        && matches!(kind, Kind::Symlink | Kind::Special) =>
-                {
-                    tracing::warn!(layer = self.layer, xattr = %lossy(n), "user xattr on a special file dropped");
-                }
-                Err(e) => return Err(Fail::Io("set xattr", e)),
-            }
-        }
-        Ok(())
-    }
-
     /// Copies exactly the entry's size into `file`; a stream that ends early is truncated.
     fn copy<R: Read>(
         &mut self,
@@ -751,7 +640,10 @@ impl Unpacker<'_> {
     }
 
     fn finish_dirs(&mut self) -> Result<(), Fail> {
-        for (path, atime, mtime) in std::mem::take(&mut self.dirs) {
+        // Inherited first: a directory's own entry, if it came later, has the last word.
+        let mut all = std::mem::take(&mut self.tree.inherited_times);
+        all.append(&mut self.dirs);
+        for (path, atime, mtime) in all {
             // A later entry may have replaced the directory; then it has the times it has.
             if let Some(fd) = self.tree.exact(&path).op("open directory")? {
                 futimens(fd.as_fd(), &atime, &mtime).op("set directory times")?;
@@ -759,14 +651,6 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    File,
-    Symlink,
-    Special,
 }
 
 fn truncated(got: u64, size: u64) -> io::Error {
@@ -818,24 +702,4 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     }
     unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_times() {
-        assert_eq!(
-            pax_time(b"1700000000"),
-            Some(TimeSpec::new(1_700_000_000, 0))
-        );
-        assert_eq!(
-            pax_time(b"1700000000.5"),
-            Some(TimeSpec::new(1_700_000_000, 500_000_000))
-        );
-        assert_eq!(pax_time(b"-1.25"), Some(TimeSpec::new(-2, 750_000_000)));
-        assert_eq!(pax_time(b"x"), None);
-        assert_eq!(pax_time(b"1.2x"), None);
-    }
 }

@@ -11,7 +11,18 @@ use crate::unpack::cap_net_raw;
 
 pub fn rich_layer() -> Vec<u8> {
     let deep: String = (0..3).map(|i| format!("{i:x>90}/")).collect();
-    tar(&[
+    // Every directory is listed, so that two unpacks of this layer agree on all times (a
+    // parent made on the way gets the time it was made).
+    let levels: Vec<E> = (1..=3)
+        .map(|n| dir(deep.split_inclusive('/').take(n).collect::<String>()))
+        .collect();
+    let mut entries = levels;
+    entries.extend([
+        dir("home"),
+        dir("usr"),
+        dir("usr/bin"),
+        dir("dev"),
+        dir("run"),
         dir("etc").mode(0o755).mtime(1_500_000_000),
         file("etc/hostname", "berth\n").mode(0o644),
         dir("home/u")
@@ -49,7 +60,8 @@ pub fn rich_layer() -> Vec<u8> {
         file(format!("{deep}long-name-beyond-ustar"), "deep"),
         symlink("long-target", "t".repeat(150)),
         file("empty", "").mtime(0),
-    ])
+    ]);
+    tar(&entries)
 }
 
 fn unpack_into(dir: &std::path::Path, layer: &[u8]) {
@@ -144,6 +156,31 @@ fn gzip_zstd_and_plain_layers() {
 }
 
 #[test]
+fn a_reader_that_trickles() {
+    if !root() {
+        return;
+    }
+    // A network body hands out whatever it has: here 7 bytes at a time.
+    struct Trickle<'a>(&'a [u8]);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let plain = rich_layer();
+    let mut s = Scratch::new();
+    let (a, b) = (s.dir("a"), s.dir("b"));
+    unpack_into(&a, &plain);
+    let blob = compress(Compression::Zstd, &plain);
+    let report = unpack(Trickle(&blob), &b, &UnpackOptions::new(LAYER)).unwrap();
+    assert_eq!(report.diff_id, Digest::of(&plain));
+    assert_eq!(Tree::of(&a), Tree::of(&b));
+}
+
+#[test]
 fn diff_id_covers_bytes_after_the_end_blocks() {
     if !root() {
         return;
@@ -198,7 +235,7 @@ fn archive_dir_keeps_whiteout_devices_and_never_follows_symlinks() {
 }
 
 #[test]
-fn diff_refuses_redirects_and_metacopy() {
+fn diff_refuses_redirects_and_names_that_read_as_whiteouts() {
     if !root() {
         return;
     }
@@ -209,6 +246,11 @@ fn diff_refuses_redirects_and_metacopy() {
     let err = diff(&up, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("redirect"), "{err}");
     assert!(err.to_string().contains("moved"), "{err}");
+
+    let up = s.dir("upper2");
+    fs::write(up.join(".wh.not-a-whiteout"), "a file a container made").unwrap();
+    let err = diff(&up, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains(".wh.not-a-whiteout"), "{err}");
 }
 
 #[test]
@@ -224,4 +266,17 @@ fn diff_takes_user_overlay_opaque_and_keeps_sockets_out() {
     let mut out = Vec::new();
     diff(&up, &mut out).unwrap();
     assert_eq!(tar_names(&out), ["o/", "o/.wh..wh..opq"]);
+}
+
+#[test]
+fn diff_of_a_tree_deeper_than_the_bound_is_an_error_not_a_crash() {
+    if !root() {
+        return;
+    }
+    let mut s = Scratch::new();
+    let up = s.dir("upper");
+    let deep: std::path::PathBuf = std::iter::repeat_n("d", 1100).collect();
+    fs::create_dir_all(up.join(&deep)).unwrap();
+    let err = diff(&up, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("deeper than"), "{err}");
 }

@@ -331,3 +331,78 @@ fn device_files_are_what_the_header_says() {
     assert!(m.file_type().is_char_device());
     assert_eq!((m.mode() & 0o7777, m.gid()), (0o620, 5));
 }
+
+#[test]
+fn unlisted_parents_are_made_like_the_lower_snapshots() {
+    if !root() {
+        return;
+    }
+    let mut s = Scratch::new();
+    let (low, mid, top) = (s.dir("low"), s.dir("mid"), s.dir("top"));
+    let opts = |name: &str| UnpackOptions::new(name);
+    unpack(
+        &tar(&[
+            dir("tmp").mode(0o1777),
+            dir("usr/local")
+                .mode(0o750)
+                .owner(5, 6)
+                .mtime(1_300_000_000),
+            dir("gone").mode(0o700),
+            dir("hidden").mode(0o700),
+            dir("hidden/sub").mode(0o711),
+        ])[..],
+        &low,
+        &opts("low"),
+    )
+    .unwrap();
+    // mid deletes gone/ and makes hidden/ opaque (without sub/).
+    unpack(
+        &tar(&[
+            file(".wh.gone", ""),
+            dir("hidden").mode(0o755),
+            file("hidden/.wh..wh..opq", ""),
+        ])[..],
+        &mid,
+        &opts("mid"),
+    )
+    .unwrap();
+    unpack(
+        &tar(&[
+            file("tmp/x", "x"),
+            file("usr/local/bin/tool", "t"),
+            file("gone/again", "a"),
+            file("hidden/sub/f", "f"),
+        ])[..],
+        &top,
+        &opts("top").with_parents([mid.clone(), low.clone()]),
+    )
+    .unwrap();
+    let t = Tree::of(&top);
+    assert_eq!(t.get("tmp").mode, 0o1777, "not the 0755 default");
+    let local = t.get("usr/local");
+    assert_eq!(
+        (local.mode, local.uid, local.gid, local.mtime),
+        (0o750, 5, 6, 1_300_000_000),
+        "the mtime survives the children written after it"
+    );
+    assert_eq!(
+        t.get("usr/local/bin").mode,
+        0o755,
+        "in no parent: the default"
+    );
+    assert_eq!(
+        t.get("gone").mode,
+        0o755,
+        "deleted in mid: low's does not show"
+    );
+    assert_eq!(t.get("hidden").mode, 0o755, "mid's own");
+    assert_eq!(
+        t.get("hidden/sub").mode,
+        0o755,
+        "hidden by mid's opaque directory"
+    );
+    assert!(!t
+        .get("hidden")
+        .xattrs
+        .contains_key("trusted.overlay.opaque"));
+}
