@@ -9,7 +9,9 @@ use berth_proto::imaged::PullRequest;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let reference = args.next().ok_or_else(|| anyhow::anyhow!("usage: pull REF [SOCKET]"))?;
+    let reference = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: pull REF [SOCKET]"))?;
     let socket = args.next().map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("BERTH_RUN").unwrap_or_else(|_| "/run/berth".into()))
             .join("imaged.sock")

@@ -285,6 +285,22 @@ impl LayerJob {
         Ok(())
     }
 
+    /// The snapshots below this layer, nearest first, when they are all unpacked already (a
+    /// base shared with an image pulled before): a directory the layer uses without listing
+    /// it then takes their owner and mode, as containerd's applier does. Layers of one pull
+    /// unpack side by side and cannot wait for each other; image builders list every
+    /// parent directory, so this only matters for hand-made layers.
+    fn parent_dirs(&self, d: &Daemon) -> Vec<std::path::PathBuf> {
+        let Some(p) = &self.parent else {
+            return Vec::new();
+        };
+        d.store
+            .meta
+            .write(|t| t.chain(p))
+            .map(|chain| chain.iter().map(|s| d.store.snapshots.fs(s.dir)).collect())
+            .unwrap_or_default()
+    }
+
     async fn fetch_and_unpack(&self, d: &Arc<Daemon>, tx: &Progress) -> Result<(), Status> {
         match self.try_fetch_and_unpack(d, tx).await {
             Err(Retry::FromZero) => {
@@ -321,9 +337,10 @@ impl LayerJob {
         let (chunks_tx, chunks_rx) = mpsc::channel::<Bytes>(64);
         let (offset_tx, offset_rx) = tokio::sync::oneshot::channel::<u64>();
         let stored = d.store.content.contains(&digest);
+        let parents = self.parent_dirs(d);
         let (dd, dg) = (d.clone(), digest.clone());
         let unpacker = tokio::task::spawn_blocking(move || {
-            let opts = UnpackOptions::new(dg.to_string());
+            let opts = UnpackOptions::new(dg.to_string()).with_parents(parents);
             if stored {
                 let report = dd
                     .store

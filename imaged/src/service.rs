@@ -80,6 +80,15 @@ fn mounts(m: OverlayMount, base: &std::path::Path, image_id: String) -> pb::Moun
     }
 }
 
+/// `docker login` with no server means Docker Hub.
+fn registry_or_hub(r: &str) -> String {
+    if r.is_empty() {
+        crate::reference::DEFAULT_REGISTRY.to_string()
+    } else {
+        r.to_string()
+    }
+}
+
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::PullProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -127,6 +136,37 @@ impl pb::images_server::Images for ImagesService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let req = req.into_inner();
+        let registry = registry_or_hub(&req.registry);
+        let creds = crate::registry::Credentials::new(req.username, req.password);
+        self.daemon
+            .registry
+            .check_login(&registry, &creds)
+            .await
+            .map_err(crate::pull::registry_status)?;
+        let dir = self.daemon.registry.config().docker_config_dir.clone();
+        let path = crate::registry::store_credentials(&dir, &registry, &creds)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::LoginResponse {
+            config_file: path.display().to_string(),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        req: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let registry = registry_or_hub(&req.into_inner().registry);
+        let dir = self.daemon.registry.config().docker_config_dir.clone();
+        let removed = crate::registry::remove_credentials(&dir, &registry)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::LogoutResponse { removed }))
     }
 
     async fn list(

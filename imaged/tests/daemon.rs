@@ -433,3 +433,115 @@ async fn commit_then_push_gives_the_registry_our_digests() {
         .unwrap();
     assert!(st.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_stores_credentials_that_pulls_then_use() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-login");
+    let htpasswd = env.path().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let reg = Registry::start_with_htpasswd(&env, &htpasswd, "alice", "s3cret");
+    let docker_config = env.path().join("docker-config");
+    let mut d = Imaged::start_with(&env, &[("DOCKER_CONFIG", &docker_config)]).await;
+    let r = reg.reference("berth/busybox:latest");
+
+    let e = pull(&mut d.client, &r).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    let login = |password: &str| pb::LoginRequest {
+        registry: reg.host(),
+        username: "alice".into(),
+        password: password.into(),
+    };
+    let e = d.client.login(login("wrong")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    assert!(!docker_config.join("config.json").exists());
+
+    let stored = d.client.login(login("s3cret")).await.unwrap().into_inner();
+    assert_eq!(
+        stored.config_file,
+        docker_config.join("config.json").display().to_string()
+    );
+    pull(&mut d.client, &r)
+        .await
+        .expect("pull with the stored credentials");
+    let out = d
+        .client
+        .logout(pb::LogoutRequest {
+            registry: reg.host(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(out.removed);
+    let text = std::fs::read_to_string(docker_config.join("config.json")).unwrap();
+    assert!(!text.contains(&reg.host()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_snapshot_mounts_as_the_image_with_writes_in_its_upper() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-mount");
+    let reg = Registry::start(&env);
+    let mut d = Imaged::start(&env).await;
+    let r = reg.reference("berth/busybox:latest");
+    pull(&mut d.client, &r).await.unwrap();
+    let m = d
+        .client
+        .prepare(pb::PrepareRequest {
+            key: "c1".into(),
+            image: r.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!m.options.is_empty(), "{m:?}");
+    let e = d
+        .client
+        .prepare(pb::PrepareRequest {
+            key: "c1".into(),
+            image: r.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    // Mounted in a private mount namespace of a child, so nothing stays mounted on the host.
+    let script = format!(
+        "mkdir -p {t} && mount -t overlay overlay -o {o} {t} && test -x {t}/bin/busybox && echo hi > {t}/new && rm {t}/bin/ls && echo ok",
+        t = env.path().join("rootfs").display(),
+        o = m.options
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upper = std::path::Path::new(&m.upper);
+    assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "hi\n");
+    let changes = d
+        .client
+        .changes(pb::SnapshotRequest { key: "c1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .changes;
+    let shown: Vec<(i32, &str)> = changes.iter().map(|c| (c.kind, c.path.as_str())).collect();
+    assert!(
+        shown.contains(&(1, "/new")) && shown.contains(&(2, "/bin/ls")),
+        "{shown:?}"
+    );
+    d.client
+        .remove_snapshot(pb::SnapshotRequest { key: "c1".into() })
+        .await
+        .unwrap();
+    assert!(!upper.exists());
+}

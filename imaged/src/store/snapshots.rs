@@ -42,8 +42,10 @@ impl OverlayMount {
             return String::new();
         }
         let lowers: Vec<String> = self.lowers.iter().map(|p| show(p)).collect();
+        // A renamed directory (redirect_dir) or a metadata-only copy-up (metacopy) would
+        // leave part of a change in the lower layers, where `commit` cannot see it.
         format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
             lowers.join(":"),
             show(&self.upper),
             show(&self.work)
@@ -168,7 +170,7 @@ mod tests {
         let small = m(3);
         assert_eq!(
             small.options().unwrap(),
-            "lowerdir=/var/lib/berth/snapshots/3/fs:/var/lib/berth/snapshots/2/fs:/var/lib/berth/snapshots/1/fs,upperdir=/var/lib/berth/snapshots/999/fs,workdir=/var/lib/berth/snapshots/999/work"
+            "lowerdir=/var/lib/berth/snapshots/3/fs:/var/lib/berth/snapshots/2/fs:/var/lib/berth/snapshots/1/fs,upperdir=/var/lib/berth/snapshots/999/fs,workdir=/var/lib/berth/snapshots/999/work,redirect_dir=off,metacopy=off"
         );
         let big = m(200);
         assert!(big.options().is_none());

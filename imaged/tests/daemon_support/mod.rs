@@ -19,6 +19,11 @@ pub struct Imaged {
 impl Imaged {
     /// Start the daemon for `env` and connect to it.
     pub async fn start(env: &TestEnv) -> Imaged {
+        Imaged::start_with(env, &[]).await
+    }
+
+    /// Start the daemon with extra environment (`DOCKER_CONFIG`, ...).
+    pub async fn start_with(env: &TestEnv, vars: &[(&str, &std::path::Path)]) -> Imaged {
         let socket = env.run().join("imaged.sock");
         let log = std::fs::File::create(env.path().join("imaged.stderr")).unwrap();
         let mut starting = Starting(Some(
@@ -28,6 +33,10 @@ impl Imaged {
                     .arg(env.root())
                     .arg("--run")
                     .arg(env.run())
+                    .envs(
+                        vars.iter()
+                            .map(|(k, v)| (k.to_string(), v.as_os_str().to_owned())),
+                    )
                     .stdin(Stdio::null())
                     .stderr(log),
             ),
