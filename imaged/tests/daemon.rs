@@ -545,3 +545,161 @@ async fn a_prepared_snapshot_mounts_as_the_image_with_writes_in_its_upper() {
         .unwrap();
     assert!(!upper.exists());
 }
+
+/// An OCI layout holding one image whose only layer is `layer_tar` (gzip-compressed here),
+/// written for skopeo to push.
+fn oci_layout_with_layer(dir: &std::path::Path, layer_tar: &[u8]) {
+    use std::io::Write;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> String {
+        let hex = sha256_hex(data);
+        std::fs::write(blobs.join(&hex), data).unwrap();
+        format!("sha256:{hex}")
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(layer_tar).unwrap();
+    let layer_gz = gz.finish().unwrap();
+    let layer = put(&layer_gz);
+    let diff_id = format!("sha256:{}", sha256_hex(layer_tar));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "hand-made"}]
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_gz.len()}]
+    })
+    .to_string();
+    let m = put(manifest.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "evil"}
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+}
+
+/// A tar whose second entry climbs out of the snapshot.
+fn escaping_tar(name: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "etc/", std::io::empty()).unwrap();
+    let data = b"pwned\n";
+    let mut h = tar::Header::new_old();
+    h.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_that_climbs_out_is_refused_naming_layer_and_entry() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-evil");
+    let reg = Registry::start(&env);
+    let layout = env.path().join("evil-layout");
+    oci_layout_with_layer(
+        &layout,
+        &escaping_tar("../../../../../../tmp/berth-evil-escape"),
+    );
+    let target = reg.reference("berth/evil:1");
+    let st = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:evil", layout.display()))
+        .arg(format!("docker://{target}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut d = Imaged::start(&env).await;
+    let e = pull(&mut d.client, &target).await.unwrap_err();
+    assert!(
+        e.message().contains("berth-evil-escape"),
+        "the entry is named: {e}"
+    );
+    assert!(e.message().contains("sha256:"), "the layer is named: {e}");
+    assert!(!std::path::Path::new("/tmp/berth-evil-escape").exists());
+    assert!(list(&mut d.client).await.is_empty());
+    let left: Vec<_> = std::fs::read_dir(env.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let u = usage(&mut d.client).await;
+    assert_eq!((u.snapshots, u.partial), (0, 0), "{u:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_any_moment_of_a_pull_never_breaks_the_store() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-kills");
+    let reg = Registry::start(&env);
+    let size = layer_size(&reg.reference("berth/busybox:latest"));
+    let slow = Proxy::start(reg.port(), Some(size * 2), None);
+    let r = slow.reference("berth/busybox:latest");
+    // Killed at a different moment each time: before, during and after the download.
+    for delay_ms in [5u64, 120, 260, 420, 600] {
+        let mut d = Imaged::start(&env).await;
+        let mut c = d.client.clone();
+        let rr = r.clone();
+        let p = tokio::spawn(async move { pull(&mut c, &rr).await });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        d.kill();
+        let _ = p.await;
+        drop(d);
+        let mut d = Imaged::start(&env).await;
+        // Whatever was done is either whole or gone: a listed image inspects fine.
+        for img in list(&mut d.client).await {
+            inspect(&mut d.client, &img.id)
+                .await
+                .expect("a listed image is whole");
+        }
+        drop(d);
+    }
+    let mut d = Imaged::start(&env).await;
+    pull(&mut d.client, &r)
+        .await
+        .expect("a pull after the kills completes");
+    let v = inspect(&mut d.client, &r).await.unwrap();
+    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(std::path::Path::new(&lower).join("bin/busybox").is_file());
+    // Exactly one snapshot directory: nothing half-made stayed beside it.
+    let dirs = std::fs::read_dir(env.root().join("snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(dirs, 1);
+}
