@@ -47,7 +47,8 @@ fn internal(what: &str) -> impl Fn(String) -> Status + '_ {
     move |e| Status::internal(format!("{what}: {e}"))
 }
 
-async fn send(tx: &Progress, id: &str, status: &str, current: u64, total: u64) {
+/// One progress line about `id` (a layer's short digest).
+pub(crate) async fn send(tx: &Progress, id: &str, status: &str, current: u64, total: u64) {
     let _ = tx
         .send(Ok(PullProgress {
             id: id.to_string(),

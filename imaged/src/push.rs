@@ -12,21 +12,9 @@ use tonic::Status;
 
 use crate::daemon::Daemon;
 use crate::digest::Digest;
-use crate::pull::{registry_status, Progress};
+use crate::pull::{registry_status, send, Progress};
 use crate::reference::Reference;
 use crate::service::image_status;
-
-async fn send(tx: &Progress, id: &str, status: &str, current: u64, total: u64) {
-    let _ = tx
-        .send(Ok(PullProgress {
-            id: id.to_string(),
-            status: status.to_string(),
-            current,
-            total,
-            ..Default::default()
-        }))
-        .await;
-}
 
 pub async fn push(d: &Arc<Daemon>, input: &str, tx: &Progress) -> Result<(), Status> {
     let target = Reference::parse(input).map_err(|e| Status::invalid_argument(e.to_string()))?;

@@ -12,6 +12,19 @@ fn can_run() -> bool {
     require_root() && require_cmds(&["docker-registry", "skopeo", "du"])
 }
 
+/// A registry with the fixtures, a daemon, and `berth/busybox:latest` pulled: the start of
+/// most tests. Returns the env (dropped last), the registry, the daemon and the reference.
+async fn with_busybox(name: &str) -> (TestEnv, Registry, Imaged, String) {
+    let env = TestEnv::new(name);
+    let reg = Registry::start(&env);
+    let mut d = Imaged::start(&env).await;
+    let r = reg.reference("berth/busybox:latest");
+    pull(&mut d.client, &r)
+        .await
+        .unwrap_or_else(|e| panic!("pull {r}: {e}"));
+    (env, reg, d, r)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_every_fixture_manifest_kind_and_lists_them_as_docker_does() {
     if !can_run() {
@@ -107,11 +120,7 @@ async fn rmi_follows_dockers_rules_and_prune_frees_what_df_promised() {
     if !can_run() {
         return;
     }
-    let env = TestEnv::new("imaged-rmi");
-    let reg = Registry::start(&env);
-    let mut d = Imaged::start(&env).await;
-    let a = reg.reference("berth/busybox:latest");
-    pull(&mut d.client, &a).await.unwrap();
+    let (env, _reg, mut d, a) = with_busybox("imaged-rmi").await;
     d.client
         .tag(pb::TagRequest {
             source: a.clone(),
@@ -348,11 +357,7 @@ async fn commit_then_push_gives_the_registry_our_digests() {
     if !can_run() {
         return;
     }
-    let env = TestEnv::new("imaged-commit");
-    let reg = Registry::start(&env);
-    let mut d = Imaged::start(&env).await;
-    let base = reg.reference("berth/busybox:latest");
-    pull(&mut d.client, &base).await.unwrap();
+    let (env, reg, mut d, base) = with_busybox("imaged-commit").await;
 
     // A pulled image pushed elsewhere in the registry: same manifest, blobs mounted.
     let copy = reg.reference("berth/copy:1");
@@ -485,11 +490,7 @@ async fn a_prepared_snapshot_mounts_as_the_image_with_writes_in_its_upper() {
     if !can_run() {
         return;
     }
-    let env = TestEnv::new("imaged-mount");
-    let reg = Registry::start(&env);
-    let mut d = Imaged::start(&env).await;
-    let r = reg.reference("berth/busybox:latest");
-    pull(&mut d.client, &r).await.unwrap();
+    let (env, _reg, mut d, r) = with_busybox("imaged-mount").await;
     let m = d
         .client
         .prepare(pb::PrepareRequest {
