@@ -14,6 +14,8 @@ pub struct Daemon {
     pub registry: RegistryClient,
     /// `$BERTH_RUN`: the socket and the log live there.
     pub run: PathBuf,
+    /// Blobs at least this large are fetched in parallel byte ranges.
+    pub range_threshold: u64,
     layers: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -30,6 +32,7 @@ impl Daemon {
                 store,
                 registry,
                 run: run.to_path_buf(),
+                range_threshold: 64 << 20,
                 layers: Mutex::new(HashMap::new()),
             },
             recovered,

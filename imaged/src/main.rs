@@ -27,6 +27,10 @@ struct Cli {
     /// Docker's daemon.json. Default: `$BERTH_ROOT/registries.json` when it exists.
     #[arg(long)]
     registries: Option<PathBuf>,
+    /// Blobs at least this large (bytes) are fetched in parallel byte ranges where the
+    /// registry serves them.
+    #[arg(long, default_value_t = 64 << 20)]
+    range_threshold: u64,
     /// Log at debug level.
     #[arg(long)]
     debug: bool,
@@ -62,7 +66,8 @@ fn main() -> Result<()> {
             }
         }
     };
-    let (daemon, recovered) = Daemon::open(&cli.root, &cli.run, registries)?;
+    let (mut daemon, recovered) = Daemon::open(&cli.root, &cli.run, registries)?;
+    daemon.range_threshold = cli.range_threshold;
     if recovered.snapshot_dirs > 0 {
         tracing::info!(
             "removed {} snapshot directories an interrupted run left",

@@ -6,8 +6,11 @@
 //! `kill -9` of the daemon.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use berth_proto::imaged::PullProgress;
 use bytes::Bytes;
@@ -476,7 +479,10 @@ impl LayerJob {
         Ok(())
     }
 
-    /// Fetch the blob from `offset` on into `pipe`, resuming after a broken connection.
+    /// Fetch the blob from `start` on into `pipe`, resuming after a broken connection. A
+    /// large blob fetched from the beginning comes in parallel byte ranges where the
+    /// registry serves them: the first range streams into the pipe, the others into files
+    /// of their own, which follow it into the pipe in order.
     async fn download(
         &self,
         d: &Arc<Daemon>,
@@ -486,15 +492,141 @@ impl LayerJob {
         start: u64,
         pipe: mpsc::Sender<Bytes>,
     ) -> Result<(), Retry> {
-        let digest = self.desc.digest.clone();
-        let mut offset = start;
+        let done = Arc::new(AtomicU64::new(start));
+        let reporter = {
+            let (tx, id, done) = (tx.clone(), id.to_string(), done.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    send(&tx, &id, "downloading", done.load(Ordering::Relaxed), size).await;
+                }
+            })
+        };
+        let span = Span {
+            d: d.clone(),
+            reference: self.reference.clone(),
+            digest: self.desc.digest.clone(),
+            size,
+            done: done.clone(),
+        };
+        let parts = if start == 0 && size >= d.range_threshold {
+            span.parts().await
+        } else {
+            Vec::new()
+        };
+        let res = if parts.len() > 1 {
+            self.download_parts(&span, &parts, &pipe).await
+        } else {
+            span.fetch(start, size, Sink::Pipe(&pipe)).await
+        };
+        reporter.abort();
+        res?;
+        send(tx, id, "downloaded", size, size).await;
+        Ok(())
+    }
+
+    async fn download_parts(
+        &self,
+        span: &Span,
+        parts: &[(u64, u64)],
+        pipe: &mpsc::Sender<Bytes>,
+    ) -> Result<(), Retry> {
+        let dir = span.d.store.content.ingest_dir().to_path_buf();
+        let mut later = Vec::new();
+        for (i, &(from, to)) in parts.iter().enumerate().skip(1) {
+            // Named so that a crash leaves them to the start-up sweep, never to a resume.
+            let path = dir.join(format!("{}.part{i}", span.digest.hex()));
+            let s = span.clone();
+            later.push((
+                path.clone(),
+                tokio::spawn(async move {
+                    let mut f = tokio::fs::File::create(&path)
+                        .await
+                        .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+                    s.fetch(from, to, Sink::File(&mut f)).await
+                }),
+            ));
+        }
+        let (first_from, first_to) = parts[0];
+        let first = span.fetch(first_from, first_to, Sink::Pipe(pipe)).await;
+        let mut result = first;
+        for (path, task) in later {
+            if result.is_ok() {
+                result = match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(Status::internal(e.to_string()).into()),
+                };
+            } else {
+                task.abort();
+            }
+            if result.is_ok() {
+                result = feed_file(&path, pipe).await;
+            }
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        result
+    }
+}
+
+/// One blob's download: what every range of it shares.
+#[derive(Clone)]
+struct Span {
+    d: Arc<Daemon>,
+    reference: Reference,
+    digest: Digest,
+    size: u64,
+    /// Bytes fetched so far, all ranges together, for progress.
+    done: Arc<AtomicU64>,
+}
+
+/// Where a range of a blob goes.
+enum Sink<'a> {
+    Pipe(&'a mpsc::Sender<Bytes>),
+    File(&'a mut tokio::fs::File),
+}
+
+/// How many ranges a large blob is fetched in.
+const RANGES: u64 = 4;
+
+impl Span {
+    /// The ranges to fetch side by side, or none when the registry does not serve ranges.
+    async fn parts(&self) -> Vec<(u64, u64)> {
+        match self
+            .d
+            .registry
+            .fetch_range(&self.reference, &self.digest, 0, 0)
+            .await
+        {
+            Ok(_) => {
+                let step = self.size.div_ceil(RANGES);
+                (0..RANGES)
+                    .map(|i| (i * step, ((i + 1) * step).min(self.size)))
+                    .filter(|(a, b)| a < b)
+                    .collect()
+            }
+            Err(e) => {
+                tracing::debug!("{e}; one stream for {}", self.digest);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Bytes `from..to` of the blob into `sink`, resuming after a broken connection.
+    async fn fetch(&self, from: u64, to: u64, mut sink: Sink<'_>) -> Result<(), Retry> {
+        let mut offset = from;
         let mut attempts = 0;
-        let mut last_report = Instant::now();
-        while offset < size {
-            let stream = d
-                .registry
-                .fetch_blob(&self.reference, &digest, offset)
-                .await;
+        while offset < to {
+            let stream = if to < self.size {
+                self.d
+                    .registry
+                    .fetch_range(&self.reference, &self.digest, offset, to - 1)
+                    .await
+            } else {
+                self.d
+                    .registry
+                    .fetch_blob(&self.reference, &self.digest, offset)
+                    .await
+            };
             let mut stream = match stream {
                 Ok(s) => s,
                 Err(e) if attempts < RESUME_ATTEMPTS && e.status().is_none() => {
@@ -510,15 +642,28 @@ impl LayerJob {
             let mut broke = None;
             while let Some(chunk) = stream.next().await {
                 match chunk {
-                    Ok(bytes) => {
+                    Ok(mut bytes) => {
+                        // A ranged answer may run past the end asked for; keep what is ours.
+                        bytes.truncate((to - offset).min(bytes.len() as u64) as usize);
                         offset += bytes.len() as u64;
-                        if pipe.send(bytes).await.is_err() {
-                            // The unpacker stopped: its error says why.
-                            return Ok(());
+                        self.done.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        let sent = match &mut sink {
+                            Sink::Pipe(p) => p.send(bytes).await.is_ok(),
+                            Sink::File(f) => f.write_all(&bytes).await.is_ok(),
+                        };
+                        if !sent {
+                            // The unpacker stopped (its error says why) or the disk failed.
+                            return match sink {
+                                Sink::Pipe(_) => Ok(()),
+                                Sink::File(_) => Err(Status::internal(format!(
+                                    "blob {}: write a range to disk",
+                                    self.digest
+                                ))
+                                .into()),
+                            };
                         }
-                        if last_report.elapsed() > Duration::from_millis(100) {
-                            last_report = Instant::now();
-                            send(tx, id, "downloading", offset, size).await;
+                        if offset >= to {
+                            break;
                         }
                     }
                     Err(e) => {
@@ -527,14 +672,14 @@ impl LayerJob {
                     }
                 }
             }
-            if broke.is_none() && offset < size {
+            if broke.is_none() && offset < to {
                 broke = Some(registry::Error::new(
                     "fetch",
-                    format!("{}@{digest}", self.reference.name()),
+                    format!("{}@{}", self.reference.name(), self.digest),
                     registry::ErrorKind::Interrupted {
-                        digest: digest.clone(),
+                        digest: self.digest.clone(),
                         received: offset,
-                        expected: Some(size),
+                        expected: Some(self.size),
                         detail: "the stream ended early".into(),
                     },
                 ));
@@ -549,8 +694,33 @@ impl LayerJob {
                 Some(e) => return Err(registry_status(e).into()),
             }
         }
-        send(tx, id, "downloaded", size, size).await;
+        if let Sink::File(f) = sink {
+            f.flush()
+                .await
+                .map_err(|e| Status::internal(format!("blob {}: {e}", self.digest)))?;
+        }
         Ok(())
+    }
+}
+
+/// Send a finished range file down the pipe.
+async fn feed_file(path: &std::path::Path, pipe: &mpsc::Sender<Bytes>) -> Result<(), Retry> {
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+    loop {
+        let mut buf = vec![0u8; 1 << 20];
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.truncate(n);
+        if pipe.send(Bytes::from(buf)).await.is_err() {
+            return Ok(());
+        }
     }
 }
 

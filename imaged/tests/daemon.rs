@@ -704,3 +704,40 @@ async fn kill_9_at_any_moment_of_a_pull_never_breaks_the_store() {
         .count();
     assert_eq!(dirs, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_layer_comes_in_parallel_ranges_once() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-ranges");
+    let reg = Registry::start(&env);
+    let size = layer_size(&reg.reference("berth/busybox:latest"));
+    let proxy = Proxy::start(reg.port(), Some(size * 4), None);
+    // Every blob above 100 kB counts as large here.
+    let mut d = Imaged::start_args(&env, &[], &["--range-threshold", "100000"]).await;
+    let r = proxy.reference("berth/busybox:latest");
+    pull(&mut d.client, &r).await.unwrap();
+    let v = inspect(&mut d.client, &r).await.unwrap();
+    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(std::path::Path::new(&lower).join("bin/busybox").is_file());
+    // The four ranges went side by side, and nothing came twice.
+    assert!(
+        proxy.conns.load(std::sync::atomic::Ordering::Relaxed) >= 4,
+        "{} connections",
+        proxy.conns.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(
+        proxy.bytes_down() < size + size / 10 + 64 * 1024,
+        "{} for {size}",
+        proxy.bytes_down()
+    );
+    let parts: Vec<_> = std::fs::read_dir(env.root().join("content/ingest"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(parts.is_empty(), "range files left: {parts:?}");
+}

@@ -24,6 +24,15 @@ impl Imaged {
 
     /// Start the daemon with extra environment (`DOCKER_CONFIG`, ...).
     pub async fn start_with(env: &TestEnv, vars: &[(&str, &std::path::Path)]) -> Imaged {
+        Imaged::start_args(env, vars, &[]).await
+    }
+
+    /// Start the daemon with extra environment and arguments.
+    pub async fn start_args(
+        env: &TestEnv,
+        vars: &[(&str, &std::path::Path)],
+        args: &[&str],
+    ) -> Imaged {
         let socket = env.run().join("imaged.sock");
         let log = std::fs::File::create(env.path().join("imaged.stderr")).unwrap();
         let mut starting = Starting(Some(
@@ -33,6 +42,7 @@ impl Imaged {
                     .arg(env.root())
                     .arg("--run")
                     .arg(env.run())
+                    .args(args)
                     .envs(
                         vars.iter()
                             .map(|(k, v)| (k.to_string(), v.as_os_str().to_owned())),
@@ -201,6 +211,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub struct Proxy {
     pub port: u16,
     pub down: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Connections made through it.
+    pub conns: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -214,8 +226,9 @@ impl Proxy {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicU64::new(0));
+        let conns = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (d, st) = (down.clone(), stop.clone());
+        let (d, st, cn) = (down.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let client = match listener.accept() {
@@ -226,6 +239,7 @@ impl Proxy {
                     }
                 };
                 client.set_nonblocking(false).unwrap();
+                cn.fetch_add(1, Ordering::Relaxed);
                 let Ok(upstream) = TcpStream::connect(("127.0.0.1", target_port)) else {
                     continue;
                 };
@@ -268,7 +282,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, down, stop }
+        Proxy {
+            port,
+            down,
+            conns,
+            stop,
+        }
     }
 
     /// `127.0.0.1:PORT/<name>` through the proxy.
