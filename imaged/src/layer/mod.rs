@@ -7,7 +7,7 @@
 
 mod compression;
 mod error;
-mod hashing;
+pub(crate) mod hashing;
 mod name;
 mod pack;
 mod resolve;
