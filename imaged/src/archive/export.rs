@@ -26,15 +26,14 @@ use crate::daemon::Daemon;
 use crate::layer::archive_dir;
 use crate::store::snapshots::MAX_MOUNT_DATA;
 
+/// Whether the export got going: the snapshot found and mounted, or why not.
+pub type Ready = oneshot::Receiver<Result<(), Status>>;
+/// The tar, chunk by chunk; an error status after what was sent when it fails midway.
+pub type Chunks = mpsc::Receiver<Result<pb::Chunk, Status>>;
+
 /// Start exporting snapshot `key`. The answer on `ready` comes once the snapshot is found
 /// and mounted (or why it could not be); the tar then flows on the returned channel.
-pub fn start(
-    d: Arc<Daemon>,
-    key: String,
-) -> (
-    oneshot::Receiver<Result<(), Status>>,
-    mpsc::Receiver<Result<pb::Chunk, Status>>,
-) {
+pub fn start(d: Arc<Daemon>, key: String) -> (Ready, Chunks) {
     let (tx, rx) = mpsc::channel(4);
     let (ready_tx, ready_rx) = oneshot::channel();
     let spawned = std::thread::Builder::new()
