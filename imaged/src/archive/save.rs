@@ -12,13 +12,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use serde_json::{json, Value};
 
 use super::ArchiveError;
 use crate::digest::Digest;
 use crate::images::familiar;
+use crate::layer::hashing::HashReader;
+use crate::layer::{Compression, MAGIC_LEN};
 use crate::reference::{parse_any, AnyReference, Reference};
 use crate::store::meta::ImageRecord;
 use crate::store::Store;
@@ -52,6 +54,11 @@ pub const IMAGE_NAME: &str = "io.containerd.image.name";
 struct Saved {
     record: ImageRecord,
     tags: Vec<Reference>,
+    /// The manifest the archive holds: the image's own, or one made for a docker-archive
+    /// whose zstd layers are written uncompressed.
+    manifest: Digest,
+    /// The layer blobs the archive holds, bottom first.
+    layers: Vec<Digest>,
     /// The config's `created`, as seconds: the mtime Docker gives an image's config.
     created: u64,
     platform: Value,
@@ -61,9 +68,18 @@ struct Saved {
 /// cannot take it away from under the stream.
 struct OpenBlob {
     digest: Digest,
-    file: File,
+    body: Body,
     size: u64,
     mtime: u64,
+}
+
+enum Body {
+    /// As stored.
+    Stored(File),
+    /// A zstd layer, decompressed on the way out.
+    Unzstd(File),
+    /// Made for this archive.
+    Memory(Vec<u8>),
 }
 
 /// Everything one save writes, decided (and every blob opened) before it starts.
@@ -118,6 +134,8 @@ pub fn plan(store: &Store, names: &[String], format: Format) -> Result<Plan, Arc
                         platform["variant"] = json!(v);
                     }
                     images.push(Saved {
+                        manifest: record.manifest.clone(),
+                        layers: record.layers.iter().map(|l| l.digest.clone()).collect(),
                         record,
                         tags: Vec::new(),
                         created,
@@ -163,38 +181,157 @@ pub fn plan(store: &Store, names: &[String], format: Format) -> Result<Plan, Arc
         }
     }
 
-    let mut blobs: Vec<OpenBlob> = Vec::new();
-    let mut seen = HashSet::new();
-    for s in &images {
+    let mut blobs = Blobs::default();
+    for s in &mut images {
+        let zstd = zstd_layers(store, &s.record)?;
+        if format == Format::DockerArchive && zstd.iter().any(|z| *z) {
+            uncompress_zstd(store, s, &zstd, &mut blobs)?;
+            continue;
+        }
         let r = &s.record;
-        let wanted = [(&r.manifest, 0), (&r.id, s.created)]
-            .into_iter()
-            .chain(r.layers.iter().map(|l| (&l.digest, 0)));
-        for (d, mtime) in wanted {
-            if !seen.insert(d.clone()) {
-                continue;
-            }
-            let file = store
-                .content
-                .open_blob(d)
-                .map_err(|e| ArchiveError::Conflict(format!("save image {}: {e}", r.id)))?;
-            let size = file
-                .metadata()
-                .map_err(ArchiveError::io("stat", store.content.path(d)))?
-                .len();
-            blobs.push(OpenBlob {
-                digest: d.clone(),
-                file,
-                size,
-                mtime,
-            });
+        blobs.stored(store, &r.id, &r.id, s.created)?;
+        blobs.stored(store, &r.id, &r.manifest, 0)?;
+        for l in &r.layers {
+            blobs.stored(store, &r.id, &l.digest, 0)?;
         }
     }
+    let blobs = blobs.list;
     Ok(Plan {
         format,
         images,
         blobs,
     })
+}
+
+/// The blobs of an archive, each once.
+#[derive(Default)]
+struct Blobs {
+    list: Vec<OpenBlob>,
+    seen: HashSet<Digest>,
+}
+
+impl Blobs {
+    fn stored(
+        &mut self,
+        store: &Store,
+        image: &Digest,
+        d: &Digest,
+        mtime: u64,
+    ) -> Result<(), ArchiveError> {
+        if !self.seen.insert(d.clone()) {
+            return Ok(());
+        }
+        let (file, size) = open(store, image, d)?;
+        self.list.push(OpenBlob {
+            digest: d.clone(),
+            body: Body::Stored(file),
+            size,
+            mtime,
+        });
+        Ok(())
+    }
+
+    fn push(&mut self, blob: OpenBlob) {
+        if self.seen.insert(blob.digest.clone()) {
+            self.list.push(blob);
+        }
+    }
+}
+
+fn open(store: &Store, image: &Digest, d: &Digest) -> Result<(File, u64), ArchiveError> {
+    let file = store
+        .content
+        .open_blob(d)
+        .map_err(|e| ArchiveError::Conflict(format!("save image {image}: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(ArchiveError::io("stat", store.content.path(d)))?
+        .len();
+    Ok((file, size))
+}
+
+/// Which layers of an image are zstd, from their first bytes (media types lie).
+fn zstd_layers(store: &Store, r: &ImageRecord) -> Result<Vec<bool>, ArchiveError> {
+    r.layers
+        .iter()
+        .map(|l| {
+            let (file, _) = open(store, &r.id, &l.digest)?;
+            let mut magic = Vec::with_capacity(MAGIC_LEN);
+            file.take(MAGIC_LEN as u64)
+                .read_to_end(&mut magic)
+                .map_err(ArchiveError::io("read", store.content.path(&l.digest)))?;
+            Ok(Compression::detect(&magic) == Ok(Compression::Zstd))
+        })
+        .collect()
+}
+
+/// Docker's `docker load` (20.10 at least) takes gzip layers but not zstd: in a
+/// docker-archive those go uncompressed, named by their diff_id as Docker 25 names all its
+/// layers, under a manifest made for the archive. Their size is needed before the first
+/// byte is written (the metadata comes first), so each is decompressed once here, which
+/// also checks it against its diff_id.
+fn uncompress_zstd(
+    store: &Store,
+    s: &mut Saved,
+    zstd: &[bool],
+    blobs: &mut Blobs,
+) -> Result<(), ArchiveError> {
+    let r = &s.record;
+    blobs.stored(store, &r.id, &r.id, s.created)?;
+    let raw = store.content.read(&r.manifest)?;
+    let mut manifest: Value = serde_json::from_slice(&raw).map_err(|e| {
+        ArchiveError::Conflict(format!("image {}: manifest {}: {e}", r.id, r.manifest))
+    })?;
+    let plain_type = if r.manifest_media_type == crate::registry::DOCKER_MANIFEST {
+        "application/vnd.docker.image.rootfs.diff.tar"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    };
+    for (i, (l, &is_zstd)) in r.layers.iter().zip(zstd).enumerate() {
+        if !is_zstd {
+            blobs.stored(store, &r.id, &l.digest, 0)?;
+            continue;
+        }
+        let (file, _) = open(store, &r.id, &l.digest)?;
+        let mut counted = HashReader::new(
+            Compression::Zstd
+                .decoder(io::BufReader::with_capacity(1 << 20, file))
+                .map_err(ArchiveError::io("read", store.content.path(&l.digest)))?,
+        );
+        io::copy(&mut counted, &mut io::sink()).map_err(ArchiveError::io(
+            "decompress",
+            store.content.path(&l.digest),
+        ))?;
+        let (diff_id, size) = counted.finish();
+        if diff_id != l.diff_id {
+            return Err(ArchiveError::Conflict(format!(
+                "image {}: layer {} decompresses to {diff_id}, not its diff_id {}",
+                r.id, l.digest, l.diff_id
+            )));
+        }
+        let (file, _) = open(store, &r.id, &l.digest)?;
+        blobs.push(OpenBlob {
+            digest: diff_id.clone(),
+            body: Body::Unzstd(file),
+            size,
+            mtime: 0,
+        });
+        manifest["layers"][i] = json!({
+            "mediaType": plain_type,
+            "digest": diff_id.to_string(),
+            "size": size,
+        });
+        s.layers[i] = diff_id;
+    }
+    let bytes = to_json(&manifest);
+    s.manifest = Digest::of(&bytes);
+    blobs.push(OpenBlob {
+        digest: s.manifest.clone(),
+        size: bytes.len() as u64,
+        body: Body::Memory(bytes),
+        mtime: 0,
+    });
+    Ok(())
 }
 
 /// A name without tag or digest: `busybox`, `127.0.0.1:5000/x` (the colon of a port is
@@ -226,9 +363,18 @@ pub fn write(plan: Plan, out: impl Write) -> Result<(), ArchiveError> {
     }
     append_dir(&mut tar, "blobs/")?;
     append_dir(&mut tar, "blobs/sha256/")?;
-    for mut b in plan.blobs {
+    for b in plan.blobs {
         let path = blob_path(&b.digest);
-        append(&mut tar, &path, b.size, b.mtime, &mut b.file)?;
+        match b.body {
+            Body::Stored(mut f) => append(&mut tar, &path, b.size, b.mtime, &mut f)?,
+            Body::Memory(data) => append(&mut tar, &path, b.size, b.mtime, &mut data.as_slice())?,
+            Body::Unzstd(f) => {
+                let mut plain = Compression::Zstd
+                    .decoder(io::BufReader::with_capacity(1 << 20, f))
+                    .map_err(ArchiveError::Write)?;
+                append(&mut tar, &path, b.size, b.mtime, &mut plain)?
+            }
+        }
     }
     tar.into_inner()
         .and_then(|mut w| w.flush())
@@ -247,8 +393,8 @@ fn index(plan: &Plan) -> Value {
         let desc = |annotations: Option<Value>| {
             let mut d = json!({
                 "mediaType": s.record.manifest_media_type,
-                "digest": s.record.manifest.to_string(),
-                "size": plan.blobs.iter().find(|b| b.digest == s.record.manifest).map_or(0, |b| b.size),
+                "digest": s.manifest.to_string(),
+                "size": plan.blobs.iter().find(|b| b.digest == s.manifest).map_or(0, |b| b.size),
                 "platform": s.platform,
             });
             if let Some(a) = annotations {
@@ -284,7 +430,7 @@ fn docker_manifest(plan: &Plan) -> Value {
                 json!({
                     "Config": blob_path(&s.record.id),
                     "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags) },
-                    "Layers": s.record.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+                    "Layers": s.layers.iter().map(blob_path).collect::<Vec<_>>(),
                 })
             })
             .collect(),
@@ -296,13 +442,13 @@ fn docker_manifest(plan: &Plan) -> Value {
 fn repositories(plan: &Plan) -> Value {
     let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for s in &plan.images {
-        let Some(top) = s.record.layers.last() else {
+        let Some(top) = s.layers.last() else {
             continue;
         };
         for t in &s.tags {
             repos.entry(t.familiar_name()).or_default().insert(
                 t.tag().unwrap_or("latest").to_string(),
-                top.digest.hex().to_string(),
+                top.hex().to_string(),
             );
         }
     }
