@@ -133,12 +133,10 @@ fn record(
             present.insert(img.id.clone());
             continue;
         }
-        for (data, what) in [(&img.config, "config"), (&img.manifest, "manifest")] {
+        for data in [&img.config, &img.manifest] {
             let digest = Digest::of(data);
             if !store.content.contains(&digest) {
-                store.content.put(data).map_err(|e| {
-                    ArchiveError::Conflict(format!("store the {what} of image {}: {e}", img.id))
-                })?;
+                store.content.put(data)?;
                 undo.blobs.push(digest);
             }
         }

@@ -16,7 +16,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -487,65 +488,128 @@ fn diff_ids(path: &str, config: &[u8]) -> Result<Vec<Digest>, ArchiveError> {
         .collect()
 }
 
-/// Unpack each layer whose snapshot does not exist yet into a temp directory and check its
-/// diff_id; hash the others. The caller holds the layer locks.
+/// One layer of the archive to check: unpacked when its snapshot does not exist yet, else
+/// only hashed (its blob is stored all the same, so its content must be right).
+struct Job<'a> {
+    image: &'a Digest,
+    layer: &'a LayerRef,
+    parent: Option<Digest>,
+    path: &'a std::path::Path,
+    /// The layer in messages: its digest, and its file when that does not say the digest.
+    name: String,
+    unpack: bool,
+}
+
+/// Check every layer against its diff_id, unpacking the new ones into temp snapshot
+/// directories, several at once as a pull does (each goes to a directory of its own). The
+/// caller holds the layer locks. The first failure, in archive order, is the answer.
 fn prepare_layers(
     d: &Daemon,
     staged: &Staged,
     candidates: &[Candidate],
 ) -> Result<Vec<Unpacked>, ArchiveError> {
-    let mut unpacked: Vec<Unpacked> = Vec::new();
-    let mut checked: HashSet<(Digest, usize)> = HashSet::new();
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut checked: HashSet<(&Digest, usize)> = HashSet::new();
+    let mut to_unpack: HashSet<&Digest> = HashSet::new();
     for c in candidates {
         for (k, (l, &f)) in c.image.layers.iter().zip(&c.files).enumerate() {
-            if !checked.insert((l.chain_id.clone(), f)) {
+            if !checked.insert((&l.chain_id, f)) {
                 continue;
             }
             let file = &staged.files[f];
-            let path = file.path.as_ref().expect("staged");
-            let name = if file.name.contains(l.digest.hex()) {
-                l.digest.to_string()
-            } else {
-                format!("{} ({})", l.digest, file.name)
-            };
-            let exists = unpacked.iter().any(|u| u.chain_id == l.chain_id)
-                || d.store.meta.snapshot(&l.chain_id)?.is_some();
-            let got = if exists {
-                hash_layer(path, &name)?
-            } else {
-                let dir = d.store.snapshots.temp().map_err(ArchiveError::io(
-                    "create a snapshot directory in",
-                    d.store.snapshots.root(),
-                ))?;
-                let blob =
-                    File::open(path).map_err(ArchiveError::io("open", path.to_path_buf()))?;
-                let report = unpack(
-                    BufReader::with_capacity(1 << 20, blob),
-                    &dir.path().join("fs"),
-                    &UnpackOptions::new(name.clone()),
-                )?;
-                if report.diff_id == l.diff_id {
-                    unpacked.push(Unpacked {
-                        chain_id: l.chain_id.clone(),
-                        parent: (k > 0).then(|| c.image.layers[k - 1].chain_id.clone()),
-                        diff_id: l.diff_id.clone(),
-                        disk_size: disk_usage(&dir.path().join("fs")),
-                        dir,
-                    });
-                }
-                report.diff_id
-            };
-            if got != l.diff_id {
-                return Err(ArchiveError::DiffId {
-                    layer: name,
-                    image: c.image.id.clone(),
-                    expected: l.diff_id.clone(),
-                    actual: got,
-                });
+            let unpack =
+                !to_unpack.contains(&l.chain_id) && d.store.meta.snapshot(&l.chain_id)?.is_none();
+            if unpack {
+                to_unpack.insert(&l.chain_id);
             }
+            jobs.push(Job {
+                image: &c.image.id,
+                layer: l,
+                parent: (k > 0).then(|| c.image.layers[k - 1].chain_id.clone()),
+                path: file.path.as_deref().expect("staged"),
+                name: if file.name.contains(l.digest.hex()) {
+                    l.digest.to_string()
+                } else {
+                    format!("{} ({})", l.digest, file.name)
+                },
+                unpack,
+            });
+        }
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Checked>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let r = check_layer(d, &jobs[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                *results[i].lock().expect("result slot") = Some(r);
+            });
+        }
+    });
+    let mut unpacked = Vec::new();
+    for r in results {
+        match r.into_inner().expect("result slot") {
+            Some(Ok(Some(u))) => unpacked.push(u),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => return Err(e),
+            // Not started: an earlier job failed, and its error comes first.
+            None => {}
         }
     }
     Ok(unpacked)
+}
+
+/// A layer checked: its new snapshot, if it was unpacked.
+type Checked = Result<Option<Unpacked>, ArchiveError>;
+
+fn check_layer(d: &Daemon, job: &Job<'_>) -> Checked {
+    let l = job.layer;
+    let mismatch = |actual: Digest| ArchiveError::DiffId {
+        layer: job.name.clone(),
+        image: job.image.clone(),
+        expected: l.diff_id.clone(),
+        actual,
+    };
+    if !job.unpack {
+        let got = hash_layer(job.path, &job.name)?;
+        return if got == l.diff_id {
+            Ok(None)
+        } else {
+            Err(mismatch(got))
+        };
+    }
+    let dir = d.store.snapshots.temp().map_err(ArchiveError::io(
+        "create a snapshot directory in",
+        d.store.snapshots.root(),
+    ))?;
+    let blob = File::open(job.path).map_err(ArchiveError::io("open", job.path.to_path_buf()))?;
+    let report = unpack(
+        BufReader::with_capacity(1 << 20, blob),
+        &dir.path().join("fs"),
+        &UnpackOptions::new(job.name.clone()),
+    )?;
+    if report.diff_id != l.diff_id {
+        return Err(mismatch(report.diff_id));
+    }
+    Ok(Some(Unpacked {
+        chain_id: l.chain_id.clone(),
+        parent: job.parent.clone(),
+        diff_id: l.diff_id.clone(),
+        disk_size: disk_usage(&dir.path().join("fs")),
+        dir,
+    }))
 }
 
 /// The diff_id of a layer blob: the sha256 of its uncompressed stream, all of it.
