@@ -856,3 +856,44 @@ async fn corrupt_or_hostile_archives_are_refused_and_leave_nothing() {
         "hi\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_loads_and_a_pull_of_one_image_share_one_snapshot() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-loadconc");
+    let reg = Registry::start(&env);
+    let d = Imaged::start(&env).await;
+    let image = reg.reference("berth/busybox:latest");
+    let data = std::fs::read(fixtures().join("busybox.tar")).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (mut c, data) = (d.client.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            load_bytes(&mut c, &data).await.map(|_| ())
+        }));
+    }
+    let (mut c, r) = (d.client.clone(), image.clone());
+    tasks.push(tokio::spawn(
+        async move { pull(&mut c, &r).await.map(|_| ()) },
+    ));
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // One layer, whoever unpacked it first; the others found it.
+    assert_eq!(
+        std::fs::read_dir(env.root().join("snapshots"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let mut c = d.client.clone();
+    let v = inspect(&mut c, "busybox:latest").await.unwrap();
+    assert_eq!(v["Id"], inspect(&mut c, &image).await.unwrap()["Id"]);
+    // Counted right: removing the image frees the snapshot, nothing more is left.
+    let r = remove(&mut c, &["busybox:latest", &image], true).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert!(list(&mut c).await.is_empty());
+    assert_store_holds_only(&env.root(), 0, 0, "after removing the loaded image");
+}
