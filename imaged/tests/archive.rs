@@ -571,8 +571,50 @@ async fn export_gives_the_merged_root_of_a_snapshot_and_leaves_no_mount() {
     )
     .unwrap();
 
-    let tar = export(&mut d.client, "c1").await.unwrap();
-    let entries = tar_entries(&tar);
+    // The container runs: its root is mounted (in a private namespace, as a runtime's would
+    // be in the container's), and it deletes and writes through the mount while we export.
+    let (mounted_tx, mounted_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let rootfs = env.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    let container = {
+        let (rootfs, options) = (rootfs.clone(), m.options.clone());
+        std::thread::spawn(move || {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                Some("overlay"),
+                &rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options.as_str()),
+            )
+            .unwrap();
+            std::fs::remove_file(rootfs.join("bin/cat")).unwrap();
+            std::fs::write(rootfs.join("etc/motd"), "running\n").unwrap();
+            mounted_tx.send(()).unwrap();
+            // The mount goes with this thread's namespace.
+            let _ = done_rx.recv();
+        })
+    };
+    mounted_rx.recv().unwrap();
+    let tar = export(&mut d.client, "c1").await;
+    done_tx.send(()).unwrap();
+    container.join().unwrap();
+    let entries = tar_entries(&tar.unwrap());
+    assert!(
+        !entries.contains_key("bin/cat"),
+        "deleted in the running container"
+    );
+    assert_eq!(entries["etc/motd"].as_deref(), Some(&b"running\n"[..]));
     assert_eq!(entries["hello.txt"].as_deref(), Some(&b"hi\n"[..]));
     let busybox = entries["bin/busybox"]
         .as_ref()
