@@ -451,7 +451,8 @@ fn rootfs_tar() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_makes_a_one_layer_image_as_docker_import_does() {
-    if !require_root() {
+    // The fixtures' build needs python3 and runc.
+    if !require_root() || !require_cmds(&["python3", "runc"]) {
         return;
     }
     let env = TestEnv::new("imaged-import");

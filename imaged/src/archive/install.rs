@@ -69,8 +69,10 @@ impl LayerLocks {
 impl Drop for LayerLocks {
     fn drop(&mut self) {
         for (chain, guard) in self.held.drain(..) {
-            drop(guard);
+            // While the guard still holds its reference: the table forgets the lock only
+            // when nobody else waits on it (the count is the table's and ours).
             self.daemon.release_layer_lock(&chain);
+            drop(guard);
         }
     }
 }
