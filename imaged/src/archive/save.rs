@@ -89,13 +89,6 @@ pub struct Plan {
     blobs: Vec<OpenBlob>,
 }
 
-impl Plan {
-    /// Bytes of blobs the archive will hold.
-    pub fn blob_bytes(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
-    }
-}
-
 /// The images `names` give, with their tags, as `docker save` resolves them: `name:tag` is
 /// that tag; a repository named without tag or digest brings every tag it has (or, with
 /// none, is looked up as an id prefix); `name@digest`, an id or an id prefix brings the image
@@ -108,49 +101,21 @@ pub fn plan(store: &Store, names: &[String], format: Format) -> Result<Plan, Arc
     }
     let all_tags = store.meta.tags()?;
     let mut images: Vec<Saved> = Vec::new();
-    let mut add =
-        |store: &Store, record: ImageRecord, tag: Option<Reference>| -> Result<(), ArchiveError> {
-            let at = match images.iter().position(|s| s.record.id == record.id) {
-                Some(i) => i,
-                None => {
-                    let config = store.config(&record)?;
-                    let created = humantime::parse_rfc3339_weak(
-                        config["created"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .trim_end_matches('Z')
-                            .split('.')
-                            .next()
-                            .unwrap_or_default(),
-                    )
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs());
-                    let mut platform = json!({
-                        "architecture": config["architecture"],
-                        "os": config["os"],
-                    });
-                    if let Some(v) = config["variant"].as_str() {
-                        platform["variant"] = json!(v);
-                    }
-                    images.push(Saved {
-                        manifest: record.manifest.clone(),
-                        layers: record.layers.iter().map(|l| l.digest.clone()).collect(),
-                        record,
-                        tags: Vec::new(),
-                        created,
-                        platform,
-                    });
-                    images.len() - 1
-                }
-            };
-            if let Some(t) = tag {
-                if !images[at].tags.contains(&t) {
-                    images[at].tags.push(t);
-                }
+    let mut add = |store: &Store, record: ImageRecord, tag: Option<Reference>| {
+        let at = match images.iter().position(|s| s.record.id == record.id) {
+            Some(i) => i,
+            None => {
+                images.push(saved(store, record)?);
+                images.len() - 1
             }
-            Ok(())
         };
+        if let Some(t) = tag {
+            if !images[at].tags.contains(&t) {
+                images[at].tags.push(t);
+            }
+        }
+        Ok::<_, ArchiveError>(())
+    };
     for name in names {
         match parse_any(name) {
             Ok(AnyReference::Named(r)) if r.digest().is_none() => {
@@ -332,6 +297,34 @@ fn uncompress_zstd(
         mtime: 0,
     });
     Ok(())
+}
+
+/// An image to save, with what its config says of its time and platform.
+fn saved(store: &Store, record: ImageRecord) -> Result<Saved, ArchiveError> {
+    let config = store.config(&record)?;
+    // RFC 3339, fractions and zone dropped: the mtime is whole seconds anyway.
+    let created = config["created"]
+        .as_str()
+        .and_then(|c| {
+            humantime::parse_rfc3339_weak(c.trim_end_matches('Z').split('.').next()?).ok()
+        })
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let mut platform = json!({
+        "architecture": config["architecture"],
+        "os": config["os"],
+    });
+    if let Some(v) = config["variant"].as_str() {
+        platform["variant"] = json!(v);
+    }
+    Ok(Saved {
+        manifest: record.manifest.clone(),
+        layers: record.layers.iter().map(|l| l.digest.clone()).collect(),
+        record,
+        tags: Vec::new(),
+        created,
+        platform,
+    })
 }
 
 /// A name without tag or digest: `busybox`, `127.0.0.1:5000/x` (the colon of a port is
