@@ -38,7 +38,13 @@ pub fn start(d: Arc<Daemon>, key: String) -> (Ready, Chunks) {
     let (ready_tx, ready_rx) = oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("export".into())
-        .spawn(move || export(&d, &key, ready_tx, ChunkSender::new(tx)));
+        .spawn(move || {
+            // The stream ends when the last sender goes: this one goes after the clean-up,
+            // so a client that has read the whole tar finds no mountpoint left either.
+            let keep_open = tx.clone();
+            export(&d, &key, ready_tx, ChunkSender::new(tx));
+            drop(keep_open);
+        });
     if let Err(e) = spawned {
         tracing::error!("export: start a thread: {e}");
     }
