@@ -2,6 +2,8 @@
 //! snapshots behind the daemon's gRPC API (`proto/proto/imaged.proto`), and the typed client
 //! the `berth` CLI uses.
 
+pub mod archive;
+pub mod changes;
 pub mod client;
 pub mod commit;
 pub mod daemon;

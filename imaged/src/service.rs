@@ -9,7 +9,9 @@ use berth_proto::imaged as pb;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::archive::{self, ChannelReader, ChunkSender};
 
 use crate::daemon::Daemon;
 use crate::images::{ImageError, Summary};
@@ -90,6 +92,11 @@ fn registry_or_hub(r: &str) -> String {
 }
 
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::PullProgress, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
+
+fn task_failed(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("imaged task failed: {e}"))
+}
 
 #[tonic::async_trait]
 impl pb::images_server::Images for ImagesService {
@@ -359,5 +366,87 @@ impl pb::images_server::Images for ImagesService {
             .blocking(move |d| crate::commit::changes(d, &key))
             .await?;
         Ok(Response::new(pb::ChangesResponse { changes }))
+    }
+
+    type SaveStream = ChunkStream;
+
+    async fn save(
+        &self,
+        req: Request<pb::SaveRequest>,
+    ) -> Result<Response<Self::SaveStream>, Status> {
+        let req = req.into_inner();
+        // Names resolved and blobs opened first: an unknown image is an error status here,
+        // not a stream cut short.
+        let plan = self
+            .blocking(move |d| {
+                let format = archive::save::Format::parse(&req.format)?;
+                Ok(archive::save::plan(&d.store, &req.images, format)?)
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChunkSender::new(tx);
+            match archive::save::write(plan, &mut out) {
+                Ok(()) => {
+                    let _ = out.finish();
+                }
+                Err(e) => out.fail(e.into()),
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn load(
+        &self,
+        req: Request<Streaming<pb::LoadRequest>>,
+    ) -> Result<Response<pb::LoadResponse>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let d = self.daemon.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            archive::load::load(&d, &mut ChannelReader::new(rx))
+        });
+        archive::stream::forward(req.into_inner(), tx, |m: pb::LoadRequest| m.data.into()).await;
+        let lines = task.await.map_err(task_failed)??;
+        Ok(Response::new(pb::LoadResponse { lines }))
+    }
+
+    async fn import(
+        &self,
+        req: Request<Streaming<pb::ImportRequest>>,
+    ) -> Result<Response<pb::ImportResponse>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("import: the request stream is empty"))?;
+        let opts =
+            archive::import::ImportOptions::new(&first.reference, &first.changes, &first.message)?;
+        let (tx, rx) = mpsc::channel(16);
+        if !first.data.is_empty() {
+            let _ = tx.send(Ok(first.data.into())).await;
+        }
+        let d = self.daemon.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            archive::import::import(&d, &opts, &mut ChannelReader::new(rx))
+        });
+        archive::stream::forward(stream, tx, |m: pb::ImportRequest| m.data.into()).await;
+        let id = task.await.map_err(task_failed)??;
+        Ok(Response::new(pb::ImportResponse {
+            image_id: id.to_string(),
+        }))
+    }
+
+    type ExportStream = ChunkStream;
+
+    async fn export(
+        &self,
+        req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let key = req.into_inner().key;
+        let (ready, rx) = archive::export::start(self.daemon.clone(), key.clone());
+        ready
+            .await
+            .map_err(|_| Status::internal(format!("export {key}: the export thread ended")))??;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -8,7 +8,7 @@
 mod budget;
 mod compression;
 mod error;
-mod hashing;
+pub(crate) mod hashing;
 mod meta;
 mod name;
 mod pack;

@@ -208,6 +208,13 @@ impl ContentStore {
             .map_err(|e| io_err(d, "rename", &dest)(e.error))
     }
 
+    /// [`ContentStore::adopt`] for a temp file already written, synced and closed.
+    pub fn adopt_path(&self, file: tempfile::TempPath, d: &Digest) -> Result<()> {
+        let dest = self.path(d);
+        file.persist(&dest)
+            .map_err(|e| io_err(d, "rename", &dest)(e.error))
+    }
+
     /// Remove the temp files of writes that a crash cut short (partial downloads, named by
     /// their digest, stay for a resume). Returns how many went.
     pub fn sweep_temps(&self) -> usize {

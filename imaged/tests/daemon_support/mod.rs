@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod dockerd;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -315,4 +317,139 @@ pub fn layer_size(reference: &str) -> u64 {
         .unwrap();
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     m["layers"][0]["size"].as_u64().unwrap()
+}
+
+/// `Save` of `images` in `format` into the file `dest`, chunk by chunk as it streams.
+pub async fn save(
+    c: &mut Client,
+    images: &[&str],
+    format: &str,
+    dest: &std::path::Path,
+) -> Result<u64, tonic::Status> {
+    use std::io::Write;
+    let mut stream = c
+        .save(pb::SaveRequest {
+            images: images.iter().map(|s| s.to_string()).collect(),
+            format: format.to_string(),
+        })
+        .await?
+        .into_inner();
+    let mut f = std::fs::File::create(dest).unwrap();
+    let mut n = 0;
+    while let Some(chunk) = stream.message().await? {
+        n += chunk.data.len() as u64;
+        f.write_all(&chunk.data).unwrap();
+    }
+    Ok(n)
+}
+
+/// The request stream of `data` in 1 MiB messages.
+fn chunks<T>(data: &[u8], make: impl Fn(Vec<u8>) -> T) -> Vec<T> {
+    data.chunks(1 << 20).map(|c| make(c.to_vec())).collect()
+}
+
+/// `Load` of an archive held in memory; the lines docker load would print.
+pub async fn load_bytes(c: &mut Client, data: &[u8]) -> Result<Vec<String>, tonic::Status> {
+    let msgs = chunks(data, |data| pb::LoadRequest { data });
+    Ok(c.load(tokio_stream::iter(msgs)).await?.into_inner().lines)
+}
+
+/// `Load` of an archive file.
+pub async fn load(c: &mut Client, src: &std::path::Path) -> Result<Vec<String>, tonic::Status> {
+    load_bytes(c, &std::fs::read(src).unwrap()).await
+}
+
+/// `Import` of a tarball held in memory; the new image's id.
+pub async fn import(
+    c: &mut Client,
+    reference: &str,
+    changes: &[&str],
+    message: &str,
+    data: &[u8],
+) -> Result<String, tonic::Status> {
+    let mut msgs = vec![pb::ImportRequest {
+        reference: reference.into(),
+        changes: changes.iter().map(|s| s.to_string()).collect(),
+        message: message.into(),
+        data: Vec::new(),
+    }];
+    msgs.extend(chunks(data, |data| pb::ImportRequest {
+        data,
+        ..Default::default()
+    }));
+    Ok(c.import(tokio_stream::iter(msgs))
+        .await?
+        .into_inner()
+        .image_id)
+}
+
+/// `Export` of snapshot `key`, the whole tar.
+pub async fn export(c: &mut Client, key: &str) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = c
+        .export(pb::SnapshotRequest { key: key.into() })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+/// The names (and, for regular files, the contents) of a tar's entries.
+pub fn tar_entries(data: &[u8]) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    let mut a = tar::Archive::new(data);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let content = if e.header().entry_type().is_file() {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).unwrap();
+            Some(v)
+        } else {
+            None
+        };
+        out.insert(name, content);
+    }
+    out
+}
+
+/// The symlinks of a tar: name and target.
+pub fn tar_symlinks(data: &[u8]) -> Vec<(String, String)> {
+    let mut a = tar::Archive::new(data);
+    a.entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.header().entry_type().is_symlink())
+        .map(|e| {
+            (
+                String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                String::from_utf8_lossy(&e.link_name_bytes().unwrap()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What a failed operation may not leave in a store: snapshot directories, blobs, temp
+/// files; `keep` blobs and snapshot dirs (of images loaded before) are allowed.
+pub fn assert_store_holds_only(root: &std::path::Path, blobs: usize, snapshots: usize, what: &str) {
+    let count = |p: std::path::PathBuf| std::fs::read_dir(&p).map(|d| d.count()).unwrap_or(0);
+    let ingest: Vec<_> = std::fs::read_dir(root.join("content/ingest"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(ingest.is_empty(), "{what}: temp files left: {ingest:?}");
+    assert_eq!(
+        count(root.join("content/blobs/sha256")),
+        blobs,
+        "{what}: blobs in the store"
+    );
+    assert_eq!(
+        count(root.join("snapshots")),
+        snapshots,
+        "{what}: snapshot directories"
+    );
 }
