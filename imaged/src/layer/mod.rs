@@ -5,7 +5,7 @@
 //! with the download (or the blob file) as the reader. What unpack accepts and refuses, and
 //! why, is in imaged/README.md ("Layers").
 
-mod budget;
+pub(crate) mod budget;
 mod compression;
 mod error;
 pub(crate) mod hashing;
