@@ -1,13 +1,159 @@
-//! Berth: a container engine with Docker's command line
+//! berth: Docker's command line over Berth's engine.
 
-use clap::Parser;
+use anyhow::Result;
+use berth_cli::commands::{archive, image};
+use berth_cli::engine::Engine;
+use berth_cli::Failure;
+use clap::{Parser, Subcommand};
 
 /// Berth: a container engine with Docker's command line
 #[derive(Parser, Debug)]
 #[command(name = "berth", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download an image from a registry
+    Pull(image::PullArgs),
+    /// Upload an image to a registry
+    Push(image::PushArgs),
+    /// List images
+    Images(image::ImagesArgs),
+    /// Remove one or more images
+    Rmi(image::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(image::TagArgs),
+    /// Show the history of an image
+    History(image::HistoryArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(archive::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(archive::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(archive::ImportArgs),
+    /// Log in to a registry
+    Login(image::LoginArgs),
+    /// Log out from a registry
+    Logout(image::LogoutArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage Berth
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Show the Berth version information
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(image::ImagesArgs),
+    /// Download an image from a registry
+    Pull(image::PullArgs),
+    /// Upload an image to a registry
+    Push(image::PushArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(image::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(image::TagArgs),
+    /// Display detailed information on one or more images
+    Inspect(image::InspectArgs),
+    /// Show the history of an image
+    History(image::HistoryArgs),
+    /// Remove unused images
+    Prune(image::PruneArgs),
+    /// Save one or more images to a tar archive
+    Save(archive::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(archive::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(archive::ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SystemCommand {
+    /// Show disk usage
+    Df {
+        /// Show detailed information on space usage
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
+async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::images(engine, &a).await,
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => image::rmi(engine, &a).await,
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => image::tag(engine, &a).await,
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            image::history(engine, &a).await
+        }
+        Command::Image(ImageCommand::Inspect(a)) => image::inspect(engine, &a).await,
+        Command::Image(ImageCommand::Prune(a)) => image::prune(engine, &a).await,
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => archive::save(engine, &a).await,
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => archive::load(engine, &a).await,
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            archive::import(engine, &a).await
+        }
+        Command::Login(a) => image::login(engine, &a).await,
+        Command::Logout(a) => image::logout(engine, &a).await,
+        Command::System(SystemCommand::Df { verbose }) => image::system_df(engine, verbose).await,
+        Command::Version => version(engine).await,
+    }
+}
+
+async fn version(engine: &mut Engine) -> Result<()> {
+    println!(
+        "Client:\n Version:    {}\n API:        berth.imaged.v1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let v = engine
+        .images()
+        .await?
+        .version(berth_proto::imaged::VersionRequest {})
+        .await
+        .map_err(image::daemon_error)?
+        .into_inner();
+    println!(
+        "\nImages (berth-imaged):\n Version:    {}\n API:        {}",
+        v.version, v.api
+    );
     Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            std::process::exit(125);
+        }
+    };
+    let mut engine = Engine::from_env();
+    let result = rt.block_on(dispatch(&mut engine, cli.command));
+    if let Err(e) = result {
+        match e.downcast_ref::<Failure>() {
+            Some(f) => {
+                eprintln!("{}", f.message);
+                std::process::exit(f.code);
+            }
+            None => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
 }

@@ -81,7 +81,7 @@ pub async fn pull(
             message: format!(
                 "{}: Pulling from {}",
                 reference.tag_or_digest(),
-                reference.familiar_name()
+                reference.repository()
             ),
             ..Default::default()
         }))
@@ -418,7 +418,6 @@ impl LayerJob {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?;
         if let Some(ingest) = ingest {
-            send(tx, &id, "verifying", size, size).await;
             // A wrong blob is the cause of whatever the unpacker said about it.
             tokio::task::spawn_blocking(move || ingest.commit())
                 .await
@@ -521,6 +520,8 @@ impl LayerJob {
         };
         reporter.abort();
         res?;
+        // In Docker's order; the digest itself is checked when the blob is committed.
+        send(tx, id, "verifying", size, size).await;
         send(tx, id, "downloaded", size, size).await;
         Ok(())
     }

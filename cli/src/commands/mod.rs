@@ -1,0 +1,4 @@
+//! The commands: argument parsing and output over the engine.
+
+pub mod archive;
+pub mod image;

@@ -1,0 +1,50 @@
+//! The engine: what the commands (and, later, a Docker Engine API server) call. It owns
+//! the roots and the connections to the daemons; output is the commands' business.
+
+pub mod daemons;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use berth_imaged::client::Client as ImagesClient;
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub run: PathBuf,
+    images: Option<ImagesClient>,
+}
+
+impl Engine {
+    /// `BERTH_ROOT` / `BERTH_RUN`, else the system defaults.
+    pub fn from_env() -> Engine {
+        let var = |k: &str, d: &str| {
+            std::env::var_os(k)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| d.into())
+        };
+        Engine {
+            root: var("BERTH_ROOT", "/var/lib/berth"),
+            run: var("BERTH_RUN", "/run/berth"),
+            images: None,
+        }
+    }
+
+    /// The image daemon, started when its socket does not answer.
+    pub async fn images(&mut self) -> Result<&mut ImagesClient> {
+        if self.images.is_none() {
+            let socket = self.run.join("imaged.sock");
+            let client = match berth_imaged::client::connect(&socket).await {
+                Ok(c) => c,
+                Err(_) => {
+                    // Nothing answers on it: a dead daemon's file, which would make the
+                    // wait below return before the new daemon listens.
+                    let _ = std::fs::remove_file(&socket);
+                    daemons::spawn("berth-imaged", &self.root, &self.run, &socket, "imaged.log")?;
+                    berth_imaged::client::connect(&socket).await?
+                }
+            };
+            self.images = Some(client);
+        }
+        Ok(self.images.as_mut().expect("connected above"))
+    }
+}
