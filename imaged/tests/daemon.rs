@@ -741,3 +741,87 @@ async fn a_large_layer_comes_in_parallel_ranges_once() {
         .collect();
     assert!(parts.is_empty(), "range files left: {parts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_commit_leaves_no_half_made_image() {
+    if !can_run() {
+        return;
+    }
+    let (env, _reg, mut d, base) = with_busybox("imaged-commitkill").await;
+    let m = d
+        .client
+        .prepare(pb::PrepareRequest {
+            key: "c1".into(),
+            image: base.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Enough incompressible data that the commit takes a while to write.
+    let mut data = Vec::with_capacity(48 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while data.len() < 48 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(std::path::Path::new(&m.upper).join("big"), &data).unwrap();
+    let mut c = d.client.clone();
+    let commit = tokio::spawn(async move {
+        c.commit(pb::CommitRequest {
+            key: "c1".into(),
+            reference: "committed:1".into(),
+            ..Default::default()
+        })
+        .await
+    });
+    // Kill once the layer is being written.
+    let ingest = env.root().join("content/ingest");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let writing = std::fs::read_dir(&ingest)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+            })
+            .unwrap_or(false);
+        if writing || commit.is_finished() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    d.kill();
+    let finished_first = commit.await.map(|r| r.is_ok()).unwrap_or(false);
+    drop(d);
+
+    let mut d = Imaged::start(&env).await;
+    let images = list(&mut d.client).await;
+    if finished_first {
+        assert_eq!(images.len(), 2, "{images:?}");
+    } else {
+        // No new image, no stray temp file; the container's snapshot is intact.
+        assert_eq!(images.len(), 1, "{images:?}");
+        let temps: Vec<_> = std::fs::read_dir(&ingest).unwrap().flatten().collect();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+    assert!(std::path::Path::new(&m.upper).join("big").is_file());
+    // And the commit works once the daemon is back.
+    let id = d
+        .client
+        .commit(pb::CommitRequest {
+            key: "c1".into(),
+            reference: "committed:1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_id;
+    let v = inspect(&mut d.client, "committed:1").await.unwrap();
+    assert_eq!(v["Id"], id.as_str());
+}
