@@ -758,9 +758,9 @@ async fn kill_9_during_a_commit_leaves_no_half_made_image() {
         .unwrap()
         .into_inner();
     // Enough incompressible data that the commit takes a while to write.
-    let mut data = Vec::with_capacity(48 << 20);
+    let mut data = Vec::with_capacity(16 << 20);
     let mut x: u64 = 0x9e3779b97f4a7c15;
-    while data.len() < 48 << 20 {
+    while data.len() < 16 << 20 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
