@@ -88,6 +88,8 @@ struct Inner {
     ns: HashMap<String, Handle>,
     /// Running DNS servers by network id.
     dns: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// The rule set last loaded, so an unchanged one costs no nft run.
+    applied: Option<serde_json::Value>,
 }
 
 /// Random hex, from the kernel's generator.
@@ -119,6 +121,7 @@ impl Daemon {
                 state,
                 ns: HashMap::new(),
                 dns: HashMap::new(),
+                applied: None,
             }),
             nl,
             dns: Arc::new(Table::default()),
@@ -254,7 +257,12 @@ impl Daemon {
             }
             self.dns.set(&n.id, names);
         }
-        nft::apply(&nft::ruleset(&self.cfg.nft_table, &g.state))?;
+        let rules = nft::ruleset(&self.cfg.nft_table, &g.state);
+        if g.applied.as_ref() != Some(&rules) {
+            g.applied = None; // unknown until nft has answered
+            nft::apply(&rules)?;
+            g.applied = Some(rules);
+        }
         Ok(())
     }
 
