@@ -83,8 +83,17 @@ pub async fn ensure_bridge(
             .await
             .map_err(nl("add gateway address to", name))?;
     }
+    // A fixed MAC: a bridge without one takes the lowest MAC of its ports, so removing a
+    // container's veth can change the gateway's MAC under the others' ARP caches, and their
+    // packets to the gateway (DNS, the way out) go nowhere until the entry expires.
+    let mac = crate::ipam::mac_for(gateway);
     h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
+        .set(
+            LinkUnspec::new_with_index(index)
+                .address(mac.to_vec())
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl("set up", name))?;
