@@ -326,6 +326,7 @@ impl LayerJob {
     }
 
     async fn try_fetch_and_unpack(&self, d: &Arc<Daemon>, tx: &Progress) -> Result<(), Retry> {
+        let started = std::time::Instant::now();
         let id = self.short();
         let digest = self.desc.digest.clone();
         let size = self.desc.size;
@@ -412,6 +413,7 @@ impl LayerJob {
         } else {
             drop(chunks_tx);
         }
+        tracing::debug!(layer = %digest, "downloaded after {:?}", started.elapsed());
         send(tx, &id, "extracting", size, size).await;
         let (report, ingest): (Result<crate::layer::UnpackReport, String>, Option<Ingest>) =
             unpacker
@@ -419,6 +421,7 @@ impl LayerJob {
                 .map_err(|e| Status::internal(e.to_string()))?;
         if let Some(ingest) = ingest {
             // A wrong blob is the cause of whatever the unpacker said about it.
+            tracing::debug!(layer = %digest, "unpacked after {:?}", started.elapsed());
             tokio::task::spawn_blocking(move || ingest.commit())
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
@@ -448,6 +451,7 @@ impl LayerJob {
             self.diff_id.clone(),
         );
         tokio::task::spawn_blocking(move || -> Result<(), String> {
+            tracing::debug!("blob committed after {:?}", started.elapsed());
             let disk_size = disk_usage(&tmp.path().join("fs"));
             let store = &dd.store;
             let n = store
