@@ -825,3 +825,84 @@ async fn kill_9_during_a_commit_leaves_no_half_made_image() {
     let v = inspect(&mut d.client, "committed:1").await.unwrap();
     assert_eq!(v["Id"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_push_leaves_a_store_that_pushes_again() {
+    if !can_run() {
+        return;
+    }
+    let (env, reg, mut d, base) = with_busybox("imaged-pushkill").await;
+    let size = layer_size(&base);
+    // Uploads go through a slow proxy, so the kill lands in the middle of the layer.
+    let slow = Proxy::start(reg.port(), Some(size / 2), None);
+    let target = slow.reference("berth/pushed:1");
+    d.client
+        .tag(pb::TagRequest {
+            source: base.clone(),
+            target: target.clone(),
+        })
+        .await
+        .unwrap();
+    let mut c = d.client.clone();
+    let t = target.clone();
+    let pushing = tokio::spawn(async move { push(&mut c, &t).await });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    d.kill();
+    let _ = pushing.await;
+    drop(d);
+
+    let mut d = Imaged::start(&env).await;
+    // The image is whole, and a second push completes with the image's own digest.
+    let v = inspect(&mut d.client, &target).await.unwrap();
+    assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    let msgs = push(&mut d.client, &target).await.unwrap();
+    let direct = reg.reference("berth/pushed:1");
+    assert_eq!(msgs.last().unwrap().digest, skopeo_digest(&direct));
+    assert_eq!(skopeo_digest(&direct), skopeo_digest(&base));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_any_moment_of_an_rmi_leaves_it_done_or_undone() {
+    if !can_run() {
+        return;
+    }
+    let (env, _reg, mut d, base) = with_busybox("imaged-rmikill").await;
+    for delay_us in [0u64, 500, 2_000, 5_000, 20_000] {
+        if list(&mut d.client).await.is_empty() {
+            pull(&mut d.client, &base).await.unwrap();
+        }
+        let mut c = d.client.clone();
+        let b = base.clone();
+        let rmi = tokio::spawn(async move {
+            c.remove(pb::RemoveRequest {
+                images: vec![b],
+                force: false,
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_micros(delay_us)).await;
+        d.kill();
+        let _ = rmi.await;
+        drop(d);
+        d = Imaged::start(&env).await;
+        let dirs = std::fs::read_dir(env.root().join("snapshots"))
+            .unwrap()
+            .count();
+        match list(&mut d.client).await.as_slice() {
+            // Not removed: whole.
+            [img] => {
+                inspect(&mut d.client, &img.id)
+                    .await
+                    .expect("a listed image is whole");
+                assert_eq!(dirs, 1, "after {delay_us} µs");
+            }
+            // Removed: nothing of it stays once the new daemon has swept.
+            [] => {
+                assert_eq!(dirs, 0, "after {delay_us} µs");
+                let u = usage(&mut d.client).await;
+                assert_eq!(u.snapshots, 0, "{u:?}");
+            }
+            more => panic!("{more:?}"),
+        }
+    }
+}
