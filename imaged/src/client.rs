@@ -1,39 +1,18 @@
-//! The typed client the `berth` CLI (and tests) use: a gRPC channel over imaged's unix
-//! socket.
+//! The typed client the `berth` CLI (and tests) use: a gRPC channel over the daemon's unix
+//! socket (`berth_proto::connect`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_proto::imaged::images_client::ImagesClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
+
+pub use berth_proto::connect::ConnectError;
 
 pub type Client = ImagesClient<Channel>;
 
-#[derive(Debug, thiserror::Error)]
-#[error("connect to berth-imaged at {}: {source}", .socket.display())]
-pub struct ConnectError {
-    pub socket: PathBuf,
-    #[source]
-    pub source: tonic::transport::Error,
-}
-
 /// Connect to the daemon listening on `socket`.
 pub async fn connect(socket: &Path) -> Result<Client, ConnectError> {
-    let path = socket.to_path_buf();
-    // The URI is required by the API and ignored: the connector dials the socket.
-    let channel = Endpoint::from_static("http://imaged.sock")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(s))
-            }
-        }))
-        .await
-        .map_err(|source| ConnectError {
-            socket: socket.to_path_buf(),
-            source,
-        })?;
+    let channel = berth_proto::connect::channel(socket, "berth-imaged").await?;
     Ok(ImagesClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))

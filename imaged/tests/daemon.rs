@@ -906,3 +906,28 @@ async fn kill_9_at_any_moment_of_an_rmi_leaves_it_done_or_undone() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_for_one_run_directory_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let env = TestEnv::new("imaged-twice");
+    let mut d = Imaged::start(&env).await;
+    let out = berth_tests::run_timeout(
+        env.command(berth_tests::bin("berth-imaged"))
+            .arg("--root")
+            .arg(env.root())
+            .arg("--run")
+            .arg(env.run()),
+        std::time::Duration::from_secs(20),
+    );
+    out.assert_failure_mentioning("another berth-imaged is running");
+    // The first one keeps its socket and answers.
+    assert!(list(&mut d.client).await.is_empty());
+    let mut again = berth_imaged::client::connect(&d.socket).await.unwrap();
+    again
+        .version(pb::VersionRequest {})
+        .await
+        .expect("the first daemon still serves");
+}

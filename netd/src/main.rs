@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use berth_netd::daemon::{Config, Daemon};
 use berth_netd::service::NetworksService;
+use berth_proto::daemon;
 use berth_proto::netd::networks_server::NetworksServer;
 use clap::Parser;
 use ipnet::Ipv4Net;
-use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 /// Berth network daemon: bridges, IPAM, published ports, DNS
 #[derive(Parser, Debug)]
@@ -63,24 +62,9 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    std::fs::create_dir_all(&cli.run).with_context(|| format!("create {}", cli.run.display()))?;
-    init_logging(&cli)?;
-    // One daemon per run directory: the lock is held for the process's life.
-    let lock_path = cli.run.join("netd.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err(_) => bail!(
-            "another berth-netd is running for {} (lock {} is held)",
-            cli.run.display(),
-            lock_path.display()
-        ),
-    };
+    daemon::init_logging(&cli.run, "netd", cli.debug)?;
+    // Held for the process's life: one daemon per run directory.
+    let _lock = daemon::lock(&cli.run, "berth-netd", "netd")?;
     let cfg = Config {
         root: cli.root.clone(),
         run: cli.run.clone(),
@@ -104,59 +88,18 @@ fn main() -> Result<()> {
     })
 }
 
-async fn serve(daemon: Arc<Daemon>, socket: PathBuf) -> Result<()> {
-    // We hold the lock, so a socket file left here belongs to a daemon that died.
-    let _ = std::fs::remove_file(&socket);
-    let listener =
-        UnixListener::bind(&socket).with_context(|| format!("listen on {}", socket.display()))?;
+async fn serve(d: Arc<Daemon>, socket: PathBuf) -> Result<()> {
+    let incoming = daemon::listen(&socket)?;
     tracing::info!(
         "berth-netd {} serving on {}",
         env!("CARGO_PKG_VERSION"),
         socket.display()
     );
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("shutting down");
-    };
     tonic::transport::Server::builder()
-        .add_service(NetworksServer::new(NetworksService::new(daemon)))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .add_service(NetworksServer::new(NetworksService::new(d)))
+        .serve_with_incoming_shutdown(incoming, daemon::stopped())
         .await
         .context("serve")?;
     let _ = std::fs::remove_file(&socket);
-    Ok(())
-}
-
-/// Log to stderr and to `$BERTH_RUN/netd.log`.
-fn init_logging(cli: &Cli) -> Result<()> {
-    use tracing_subscriber::prelude::*;
-    let level = if cli.debug { "debug" } else { "info" };
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| level.into())
-    };
-    let path = cli.run.join("netd.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("open log {}", path.display()))?;
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter()),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .with_filter(filter()),
-        )
-        .init();
     Ok(())
 }
