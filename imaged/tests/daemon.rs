@@ -9,7 +9,8 @@ use berth_tests::{require_cmds, require_root, Registry, TestEnv};
 use daemon_support::*;
 
 fn can_run() -> bool {
-    require_root() && require_cmds(&["docker-registry", "skopeo", "du"])
+    // unshare: the mount test mounts in a private namespace.
+    require_root() && require_cmds(&["docker-registry", "skopeo", "du", "unshare"])
 }
 
 /// A registry with the fixtures, a daemon, and `berth/busybox:latest` pulled: the start of
@@ -132,13 +133,7 @@ async fn rmi_follows_dockers_rules_and_prune_frees_what_df_promised() {
     let r = remove(&mut d.client, &["mine:1"], false).await;
     assert_eq!(r.lines, vec!["Untagged: mine:1".to_string()], "{r:?}");
     // Used by a container: refused without force.
-    d.client
-        .prepare(pb::PrepareRequest {
-            key: "c1".into(),
-            image: a.clone(),
-        })
-        .await
-        .unwrap();
+    prepare(&mut d.client, "c1", &a).await.unwrap();
     let r = remove(&mut d.client, &[&a], false).await;
     assert!(
         r.errors[0].contains("must force") && r.errors[0].contains("c1"),
@@ -374,15 +369,7 @@ async fn commit_then_push_gives_the_registry_our_digests() {
     assert_eq!(skopeo_digest(&copy), skopeo_digest(&base));
 
     // A container's change committed as a layer, pushed, and seen by skopeo.
-    let m = d
-        .client
-        .prepare(pb::PrepareRequest {
-            key: "c1".into(),
-            image: base.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let m = prepare(&mut d.client, "c1", &base).await.unwrap();
     std::fs::write(std::path::Path::new(&m.upper).join("hello.txt"), "hi\n").unwrap();
     let changes = d
         .client
@@ -491,24 +478,9 @@ async fn a_prepared_snapshot_mounts_as_the_image_with_writes_in_its_upper() {
         return;
     }
     let (env, _reg, mut d, r) = with_busybox("imaged-mount").await;
-    let m = d
-        .client
-        .prepare(pb::PrepareRequest {
-            key: "c1".into(),
-            image: r.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let m = prepare(&mut d.client, "c1", &r).await.unwrap();
     assert!(!m.options.is_empty(), "{m:?}");
-    let e = d
-        .client
-        .prepare(pb::PrepareRequest {
-            key: "c1".into(),
-            image: r.clone(),
-        })
-        .await
-        .unwrap_err();
+    let e = prepare(&mut d.client, "c1", &r).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
     // Mounted in a private mount namespace of a child, so nothing stays mounted on the host.
     let script = format!(
@@ -748,15 +720,7 @@ async fn kill_9_during_a_commit_leaves_no_half_made_image() {
         return;
     }
     let (env, _reg, mut d, base) = with_busybox("imaged-commitkill").await;
-    let m = d
-        .client
-        .prepare(pb::PrepareRequest {
-            key: "c1".into(),
-            image: base.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let m = prepare(&mut d.client, "c1", &base).await.unwrap();
     // Enough incompressible data that the commit takes a while to write.
     let mut data = Vec::with_capacity(16 << 20);
     let mut x: u64 = 0x9e3779b97f4a7c15;

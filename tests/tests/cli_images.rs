@@ -12,7 +12,8 @@ fn berth(env: &TestEnv, args: &[&str]) -> Output {
 }
 
 fn can_run() -> bool {
-    require_root() && require_cmds(&["docker-registry", "skopeo"])
+    // pkill: the daemon test kills berth-imaged by its command line.
+    require_root() && require_cmds(&["docker-registry", "skopeo", "pkill"])
 }
 
 #[test]

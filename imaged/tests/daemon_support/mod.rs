@@ -453,3 +453,13 @@ pub fn assert_store_holds_only(root: &std::path::Path, blobs: usize, snapshots: 
         "{what}: snapshot directories"
     );
 }
+
+/// `Prepare` of snapshot `key` on `image`: the status when it is refused.
+pub async fn prepare(c: &mut Client, key: &str, image: &str) -> Result<pb::Mounts, tonic::Status> {
+    Ok(c.prepare(pb::PrepareRequest {
+        key: key.to_string(),
+        image: image.to_string(),
+    })
+    .await?
+    .into_inner())
+}
