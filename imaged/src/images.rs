@@ -331,7 +331,7 @@ impl Store {
             top.id = img.id.to_string();
             top.tags = self
                 .meta
-                .write(|tx| tx.tags_of(&img.id))
+                .tags_of(&img.id)
                 .map_err(ImageError::Meta)?
                 .iter()
                 .map(|t| familiar(t))

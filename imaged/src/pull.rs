@@ -300,7 +300,7 @@ impl LayerJob {
         };
         d.store
             .meta
-            .write(|t| t.chain(p))
+            .chain(p)
             .map(|chain| chain.iter().map(|s| d.store.snapshots.fs(s.dir)).collect())
             .unwrap_or_default()
     }

@@ -77,7 +77,7 @@ impl Store {
         let lowers = match &a.parent {
             Some(top) => self
                 .meta
-                .write(|tx| tx.chain(top))?
+                .chain(top)?
                 .iter()
                 .map(|s| self.snapshots.fs(s.dir))
                 .collect(),

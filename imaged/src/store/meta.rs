@@ -121,6 +121,25 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
 }
 
+/// The snapshots from `top` down to the base, top first, looked up with `get`.
+fn walk_chain(
+    top: &Digest,
+    get: impl Fn(&Digest) -> Result<Option<SnapshotRecord>>,
+) -> Result<Vec<SnapshotRecord>> {
+    let mut out = Vec::new();
+    let mut next = Some(top.clone());
+    while let Some(c) = next {
+        let s = get(&c)?.ok_or_else(|| MetaError::Corrupt {
+            table: "snapshots",
+            key: c.to_string(),
+            source: serde::de::Error::custom("a chain names a snapshot that does not exist"),
+        })?;
+        next = s.parent.clone();
+        out.push(s);
+    }
+    Ok(out)
+}
+
 /// What a write transaction changes; see [`Meta::write`].
 pub struct Tx<'a> {
     tx: &'a redb::WriteTransaction,
@@ -239,6 +258,22 @@ impl Meta {
         Ok(out)
     }
 
+    /// The tags naming image `id`.
+    pub fn tags_of(&self, id: &Digest) -> Result<Vec<String>> {
+        Ok(self
+            .tags()?
+            .into_iter()
+            .filter(|(_, d)| d == id)
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// The chain from `top` down to its base, top first (see [`Tx::chain`]), without
+    /// taking the write lock.
+    pub fn chain(&self, top: &Digest) -> Result<Vec<SnapshotRecord>> {
+        walk_chain(top, |c| self.snapshot(c))
+    }
+
     pub fn tag(&self, name: &str) -> Result<Option<Digest>> {
         let r = try_db!(self, self.db.begin_read())?;
         let t = try_db!(self, r.open_table(TAGS))?;
@@ -317,18 +352,7 @@ impl Tx<'_> {
 
     /// The chain from `top` down to its base, top first.
     pub fn chain(&self, top: &Digest) -> Result<Vec<SnapshotRecord>> {
-        let mut out = Vec::new();
-        let mut next = Some(top.clone());
-        while let Some(c) = next {
-            let s = self.snapshot(&c)?.ok_or_else(|| MetaError::Corrupt {
-                table: "snapshots",
-                key: c.to_string(),
-                source: serde::de::Error::custom("a chain names a snapshot that does not exist"),
-            })?;
-            next = s.parent.clone();
-            out.push(s);
-        }
-        Ok(out)
+        walk_chain(top, |c| self.snapshot(c))
     }
 
     /// Drop a snapshot record whatever its count (prune of what an unfinished pull left).
