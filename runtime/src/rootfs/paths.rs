@@ -63,12 +63,28 @@ pub fn lexical_clean(path: &Path) -> PathBuf {
     p
 }
 
+/// How often an `openat2` that met a concurrent mount or rename during a `..` walk is retried.
+const EAGAIN_RETRIES: usize = 128;
+
 /// Open `path` inside `root` (an fd of the rootfs directory).
+///
+/// With RESOLVE_IN_ROOT the kernel answers EAGAIN when any mount or rename on the host ran while
+/// it walked a `..`, because it cannot then prove the walk stayed inside; that is a race with
+/// other work on the machine (another container starting), not an attack on us, so retry.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, &join(&components(path)), how)
+    let joined = join(&components(path));
+    let mut result = openat2(root, &joined, how);
+    for _ in 0..EAGAIN_RETRIES {
+        if !matches!(result, Err(Errno::EAGAIN)) {
+            break;
+        }
+        std::thread::yield_now();
+        result = openat2(root, &joined, how);
+    }
+    result
 }
 
 /// Open `path` inside `root`, creating it (and missing parents, as directories) when absent.
