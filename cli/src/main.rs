@@ -1,6 +1,7 @@
 //! berth: Docker's command line over Berth's engine.
 
 use anyhow::Result;
+use berth_cli::commands::container::{exec, logs, manage, ps, run, view};
 use berth_cli::commands::{archive, image};
 use berth_cli::engine::Engine;
 use berth_cli::Failure;
@@ -16,6 +17,45 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Create a new container
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(manage::StopArgs),
+    /// Restart one or more containers
+    Restart(manage::StopArgs),
+    /// Kill one or more running containers
+    Kill(manage::KillArgs),
+    /// Remove one or more containers
+    Rm(manage::RmArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Return low-level information on Berth objects
+    Inspect(view::InspectArgs),
+    /// Display the running processes of a container
+    Top(view::TopArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(view::PortArgs),
+    /// Rename a container
+    Rename(manage::RenameArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(manage::NamesArgs),
+    /// Pause all processes within one or more containers
+    Pause(manage::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(manage::NamesArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Download an image from a registry
     Pull(image::PullArgs),
     /// Upload an image to a registry
@@ -46,6 +86,53 @@ enum Command {
     System(SystemCommand),
     /// Show the Berth version information
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Create a new container
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(manage::StopArgs),
+    /// Restart one or more containers
+    Restart(manage::StopArgs),
+    /// Kill one or more running containers
+    Kill(manage::KillArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(manage::RmArgs),
+    /// List containers
+    #[command(aliases = ["ps", "list"])]
+    Ls(ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Display detailed information on one or more containers
+    Inspect(view::InspectArgs),
+    /// Display the running processes of a container
+    Top(view::TopArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(view::PortArgs),
+    /// Rename a container
+    Rename(manage::RenameArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(manage::NamesArgs),
+    /// Pause all processes within one or more containers
+    Pause(manage::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(manage::NamesArgs),
+    /// Remove all stopped containers
+    Prune(manage::PruneArgs),
+    /// Record a container's exit and release its shim (the shim runs this)
+    #[command(hide = true)]
+    Cleanup { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,7 +174,38 @@ enum SystemCommand {
 }
 
 async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
+    use ContainerCommand as C;
     match cmd {
+        Command::Run(a) | Command::Container(C::Run(a)) => run::run(engine, &a).await,
+        Command::Create(a) | Command::Container(C::Create(a)) => run::create(engine, &a).await,
+        Command::Start(a) | Command::Container(C::Start(a)) => run::start(engine, &a).await,
+        Command::Stop(a) | Command::Container(C::Stop(a)) => manage::stop(engine, &a).await,
+        Command::Restart(a) | Command::Container(C::Restart(a)) => {
+            manage::restart(engine, &a).await
+        }
+        Command::Kill(a) | Command::Container(C::Kill(a)) => manage::kill(engine, &a).await,
+        Command::Rm(a) | Command::Container(C::Rm(a)) => manage::rm(engine, &a).await,
+        Command::Ps(a) | Command::Container(C::Ls(a)) => ps::ps(engine, &a).await,
+        Command::Logs(a) | Command::Container(C::Logs(a)) => logs::logs(engine, &a).await,
+        Command::Exec(a) | Command::Container(C::Exec(a)) => exec::exec(engine, &a).await,
+        Command::Attach(a) | Command::Container(C::Attach(a)) => run::attach_cmd(engine, &a).await,
+        Command::Inspect(a) => view::inspect(engine, &a).await,
+        Command::Container(C::Inspect(mut a)) => {
+            a.kind = Some("container".into());
+            view::inspect(engine, &a).await
+        }
+        Command::Top(a) | Command::Container(C::Top(a)) => view::top(engine, &a).await,
+        Command::Port(a) | Command::Container(C::Port(a)) => view::port(engine, &a).await,
+        Command::Rename(a) | Command::Container(C::Rename(a)) => manage::rename(engine, &a).await,
+        Command::Wait(a) | Command::Container(C::Wait(a)) => manage::wait(engine, &a).await,
+        Command::Pause(a) | Command::Container(C::Pause(a)) => {
+            manage::pause(engine, &a, true).await
+        }
+        Command::Unpause(a) | Command::Container(C::Unpause(a)) => {
+            manage::pause(engine, &a, false).await
+        }
+        Command::Container(C::Prune(a)) => manage::prune(engine, &a).await,
+        Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::images(engine, &a).await,
@@ -130,7 +248,21 @@ async fn version(engine: &mut Engine) -> Result<()> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Docker's exit status for a command line it cannot read is 125, not clap's 2.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,7 +279,9 @@ fn main() {
     if let Err(e) = result {
         match e.downcast_ref::<Failure>() {
             Some(f) => {
-                eprintln!("{}", f.message);
+                if !f.message.is_empty() {
+                    eprintln!("{}", f.message);
+                }
                 std::process::exit(f.code);
             }
             None => {

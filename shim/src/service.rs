@@ -406,7 +406,25 @@ impl Service {
             None => {
                 proc.notify();
                 self.publish_exit(&proc, pid, exit);
+                self.run_exit_command();
             }
+        }
+    }
+
+    /// The engine's exit command, detached: it may well Delete and Shut down this shim,
+    /// so nothing here waits for it.
+    fn run_exit_command(&self) {
+        let Some((program, args)) = self.settings.exit_command.split_first() else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.bundle)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Err(e) = crate::reaper::global().spawn(&mut cmd) {
+            tracing::warn!("exit command {program}: {e}");
         }
     }
 
@@ -436,6 +454,7 @@ impl Service {
         };
         proc.notify();
         self.publish_exit(proc, pid, exit);
+        self.run_exit_command();
     }
 
     fn restart_init(self: Arc<Self>, proc: Arc<Proc>, delay: Duration) {

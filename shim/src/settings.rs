@@ -20,6 +20,7 @@ pub const OPEN_STDIN: &str = "io.berth.stdin";
 pub const STDIN_ONCE: &str = "io.berth.stdin-once";
 pub const SHIM_SOCKET: &str = "io.berth.shim.socket";
 pub const RUNTIME_ROOT: &str = "io.berth.runtime.root";
+pub const EXIT_COMMAND: &str = "io.berth.exit-command";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,6 +35,9 @@ pub struct Settings {
     pub stdin_once: bool,
     pub shim_socket: Option<PathBuf>,
     pub runtime_root: Option<PathBuf>,
+    /// Run (argv) once the init has exited for good, after the restart policy had its say:
+    /// how a daemonless engine learns of the exit (podman's conmon has the same).
+    pub exit_command: Vec<String>,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             stdin_once: false,
             shim_socket: None,
             runtime_root: None,
+            exit_command: Vec::new(),
         }
     }
 }
@@ -108,6 +113,10 @@ impl Settings {
         s.stdin_once = get(STDIN_ONCE) == Some("true");
         s.shim_socket = get(SHIM_SOCKET).map(PathBuf::from);
         s.runtime_root = get(RUNTIME_ROOT).map(PathBuf::from);
+        if let Some(v) = get(EXIT_COMMAND) {
+            s.exit_command = serde_json::from_str(v)
+                .with_context(|| format!("{EXIT_COMMAND}={v}: want a JSON array of strings"))?;
+        }
         Ok(s)
     }
 }
@@ -172,7 +181,7 @@ mod tests {
         let v = serde_json::json!({
             LOG_PATH: "/l/c.log", LOG_MAX_SIZE: "1k", LOG_MAX_FILE: "3",
             RESTART: "on-failure:2", STOP_SIGNAL: "SIGINT", STOP_TIMEOUT: "3",
-            OPEN_STDIN: "true",
+            OPEN_STDIN: "true", EXIT_COMMAND: "[\"/bin/berth\",\"cleanup\"]",
         });
         let s = Settings::from_annotations(Some(&v)).unwrap();
         assert_eq!(s.log_path.as_deref(), Some(Path::new("/l/c.log")));
@@ -182,6 +191,7 @@ mod tests {
         assert_eq!(s.stop_signal, Signal::SIGINT);
         assert_eq!(s.stop_timeout, Duration::from_secs(3));
         assert!(s.open_stdin);
+        assert_eq!(s.exit_command, ["/bin/berth", "cleanup"]);
         let bad = serde_json::json!({ RESTART: "sometimes" });
         assert!(Settings::from_annotations(Some(&bad)).is_err());
     }

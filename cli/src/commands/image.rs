@@ -59,6 +59,8 @@ struct Progress {
     order: Vec<String>,
     lines: BTreeMap<String, String>,
     drawn: usize,
+    /// Write to stderr (a pull that `run` makes), else stdout.
+    stderr: bool,
 }
 
 impl Progress {
@@ -69,6 +71,15 @@ impl Progress {
             order: Vec::new(),
             lines: BTreeMap::new(),
             drawn: 0,
+            stderr: false,
+        }
+    }
+
+    fn to_stderr(quiet: bool) -> Progress {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            stderr: true,
+            ..Progress::new(quiet)
         }
     }
 
@@ -92,7 +103,11 @@ impl Progress {
         if self.quiet {
             return;
         }
-        let mut out = std::io::stdout().lock();
+        let mut out: Box<dyn Write> = if self.stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        };
         if m.id.is_empty() {
             if !m.message.is_empty() && !m.done {
                 let _ = writeln!(out, "{}", m.message);
@@ -135,6 +150,43 @@ impl Progress {
 pub async fn pull(engine: &mut Engine, a: &PullArgs) -> Result<()> {
     let reference = berth_imaged::reference::Reference::parse(&a.image)
         .map_err(|e| Failure::new(1, format!("{e}")))?;
+    let (last, downloaded) = pull_stream(engine, a, Progress::new(a.quiet)).await?;
+    if !a.quiet {
+        println!("{}", last.message);
+        let what = if downloaded {
+            "Downloaded newer image for"
+        } else {
+            "Image is up to date for"
+        };
+        println!("Status: {what} {}", reference.familiar());
+    }
+    println!("{reference}");
+    Ok(())
+}
+
+/// The pull `run` and `create` make for a missing image: Docker's lines on stderr.
+pub async fn pull_for_run(engine: &mut Engine, image: &str, platform: &str) -> Result<()> {
+    let a = PullArgs {
+        image: image.to_string(),
+        platform: platform.to_string(),
+        quiet: false,
+    };
+    let reference = berth_imaged::reference::Reference::parse(image)
+        .map_err(|e| Failure::new(125, format!("{e}")))?;
+    let (last, _) = pull_stream(engine, &a, Progress::to_stderr(false)).await?;
+    eprintln!("{}", last.message);
+    eprintln!(
+        "Status: Downloaded newer image for {}",
+        reference.familiar()
+    );
+    Ok(())
+}
+
+async fn pull_stream(
+    engine: &mut Engine,
+    a: &PullArgs,
+    mut p: Progress,
+) -> Result<(pb::PullProgress, bool)> {
     let mut stream = engine
         .images()
         .await?
@@ -145,7 +197,6 @@ pub async fn pull(engine: &mut Engine, a: &PullArgs) -> Result<()> {
         .await
         .map_err(daemon_error)?
         .into_inner();
-    let mut p = Progress::new(a.quiet);
     let mut last = None;
     let mut downloaded = false;
     while let Some(m) = stream.message().await.map_err(daemon_error)? {
@@ -158,17 +209,7 @@ pub async fn pull(engine: &mut Engine, a: &PullArgs) -> Result<()> {
     let Some(last) = last else {
         bail!("the pull of {} ended without a result", a.image);
     };
-    if !a.quiet {
-        println!("{}", last.message);
-        let what = if downloaded {
-            "Downloaded newer image for"
-        } else {
-            "Image is up to date for"
-        };
-        println!("Status: {what} {}", reference.familiar());
-    }
-    println!("{reference}");
-    Ok(())
+    Ok((last, downloaded))
 }
 
 #[derive(Args, Debug)]
@@ -292,31 +333,6 @@ fn header(field: &str) -> String {
     }
 }
 
-/// Print `rows` with a `--format` template, Docker's default table, or JSON lines.
-pub fn print_rows(rows: &[Value], format: Option<&str>, default: &str) -> Result<()> {
-    let fmt = match format {
-        None | Some("table") => default,
-        Some("json") => "{{json .}}",
-        Some(f) => f,
-    };
-    let t = Template::parse(fmt).map_err(|e| Failure::new(1, e.to_string()))?;
-    let mut lines = Vec::new();
-    if t.table {
-        lines.push(t.header(header));
-    }
-    for r in rows {
-        lines.push(t.render(r).map_err(|e| Failure::new(1, e.to_string()))?);
-    }
-    if t.table {
-        print!("{}", align(&lines));
-    } else {
-        for l in lines {
-            println!("{l}");
-        }
-    }
-    Ok(())
-}
-
 pub async fn images(engine: &mut Engine, a: &ImagesArgs) -> Result<()> {
     let mut filters = a.filter.clone();
     if let Some(r) = &a.reference {
@@ -349,7 +365,7 @@ pub async fn images(engine: &mut Engine, a: &ImagesArgs) -> Result<()> {
     } else {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    print_rows(&image_rows(&list, a), a.format.as_deref(), default)
+    crate::format::print_rows(&image_rows(&list, a), a.format.as_deref(), default, header)
 }
 
 #[derive(Args, Debug)]

@@ -18,6 +18,18 @@ pub fn sibling_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Words from `BERTH_NETD_ARGS` for `berth-netd` (`BERTH_IMAGED_ARGS` for imaged): how a
+/// test gives the daemon it starts a private bridge, nft table and address pool.
+fn extra_args(binary: &str) -> Vec<String> {
+    let var = format!(
+        "{}_ARGS",
+        binary.replace("berth-", "BERTH_").to_ascii_uppercase()
+    );
+    std::env::var(var)
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// Start daemon `binary` for these roots in its own session, with its output in
 /// `run/<log>`, and wait until `socket` exists.
 pub fn spawn(binary: &str, root: &Path, run: &Path, socket: &Path, log: &str) -> Result<()> {
@@ -34,6 +46,7 @@ pub fn spawn(binary: &str, root: &Path, run: &Path, socket: &Path, log: &str) ->
         .arg(root)
         .arg("--run")
         .arg(run)
+        .args(extra_args(binary))
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);

@@ -1,17 +1,20 @@
 //! The engine: what the commands (and, later, a Docker Engine API server) call. It owns
 //! the roots and the connections to the daemons; output is the commands' business.
 
+pub mod containers;
 pub mod daemons;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use berth_imaged::client::Client as ImagesClient;
+use berth_netd::client::Client as NetworksClient;
 
 pub struct Engine {
     pub root: PathBuf,
     pub run: PathBuf,
     images: Option<ImagesClient>,
+    networks: Option<NetworksClient>,
 }
 
 impl Engine {
@@ -26,6 +29,7 @@ impl Engine {
             root: var("BERTH_ROOT", "/var/lib/berth"),
             run: var("BERTH_RUN", "/run/berth"),
             images: None,
+            networks: None,
         }
     }
 
@@ -46,5 +50,23 @@ impl Engine {
             self.images = Some(client);
         }
         Ok(self.images.as_mut().expect("connected above"))
+    }
+
+    /// The network daemon, started when its socket does not answer. `BERTH_NETD_ARGS`
+    /// (words) are added to its command line: a private pool, bridge and table for tests.
+    pub async fn networks(&mut self) -> Result<&mut NetworksClient> {
+        if self.networks.is_none() {
+            let socket = self.run.join("netd.sock");
+            let client = match berth_netd::client::connect(&socket).await {
+                Ok(c) => c,
+                Err(_) => {
+                    let _ = std::fs::remove_file(&socket);
+                    daemons::spawn("berth-netd", &self.root, &self.run, &socket, "netd.log")?;
+                    berth_netd::client::connect(&socket).await?
+                }
+            };
+            self.networks = Some(client);
+        }
+        Ok(self.networks.as_mut().expect("connected above"))
     }
 }

@@ -57,6 +57,20 @@ pub fn ago(unix: i64) -> String {
     format!("{} ago", duration(now - unix))
 }
 
+/// Now, as Docker writes times in records: RFC 3339, UTC, nanoseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+/// Seconds since the epoch of an RFC 3339 time, or 0 when it is not one.
+pub fn unix_of(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339_weak(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
