@@ -2,6 +2,7 @@
 //! the roots and the connections to the daemons; output is the commands' business.
 
 pub mod daemons;
+pub mod spec;
 
 use std::path::PathBuf;
 
