@@ -3,6 +3,21 @@
 //! mounts and devices; `--privileged`, `--cap-add`/`--cap-drop` and `--security-opt`
 //! change it the way they do in Docker.
 //!
+//! Where this differs from Docker, on purpose:
+//! - capability names are checked under `--privileged` too (Docker ignores them there);
+//! - `label=disable` is accepted (it asks for no SELinux labelling, which is what a host
+//!   without SELinux gives), other `label=` values are refused; `apparmor=NAME` is refused
+//!   unless the host runs AppArmor;
+//! - the built-in profile's `archMap` covers x86_64 (+x86, x32) and aarch64 (+arm), the
+//!   ABIs berth-runtime compiles filters for; on other hosts the filter covers the native
+//!   ABI only;
+//! - /dev/shm is a 64 MiB tmpfs in the container's own mount table rather than a bind of a
+//!   host mount the engine would have to clean up.
+//!
+//! Not here: Docker's `net.ipv4.ping_group_range` and `ip_unprivileged_port_start` sysctls
+//! for containers with a private network namespace, `--device`, `--device-cgroup-rule`,
+//! `--shm-size`, and the default AppArmor profile (`docker-default`).
+//!
 //! ```no_run
 //! use berth_cli::engine::spec::{linux_defaults, SecurityOptions};
 //!
