@@ -3,6 +3,7 @@
 
 pub mod containers;
 pub mod daemons;
+pub mod spec;
 
 use std::path::PathBuf;
 

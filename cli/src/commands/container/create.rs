@@ -358,9 +358,11 @@ fn parse_mount(spec: &str) -> Result<MountPoint, Failure> {
             "tmpfs-mode" => m.options.push(format!("mode={v}")),
             "volume-nocopy" => m.options.push("nocopy".into()),
             "consistency" | "volume-driver" | "volume-label" | "volume-opt" => {}
-            _ => return Err(bad(format!(
+            _ => {
+                return Err(bad(format!(
                 "invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{k}' in '{kv}'"
-            ))),
+            )))
+            }
         }
     }
     if m.destination.is_empty() {

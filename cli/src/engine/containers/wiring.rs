@@ -10,89 +10,63 @@ use super::bundle::Security;
 use super::record::Record;
 use super::rootfs::open_in_root;
 use super::ContainerError;
+use crate::engine::spec;
 use crate::engine::Engine;
 
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
+/// Docker's confinement for the record's flags (engine::spec), plus its `--device`s.
 pub fn security(rec: &Record) -> Result<Security, ContainerError> {
-    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
-    let norm = |c: &str| {
-        let up = c.to_ascii_uppercase();
-        if up.starts_with("CAP_") || up == "ALL" {
-            up
-        } else {
-            format!("CAP_{up}")
-        }
-    };
-    for c in &rec.host.cap_drop {
-        let c = norm(c);
-        if c == "ALL" {
-            caps.clear();
-        }
-        caps.retain(|x| *x != c);
-    }
-    for c in &rec.host.cap_add {
-        let c = norm(c);
-        if !caps.contains(&c) && c != "ALL" {
-            caps.push(c);
-        }
-    }
-    let mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
-    ];
-    Ok(Security {
-        capabilities: caps,
-        no_new_privileges: false,
-        seccomp: None,
-        masked_paths: [
-            "/proc/asound",
-            "/proc/acpi",
-            "/proc/kcore",
-            "/proc/keys",
-            "/proc/latency_stats",
-            "/proc/timer_list",
-            "/proc/timer_stats",
-            "/proc/sched_debug",
-            "/proc/scsi",
-            "/sys/firmware",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        readonly_paths: [
-            "/proc/bus",
-            "/proc/fs",
-            "/proc/irq",
-            "/proc/sys",
-            "/proc/sysrq-trigger",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        mounts,
-        devices: Vec::<Value>::new(),
-        device_rules: vec![json!({"allow": false, "access": "rwm"})],
+    let d = spec::linux_defaults(&spec::SecurityOptions {
+        privileged: rec.host.privileged,
+        cap_add: rec.host.cap_add.clone(),
+        cap_drop: rec.host.cap_drop.clone(),
+        security_opt: rec.host.security_opt.clone(),
     })
+    .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+    let mut devices: Vec<Value> = d.devices.iter().map(spec::Device::to_json).collect();
+    let mut device_rules: Vec<Value> = d
+        .device_rules
+        .iter()
+        .map(spec::DeviceRule::to_json)
+        .collect();
+    for dev in &rec.host.devices {
+        let (json, rule) = host_device(dev)?;
+        devices.push(json);
+        device_rules.push(rule);
+    }
+    Ok(Security {
+        capabilities: d.capabilities,
+        no_new_privileges: d.no_new_privileges,
+        seccomp: d.seccomp,
+        masked_paths: d.masked_paths,
+        readonly_paths: d.readonly_paths,
+        mounts: d.mounts.iter().map(spec::Mount::to_json).collect(),
+        devices,
+        device_rules,
+    })
+}
+
+/// `--device /dev/x[:/dev/y[:rwm]]`: the node in the container and its cgroup rule.
+fn host_device(dev: &Value) -> Result<(Value, Value), ContainerError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let host = dev["PathOnHost"].as_str().unwrap_or_default();
+    let inner = dev["PathInContainer"].as_str().unwrap_or(host);
+    let perms = dev["CgroupPermissions"].as_str().unwrap_or("rwm");
+    let m = std::fs::metadata(host).map_err(|e| ContainerError::io(Path::new(host), e))?;
+    let kind = if m.file_type().is_char_device() {
+        "c"
+    } else if m.file_type().is_block_device() {
+        "b"
+    } else {
+        return Err(ContainerError::Invalid(format!(
+            "error gathering device information while adding custom device \"{host}\": not a device node"
+        )));
+    };
+    let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+    Ok((
+        json!({"path": inner, "type": kind, "major": major, "minor": minor,
+               "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid()}),
+        json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": perms}),
+    ))
 }
 
 /// A volume's data directory, made when absent.
