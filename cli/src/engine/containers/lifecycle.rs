@@ -142,7 +142,7 @@ impl Engine {
                 netns,
                 etc_files: etc,
                 annotations,
-                cgroups_path: format!("/berth/{id}"),
+                cgroups_path: format!("/{}/{id}", cgroup_parent()),
                 security,
             },
         )?;
@@ -652,6 +652,16 @@ impl Engine {
         }
         total
     }
+}
+
+/// The cgroup every container's sits under: `BERTH_CGROUP_PARENT`, else `berth` (as
+/// Docker's `docker`); tests give each run its own.
+fn cgroup_parent() -> String {
+    std::env::var("BERTH_CGROUP_PARENT")
+        .ok()
+        .map(|p| p.trim_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "berth".into())
 }
 
 /// Docker's signal syntax: `SIGKILL`, `KILL`, `9`.

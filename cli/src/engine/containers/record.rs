@@ -80,7 +80,7 @@ pub struct MountPoint {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
     /// An anonymous volume: removed with the container by `rm -v` and `--rm`.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
 }
 

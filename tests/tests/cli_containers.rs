@@ -1,0 +1,662 @@
+//! The `berth` container commands as a user types them, on a private root with the busybox
+//! fixture loaded and `--network none` (network tests: cli_networks.rs). Each test's
+//! containers sit in cgroups and temp dirs named for it, so clean-up finds what they leave.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_tests::{bin, fixtures, require_cmds, require_root, run, run_timeout, Output, TestEnv};
+
+struct Berth {
+    env: TestEnv,
+}
+
+impl Berth {
+    /// A private engine with the busybox fixture loaded as `busybox:latest`.
+    fn new(name: &str) -> Berth {
+        let env = TestEnv::new(name);
+        let b = Berth { env };
+        b.ok(&[
+            "load",
+            "-i",
+            &fixtures().join("busybox.tar").display().to_string(),
+        ]);
+        b
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.env.command(bin("berth"));
+        c.args(args)
+            .env("BERTH_CGROUP_PARENT", self.env.unique("cg"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run_timeout(&mut self.cmd(args), Duration::from_secs(60))
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        out.assert_success();
+        out.stdout
+    }
+
+    fn record_dir(&self, id: &str) -> PathBuf {
+        self.env.root().join("containers").join(id)
+    }
+
+    /// Poll `ps -a` until the container's STATUS starts with `want`.
+    #[track_caller]
+    fn wait_status(&self, name: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.ok(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.Status}}",
+            ]);
+            if s.trim().starts_with(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: status {s:?}, want {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn can_run() -> bool {
+    require_root()
+}
+
+#[test]
+fn run_streams_output_and_exits_with_the_containers_status() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-run");
+    let out = b.run(&[
+        "run",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.code(), Some(3), "{}", out.describe_status());
+    assert_eq!(out.stdout, "out\n");
+    assert_eq!(out.stderr, "err\n");
+
+    // Docker's 127 (not found), 126 (cannot run) and 125 (the engine's own error).
+    let out = b.run(&["run", "--network", "none", "busybox", "/nonexistent"]);
+    assert_eq!(out.code(), Some(127), "{}", out.stderr);
+    assert!(out.stderr.contains("/nonexistent"), "{}", out.stderr);
+    let out = b.run(&["run", "--network", "none", "busybox", "/etc/passwd"]);
+    assert_eq!(out.code(), Some(126), "{}", out.stderr);
+    let out = b.run(&["run", "--nosuchflag", "busybox"]);
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    let out = b.run(&[
+        "run",
+        "--network",
+        "none",
+        "--cpus",
+        "999",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.code(), Some(125));
+    assert!(
+        out.stderr.contains("range of CPUs is from 0.01"),
+        "{}",
+        out.stderr
+    );
+    let out = b.run(&["run", "--pull", "never", "nosuch/image:1", "true"]);
+    assert_eq!(out.code(), Some(125));
+    assert!(
+        out.stderr.contains("No such image: nosuch/image:1"),
+        "{}",
+        out.stderr
+    );
+
+    // The image's settings apply, and flags override them.
+    let out = b.ok(&[
+        "run",
+        "--network",
+        "none",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "-h",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -un) $(hostname)",
+    ]);
+    assert_eq!(out, "1 /tmp nobody box\n");
+    let out = b.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "a",
+        "b",
+    ]);
+    assert_eq!(out, "a b\n");
+    // stdin reaches the container with -i, and its end closes the container's stdin.
+    let out = berth_tests::run_with_input(
+        &mut b.cmd(&["run", "-i", "--network", "none", "busybox", "wc", "-l"]),
+        b"1\n2\n3\n",
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "3");
+}
+
+#[test]
+fn detached_containers_list_log_exec_stop_start_and_remove() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-life");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64);
+    b.wait_status("web", "Up");
+    let ps = b.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    let header: Vec<&str> = lines[0]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES"
+        ]
+    );
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].ends_with("web"),
+        "{ps}"
+    );
+    assert!(lines[1].contains("\"sh -c trap 'echo by…\""), "{ps}");
+    assert_eq!(b.ok(&["ps", "-q"]).trim(), &id[..12]);
+    assert_eq!(b.ok(&["ps", "--no-trunc", "-q"]).trim(), id);
+    assert_eq!(
+        b.ok(&["container", "ls", "--format", "{{.Names}} {{.State}}"])
+            .trim(),
+        "web running"
+    );
+
+    // Names, ids and unique prefixes resolve everywhere.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.ok(&["logs", "web"]).contains("started") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.ok(&["logs", &id[..5]]), "started\n");
+    assert!(b
+        .ok(&["logs", "-t", "web"])
+        .split(' ')
+        .next()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Name}} {{.Config.Image}}",
+            "web"
+        ])
+        .trim(),
+        "running /web busybox"
+    );
+
+    // exec: output, exit status, stdin, env, workdir, user.
+    assert_eq!(b.ok(&["exec", "web", "echo", "hi"]), "hi\n");
+    assert_eq!(
+        b.run(&["exec", "web", "sh", "-c", "exit 7"]).code(),
+        Some(7)
+    );
+    assert_eq!(b.run(&["exec", "web", "nosuchcmd"]).code(), Some(127));
+    assert_eq!(
+        b.ok(&[
+            "exec",
+            "-e",
+            "X=y",
+            "-w",
+            "/etc",
+            "-u",
+            "nobody",
+            "web",
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -u)"
+        ]),
+        "y /etc 65534\n"
+    );
+    let out = berth_tests::run_with_input(
+        &mut b.cmd(&["exec", "-i", "web", "cat"]),
+        b"through stdin\n",
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.stdout, "through stdin\n");
+    let top = b.ok(&["top", "web"]);
+    assert!(top.contains("sleep"), "{top}");
+
+    // A name is taken until the container goes.
+    let out = b.run(&["create", "--name", "web", "busybox"]);
+    assert_eq!(out.code(), Some(125));
+    assert!(
+        out.stderr
+            .contains("The container name \"/web\" is already in use"),
+        "{}",
+        out.stderr
+    );
+    // rm refuses a running container without -f.
+    let out = b.run(&["rm", "web"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("stop the container before removing or force remove"),
+        "{}",
+        out.stderr
+    );
+
+    assert_eq!(b.ok(&["stop", "web"]).trim(), "web");
+    b.wait_status("web", "Exited (0)");
+    assert!(b.ok(&["logs", "web"]).ends_with("bye\n"));
+    assert_eq!(b.ok(&["ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["wait", "web"]).trim(), "0");
+    // The exited container holds no process: its shim is gone too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run(Command::new("pgrep").args([
+        "-f",
+        &format!("containerd-shim-berth-v2 -namespace berth -id {id}"),
+    ]))
+    .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the shim of an exited container stays"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Started again: the same container, its log continues.
+    b.ok(&["start", "web"]);
+    b.wait_status("web", "Up");
+    b.ok(&["rename", "web", "web2"]);
+    assert_eq!(b.ok(&["kill", "-s", "KILL", "web2"]).trim(), "web2");
+    b.wait_status("web2", "Exited (137)");
+    assert_eq!(b.ok(&["logs", "web2"]).matches("started").count(), 2);
+    b.ok(&["rm", "web2"]);
+    assert!(!b.record_dir(&id).exists());
+    let out = b.run(&["inspect", "web2"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("No such object: web2"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_rm_leaves_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-rm");
+    b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "/anon",
+        "busybox",
+        "true",
+    ]);
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(out.code(), Some(4));
+    b.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "gone",
+        "busybox",
+        "true",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.ok(&["ps", "-aq"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "a --rm -d container stays");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = std::fs::read_dir(b.env.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let vols = std::fs::read_dir(b.env.root().join("volumes"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(vols, 0, "an anonymous volume of a --rm container stays");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&b.env.root().display().to_string()),
+        "a rootfs stays mounted"
+    );
+    // The image is no longer in use: rmi goes through.
+    b.ok(&["rmi", "busybox"]);
+}
+
+#[test]
+fn rmi_is_refused_while_a_container_uses_the_image() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-rmi");
+    b.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "c1",
+        "busybox",
+        "true",
+    ]);
+    let out = b.run(&["rmi", "busybox"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("conflict") || out.stderr.contains("being used"),
+        "{}",
+        out.stderr
+    );
+    b.ok(&["rm", "c1"]);
+    b.ok(&["rmi", "busybox"]);
+}
+
+#[test]
+fn restart_policy_on_failure_restarts_then_gives_up() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-restart");
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    b.wait_status("flaky", "Exited (1)");
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.RestartCount}}", "flaky"])
+            .trim(),
+        "2"
+    );
+    assert_eq!(b.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+    let out = b.run(&["run", "--rm", "--restart", "always", "busybox"]);
+    assert_eq!(out.code(), Some(125));
+    assert!(
+        out.stderr
+            .contains("Conflicting options: --restart and --rm"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn logs_tail_since_and_follow_across_rotation() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-logs");
+    b.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "many",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 100 ]; do echo line$i; i=$((i+1)); done",
+    ]);
+    let logs = b.env.root().join("containers");
+    let id = b
+        .ok(&["inspect", "-f", "{{.Id}}", "many"])
+        .trim()
+        .to_string();
+    assert!(
+        logs.join(&id).join(format!("{id}-json.log.1")).exists(),
+        "no rotation"
+    );
+    assert_eq!(
+        b.ok(&["logs", "--tail", "3", "many"]),
+        "line97\nline98\nline99\n"
+    );
+    assert_eq!(b.ok(&["logs", "-n", "0", "many"]), "");
+    assert_eq!(
+        b.ok(&["logs", "--since", "1h", "--tail", "1", "many"]),
+        "line99\n"
+    );
+    assert_eq!(
+        b.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "many"]),
+        ""
+    );
+
+    // -f follows a container writing across rotations, and ends when it exits.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "slow",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=5",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 60 ]; do echo follow$i; i=$((i+1)); sleep 0.02; done",
+    ]);
+    let out = b.run(&["logs", "-f", "slow"]);
+    out.assert_success();
+    let got: Vec<&str> = out.stdout.lines().collect();
+    let want: Vec<String> = (0..60).map(|i| format!("follow{i}")).collect();
+    // Everything after what the oldest kept file still had arrives, in order.
+    let first = want.iter().position(|w| w == got[0]).expect("known line");
+    assert_eq!(
+        got,
+        want[first..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn run_it_gives_a_terminal_and_ctrl_p_ctrl_q_detaches() {
+    if !can_run() || !require_cmds(&["tmux"]) {
+        return;
+    }
+    let b = Berth::new("cli-tty");
+    let session = b.env.unique("tty");
+    let status = b.env.path().join("status");
+    let env_words = format!(
+        "BERTH_ROOT={} BERTH_RUN={} BERTH_CGROUP_PARENT={}",
+        b.env.root().display(),
+        b.env.run().display(),
+        b.env.unique("cg")
+    );
+    let tmux =
+        |args: &[&str]| run_timeout(Command::new("tmux").args(args), Duration::from_secs(10));
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]).stdout;
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !screen().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} on the screen:\n{}",
+                screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let shell = format!(
+        "env {env_words} {} run -it --network none --name term busybox sh; echo EXIT=$? > {}; sleep 60",
+        bin("berth").display(),
+        status.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &shell,
+    ])
+    .assert_success();
+    let _kill = KillSession(session.clone());
+    wait_for("/ #");
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "echo $((6*7)); tty; stty size",
+        "Enter",
+    ]);
+    wait_for("42");
+    wait_for("/dev/pts/0");
+    wait_for("30 100");
+    // A resize of the terminal reaches the container.
+    tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
+    std::thread::sleep(Duration::from_millis(600));
+    tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
+    wait_for("25 90");
+    // Ctrl-P Ctrl-Q: berth returns 0, the container runs on.
+    tmux(&["send-keys", "-t", &session, "C-p", "C-q"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status.exists() {
+        assert!(Instant::now() < deadline, "no detach:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "EXIT=0");
+    b.wait_status("term", "Up");
+    // And `exec -it` into it, where `exit 3` is the exit status.
+    std::fs::remove_file(&status).unwrap();
+    let shell = format!(
+        "env {env_words} {} exec -it term sh; echo EXIT=$? > {}; sleep 60",
+        bin("berth").display(),
+        status.display()
+    );
+    tmux(&["respawn-pane", "-k", "-t", &session, &shell]).assert_success();
+    wait_for("/ #");
+    tmux(&["send-keys", "-t", &session, "exit 3", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "exec -it did not end:\n{}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "EXIT=3");
+    b.ok(&["rm", "-f", "term"]);
+}
+
+struct KillSession(String);
+
+impl Drop for KillSession {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_create_killed_half_way_is_finished_by_rm() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-kill9");
+    // Kill berth at several moments of a create; whatever it left, rm -f takes away.
+    for delay_ms in [5u64, 20, 40, 80] {
+        let mut child = b
+            .cmd(&["create", "--network", "none", "busybox", "true"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let ids = b.ok(&["ps", "-aq", "--no-trunc"]);
+    for id in ids.lines() {
+        b.ok(&["rm", "-f", id]);
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&b.env.root().join("containers").display().to_string()));
+    b.ok(&["rmi", "busybox"]);
+}
