@@ -2,3 +2,5 @@
 
 pub mod archive;
 pub mod image;
+pub mod network;
+pub mod volume;

@@ -2,16 +2,20 @@
 //! the roots and the connections to the daemons; output is the commands' business.
 
 pub mod daemons;
+pub mod networking;
+pub mod volumes;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use berth_imaged::client::Client as ImagesClient;
+use berth_netd::client::Client as NetworksClient;
 
 pub struct Engine {
     pub root: PathBuf,
     pub run: PathBuf,
     images: Option<ImagesClient>,
+    networks: Option<NetworksClient>,
 }
 
 impl Engine {
@@ -26,6 +30,7 @@ impl Engine {
             root: var("BERTH_ROOT", "/var/lib/berth"),
             run: var("BERTH_RUN", "/run/berth"),
             images: None,
+            networks: None,
         }
     }
 
@@ -46,5 +51,28 @@ impl Engine {
             self.images = Some(client);
         }
         Ok(self.images.as_mut().expect("connected above"))
+    }
+
+    /// The network daemon, started when its socket does not answer.
+    pub async fn networks(&mut self) -> Result<&mut NetworksClient> {
+        if self.networks.is_none() {
+            let socket = self.run.join("netd.sock");
+            let client = match berth_netd::client::connect(&socket).await {
+                Ok(c) => c,
+                Err(_) => {
+                    // As for imaged: a dead daemon's socket file would end the wait early.
+                    let _ = std::fs::remove_file(&socket);
+                    daemons::spawn("berth-netd", &self.root, &self.run, &socket, "netd.log")?;
+                    berth_netd::client::connect(&socket).await?
+                }
+            };
+            self.networks = Some(client);
+        }
+        Ok(self.networks.as_mut().expect("connected above"))
+    }
+
+    /// The volumes under this root (no daemon: plain files, see `volumes`).
+    pub fn volumes(&self) -> volumes::Volumes {
+        volumes::Volumes::new(&self.root)
     }
 }
