@@ -65,6 +65,12 @@ pub enum VolumeError {
         #[source]
         source: io::Error,
     },
+    #[error("error while mounting volume '{name}': {source}")]
+    Mount {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("volume {name}: metadata: {source}")]
     Meta {
         name: String,
@@ -230,9 +236,42 @@ impl Volumes {
         }
     }
 
-    /// Where volume `name`'s content lives (whether or not it exists).
-    pub fn mountpoint(&self, name: &str) -> PathBuf {
+    fn data_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name).join("_data")
+    }
+
+    /// Where volume `name`'s content lives (`volumes/<name>/_data`); `NotFound` for a
+    /// volume that does not exist, so a name never leads outside `volumes/`.
+    pub fn mountpoint(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.get(name)?.mountpoint)
+    }
+
+    /// What a container about to mount the volume calls: for a volume made with
+    /// `-o type=… -o device=… [-o o=…]`, mounts that on `_data` (once; later calls see it
+    /// mounted), as Docker's local driver does. Returns the path to bind into the
+    /// container. It stays mounted until the volume is removed.
+    pub fn mount(&self, name: &str) -> Result<PathBuf> {
+        let v = self.get(name)?;
+        let (Some(fstype), Some(device)) = (v.options.get("type"), v.options.get("device")) else {
+            return Ok(v.mountpoint);
+        };
+        let _lock = self.lock()?;
+        if is_mountpoint(&v.mountpoint) {
+            return Ok(v.mountpoint);
+        }
+        let (flags, data) = mount_flags(v.options.get("o").map(String::as_str).unwrap_or(""));
+        nix::mount::mount(
+            Some(device.as_str()),
+            &v.mountpoint,
+            Some(fstype.as_str()),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| VolumeError::Mount {
+            name: name.into(),
+            source: io::Error::from(e),
+        })?;
+        Ok(v.mountpoint)
     }
 
     /// Waits for the exclusive lock, then clears what an interrupted change left behind.
@@ -281,7 +320,7 @@ impl Volumes {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A directory with _data but no metadata (made by hand, or by an older
                 // layout) is still a volume, as Docker's local driver sees it.
-                let data = self.mountpoint(name);
+                let data = self.data_dir(name);
                 let m = fs::metadata(&data).map_err(|e| match e.kind() {
                     io::ErrorKind::NotFound => VolumeError::NotFound(name.into()),
                     _ => io_err("stat", &data)(e),
@@ -302,7 +341,7 @@ impl Volumes {
 
     fn volume(&self, m: Meta) -> Volume {
         Volume {
-            mountpoint: self.mountpoint(&m.name),
+            mountpoint: self.data_dir(&m.name),
             anonymous: m.anonymous || m.labels.contains_key(ANONYMOUS_LABEL),
             name: m.name,
             driver: m.driver,
@@ -342,7 +381,7 @@ impl Volumes {
     /// apparent size, as Docker's `system df -v` and prune count).
     pub fn size(&self, name: &str) -> u64 {
         let mut seen = HashSet::new();
-        tree_size(&self.mountpoint(name), &mut seen)
+        tree_size(&self.data_dir(name), &mut seen)
     }
 
     pub fn create(&self, opts: &CreateOptions) -> Result<Volume> {
@@ -374,6 +413,10 @@ impl Volumes {
 
     pub fn populate_from(&self, name: &str, source: &Path) -> Result<bool> {
         self.lock()?.populate_from(name, source)
+    }
+
+    pub fn populate_from_rootfs(&self, name: &str, rootfs: &Path, target: &Path) -> Result<bool> {
+        self.lock()?.populate_from_rootfs(name, rootfs, target)
     }
 }
 
@@ -495,6 +538,12 @@ impl Locked<'_> {
     /// Out of the namespace by one rename, then deleted: a crash mid-way leaves a
     /// `.gone-*` dir for the next lock to sweep, never half a volume under its name.
     fn delete(&self, name: &str) -> Result<()> {
+        let data = self.volumes.data_dir(name);
+        if is_mountpoint(&data) {
+            // An options volume (tmpfs, nfs, a bind): its content is not ours to delete.
+            nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(nix_err("unmount", &data))?;
+        }
         let from = self.dir().join(name);
         let gone = self
             .dir()
@@ -541,13 +590,12 @@ impl Locked<'_> {
     /// source directory's owner and mode. Returns whether anything was copied: nothing
     /// is when the volume has content already or `source` is not a directory.
     ///
-    /// `source` itself must already be resolved inside the root file system (an image's
-    /// `/var/run -> /run` is the caller's business); below it nothing is followed: every
+    /// `source` itself is not followed when it is a symlink (see
+    /// [`populate_from_rootfs`](Self::populate_from_rootfs) to resolve the mount path
+    /// inside the container's root); below it nothing is followed: every
     /// step is `openat(O_NOFOLLOW)` from the parent's descriptor, so a symlink swapped in
     /// by a running container cannot lead the copy out of its tree.
     pub fn populate_from(&self, name: &str, source: &Path) -> Result<bool> {
-        let vol = self.volumes.get(name)?;
-        let dst_path = vol.mountpoint;
         let src = match nix::fcntl::open(
             source,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -557,6 +605,49 @@ impl Locked<'_> {
             Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(false),
             Err(e) => return Err(nix_err("open", source)(e)),
         };
+        self.populate_from_fd(name, src, source)
+    }
+
+    /// [`populate_from`](Self::populate_from) with the mount path resolved inside the
+    /// container's root file system as the kernel would resolve it for the container
+    /// (`openat2` with `RESOLVE_IN_ROOT`): a `/var/run -> /run` symlink in the image leads
+    /// to the image's `/run`, and nothing leads out of `rootfs`.
+    pub fn populate_from_rootfs(&self, name: &str, rootfs: &Path, target: &Path) -> Result<bool> {
+        let root = nix::fcntl::open(
+            rootfs,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(nix_err("open", rootfs))?;
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let how = nix::fcntl::OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(
+                nix::fcntl::ResolveFlag::RESOLVE_IN_ROOT
+                    | nix::fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        let shown = rootfs.join(rel);
+        let mut tries = 0;
+        let src = loop {
+            match nix::fcntl::openat2(&root, rel, how) {
+                Ok(fd) => break fd,
+                // The kernel's answer when a mount or rename anywhere raced the walk.
+                Err(Errno::EAGAIN) if tries < 100 => tries += 1,
+                Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(false),
+                Err(e) => return Err(nix_err("open", &shown)(e)),
+            }
+        };
+        self.populate_from_fd(name, src, &shown)
+    }
+
+    fn populate_from_fd(&self, name: &str, src: OwnedFd, source: &Path) -> Result<bool> {
+        let vol = self.volumes.get(name)?;
+        let dst_path = vol.mountpoint;
         let dst = nix::fcntl::open(
             &dst_path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -828,6 +919,69 @@ fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd, n: &CStr) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether something is mounted exactly at `path` (mountinfo's fifth field, with the
+/// kernel's octal escapes undone). thread-self: the mount namespace of the calling thread,
+/// which is what mount(2) acted on.
+fn is_mountpoint(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/thread-self/mountinfo") else {
+        return false;
+    };
+    let want = path.as_os_str().as_bytes();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_octal(m) == want)
+}
+
+fn unescape_octal(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `-o o=…` split as mount(8) does: the flags the kernel takes as bits, and the rest as
+/// the file system's data string (`size=64m,uid=1000`).
+fn mount_flags(o: &str) -> (nix::mount::MsFlags, String) {
+    use nix::mount::MsFlags as F;
+    let mut flags = F::empty();
+    let mut data = Vec::new();
+    for opt in o.split(',').filter(|x| !x.is_empty()) {
+        match opt {
+            "ro" => flags |= F::MS_RDONLY,
+            "rw" => flags &= !F::MS_RDONLY,
+            "nosuid" => flags |= F::MS_NOSUID,
+            "suid" => flags &= !F::MS_NOSUID,
+            "nodev" => flags |= F::MS_NODEV,
+            "dev" => flags &= !F::MS_NODEV,
+            "noexec" => flags |= F::MS_NOEXEC,
+            "exec" => flags &= !F::MS_NOEXEC,
+            "sync" => flags |= F::MS_SYNCHRONOUS,
+            "async" => flags &= !F::MS_SYNCHRONOUS,
+            "noatime" => flags |= F::MS_NOATIME,
+            "nodiratime" => flags |= F::MS_NODIRATIME,
+            "relatime" => flags |= F::MS_RELATIME,
+            "strictatime" => flags |= F::MS_STRICTATIME,
+            "bind" => flags |= F::MS_BIND,
+            "rbind" => flags |= F::MS_BIND | F::MS_REC,
+            "defaults" => {}
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
 fn tree_size(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let Ok(entries) = fs::read_dir(path) else {
         return 0;
@@ -963,10 +1117,10 @@ mod tests {
         let mut o = named("tagged");
         o.labels.insert("env".into(), "test".into());
         v.create(&o).unwrap();
-        fs::write(v.mountpoint("tagged").join("f"), b"12345").unwrap();
+        fs::write(v.mountpoint("tagged").unwrap().join("f"), b"12345").unwrap();
         fs::hard_link(
-            v.mountpoint("tagged").join("f"),
-            v.mountpoint("tagged").join("g"),
+            v.mountpoint("tagged").unwrap().join("f"),
+            v.mountpoint("tagged").unwrap().join("g"),
         )
         .unwrap();
 
@@ -1064,7 +1218,7 @@ mod tests {
 
         v.create(&named("pop")).unwrap();
         assert!(v.populate_from("pop", &src).unwrap());
-        let d = v.mountpoint("pop");
+        let d = v.mountpoint("pop").unwrap();
         assert_eq!(fs::read(d.join("file")).unwrap(), b"hello");
         let m = fs::metadata(d.join("file")).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o4751);
@@ -1115,13 +1269,132 @@ mod tests {
             .populate_from("pop2", &t.path().join("rootfs/missing"))
             .unwrap());
         assert!(dir_is_empty(
-            &nix::fcntl::open(&v.mountpoint("pop2"), OFlag::O_RDONLY, Mode::empty()).unwrap()
+            &nix::fcntl::open(
+                &v.mountpoint("pop2").unwrap(),
+                OFlag::O_RDONLY,
+                Mode::empty()
+            )
+            .unwrap()
         )
         .unwrap());
         assert!(matches!(
             v.populate_from("nosuch", &src),
             Err(VolumeError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn populate_from_rootfs_resolves_inside_the_root() {
+        let (t, v) = vols();
+        let rootfs = t.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("run/app")).unwrap();
+        fs::create_dir_all(rootfs.join("var")).unwrap();
+        fs::write(rootfs.join("run/app/pid"), b"1").unwrap();
+        // Absolute and escaping links resolve inside the rootfs, as for the container.
+        symlink("/run", rootfs.join("var/run")).unwrap();
+        symlink("../../../../../run", rootfs.join("up")).unwrap();
+        fs::create_dir_all(t.path().join("run/app")).unwrap();
+        fs::write(t.path().join("run/app/host-secret"), b"s").unwrap();
+        for (vol, target) in [("r1", "/var/run/app"), ("r2", "/up/app")] {
+            v.create(&named(vol)).unwrap();
+            assert!(v
+                .populate_from_rootfs(vol, &rootfs, Path::new(target))
+                .unwrap());
+            let d = v.mountpoint(vol).unwrap();
+            assert_eq!(fs::read(d.join("pid")).unwrap(), b"1", "{target}");
+            assert!(!d.join("host-secret").exists(), "{target}");
+        }
+        v.create(&named("r3")).unwrap();
+        assert!(!v
+            .populate_from_rootfs("r3", &rootfs, Path::new("/nonexistent"))
+            .unwrap());
+        assert!(matches!(
+            v.mountpoint("../../etc"),
+            Err(VolumeError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn options_volumes_mount_on_use_and_unmount_on_remove() {
+        assert_eq!(
+            mount_flags("ro,size=64m,nosuid,uid=1000"),
+            (
+                nix::mount::MsFlags::MS_RDONLY | nix::mount::MsFlags::MS_NOSUID,
+                "size=64m,uid=1000".to_string()
+            )
+        );
+        assert_eq!(unescape_octal("/a\\040b"), b"/a b");
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        // In a mount namespace of a thread of its own, so a failure leaves no tmpfs on
+        // the host: the namespace goes when the thread ends.
+        std::thread::spawn(|| {
+            use nix::mount::MsFlags;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            mount_in_this_thread();
+        })
+        .join()
+        .unwrap();
+    }
+
+    fn mount_in_this_thread() {
+        let (_t, v) = vols();
+        // A volume without options needs no mount.
+        v.create(&named("plain")).unwrap();
+        let p = v.mount("plain").unwrap();
+        assert!(!is_mountpoint(&p));
+        let mut o = named("tmp");
+        for (k, x) in [
+            ("type", "tmpfs"),
+            ("device", "tmpfs"),
+            ("o", "size=1m,mode=0750"),
+        ] {
+            o.options.insert(k.into(), x.into());
+        }
+        v.create(&o).unwrap();
+        let p = v.mount("tmp").unwrap();
+        assert!(is_mountpoint(&p));
+        assert_eq!(
+            v.mount("tmp").unwrap(),
+            p,
+            "a second use mounts nothing more"
+        );
+        let mounts = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        assert_eq!(
+            mounts
+                .lines()
+                .filter(|l| l.split(' ').nth(4) == p.to_str())
+                .count(),
+            1
+        );
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o750
+        );
+        v.remove("tmp", false, &NoUsers).unwrap();
+        assert!(!is_mountpoint(&p));
+        assert!(!fs::read_to_string("/proc/thread-self/mountinfo")
+            .unwrap()
+            .contains("/tmp/_data"));
+        let mut o = named("bad");
+        o.options.insert("type".into(), "nosuchfs".into());
+        o.options.insert("device".into(), "x".into());
+        v.create(&o).unwrap();
+        let e = v.mount("bad").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("error while mounting volume 'bad': "),
+            "{e}"
+        );
     }
 
     trait FifoLike {
