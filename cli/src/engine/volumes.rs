@@ -246,32 +246,9 @@ impl Volumes {
         Ok(self.get(name)?.mountpoint)
     }
 
-    /// What a container about to mount the volume calls: for a volume made with
-    /// `-o type=… -o device=… [-o o=…]`, mounts that on `_data` (once; later calls see it
-    /// mounted), as Docker's local driver does. Returns the path to bind into the
-    /// container. It stays mounted until the volume is removed.
+    /// See [`Locked::mount`].
     pub fn mount(&self, name: &str) -> Result<PathBuf> {
-        let v = self.get(name)?;
-        let (Some(fstype), Some(device)) = (v.options.get("type"), v.options.get("device")) else {
-            return Ok(v.mountpoint);
-        };
-        let _lock = self.lock()?;
-        if is_mountpoint(&v.mountpoint) {
-            return Ok(v.mountpoint);
-        }
-        let (flags, data) = mount_flags(v.options.get("o").map(String::as_str).unwrap_or(""));
-        nix::mount::mount(
-            Some(device.as_str()),
-            &v.mountpoint,
-            Some(fstype.as_str()),
-            flags,
-            (!data.is_empty()).then_some(data.as_str()),
-        )
-        .map_err(|e| VolumeError::Mount {
-            name: name.into(),
-            source: io::Error::from(e),
-        })?;
-        Ok(v.mountpoint)
+        self.lock()?.mount(name)
     }
 
     /// Waits for the exclusive lock, then clears what an interrupted change left behind.
@@ -512,6 +489,33 @@ impl Locked<'_> {
             return Err(e);
         }
         Ok(self.volumes.volume(meta))
+    }
+
+    /// What a container about to mount the volume calls: for a volume made with
+    /// `-o type=… -o device=… [-o o=…]`, mounts that on `_data` (once; later calls see it
+    /// mounted), as Docker's local driver does. Returns the path to bind into the
+    /// container. It stays mounted until the volume is removed.
+    pub fn mount(&self, name: &str) -> Result<PathBuf> {
+        let v = self.volumes.get(name)?;
+        let (Some(fstype), Some(device)) = (v.options.get("type"), v.options.get("device")) else {
+            return Ok(v.mountpoint);
+        };
+        if is_mountpoint(&v.mountpoint) {
+            return Ok(v.mountpoint);
+        }
+        let (flags, data) = mount_flags(v.options.get("o").map(String::as_str).unwrap_or(""));
+        nix::mount::mount(
+            Some(device.as_str()),
+            &v.mountpoint,
+            Some(fstype.as_str()),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| VolumeError::Mount {
+            name: name.into(),
+            source: io::Error::from(e),
+        })?;
+        Ok(v.mountpoint)
     }
 
     /// Removes the volume unless a container uses it. `force`: a missing volume is no
