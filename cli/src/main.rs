@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use berth_cli::commands::container::{exec, logs, manage, ps, run, view};
-use berth_cli::commands::{archive, image};
+use berth_cli::commands::{archive, image, network, volume};
 use berth_cli::engine::Engine;
 use berth_cli::Failure;
 use clap::{Parser, Subcommand};
@@ -84,6 +84,12 @@ enum Command {
     /// Manage Berth
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Show the Berth version information
     Version,
 }
@@ -164,6 +170,42 @@ enum ImageCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum VolumeCommand {
+    /// Create a volume
+    Create(volume::CreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(volume::LsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(volume::InspectArgs),
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm(volume::RmArgs),
+    /// Remove unused local volumes
+    Prune(volume::PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum NetworkCommand {
+    /// Create a network
+    Create(network::CreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(network::LsArgs),
+    /// Display detailed information on one or more networks
+    Inspect(network::InspectArgs),
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm(network::RmArgs),
+    /// Remove all unused networks
+    Prune(network::PruneArgs),
+    /// Connect a container to a network
+    Connect(network::ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(network::DisconnectArgs),
+}
+
+#[derive(Subcommand, Debug)]
 enum SystemCommand {
     /// Show disk usage
     Df {
@@ -225,6 +267,30 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
         Command::Logout(a) => image::logout(engine, &a).await,
         Command::System(SystemCommand::Df { verbose }) => image::system_df(engine, verbose).await,
         Command::Version => version(engine).await,
+        Command::Volume(c) => volume_command(engine, c),
+        Command::Network(c) => network_command(engine, c).await,
+    }
+}
+
+fn volume_command(engine: &mut Engine, cmd: VolumeCommand) -> Result<()> {
+    match cmd {
+        VolumeCommand::Create(a) => volume::create(engine, &a),
+        VolumeCommand::Ls(a) => volume::ls(engine, &a),
+        VolumeCommand::Inspect(a) => volume::inspect(engine, &a),
+        VolumeCommand::Rm(a) => volume::rm(engine, &a),
+        VolumeCommand::Prune(a) => volume::prune(engine, &a),
+    }
+}
+
+async fn network_command(engine: &mut Engine, cmd: NetworkCommand) -> Result<()> {
+    match cmd {
+        NetworkCommand::Create(a) => network::create(engine, &a).await,
+        NetworkCommand::Ls(a) => network::ls(engine, &a).await,
+        NetworkCommand::Inspect(a) => network::inspect(engine, &a).await,
+        NetworkCommand::Rm(a) => network::rm(engine, &a).await,
+        NetworkCommand::Prune(a) => network::prune(engine, &a).await,
+        NetworkCommand::Connect(a) => network::connect(engine, &a).await,
+        NetworkCommand::Disconnect(a) => network::disconnect(engine, &a).await,
     }
 }
 

@@ -3,6 +3,8 @@
 pub mod archive;
 pub mod container;
 pub mod image;
+pub mod network;
+pub mod volume;
 
 /// An I/O error's reason as Go words it (`no such file or directory`), as Docker prints.
 pub fn io_reason(e: &std::io::Error) -> String {
@@ -13,16 +15,4 @@ pub fn io_reason(e: &std::io::Error) -> String {
         Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
         None => String::new(),
     }
-}
-
-/// Ask on the terminal; anything but `y`/`yes` is no.
-pub fn confirm(question: &str) -> bool {
-    use std::io::Write;
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    if std::io::stdin().read_line(&mut answer).is_err() {
-        return false;
-    }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }

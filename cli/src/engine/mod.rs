@@ -3,7 +3,9 @@
 
 pub mod containers;
 pub mod daemons;
+pub mod networking;
 pub mod spec;
+pub mod volumes;
 
 use std::path::PathBuf;
 
@@ -61,6 +63,7 @@ impl Engine {
             let client = match berth_netd::client::connect(&socket).await {
                 Ok(c) => c,
                 Err(_) => {
+                    // As for imaged: a dead daemon's socket file would end the wait early.
                     let _ = std::fs::remove_file(&socket);
                     daemons::spawn("berth-netd", &self.root, &self.run, &socket, "netd.log")?;
                     berth_netd::client::connect(&socket).await?
@@ -69,5 +72,10 @@ impl Engine {
             self.networks = Some(client);
         }
         Ok(self.networks.as_mut().expect("connected above"))
+    }
+
+    /// The volumes under this root (no daemon: plain files, see `volumes`).
+    pub fn volumes(&self) -> volumes::Volumes {
+        volumes::Volumes::new(&self.root)
     }
 }

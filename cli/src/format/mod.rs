@@ -14,10 +14,10 @@ pub fn print_rows(
     rows: &[Value],
     format: Option<&str>,
     default: &str,
-    header: fn(&str) -> String,
+    header: impl Fn(&str) -> String,
 ) -> Result<()> {
     let fmt = match format {
-        None | Some("table") => default,
+        None | Some("") | Some("table") => default,
         Some("json") => "{{json .}}",
         Some(f) => f,
     };
@@ -34,6 +34,30 @@ pub fn print_rows(
     } else {
         for l in lines {
             println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// Docker's `inspect` output: the objects as a JSON array indented by four spaces, or
+/// each through `--format`.
+pub fn print_inspect(found: &[Value], format: Option<&str>) -> Result<()> {
+    match format {
+        Some(f) if !f.is_empty() && f != "json" => {
+            let t = template::Template::parse(f).map_err(|e| Failure::new(1, e.to_string()))?;
+            for v in found {
+                println!(
+                    "{}",
+                    t.render(v).map_err(|e| Failure::new(1, e.to_string()))?
+                );
+            }
+        }
+        _ => {
+            let mut out = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            serde::Serialize::serialize(&found, &mut ser)?;
+            println!("{}", String::from_utf8_lossy(&out));
         }
     }
     Ok(())

@@ -185,11 +185,13 @@ fn one(args: &[String]) -> Result<&str, TemplateError> {
     }
 }
 
-/// Align tab-separated cells into columns three spaces apart, as Docker's tabwriter does.
+/// Align tab-separated cells into columns three spaces apart, as Docker's tabwriter does
+/// (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`: a column is at least 10 wide, padding
+/// included, so `DRIVER    local` lines up as in Docker).
 pub fn align(rows: &[String]) -> String {
     let cells: Vec<Vec<&str>> = rows.iter().map(|r| r.split('\t').collect()).collect();
     let cols = cells.iter().map(Vec::len).max().unwrap_or(0);
-    let mut width = vec![0; cols];
+    let mut width = vec![7; cols];
     for r in &cells {
         for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
             width[i] = width[i].max(c.chars().count());
@@ -235,6 +237,8 @@ mod tests {
     #[test]
     fn tables_align_like_tabwriter() {
         let out = align(&["A\tBB\tC".into(), "AAAA\tB\tC".into()]);
-        assert_eq!(out, "A      BB   C\nAAAA   B    C\n");
+        assert_eq!(out, "A         BB        C\nAAAA      B         C\n");
+        let out = align(&["NAME\tDRIVER".into(), "a-long-name\tbridge".into()]);
+        assert_eq!(out, "NAME          DRIVER\na-long-name   bridge\n");
     }
 }

@@ -181,9 +181,9 @@ pub struct PruneArgs {
 }
 
 pub async fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<()> {
-    if !a.force && !super::super::confirm(
-        "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
-    ) {
+    if !a.force
+        && !crate::commands::image::confirm("WARNING! This will remove all stopped containers.")
+    {
         return Ok(());
     }
     let mut deleted = Vec::new();

@@ -8,7 +8,6 @@ use super::engine_failure;
 use crate::engine::containers::record::Record;
 use crate::engine::containers::state::State;
 use crate::engine::Engine;
-use crate::format::template::Template;
 use crate::Failure;
 
 /// Docker's `docker inspect` object for a container.
@@ -158,18 +157,7 @@ pub async fn inspect(engine: &mut Engine, a: &InspectArgs) -> Result<()> {
         }
         errors.push(format!("Error: No such object: {n}"));
     }
-    match &a.format {
-        Some(f) => {
-            let t = Template::parse(f).map_err(|e| Failure::new(1, e.to_string()))?;
-            for v in &out {
-                println!(
-                    "{}",
-                    t.render(v).map_err(|e| Failure::new(1, e.to_string()))?
-                );
-            }
-        }
-        None => println!("{}", serde_json::to_string_pretty(&out)?),
-    }
+    crate::format::print_inspect(&out, a.format.as_deref())?;
     super::report(errors)
 }
 

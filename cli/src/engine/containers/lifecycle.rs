@@ -16,7 +16,7 @@ use super::shim::{self, Shim};
 use super::state::{self, State, Status};
 use super::store::Store;
 use super::{names, rootfs, ContainerError};
-use crate::engine::Engine;
+use crate::engine::{networking, Engine};
 
 /// What `create` is asked for: the flags, already parsed into Docker's shapes.
 #[derive(Debug, Default, Clone)]
@@ -191,18 +191,16 @@ impl Engine {
                 ..Default::default()
             });
         }
-        for m in rec.mounts.iter_mut().filter(|m| m.kind == "volume") {
-            let data = self.volume_data(&m.name, m.anonymous)?;
-            let inside = root.join(m.destination.trim_start_matches('/'));
-            super::wiring::populate_volume(&data, root, &m.destination, &inside)?;
-            m.source = data.display().to_string();
+        let mut mounts = std::mem::take(&mut rec.mounts);
+        for m in mounts.iter_mut().filter(|m| m.kind == "volume") {
+            m.source = super::wiring::volume_for(self, m, root)?
+                .display()
+                .to_string();
         }
+        rec.mounts = mounts;
+        // Saved now: a failure below must still find the anonymous volumes to remove.
+        self.store().save(rec)?;
         Ok(())
-    }
-
-    /// A named volume's data directory, made when absent (as `docker run -v name:/x` does).
-    fn volume_data(&self, name: &str, anonymous: bool) -> Result<PathBuf, ContainerError> {
-        super::wiring::volume_dir(self, name, anonymous)
     }
 
     async fn netd(&mut self) -> Result<&mut berth_netd::client::Client, ContainerError> {
@@ -219,38 +217,34 @@ impl Engine {
             "host" => return Ok(NetNs::Host),
             _ => {}
         }
-        let ports = port_mappings(&rec.host)?;
-        let netd = self.netd().await?;
-        let mut sb = netd
-            .create_sandbox(npb::CreateSandboxRequest {
-                container_id: rec.id.clone(),
-                name: rec.name.clone(),
-                hostname: rec.config.hostname.clone(),
-                ports,
-                extra_hosts: rec
-                    .host
-                    .extra_hosts
-                    .iter()
-                    .map(|h| match h.split_once(':') {
-                        Some((name, ip)) => format!("{ip}\t{name}"),
-                        None => h.clone(),
-                    })
-                    .collect(),
-            })
-            .await?
-            .into_inner();
-        for a in &rec.networks {
-            sb = netd
-                .connect_network(npb::ConnectRequest {
-                    container_id: rec.id.clone(),
-                    network: a.network.clone(),
-                    ip: a.ip.clone(),
-                    aliases: a.aliases.clone(),
-                    mac: String::new(),
+        let spec = networking::SandboxSpec {
+            container_id: rec.id.clone(),
+            name: rec.name.clone(),
+            hostname: rec.config.hostname.clone(),
+            ports: port_mappings(&rec.host)?,
+            extra_hosts: rec
+                .host
+                .extra_hosts
+                .iter()
+                .map(|h| match h.split_once(':') {
+                    Some((name, ip)) => format!("{ip}\t{name}"),
+                    None => h.clone(),
                 })
-                .await?
-                .into_inner();
-        }
+                .collect(),
+        };
+        let attachments: Vec<networking::Attachment> = rec
+            .networks
+            .iter()
+            .map(|a| networking::Attachment {
+                network: a.network.clone(),
+                aliases: a.aliases.clone(),
+                ip: (!a.ip.is_empty()).then(|| a.ip.clone()),
+                mac: None,
+            })
+            .collect();
+        let sb = networking::setup(self.netd().await?, &spec, &attachments)
+            .await
+            .map_err(|e| ContainerError::Daemon(e.to_string()))?;
         rec.network_settings = sandbox_json(&sb);
         Ok(NetNs::Path(PathBuf::from(sb.netns_path)))
     }
@@ -555,11 +549,9 @@ impl Engine {
         rootfs::unmount(&bundle.join("rootfs"));
         if !matches!(rec.host.network_mode.as_str(), "none" | "host") {
             if let Ok(netd) = self.netd().await {
-                let _ = netd
-                    .remove_sandbox(npb::RemoveSandboxRequest {
-                        container_id: id.to_string(),
-                    })
-                    .await;
+                networking::remove_sandbox(netd, id)
+                    .await
+                    .map_err(|e| ContainerError::Daemon(e.to_string()))?;
             }
         }
         let images = self
@@ -583,8 +575,9 @@ impl Engine {
             store.remove(id)?;
         }
         if volumes {
+            let users = super::wiring::RecordUsers(self.store());
             for m in rec.mounts.iter().filter(|m| m.anonymous) {
-                super::wiring::remove_anonymous_volume(self, &m.name);
+                let _ = self.volumes().remove(&m.name, false, &users);
             }
         }
         Ok(())
@@ -609,6 +602,80 @@ impl Engine {
 }
 
 impl Engine {
+    /// `network connect`: one more network for a container, running or not.
+    pub async fn connect_container(
+        &mut self,
+        what: &str,
+        network: &str,
+        aliases: &[String],
+        ip: Option<&str>,
+    ) -> Result<(), ContainerError> {
+        let rec = self.container(what)?;
+        if matches!(rec.host.network_mode.as_str(), "none" | "host") {
+            return Err(ContainerError::Invalid(format!(
+                "container cannot be disconnected from host network or connected to host network: {} uses network mode {}",
+                rec.name, rec.host.network_mode
+            )));
+        }
+        let sb = networking::connect(
+            self.netd().await?,
+            &rec.id,
+            &networking::Attachment {
+                network: network.to_string(),
+                aliases: aliases.to_vec(),
+                ip: ip.map(str::to_string),
+                mac: None,
+            },
+        )
+        .await
+        .map_err(|e| ContainerError::Daemon(e.to_string()))?;
+        self.update_networks(&rec.id, &sb, |r| {
+            r.networks.push(Attachment {
+                network: network.to_string(),
+                aliases: aliases.to_vec(),
+                ip: ip.unwrap_or_default().to_string(),
+            })
+        })
+    }
+
+    pub async fn disconnect_container(
+        &mut self,
+        what: &str,
+        network: &str,
+    ) -> Result<(), ContainerError> {
+        let rec = self.container(what)?;
+        let sb = networking::disconnect(self.netd().await?, &rec.id, network)
+            .await
+            .map_err(|e| ContainerError::Daemon(e.to_string()))?;
+        self.update_networks(&rec.id, &sb, |r| {
+            r.networks.retain(|n| n.network != network)
+        })
+    }
+
+    /// Record what netd now says of the container's networks, and rewrite its /etc/hosts
+    /// and resolv.conf (bind-mounted files: a running container sees the change).
+    fn update_networks(
+        &self,
+        id: &str,
+        sb: &npb::Sandbox,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<(), ContainerError> {
+        let store = self.store();
+        let _lock = store.lock()?;
+        let mut rec = store.load(id)?;
+        edit(&mut rec);
+        rec.network_settings = sandbox_json(sb);
+        let dir = self.container_dir(id);
+        for (name, text) in [("hosts", &sb.hosts), ("resolv.conf", &sb.resolv_conf)] {
+            if rec.host.dns.is_empty() || name == "hosts" {
+                let p = dir.join(name);
+                // In place, not renamed: the container has this inode bind-mounted.
+                std::fs::write(&p, text).map_err(|e| ContainerError::io(&p, e))?;
+            }
+        }
+        store.save(&rec)
+    }
+
     pub fn rename_container(&self, what: &str, new_name: &str) -> Result<(), ContainerError> {
         let store = self.store();
         let _lock = store.lock()?;

@@ -1,14 +1,12 @@
 //! Where containers meet the engine's other parts: the security defaults of the spec and
 //! the volumes a container mounts.
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use super::bundle::Security;
 use super::record::Record;
-use super::rootfs::open_in_root;
 use super::ContainerError;
 use crate::engine::spec;
 use crate::engine::Engine;
@@ -69,48 +67,51 @@ fn host_device(dev: &Value) -> Result<(Value, Value), ContainerError> {
     ))
 }
 
-/// A volume's data directory, made when absent.
-pub fn volume_dir(
+/// A volume a container mounts: made when absent (as `docker run -v name:/x` does),
+/// mounted when it has driver options, and filled from the image's content at `dest`
+/// when empty (unless `nocopy`). Its host directory.
+pub fn volume_for(
     engine: &Engine,
-    name: &str,
-    _anonymous: bool,
-) -> Result<PathBuf, ContainerError> {
-    let dir = engine.root.join("volumes").join(name).join("_data");
-    std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io(&dir, e))?;
-    Ok(dir)
-}
-
-/// Fill an empty volume with what the image has at `dest`, as Docker does.
-pub fn populate_volume(
-    data: &Path,
+    m: &mut super::record::MountPoint,
     root: &Path,
-    dest: &str,
-    _inside: &Path,
-) -> Result<(), ContainerError> {
-    if std::fs::read_dir(data)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(true)
-    {
-        return Ok(());
+) -> Result<PathBuf, ContainerError> {
+    let vols = engine.volumes();
+    let err = |e: crate::engine::volumes::VolumeError| ContainerError::Invalid(e.to_string());
+    let mut labels = std::collections::BTreeMap::new();
+    if m.anonymous {
+        labels.insert("com.docker.volume.anonymous".to_string(), String::new());
     }
-    let Ok(src) = open_in_root(root, dest) else {
-        return Ok(());
-    };
-    let from = format!("/proc/{}/fd/{}/.", std::process::id(), src.as_raw_fd());
-    let status = std::process::Command::new("cp")
-        .args(["-a", &from])
-        .arg(data)
-        .status()
-        .map_err(|e| ContainerError::io(data, e))?;
-    if !status.success() {
-        return Err(ContainerError::Invalid(format!(
-            "copy the image's {dest} into volume {}: cp failed",
-            data.display()
-        )));
+    vols.create(&crate::engine::volumes::CreateOptions {
+        name: Some(m.name.clone()),
+        driver: "local".into(),
+        labels,
+        ..Default::default()
+    })
+    .map_err(err)?;
+    let path = vols.mount(&m.name).map_err(err)?;
+    if !m.options.iter().any(|o| o == "nocopy") {
+        vols.populate_from_rootfs(&m.name, root, Path::new(&m.destination))
+            .map_err(err)?;
     }
-    Ok(())
+    m.options.retain(|o| o != "nocopy");
+    Ok(path)
 }
 
-pub fn remove_anonymous_volume(engine: &Engine, name: &str) {
-    let _ = std::fs::remove_dir_all(engine.root.join("volumes").join(name));
+/// Containers whose mounts name a volume: what makes `volume rm` refuse and `prune` skip.
+pub struct RecordUsers(pub super::store::Store);
+
+impl crate::engine::volumes::VolumeUsers for RecordUsers {
+    fn users(&self, volume: &str) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self
+            .0
+            .all()
+            .into_iter()
+            .filter(|r| {
+                r.mounts
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.name == volume)
+            })
+            .map(|r| r.id)
+            .collect())
+    }
 }

@@ -1,0 +1,310 @@
+//! Docker's getting-started walkthroughs with `berth` in place of `docker`, on the local
+//! fixtures. Every `berth` runs inside a network namespace the test makes (its "host"), so
+//! the berth-netd it starts keeps its bridge, nft table and DNS there and nothing of the
+//! real host is touched; clean-up deletes that namespace and kills what the test started.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_tests::{bin, fixtures, require_cmds, require_root, run, run_timeout, Output, TestEnv};
+
+struct Host {
+    env: TestEnv,
+    ns: PathBuf,
+}
+
+impl Host {
+    fn new(name: &str) -> Host {
+        let env = TestEnv::new(name);
+        let ns_name = env.unique("h");
+        let out = run(Command::new("ip").args(["netns", "add", &ns_name]));
+        assert!(out.success(), "ip netns add: {}", out.stderr);
+        let h = Host {
+            env,
+            ns: PathBuf::from("/run/netns").join(ns_name),
+        };
+        h.sh(&["ip", "link", "set", "lo", "up"]).assert_success();
+        h.ok(&[
+            "load",
+            "-i",
+            &fixtures().join("busybox.tar").display().to_string(),
+        ]);
+        h
+    }
+
+    /// A command in the test's "host" namespace.
+    fn sh(&self, args: &[&str]) -> Output {
+        run_timeout(
+            Command::new("nsenter")
+                .arg(format!("--net={}", self.ns.display()))
+                .args(args),
+            Duration::from_secs(30),
+        )
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        run_timeout(
+            self.env
+                .command("nsenter")
+                .arg(format!("--net={}", self.ns.display()))
+                .arg(bin("berth"))
+                .args(args)
+                .env("BERTH_CGROUP_PARENT", self.env.unique("cg")),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        out.assert_success();
+        out.stdout
+    }
+
+    /// Poll until `f` is true, or fail naming `what`.
+    #[track_caller]
+    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn can_run() -> bool {
+    require_root() && require_cmds(&["ip", "nsenter", "nft", "wget"])
+}
+
+#[test]
+fn a_published_web_server_answers_from_the_host_and_its_logs_follow() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("walk-web");
+    let id = h.ok(&["run", "-d", "-p", "8080:80", "--name", "web", "busybox", "sh", "-c", "mkdir /www && echo 'hello from berth' > /www/index.html && exec httpd -f -vv -p 80 -h /www"]);
+    assert_eq!(id.trim().len(), 64);
+    let ps = h.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"]);
+    assert_eq!(ps.trim(), "web 0.0.0.0:8080->80/tcp");
+    assert_eq!(h.ok(&["port", "web"]).trim(), "80/tcp -> 0.0.0.0:8080");
+    let mut page = String::new();
+    h.until("the page on 127.0.0.1:8080", || {
+        page = h.sh(&["wget", "-qO-", "http://127.0.0.1:8080/"]).stdout;
+        !page.is_empty()
+    });
+    assert_eq!(page, "hello from berth\n");
+    // The server's access log is in `logs`.
+    // busybox httpd logs on stderr, and `logs` keeps the streams apart.
+    h.until("the request in the log", || {
+        h.berth(&["logs", "web"]).stderr.contains("url:/")
+    });
+    // A port already published is refused, naming it.
+    let out = h.berth(&["run", "-d", "-p", "8080:80", "busybox", "true"]);
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    assert!(out.stderr.contains("8080"), "{}", out.stderr);
+    assert_eq!(
+        h.ok(&["ps", "-aq"]).lines().count(),
+        1,
+        "the refused container stays"
+    );
+    h.ok(&["rm", "-f", "web"]);
+    // Its rules went with it.
+    let rules = h.sh(&["nft", "list", "table", "inet", "berth"]).stdout;
+    assert!(!rules.contains("8080"), "{rules}");
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("walk-dns");
+    h.ok(&["network", "create", "app"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "app",
+        "--name",
+        "db",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "db",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    // Two containers share an alias: nslookup from a third gets both, round robin.
+    for n in ["s1", "s2"] {
+        h.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "app",
+            "--network-alias",
+            "search",
+            "--name",
+            n,
+            "busybox",
+            "sleep",
+            "600",
+        ]);
+    }
+    let ips: Vec<String> = ["s1", "s2"]
+        .iter()
+        .map(|n| {
+            h.ok(&[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.app.IPAddress}}",
+                n,
+            ])
+            .trim()
+            .to_string()
+        })
+        .collect();
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let out = h.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "app",
+            "busybox",
+            "nslookup",
+            "search",
+        ]);
+        for ip in &ips {
+            assert!(out.contains(ip.as_str()), "{ip} missing:\n{out}");
+        }
+        // The first answer after the server's own lines.
+        let answers: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .filter_map(|l| {
+                l.strip_prefix("Address: ")
+                    .or_else(|| l.strip_prefix("Address 1: "))
+            })
+            .collect();
+        if let Some(a) = answers.first() {
+            firsts.insert(a.split_whitespace().next().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(firsts.len(), 2, "not round robin: {firsts:?}");
+    // connect and disconnect work on a running container.
+    h.ok(&["network", "create", "other"]);
+    h.ok(&["network", "connect", "--alias", "dbx", "other", "db"]);
+    let addrs = h.ok(&["exec", "db", "ip", "-o", "-4", "addr"]);
+    assert!(addrs.contains("eth1"), "{addrs}");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "other",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "dbx",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    h.ok(&["network", "disconnect", "other", "db"]);
+    assert!(!h
+        .ok(&["exec", "db", "ip", "-o", "-4", "addr"])
+        .contains("eth1"));
+    // A network in use is not removed.
+    let out = h.berth(&["network", "rm", "app"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    h.ok(&["rm", "-f", "db", "s1", "s2"]);
+    h.ok(&["network", "rm", "app", "other"]);
+}
+
+#[test]
+fn a_named_volume_keeps_its_data_across_containers() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("walk-vol");
+    h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "todo-db:/etc/todos",
+        "busybox",
+        "sh",
+        "-c",
+        "echo buy milk > /etc/todos/list",
+    ]);
+    let vols = h.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.trim(), "todo-db");
+    h.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "user",
+        "-v",
+        "todo-db:/data:ro",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(h.ok(&["exec", "user", "cat", "/data/list"]), "buy milk\n");
+    let out = h.berth(&["exec", "user", "touch", "/data/x"]);
+    assert_ne!(out.code(), Some(0), "a read-only volume took a write");
+    // In use: not removed.
+    let out = h.berth(&["volume", "rm", "todo-db"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("volume is in use"), "{}", out.stderr);
+    h.ok(&["rm", "-f", "user"]);
+    // A new volume on a path the image has is filled from the image, as Docker does.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "cat",
+        "/etc/passwd",
+    ]);
+    assert!(out.contains("root:"), "{out}");
+    // A bind mount.
+    let dir = h.env.path().join("bind");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("in"), "from host\n").unwrap();
+    let spec = format!("{}:/mnt", dir.display());
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/in; echo back > /mnt/out",
+    ]);
+    assert_eq!(out, "from host\n");
+    assert_eq!(std::fs::read_to_string(dir.join("out")).unwrap(), "back\n");
+    h.ok(&["volume", "rm", "todo-db", "etcvol"]);
+}
