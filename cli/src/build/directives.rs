@@ -41,9 +41,7 @@ pub fn parse(lines: &[&str]) -> Result<(Directives, usize), (usize, ErrorKind)> 
         if seen.contains(&lower) {
             return Err((
                 i + 1,
-                ErrorKind::Directive(format!(
-                    "only one {lower} parser directive can be used"
-                )),
+                ErrorKind::Directive(format!("only one {lower} parser directive can be used")),
             ));
         }
         match lower.as_str() {
@@ -128,6 +126,9 @@ mod tests {
         );
         let (line, e) = parse(&lines("# escape=`\n# ESCAPE=\\")).unwrap_err();
         assert_eq!(line, 2);
-        assert_eq!(e.to_string(), "only one escape parser directive can be used");
+        assert_eq!(
+            e.to_string(),
+            "only one escape parser directive can be used"
+        );
     }
 }

@@ -19,7 +19,9 @@
 pub enum PatternError {
     #[error(".dockerignore:{line}: illegal exclusion pattern: \"!\"")]
     LoneExclamation { line: usize },
-    #[error(".dockerignore:{line}: syntax error in pattern {pattern:?}: unterminated character class")]
+    #[error(
+        ".dockerignore:{line}: syntax error in pattern {pattern:?}: unterminated character class"
+    )]
     BadClass { line: usize, pattern: String },
 }
 
@@ -107,10 +109,7 @@ impl DockerIgnore {
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = clean(path);
         let path = path.trim_start_matches('/');
-        let parents: Vec<&str> = path
-            .match_indices('/')
-            .map(|(i, _)| &path[..i])
-            .collect();
+        let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
         let mut excluded = false;
         for pattern in &self.patterns {
             // An inclusion cannot change an excluded path, nor an exception a kept one.

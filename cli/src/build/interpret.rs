@@ -304,7 +304,7 @@ fn mount(spec: &str) -> Result<Mount, ErrorKind> {
             "source" | "src" => m.source = Some(need()?.to_string()),
             "from" => m.from = Some(need()?.to_string()),
             "id" => m.id = Some(need()?.to_string()),
-            "ro" | "readonly" => readonly = Some(value.map_or(true, |v| v != "false")),
+            "ro" | "readonly" => readonly = Some(value != Some("false")),
             "rw" | "readwrite" => readonly = Some(value.is_some_and(|v| v == "false")),
             "sharing" => {
                 m.sharing = match need()? {
@@ -582,9 +582,15 @@ mod tests {
                 name: Some("build".into()),
             })
         );
-        assert_eq!(err("FROM a b"), "FROM requires either one or three arguments");
+        assert_eq!(
+            err("FROM a b"),
+            "FROM requires either one or three arguments"
+        );
         assert_eq!(err("FROM"), "FROM requires either one or three arguments");
-        assert_eq!(err("FROM a to b"), "FROM requires either one or three arguments");
+        assert_eq!(
+            err("FROM a to b"),
+            "FROM requires either one or three arguments"
+        );
         assert!(err("FROM a AS 1x").starts_with("invalid name for build stage: \"1x\""));
         assert_eq!(err("FROM --plat=x a"), "unknown flag: plat");
     }
@@ -594,7 +600,10 @@ mod tests {
         let Instruction::Run(r) = one(r#"RUN ["echo", "hi"]"#).unwrap() else {
             panic!()
         };
-        assert_eq!(r.command, CommandLine::Exec(vec!["echo".into(), "hi".into()]));
+        assert_eq!(
+            r.command,
+            CommandLine::Exec(vec!["echo".into(), "hi".into()])
+        );
         // Invalid JSON falls back to the shell form, as Docker does.
         let Instruction::Run(r) = one("RUN [ -f x ] && echo").unwrap() else {
             panic!()
@@ -602,7 +611,10 @@ mod tests {
         assert_eq!(r.command, CommandLine::Shell("[ -f x ] && echo".into()));
         assert_eq!(err("RUN"), "RUN requires at least one argument");
         assert_eq!(err("RUN --foo=bar x"), "unknown flag: foo");
-        assert_eq!(err("RUN --network=x y"), "unsupported network mode \"x\" (want default, none or host)");
+        assert_eq!(
+            err("RUN --network=x y"),
+            "unsupported network mode \"x\" (want default, none or host)"
+        );
     }
 
     #[test]
@@ -623,7 +635,9 @@ mod tests {
         assert_eq!(r.network, Some(Network::None));
         assert!(err("RUN --mount=type=secret,id=x,target=/s x").contains("not supported"));
         assert!(err("RUN --mount=type=cache x").contains("mount destination not specified"));
-        assert!(err("RUN --mount=type=cache,target=/x,bogus=1 x").contains("unexpected key 'bogus'"));
+        assert!(
+            err("RUN --mount=type=cache,target=/x,bogus=1 x").contains("unexpected key 'bogus'")
+        );
         assert_eq!(
             err("RUN --network=host --network=none x"),
             "Duplicate flag specified: network"
@@ -756,11 +770,20 @@ mod tests {
 
     #[test]
     fn small_instructions() {
-        assert_eq!(one("WORKDIR /a b").unwrap(), Instruction::Workdir("/a b".into()));
+        assert_eq!(
+            one("WORKDIR /a b").unwrap(),
+            Instruction::Workdir("/a b".into())
+        );
         assert_eq!(err("WORKDIR"), "WORKDIR requires exactly one argument");
         assert_eq!(err("USER"), "USER requires exactly one argument");
-        assert_eq!(one("USER app:app").unwrap(), Instruction::User("app:app".into()));
-        assert_eq!(err("STOPSIGNAL A B"), "STOPSIGNAL requires exactly one argument");
+        assert_eq!(
+            one("USER app:app").unwrap(),
+            Instruction::User("app:app".into())
+        );
+        assert_eq!(
+            err("STOPSIGNAL A B"),
+            "STOPSIGNAL requires exactly one argument"
+        );
         assert_eq!(
             one("EXPOSE 3000 53/udp").unwrap(),
             Instruction::Expose(vec!["3000".into(), "53/udp".into()])
@@ -774,14 +797,26 @@ mod tests {
             one("VOLUME /data /logs").unwrap(),
             Instruction::Volume(vec!["/data".into(), "/logs".into()])
         );
-        assert_eq!(err(r#"VOLUME [""]"#), "VOLUME specified can not be an empty string");
+        assert_eq!(
+            err(r#"VOLUME [""]"#),
+            "VOLUME specified can not be an empty string"
+        );
         assert_eq!(
             one(r#"SHELL ["powershell", "-command"]"#).unwrap(),
             Instruction::Shell(vec!["powershell".into(), "-command".into()])
         );
-        assert_eq!(err("SHELL /bin/bash -c"), "SHELL requires the arguments to be in JSON form");
-        assert_eq!(one("MAINTAINER Jo <jo@x>").unwrap(), Instruction::Maintainer("Jo <jo@x>".into()));
-        assert_eq!(one("CMD").unwrap(), Instruction::Cmd(CommandLine::Exec(vec![])));
+        assert_eq!(
+            err("SHELL /bin/bash -c"),
+            "SHELL requires the arguments to be in JSON form"
+        );
+        assert_eq!(
+            one("MAINTAINER Jo <jo@x>").unwrap(),
+            Instruction::Maintainer("Jo <jo@x>".into())
+        );
+        assert_eq!(
+            one("CMD").unwrap(),
+            Instruction::Cmd(CommandLine::Exec(vec![]))
+        );
         assert_eq!(err("FOOBAR x"), "unknown instruction: FOOBAR");
         assert_eq!(err("CMD --help"), "unknown flag: help");
     }
@@ -804,15 +839,30 @@ mod tests {
                 retries: Some(3),
             })
         );
-        assert_eq!(err("HEALTHCHECK NONE x"), "HEALTHCHECK NONE takes no arguments");
-        assert_eq!(err("HEALTHCHECK CMD"), "Missing command after HEALTHCHECK CMD");
-        assert_eq!(err("HEALTHCHECK RUN x"), "Unknown type \"RUN\" in HEALTHCHECK (try CMD)");
-        assert_eq!(err("HEALTHCHECK --retries=-1 CMD x"), "--retries cannot be negative (-1)");
+        assert_eq!(
+            err("HEALTHCHECK NONE x"),
+            "HEALTHCHECK NONE takes no arguments"
+        );
+        assert_eq!(
+            err("HEALTHCHECK CMD"),
+            "Missing command after HEALTHCHECK CMD"
+        );
+        assert_eq!(
+            err("HEALTHCHECK RUN x"),
+            "Unknown type \"RUN\" in HEALTHCHECK (try CMD)"
+        );
+        assert_eq!(
+            err("HEALTHCHECK --retries=-1 CMD x"),
+            "--retries cannot be negative (-1)"
+        );
         assert_eq!(
             err("HEALTHCHECK --interval=10us CMD x"),
             "Interval \"interval\" cannot be less than 1ms"
         );
-        assert_eq!(err("HEALTHCHECK --interval=abc CMD x"), "time: invalid duration \"abc\"");
+        assert_eq!(
+            err("HEALTHCHECK --interval=abc CMD x"),
+            "time: invalid duration \"abc\""
+        );
     }
 
     #[test]
@@ -831,9 +881,18 @@ mod tests {
         };
         assert_eq!(o.text, "COPY . /app");
         assert!(matches!(*o.instruction, Instruction::Copy(_)));
-        assert_eq!(err("ONBUILD ONBUILD RUN x"), "Cannot chain ONBUILD via `ONBUILD ONBUILD`");
-        assert_eq!(err("ONBUILD FROM x"), "FROM isn't allowed as an ONBUILD trigger");
-        assert_eq!(err("ONBUILD MAINTAINER x"), "MAINTAINER isn't allowed as an ONBUILD trigger");
+        assert_eq!(
+            err("ONBUILD ONBUILD RUN x"),
+            "Cannot chain ONBUILD via `ONBUILD ONBUILD`"
+        );
+        assert_eq!(
+            err("ONBUILD FROM x"),
+            "FROM isn't allowed as an ONBUILD trigger"
+        );
+        assert_eq!(
+            err("ONBUILD MAINTAINER x"),
+            "MAINTAINER isn't allowed as an ONBUILD trigger"
+        );
         assert_eq!(err("ONBUILD BOGUS"), "unknown instruction: BOGUS");
     }
 
@@ -858,7 +917,10 @@ mod tests {
             x("EXPOSE $PORTS 8080"),
             Instruction::Expose(vec!["80".into(), "443".into(), "8080".into()])
         );
-        assert_eq!(x("WORKDIR $HOME/src"), Instruction::Workdir("/home/app/src".into()));
+        assert_eq!(
+            x("WORKDIR $HOME/src"),
+            Instruction::Workdir("/home/app/src".into())
+        );
         // RUN is the shell's to expand.
         assert_eq!(x("RUN echo $V"), one("RUN echo $V").unwrap());
         let Instruction::Copy(c) = x("COPY --chown=${U:-app} app-$V.tar /opt/") else {
@@ -866,14 +928,23 @@ mod tests {
         };
         assert_eq!(c.chown.as_deref(), Some("app"));
         assert_eq!(c.sources, [Source::Path("app-1.2.tar".into())]);
-        assert_eq!(x("LABEL \"a b\"=\"c d\"").to_string(), "LABEL \"a b\"=\"c d\"");
+        assert_eq!(
+            x("LABEL \"a b\"=\"c d\"").to_string(),
+            "LABEL \"a b\"=\"c d\""
+        );
     }
 
     #[test]
     fn canonical_text() {
         let t = |line: &str| one(line).unwrap().to_string();
-        assert_eq!(t("copy  --link --from=x  a   b"), "COPY --from=x --link a b");
-        assert_eq!(t("CMD [\"node\",   \"src/index.js\"]"), "CMD [\"node\",\"src/index.js\"]");
+        assert_eq!(
+            t("copy  --link --from=x  a   b"),
+            "COPY --from=x --link a b"
+        );
+        assert_eq!(
+            t("CMD [\"node\",   \"src/index.js\"]"),
+            "CMD [\"node\",\"src/index.js\"]"
+        );
         assert_eq!(t("ENV A 1"), "ENV A=1");
         assert_eq!(
             t("RUN --mount=type=cache,target=/c make"),

@@ -109,8 +109,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Error> {
     }
     for node in &nodes {
         let at = |kind| Error::at(file_name, node.line, kind);
-        let instruction =
-            interpret::instruction(node, dockerfile.directives.escape).map_err(at)?;
+        let instruction = interpret::instruction(node, dockerfile.directives.escape).map_err(at)?;
         let command = Command {
             line: node.line,
             end_line: node.end_line,
@@ -120,7 +119,11 @@ pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Error> {
         match (&command.instruction, dockerfile.stages.last_mut()) {
             (Instruction::From(from), _) => {
                 if let Some(name) = &from.name {
-                    if dockerfile.stages.iter().any(|s| s.name.as_ref() == Some(name)) {
+                    if dockerfile
+                        .stages
+                        .iter()
+                        .any(|s| s.name.as_ref() == Some(name))
+                    {
                         return Err(at(ErrorKind::Stage(format!(
                             "duplicate stage name {name:?}"
                         ))));

@@ -79,7 +79,10 @@ pub fn parse(text: &str) -> Result<(Directives, Vec<Node>), (usize, ErrorKind)> 
         };
         let (flags, rest) = extract_flags(args);
         let mut heredocs = Vec::new();
-        if matches!(keyword.to_ascii_lowercase().as_str(), "run" | "copy" | "add") {
+        if matches!(
+            keyword.to_ascii_lowercase().as_str(),
+            "run" | "copy" | "add"
+        ) {
             for marker in heredoc_markers(line) {
                 let mut content = String::new();
                 let mut terminated = false;
@@ -229,9 +232,8 @@ mod tests {
 
     #[test]
     fn continuation_comments_and_blank_lines() {
-        let n = nodes(
-            "FROM busybox\n\n# comment\nRUN echo a \\\n  # inside\n\n    && echo b\nCMD x\n",
-        );
+        let n =
+            nodes("FROM busybox\n\n# comment\nRUN echo a \\\n  # inside\n\n    && echo b\nCMD x\n");
         assert_eq!(n.len(), 3);
         assert_eq!(n[1].keyword, "RUN");
         assert_eq!(n[1].rest, "echo a     && echo b");

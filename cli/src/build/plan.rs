@@ -131,12 +131,19 @@ pub struct ExpandedStep {
 impl ExpandedStep {
     /// The step's cache key; see [`super::cache::cache_key`].
     pub fn cache_key(&self, parent: &str, content_digest: Option<&str>) -> String {
-        super::cache::cache_key(
-            parent,
-            &self.instruction.to_string(),
-            &self.args_used,
-            content_digest,
-        )
+        super::cache::cache_key(parent, &self.key_text(), &self.args_used, content_digest)
+    }
+
+    /// The instruction's text for its cache key. An ARG is keyed by its names only: a new
+    /// value misses the cache where the value is used, not where it is declared (Docker).
+    pub fn key_text(&self) -> String {
+        match &self.instruction {
+            Instruction::Arg(decls) => {
+                let names: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
+                format!("ARG {}", names.join(" "))
+            }
+            other => other.to_string(),
+        }
     }
 }
 
@@ -302,7 +309,10 @@ pub fn plan(dockerfile: &Dockerfile, options: &BuildOptions) -> Result<Plan, Err
     for (prefix, platform) in [("TARGET", &target_platform), ("BUILD", &build_platform)] {
         let mut parts = platform.split('/');
         automatic.insert(format!("{prefix}PLATFORM"), platform.clone());
-        automatic.insert(format!("{prefix}OS"), parts.next().unwrap_or("").to_string());
+        automatic.insert(
+            format!("{prefix}OS"),
+            parts.next().unwrap_or("").to_string(),
+        );
         automatic.insert(
             format!("{prefix}ARCH"),
             parts.next().unwrap_or("").to_string(),
@@ -377,7 +387,11 @@ pub fn plan(dockerfile: &Dockerfile, options: &BuildOptions) -> Result<Plan, Err
             depends_on.insert(i);
         }
         for step in &steps {
-            for b in step.copy_from.iter().chain(step.mount_from.iter().flatten()) {
+            for b in step
+                .copy_from
+                .iter()
+                .chain(step.mount_from.iter().flatten())
+            {
                 if let Base::Stage(i) = b {
                     depends_on.insert(*i);
                 }
@@ -448,8 +462,8 @@ fn steps(
     for command in commands {
         let at = |kind| Error::at(file, command.line, kind);
         let resolve = |keyword: &str, raw: &str, scope: &Scope| -> Result<Base, Error> {
-            let name = expand_word(raw, plan.escape, &|n| scope.lookup(n))
-                .map_err(|e| at(e.into()))?;
+            let name =
+                expand_word(raw, plan.escape, &|n| scope.lookup(n)).map_err(|e| at(e.into()))?;
             resolve_from(dockerfile, current, keyword, &name).map_err(at)
         };
         let mut step = Step {
@@ -467,7 +481,10 @@ fn steps(
             }
             Instruction::Run(r) => {
                 for m in &r.mounts {
-                    let from = m.from.as_deref().map(|raw| resolve("RUN --mount", raw, &scope));
+                    let from = m
+                        .from
+                        .as_deref()
+                        .map(|raw| resolve("RUN --mount", raw, &scope));
                     step.mount_from.push(from.transpose()?);
                 }
             }

@@ -471,10 +471,7 @@ mod tests {
         assert_eq!(w(r"'a\b'"), r"a\b");
         assert_eq!(w("don't'"), "dont");
         // With the backtick as escape character, a backslash is an ordinary character.
-        assert_eq!(
-            expand_word(r"C:\dir\`$A", '`', &env).unwrap(),
-            r"C:\dir\$A"
-        );
+        assert_eq!(expand_word(r"C:\dir\`$A", '`', &env).unwrap(), r"C:\dir\$A");
     }
 
     #[test]
@@ -507,9 +504,6 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(
-            referenced_names("${A:-$B}/$C '$D'", '\\'),
-            ["A", "B", "C"]
-        );
+        assert_eq!(referenced_names("${A:-$B}/$C '$D'", '\\'), ["A", "B", "C"]);
     }
 }
