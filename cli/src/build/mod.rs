@@ -8,18 +8,18 @@
 //! - [`instructions`]: the typed instructions, their expansion, their canonical text.
 //! - [`words`]: Docker's shell-word lexer (`${var:-default}`, quotes, escapes).
 //! - [`dockerignore`]: `.dockerignore` patterns and whether a context path is excluded.
-//! - [`plan`]: stages, bases, `--from` references, `--target` pruning, parallel waves, ARG
+//! - [`mod@plan`]: stages, bases, `--from` references, `--target` pruning, parallel waves, ARG
 //!   scoping, and the [`plan::Scope`] an executor expands each step with.
 //! - [`cache`]: the cache key of a step.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), berth_cli::build::Error> {
 //! use berth_cli::build::{self, BuildOptions};
 //! let dockerfile = build::parse("Dockerfile", "FROM busybox\nRUN echo hi\n")?;
 //! let plan = build::plan(&dockerfile, &BuildOptions::default())?;
 //! for wave in &plan.waves {
-//!     for &i in wave {
-//!         let stage = &plan.stages[i];
+//!     for &index in wave {
+//!         let stage = plan.stage(index).expect("waves hold planned stages");
 //!         // Resolve stage.base, take its config's Env, then:
 //!         let mut scope = plan.scope(stage, &[]);
 //!         for step in &stage.steps {

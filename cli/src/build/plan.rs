@@ -476,7 +476,18 @@ fn steps(
         match &command.instruction {
             Instruction::Copy(c) => {
                 if let Some(raw) = &c.from {
-                    step.copy_from = Some(resolve("COPY", raw, &scope)?);
+                    // BuildKit refuses variables here: stages are resolved before any
+                    // stage's args are.
+                    let literal = expand_word(raw, plan.escape, &|_| None).ok();
+                    if literal.as_deref() != Some(raw.as_str()) {
+                        return Err(at(ErrorKind::Stage(
+                            "variable expansion is not supported for --from, define a new stage \
+                             with FROM using ARG from global scope as a workaround"
+                                .to_string(),
+                        )));
+                    }
+                    step.copy_from =
+                        Some(resolve_from(dockerfile, current, "COPY", raw).map_err(at)?);
                 }
             }
             Instruction::Run(r) => {
@@ -512,12 +523,12 @@ fn resolve_from(
     };
     if let Ok(index) = name.parse::<usize>() {
         if index >= dockerfile.stages.len() {
-            return Err(missing());
-        }
-        if index >= current {
             return Err(ErrorKind::Stage(format!(
-                "{keyword} --from={name}: refers to the current or a later build stage"
+                "{keyword} --from={name}: invalid stage index {index}"
             )));
+        }
+        if index == current {
+            return Err(ErrorKind::Cycle(dockerfile.stages[index].label()));
         }
         return Ok(Base::Stage(index));
     }
@@ -568,17 +579,32 @@ fn waves(
         depth.insert(i, d);
         Ok(d)
     }
-    visit(target, stages, &mut depth, &mut Vec::new()).map_err(|i| {
-        let stage = &dockerfile.stages[i];
-        Error::at(
-            &dockerfile.file_name,
-            stage.from.line,
-            ErrorKind::Cycle(stage.label()),
-        )
-    })?;
-    let levels = depth.values().max().map_or(0, |m| m + 1);
-    let mut waves = vec![Vec::new(); levels];
-    for (i, d) in depth {
+    // Every stage, as BuildKit refuses a cycle even among stages the target does not need.
+    for i in 0..stages.len() {
+        visit(i, stages, &mut depth, &mut Vec::new()).map_err(|i| {
+            let stage = &dockerfile.stages[i];
+            Error::at(
+                &dockerfile.file_name,
+                stage.from.line,
+                ErrorKind::Cycle(stage.label()),
+            )
+        })?;
+    }
+    let mut needed = BTreeSet::from([target]);
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        for &dep in &stages[i].depends_on {
+            if needed.insert(dep) {
+                todo.push(dep);
+            }
+        }
+    }
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for i in needed {
+        let d = depth[&i];
+        if waves.len() <= d {
+            waves.resize(d + 1, Vec::new());
+        }
         waves[d].push(i);
     }
     Ok(waves)

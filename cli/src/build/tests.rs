@@ -210,11 +210,23 @@ fn from_errors() {
     );
     assert_eq!(
         error("FROM a\nCOPY --from=3 /x /y\n", &o),
-        "Dockerfile:2: COPY --from=3: no stage or image named 3"
+        "Dockerfile:2: COPY --from=3: invalid stage index 3"
     );
     assert_eq!(
         error("FROM a\nFROM b\nCOPY --from=1 /x /y\n", &o),
-        "Dockerfile:3: COPY --from=1: refers to the current or a later build stage"
+        "Dockerfile:3: circular dependency detected on stage: 1"
+    );
+    assert_eq!(
+        error("ARG S=a\nFROM a AS x\nFROM b\nCOPY --from=$S /x /y\n", &o),
+        "Dockerfile:4: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+    );
+    // A cycle among stages the target does not need is still refused.
+    assert_eq!(
+        error(
+            "FROM a AS x\nCOPY --from=y /x /y\nFROM b AS y\nCOPY --from=x /x /y\nFROM c\n",
+            &o
+        ),
+        "Dockerfile:1: circular dependency detected on stage: x"
     );
     assert_eq!(
         error("FROM a AS x\nCOPY --from=x /x /y\n", &o),
@@ -225,7 +237,7 @@ fn from_errors() {
             "FROM a AS x\nCOPY --from=y /x /y\nFROM b AS y\nCOPY --from=x /x /y\n",
             &o
         ),
-        "Dockerfile:3: circular dependency detected on stage: y"
+        "Dockerfile:1: circular dependency detected on stage: x"
     );
     assert_eq!(
         error("ARG IMG\nFROM $IMG\n", &o),

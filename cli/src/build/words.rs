@@ -27,7 +27,9 @@ pub enum ExpandError {
     #[error("syntax error: bad substitution")]
     BadSubstitution,
     #[error("unsupported modifier ({0}) in substitution")]
-    UnsupportedModifier(char),
+    UnsupportedModifier(String),
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
     /// `${name:?message}` on an unset or empty variable.
     #[error("{name}: {message}")]
     Required { name: String, message: String },
@@ -36,7 +38,7 @@ pub enum ExpandError {
 /// Expands one word: quotes removed, escapes applied, variables substituted, no splitting.
 pub fn expand_word(word: &str, escape: char, env: Lookup) -> Result<String, ExpandError> {
     Lexer::new(word, escape, env)
-        .process(None)
+        .process(None, false)
         .map(|(text, _)| text)
 }
 
@@ -44,7 +46,7 @@ pub fn expand_word(word: &str, escape: char, env: Lookup) -> Result<String, Expa
 /// gives `a`, `b c`, `d`, `e`).
 pub fn expand_words(text: &str, escape: char, env: Lookup) -> Result<Vec<String>, ExpandError> {
     Lexer::new(text, escape, env)
-        .process(None)
+        .process(None, false)
         .map(|(_, words)| words)
 }
 
@@ -224,7 +226,12 @@ impl<'a> Lexer<'a> {
     }
 
     /// Reads up to `stop` (consumed) or the end; returns the joined text and the words.
-    fn process(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ExpandError> {
+    /// With `raw_escapes`, escapes stay in the text (for patterns, which read them).
+    fn process(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), ExpandError> {
         let mut text = String::new();
         let mut words = Words::default();
         while let Some(c) = self.peek() {
@@ -251,6 +258,10 @@ impl<'a> Lexer<'a> {
                 _ => {
                     self.next();
                     if c == self.escape {
+                        if raw_escapes {
+                            words.add_raw_char(c);
+                            text.push(c);
+                        }
                         let Some(n) = self.next() else { break };
                         words.add_raw_char(n);
                         text.push(n);
@@ -329,16 +340,42 @@ impl<'a> Lexer<'a> {
             Some(':') => match self.next() {
                 None => return Err(ExpandError::MissingBrace),
                 Some(m @ ('-' | '+' | '?')) => (true, m),
-                Some(m) => return Err(ExpandError::UnsupportedModifier(m)),
+                Some(m) => return Err(ExpandError::UnsupportedModifier(format!(":{m}"))),
             },
-            Some(m @ ('-' | '+' | '?')) => (false, m),
-            Some(m) => return Err(ExpandError::UnsupportedModifier(m)),
+            Some(m @ ('-' | '+' | '?' | '#' | '%' | '/')) => (false, m),
+            Some(m) => return Err(ExpandError::UnsupportedModifier(m.to_string())),
         };
-        let (word, _) = self.process(Some('}'))?;
+        let value_chars = || -> Vec<char> { value.as_deref().unwrap_or("").chars().collect() };
+        match modifier {
+            '#' | '%' => {
+                let longest = self.peek() == Some(modifier);
+                if longest {
+                    self.next();
+                }
+                let (pattern, _) = self.process(Some('}'), true)?;
+                let pattern = self.pattern(&pattern);
+                return Ok(trim(&value_chars(), &pattern, modifier == '#', longest));
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let (pattern, _) = self
+                    .process(Some('/'), true)
+                    .map_err(|_| ExpandError::MissingSlash)?;
+                let (replacement, _) = self.process(Some('}'), true)?;
+                let pattern = self.pattern(&pattern);
+                return Ok(replace(&value_chars(), &pattern, &replacement, all));
+            }
+            _ => {}
+        }
+        let (word, _) = self.process(Some('}'), false)?;
+        let set = value.is_some();
         // With a colon, an empty value counts as unset.
         let present = match colon {
             true => value.as_deref().is_some_and(|v| !v.is_empty()),
-            false => value.is_some(),
+            false => set,
         };
         match (modifier, present) {
             ('-', true) | ('?', true) => Ok(value.unwrap_or_default()),
@@ -346,14 +383,29 @@ impl<'a> Lexer<'a> {
             ('+', true) => Ok(word),
             ('+', false) => Ok(String::new()),
             (_, _) => Err(ExpandError::Required {
-                message: match (word.is_empty(), colon) {
+                message: match (word.is_empty(), set) {
                     (false, _) => word,
-                    (true, true) => "is not allowed to be unset or empty".to_string(),
                     (true, false) => "is not allowed to be unset".to_string(),
+                    (true, true) => "is not allowed to be empty".to_string(),
                 },
                 name,
             }),
         }
+    }
+
+    /// A pattern's text as tokens: the escape character makes the next one literal.
+    fn pattern(&self, text: &str) -> Vec<Glob> {
+        let mut out = Vec::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            out.push(match c {
+                c if c == self.escape => Glob::Literal(chars.next().unwrap_or(c)),
+                '*' => Glob::Any,
+                '?' => Glob::One,
+                c => Glob::Literal(c),
+            });
+        }
+        out
     }
 
     /// A variable name: letters, digits and `_`, or all digits (`$1`), or one of the shell's
@@ -380,6 +432,73 @@ impl<'a> Lexer<'a> {
         }
         name
     }
+}
+
+/// A token of a shell pattern in `${var#pattern}` and friends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Glob {
+    Literal(char),
+    /// `*`: any run of characters, `/` included.
+    Any,
+    /// `?`: any one character.
+    One,
+}
+
+fn glob_match(pattern: &[Glob], s: &[char]) -> bool {
+    match pattern.split_first() {
+        None => s.is_empty(),
+        Some((Glob::Any, rest)) => (0..=s.len()).any(|i| glob_match(rest, &s[i..])),
+        Some((Glob::One, rest)) => !s.is_empty() && glob_match(rest, &s[1..]),
+        Some((Glob::Literal(c), rest)) => s.first() == Some(c) && glob_match(rest, &s[1..]),
+    }
+}
+
+/// `${v#p}` / `${v##p}` (prefix) and `${v%p}` / `${v%%p}` (suffix): removes the shortest
+/// or longest match.
+fn trim(value: &[char], pattern: &[Glob], prefix: bool, longest: bool) -> String {
+    let n = value.len();
+    let mut cuts: Vec<usize> = (0..=n).collect();
+    // For a prefix the shortest match ends first; for a suffix it starts last.
+    if prefix == longest {
+        cuts.reverse();
+    }
+    for i in cuts {
+        let (matched, kept) = match prefix {
+            true => (&value[..i], &value[i..]),
+            false => (&value[i..], &value[..i]),
+        };
+        if glob_match(pattern, matched) {
+            return kept.iter().collect();
+        }
+    }
+    value.iter().collect()
+}
+
+/// `${v/p/r}` replaces the first longest match, `${v//p/r}` every one.
+fn replace(value: &[char], pattern: &[Glob], replacement: &str, all: bool) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    let mut replaced = false;
+    while i < value.len() {
+        let found = match replaced && !all {
+            true => None,
+            false => (i + 1..=value.len())
+                .rev()
+                .find(|&end| glob_match(pattern, &value[i..end])),
+        };
+        match found {
+            Some(end) => {
+                out.push_str(replacement);
+                i = end;
+                replaced = true;
+            }
+            None => {
+                out.push(value[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -450,10 +569,41 @@ mod tests {
         assert_eq!(e("${"), ExpandError::MissingBrace);
         assert_eq!(e("${}"), ExpandError::BadSubstitution);
         assert_eq!(e("${:-x}"), ExpandError::BadSubstitution);
-        assert_eq!(e("${A:3}"), ExpandError::UnsupportedModifier('3'));
+        assert_eq!(e("${A:3}"), ExpandError::UnsupportedModifier(":3".into()));
+        assert_eq!(e("${A^^}"), ExpandError::UnsupportedModifier("^".into()));
+        assert_eq!(e("${A/x}"), ExpandError::MissingSlash);
+        assert_eq!(
+            e("${NOPE?}").to_string(),
+            "NOPE: is not allowed to be unset"
+        );
+        assert_eq!(
+            e("${EMPTY:?}").to_string(),
+            "EMPTY: is not allowed to be empty"
+        );
         assert_eq!(e("${A:-x"), ExpandError::MissingBrace);
         assert_eq!(e("'abc"), ExpandError::UnterminatedSingleQuote);
         assert_eq!(e("\"abc"), ExpandError::UnterminatedDoubleQuote);
+    }
+
+    #[test]
+    fn patterns() {
+        let env = |n: &str| match n {
+            "F" => Some("archive.tar.gz".to_string()),
+            "P" => Some("/usr/local/bin".to_string()),
+            _ => None,
+        };
+        let w = |s: &str| expand_word(s, '\\', &env).unwrap();
+        assert_eq!(w("${F#*.}"), "tar.gz");
+        assert_eq!(w("${F##*.}"), "gz");
+        assert_eq!(w("${F%.*}"), "archive.tar");
+        assert_eq!(w("${F%%.*}"), "archive");
+        assert_eq!(w("${F#nomatch}"), "archive.tar.gz");
+        assert_eq!(w("${P##*/}"), "bin");
+        assert_eq!(w("${F/a/A}"), "Archive.tar.gz");
+        assert_eq!(w("${F//a/A}"), "Archive.tAr.gz");
+        assert_eq!(w("${F/.*/}"), "archive");
+        assert_eq!(w("${P//\\//:}"), ":usr:local:bin");
+        assert_eq!(w("${NOPE#x}"), "");
     }
 
     #[test]
