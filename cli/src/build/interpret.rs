@@ -152,23 +152,31 @@ impl Flags {
                 None => (flag.as_str(), None),
             };
             let Some(&(_, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
-                return Err(ErrorKind::UnknownFlag(name.to_string()));
+                return Err(ErrorKind::UnknownFlag(format!("--{name}")));
             };
             if kind != FlagKind::List && out.iter().any(|(n, _)| n == name) {
-                return Err(ErrorKind::Flag(format!("Duplicate flag specified: {name}")));
+                return Err(ErrorKind::Flag(format!(
+                    "duplicate flag specified: --{name}"
+                )));
             }
-            match (kind, value.as_deref()) {
-                (FlagKind::Bool, None | Some("true" | "false")) => {}
-                (FlagKind::Bool, Some(v)) => {
+            let value = match (kind, value) {
+                (FlagKind::Bool, None) => Some("true".to_string()),
+                (FlagKind::Bool, Some(v)) if v.eq_ignore_ascii_case("true") => Some("true".into()),
+                (FlagKind::Bool, Some(v)) if v.eq_ignore_ascii_case("false") => {
+                    Some("false".into())
+                }
+                (FlagKind::Bool, Some(v)) if !v.is_empty() => {
                     return Err(ErrorKind::Flag(format!(
-                        "expecting boolean value for flag {name}, not: {v}"
+                        "expecting boolean value for flag --{name}, not: {v}"
                     )))
                 }
-                (_, None) => {
-                    return Err(ErrorKind::Flag(format!("Missing a value on flag: {name}")))
+                (FlagKind::Bool, Some(_)) | (_, None) => {
+                    return Err(ErrorKind::Flag(format!(
+                        "missing a value on flag: --{name}"
+                    )))
                 }
-                _ => {}
-            }
+                (_, v) => v,
+            };
             out.push((name.to_string(), value));
         }
         Ok(Flags(out))
@@ -192,7 +200,7 @@ impl Flags {
     fn bool(&self, name: &str) -> bool {
         self.0
             .iter()
-            .any(|(n, v)| n == name && v.as_deref() != Some("false"))
+            .any(|(n, v)| n == name && v.as_deref() == Some("true"))
     }
 }
 
@@ -592,7 +600,7 @@ mod tests {
             "FROM requires either one or three arguments"
         );
         assert!(err("FROM a AS 1x").starts_with("invalid name for build stage: \"1x\""));
-        assert_eq!(err("FROM --plat=x a"), "unknown flag: plat");
+        assert_eq!(err("FROM --plat=x a"), "unknown flag: --plat");
     }
 
     #[test]
@@ -610,7 +618,7 @@ mod tests {
         };
         assert_eq!(r.command, CommandLine::Shell("[ -f x ] && echo".into()));
         assert_eq!(err("RUN"), "RUN requires at least one argument");
-        assert_eq!(err("RUN --foo=bar x"), "unknown flag: foo");
+        assert_eq!(err("RUN --foo=bar x"), "unknown flag: --foo");
         assert_eq!(
             err("RUN --network=x y"),
             "unsupported network mode \"x\" (want default, none or host)"
@@ -640,7 +648,7 @@ mod tests {
         );
         assert_eq!(
             err("RUN --network=host --network=none x"),
-            "Duplicate flag specified: network"
+            "duplicate flag specified: --network"
         );
     }
 
@@ -737,11 +745,11 @@ mod tests {
             err("COPY a"),
             "COPY requires at least two arguments, but only one was provided. Destination could not be determined"
         );
-        assert_eq!(err("ADD --from=x a b"), "unknown flag: from");
-        assert_eq!(err("COPY --chown a b"), "Missing a value on flag: chown");
+        assert_eq!(err("ADD --from=x a b"), "unknown flag: --from");
+        assert_eq!(err("COPY --chown a b"), "missing a value on flag: --chown");
         assert_eq!(
             err("COPY --link=maybe a b"),
-            "expecting boolean value for flag link, not: maybe"
+            "expecting boolean value for flag --link, not: maybe"
         );
     }
 
@@ -818,7 +826,7 @@ mod tests {
             Instruction::Cmd(CommandLine::Exec(vec![]))
         );
         assert_eq!(err("FOOBAR x"), "unknown instruction: FOOBAR");
-        assert_eq!(err("CMD --help"), "unknown flag: help");
+        assert_eq!(err("CMD --help"), "unknown flag: --help");
     }
 
     #[test]

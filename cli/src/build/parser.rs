@@ -143,12 +143,13 @@ pub fn parse_line(line: &str) -> Option<Node> {
 }
 
 /// Removes a trailing escape character (and the blanks after it); says whether the line ends
-/// the instruction.
+/// the instruction. An escaped escape character (`\\` at the end) does not continue the
+/// line, as in BuildKit.
 fn trim_continuation(line: &str, escape: char) -> (String, bool) {
     let trimmed = line.trim_end_matches([' ', '\t']);
     match trimmed.strip_suffix(escape) {
-        Some(body) => (body.to_string(), false),
-        None => (line.to_string(), true),
+        Some(body) if !body.ends_with(escape) => (body.to_string(), false),
+        _ => (line.to_string(), true),
     }
 }
 
@@ -248,6 +249,15 @@ mod tests {
         // Without the directive, the backslash continues the line.
         let n = nodes("FROM windows\nRUN dir C:\\\n  /b\n");
         assert_eq!(n[1].rest, "dir C:  /b");
+    }
+
+    #[test]
+    fn escaped_escape_ends_the_line() {
+        let n = nodes("FROM a\nRUN echo a\\\\\nCMD b\n");
+        assert_eq!(n.len(), 3);
+        assert_eq!(n[1].rest, "echo a\\\\");
+        let n = nodes("FROM a\nRUN echo \\\n\\\n  b\n");
+        assert_eq!(n[1].rest, "echo   b");
     }
 
     #[test]

@@ -275,7 +275,7 @@ fn parse_errors_name_file_and_line() {
     );
     assert_eq!(
         error("FROM a\nCOPY --bogus x y\n", &o),
-        "Dockerfile:2: unknown flag: bogus"
+        "Dockerfile:2: unknown flag: --bogus"
     );
     assert_eq!(
         error("FROM a\nRUN <<EOF\nx\n", &o),
