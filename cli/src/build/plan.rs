@@ -6,7 +6,10 @@
 //! - ARGs before the first FROM are global: only FROM lines see them, unless a stage declares
 //!   them again (`ARG NAME` without a default takes the global value).
 //! - An ARG is visible in its stage from its declaration on; `--build-arg` overrides its
-//!   default. ENV (the stage's, or the base image's) wins over an ARG of the same name.
+//!   default. Between ARG and ENV of one name the later one wins (BuildKit puts ARG values
+//!   into the build environment), so `ARG V` then `ENV V=x` reads `x`; the base image's
+//!   Env comes first of all.
+//! - A stage based on another stage starts with that stage's variables, ARGs included.
 //! - The proxy args (`HTTP_PROXY`, `https_proxy`...) need no declaration; RUN gets them in
 //!   its environment but they are left out of cache keys unless declared, as in Docker.
 //! - The platform args (`TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT`,
@@ -14,7 +17,8 @@
 //!   inside a stage after `ARG TARGETARCH` and the like.
 //!
 //! What depends on the base image's ENV cannot be decided here: the executor makes a
-//! [`Scope`] per stage from the base's Env and expands each [`Step`] with it in order.
+//! [`Scope`] per stage from the base image's Env (or clones the final scope of the stage it
+//! is based on) and expands each [`Step`] with it in order.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,7 +128,8 @@ pub struct ExpandedStep {
     /// The args the step depends on, for its cache key: for RUN every declared arg with a
     /// value (they are in its environment), otherwise those its words referred to.
     pub args_used: BTreeMap<String, String>,
-    /// For RUN: the args to add to the process environment (ENV values are the image's).
+    /// For RUN: the args to add to the process environment on top of the image's Env
+    /// ([`Scope::arg_env`] plus the proxy args given as build args).
     pub run_env: Vec<(String, String)>,
 }
 
@@ -160,12 +165,17 @@ impl Plan {
     }
 
     /// The variables of `stage` before its first step, given the Env of its base image
-    /// (`KEY=value` pairs split; empty for scratch).
+    /// (`KEY=value` pairs split; empty for scratch). For a stage based on another stage, use
+    /// a clone of that stage's final scope instead, as it carries the stage's ARGs too.
     pub fn scope<'p>(&'p self, _stage: &PlannedStage, base_env: &[(String, String)]) -> Scope<'p> {
         Scope {
             plan: self,
             env: base_env.to_vec(),
             args: BTreeMap::new(),
+            vars: base_env
+                .iter()
+                .map(|(k, v)| (k.clone(), (v.clone(), Origin::Env)))
+                .collect(),
         }
     }
 
@@ -183,31 +193,39 @@ impl Plan {
 #[derive(Debug, Clone)]
 pub struct Scope<'p> {
     plan: &'p Plan,
+    /// The image config's Env: the base's, updated by ENV.
     env: Vec<(String, String)>,
     /// Declared args: `None` when declared without any value.
     args: BTreeMap<String, Option<String>>,
+    /// What a `$name` reads: the last ENV or valued ARG of that name.
+    vars: BTreeMap<String, (String, Origin)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Env,
+    Arg,
 }
 
 impl Scope<'_> {
-    /// A variable as the builder sees it: ENV first, then declared args.
+    /// A variable as the builder sees it.
     pub fn lookup(&self, name: &str) -> Option<String> {
-        self.env_value(name).or_else(|| self.arg_value(name))
+        self.vars.get(name).map(|(v, _)| v.clone())
     }
 
-    /// The environment so far: the base image's Env updated by the stage's ENVs.
+    /// The image config's Env so far: the base image's, updated by the stage's ENVs.
     pub fn env(&self) -> &[(String, String)] {
         &self.env
     }
 
-    fn env_value(&self, name: &str) -> Option<String> {
-        self.env
+    /// The args in force with a value, which RUN gets in its environment on top of
+    /// [`Scope::env`] (an ENV declared after an ARG hides it).
+    pub fn arg_env(&self) -> Vec<(String, String)> {
+        self.vars
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn arg_value(&self, name: &str) -> Option<String> {
-        self.args.get(name).cloned().flatten()
+            .filter(|(_, (_, origin))| *origin == Origin::Arg)
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Expands a step and applies its ENV or ARG to the scope.
@@ -226,12 +244,11 @@ impl Scope<'_> {
         let fail = |e| Error::at(&plan.file_name, line, ErrorKind::Expand(e));
         let used = RefCell::new(BTreeMap::new());
         let lookup = |name: &str| {
-            if let Some(v) = self.env_value(name) {
-                return Some(v);
+            let (value, origin) = self.vars.get(name)?;
+            if *origin == Origin::Arg {
+                used.borrow_mut().insert(name.to_string(), value.clone());
             }
-            let v = self.arg_value(name)?;
-            used.borrow_mut().insert(name.to_string(), v.clone());
-            Some(v)
+            Some(value.clone())
         };
         let mut run_env = Vec::new();
         let expanded = match instruction {
@@ -250,23 +267,12 @@ impl Scope<'_> {
                         default: value,
                     });
                 }
-                // Declared after expanding, so `ARG A=1 B=$A` reads the A from before.
-                for d in &out {
-                    self.args.insert(d.name.clone(), d.default.clone());
-                }
                 used.borrow_mut().clear();
                 Instruction::Arg(out)
             }
             Instruction::Run(_) => {
-                let mut used = used.borrow_mut();
-                for (k, v) in &self.args {
-                    if let Some(v) = v {
-                        used.insert(k.clone(), v.clone());
-                        if self.env_value(k).is_none() {
-                            run_env.push((k.clone(), v.clone()));
-                        }
-                    }
-                }
+                run_env = self.arg_env();
+                used.borrow_mut().extend(run_env.iter().cloned());
                 for name in PROXY_ARGS {
                     if let (false, Some(v)) =
                         (self.args.contains_key(name), plan.build_args.get(name))
@@ -278,13 +284,26 @@ impl Scope<'_> {
             }
             other => other.expand(plan.escape, &lookup).map_err(fail)?,
         };
-        if let Instruction::Env(pairs) = &expanded {
-            for (k, v) in pairs {
-                match self.env.iter_mut().find(|(name, _)| name == k) {
-                    Some(entry) => entry.1 = v.clone(),
-                    None => self.env.push((k.clone(), v.clone())),
+        // Applied after expanding, so `ENV A=2 B=$A` and `ARG A=2 B=$A` read the A from before.
+        match &expanded {
+            Instruction::Env(pairs) => {
+                for (k, v) in pairs {
+                    match self.env.iter_mut().find(|(name, _)| name == k) {
+                        Some(entry) => entry.1 = v.clone(),
+                        None => self.env.push((k.clone(), v.clone())),
+                    }
+                    self.vars.insert(k.clone(), (v.clone(), Origin::Env));
                 }
             }
+            Instruction::Arg(decls) => {
+                for d in decls {
+                    self.args.insert(d.name.clone(), d.default.clone());
+                    if let Some(v) = &d.default {
+                        self.vars.insert(d.name.clone(), (v.clone(), Origin::Arg));
+                    }
+                }
+            }
+            _ => {}
         }
         Ok(ExpandedStep {
             line,
@@ -457,6 +476,7 @@ fn steps(
         plan,
         env: Vec::new(),
         args: BTreeMap::new(),
+        vars: BTreeMap::new(),
     };
     let mut out = Vec::new();
     for command in commands {

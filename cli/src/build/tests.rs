@@ -503,3 +503,46 @@ fn cache_keys_follow_the_args_a_step_uses() {
     assert_eq!(one[..3], two[..3]);
     assert_ne!(one[3], two[3]);
 }
+
+#[test]
+fn later_of_arg_and_env_wins() {
+    let plan = planned(
+        "FROM a\nENV V=env\nARG V=arg\nWORKDIR /$V\nRUN x\nENV V=again\nWORKDIR /$V\nRUN y\n",
+        &options(&[]),
+    );
+    let steps = expand_all(&plan, plan.target_stage(), &[("V", "image")]);
+    assert_eq!(steps[2].instruction, Instruction::Workdir("/arg".into()));
+    assert_eq!(
+        steps[2].args_used,
+        BTreeMap::from([("V".into(), "arg".into())])
+    );
+    assert_eq!(steps[3].run_env, [("V".to_string(), "arg".to_string())]);
+    assert_eq!(steps[5].instruction, Instruction::Workdir("/again".into()));
+    assert!(steps[6].run_env.is_empty());
+    assert!(steps[6].args_used.is_empty());
+}
+
+#[test]
+fn a_stage_inherits_its_base_stage_variables() {
+    let plan = planned(
+        "FROM alpine AS base\nARG V=1\nENV E=e\nFROM base\nWORKDIR /$V/$E\n",
+        &options(&[]),
+    );
+    let base = plan.stage(0).unwrap();
+    let mut scope = plan.scope(base, &[("PATH".into(), "/bin".into())]);
+    for step in &base.steps {
+        scope.expand(step).unwrap();
+    }
+    let child = plan.stage(1).unwrap();
+    assert_eq!(child.base, Base::Stage(0));
+    let mut child_scope = scope.clone();
+    let step = child_scope.expand(&child.steps[0]).unwrap();
+    assert_eq!(step.instruction, Instruction::Workdir("/1/e".into()));
+    assert_eq!(
+        child_scope.env(),
+        [
+            ("PATH".to_string(), "/bin".to_string()),
+            ("E".to_string(), "e".to_string())
+        ]
+    );
+}
