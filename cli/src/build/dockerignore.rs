@@ -57,6 +57,9 @@ enum Token {
     AnyDirs,
     /// `**` at the end: anything at all.
     AnyRest,
+    /// A leading `**` in an otherwise literal pattern: any run of characters, `/` included
+    /// (moby matches such patterns as suffixes, so `**foo` matches `barfoo`).
+    Anything,
 }
 
 impl DockerIgnore {
@@ -171,6 +174,20 @@ fn clean(path: &str) -> String {
 
 /// Compiles a pattern; `None` for an unterminated `[`.
 fn compile(pattern: &str) -> Option<Vec<Token>> {
+    if let Some(rest) = pattern.strip_prefix("**") {
+        if !rest.contains(['*', '?', '[', ']', '\\']) {
+            let (first, literal) = match rest.strip_prefix('/') {
+                _ if rest.is_empty() => (Token::AnyRest, ""),
+                Some(after) => (Token::AnyDirs, after),
+                None => (Token::Anything, rest),
+            };
+            return Some(
+                std::iter::once(first)
+                    .chain(literal.chars().map(Token::Literal))
+                    .collect(),
+            );
+        }
+    }
     let chars: Vec<char> = pattern.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -195,7 +212,9 @@ fn compile(pattern: &str) -> Option<Vec<Token>> {
                 i += 1;
             }
             '[' => {
-                let negated = matches!(chars.get(i), Some('^' | '!'));
+                // Only `^` negates: moby hands classes to Go's regexp, where `[!a]` is
+                // the class of `!` and `a`.
+                let negated = chars.get(i) == Some(&'^');
                 if negated {
                     i += 1;
                 }
@@ -255,6 +274,7 @@ fn full_match(tokens: &[Token], s: &[char]) -> bool {
             full_match(rest, s)
                 || (0..s.len()).any(|i| s[i] == '/' && full_match(rest, &s[i + 1..]))
         }
+        Token::Anything => (0..=s.len()).any(|i| full_match(rest, &s[i..])),
         t => s.first().is_some_and(|&c| one(t, c)) && full_match(rest, &s[1..]),
     }
 }
@@ -268,7 +288,7 @@ fn prefix_match(tokens: &[Token], s: &[char]) -> bool {
         return false;
     };
     match first {
-        Token::AnyRest | Token::AnyDirs => true,
+        Token::AnyRest | Token::AnyDirs | Token::Anything => true,
         Token::Star => {
             let run = s.iter().take_while(|&&c| c != '/').count();
             (0..=run).any(|n| prefix_match(rest, &s[n..]))
@@ -376,7 +396,22 @@ mod tests {
     }
 
     #[test]
+    fn leading_double_star_is_a_suffix() {
+        let d = ignore("**/foo\n");
+        assert!(d.is_excluded("foo"));
+        assert!(d.is_excluded("a/b/foo"));
+        assert!(!d.is_excluded("afoo"));
+        let d = ignore("**foo\n");
+        assert!(d.is_excluded("barfoo"));
+        assert!(d.is_excluded("a/barfoo"));
+    }
+
+    #[test]
     fn classes_and_escapes() {
+        let d = ignore("[!a]b\n");
+        assert!(d.is_excluded("!b"));
+        assert!(d.is_excluded("ab"));
+        assert!(!d.is_excluded("cb"));
         let d = ignore("file[0-9].txt\n[^x]y\n\\*literal\n");
         assert!(d.is_excluded("file7.txt"));
         assert!(!d.is_excluded("filex.txt"));
