@@ -10,6 +10,7 @@
 //! - [`dockerignore`]: `.dockerignore` patterns and whether a context path is excluded.
 //! - [`mod@plan`]: stages, bases, `--from` references, `--target` pruning, parallel waves, ARG
 //!   scoping, and the [`plan::Scope`] an executor expands each step with.
+//! - [`config`]: image-config values from expanded instructions (ports, signal, health test).
 //! - [`cache`]: the cache key of a step.
 //!
 //! ```
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod cache;
+pub mod config;
 pub mod directives;
 pub mod dockerignore;
 pub mod error;

@@ -284,6 +284,17 @@ impl Scope<'_> {
             }
             other => other.expand(plan.escape, &lookup).map_err(fail)?,
         };
+        // Values the config would refuse fail here, naming the line, before anything runs.
+        let invalid = |m: String| Error::at(&plan.file_name, line, ErrorKind::Syntax(m));
+        match &expanded {
+            Instruction::Expose(ports) => {
+                super::config::exposed_ports(ports).map_err(invalid)?;
+            }
+            Instruction::StopSignal(signal) => {
+                super::config::stop_signal(signal).map_err(invalid)?;
+            }
+            _ => {}
+        }
         // Applied after expanding, so `ENV A=2 B=$A` and `ARG A=2 B=$A` read the A from before.
         match &expanded {
             Instruction::Env(pairs) => {

@@ -546,3 +546,23 @@ fn a_stage_inherits_its_base_stage_variables() {
         ]
     );
 }
+
+#[test]
+fn config_values_are_checked_when_expanded() {
+    let plan = planned(
+        "FROM a\nARG P=80\nEXPOSE $P/tcp\nEXPOSE web\nSTOPSIGNAL SIGNOPE\n",
+        &options(&[]),
+    );
+    let stage = plan.target_stage();
+    let mut scope = plan.scope(stage, &[]);
+    let results: Vec<_> = stage.steps.iter().map(|s| scope.expand(s)).collect();
+    assert!(results[1].is_ok());
+    assert_eq!(
+        results[2].as_ref().unwrap_err().to_string(),
+        "Dockerfile:4: invalid containerPort: web"
+    );
+    assert_eq!(
+        results[3].as_ref().unwrap_err().to_string(),
+        "Dockerfile:5: invalid signal: SIGNOPE"
+    );
+}
