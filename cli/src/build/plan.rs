@@ -390,9 +390,9 @@ pub fn plan(dockerfile: &Dockerfile, options: &BuildOptions) -> Result<Plan, Err
         let at = |kind| Error::at(file, stage.from.line, kind);
         let global = |n: &str| plan.global(n);
         let image = expand_word(&from.image, escape, &global).map_err(|e| at(e.into()))?;
-        let platform = match &from.platform {
-            Some(p) => expand_word(p, escape, &global).map_err(|e| at(e.into()))?,
-            None => target_platform.clone(),
+        let explicit_platform = match &from.platform {
+            Some(p) => Some(expand_word(p, escape, &global).map_err(|e| at(e.into()))?),
+            None => None,
         };
         let base = if image.is_empty() {
             return Err(at(ErrorKind::Stage(format!(
@@ -410,6 +410,15 @@ pub fn plan(dockerfile: &Dockerfile, options: &BuildOptions) -> Result<Plan, Err
             Reference::parse(&image)
                 .map_err(|e| at(ErrorKind::Stage(format!("base image: {e}"))))?;
             Base::Image(image)
+        };
+        // A stage built on a stage runs on that stage's platform unless told otherwise.
+        let platform = match (explicit_platform, &base) {
+            (Some(p), _) => p,
+            (None, Base::Stage(i)) => stages
+                .iter()
+                .find(|s: &&PlannedStage| s.index == *i)
+                .map_or_else(|| target_platform.clone(), |s| s.platform.clone()),
+            (None, _) => target_platform.clone(),
         };
         let steps = steps(&plan, dockerfile, stage.index, &stage.commands)?;
         let mut depends_on = BTreeSet::new();

@@ -566,3 +566,19 @@ fn config_values_are_checked_when_expanded() {
         "Dockerfile:5: invalid signal: SIGNOPE"
     );
 }
+
+#[test]
+fn a_stage_on_a_stage_keeps_its_platform() {
+    let plan = planned(
+        "FROM --platform=linux/arm64 alpine AS a\nFROM a AS b\nFROM --platform=linux/s390x a\n",
+        &options(&[]),
+    );
+    let platforms: Vec<&str> = plan.stages.iter().map(|s| s.platform.as_str()).collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/s390x"]);
+    let plan = planned(
+        "FROM --platform=linux/arm64 alpine AS a\nFROM a AS b\nFROM --platform=linux/s390x a\nCOPY --from=b / /\n",
+        &options(&[]),
+    );
+    let platforms: Vec<&str> = plan.stages.iter().map(|s| s.platform.as_str()).collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/arm64", "linux/s390x"]);
+}
