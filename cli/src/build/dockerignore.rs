@@ -102,6 +102,7 @@ impl DockerIgnore {
         Ok(DockerIgnore { patterns })
     }
 
+    /// The patterns, cleaned, in file order.
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
     }

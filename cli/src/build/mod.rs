@@ -53,9 +53,11 @@ pub use plan::{plan, BuildOptions, Plan};
 pub struct Dockerfile {
     /// The name errors show (`Dockerfile`, `build/Dockerfile.dev`).
     pub file_name: String,
+    /// The parser directives at the top (escape character, syntax).
     pub directives: Directives,
     /// The ARG instructions before the first FROM, usable in FROM lines.
     pub meta_args: Vec<Command>,
+    /// The stages in file order; a stage's `index` is its position here.
     pub stages: Vec<Stage>,
 }
 
@@ -68,13 +70,16 @@ pub struct Stage {
     pub name: Option<String>,
     /// The FROM line itself.
     pub from: Command,
+    /// The instructions after the FROM, up to the next FROM.
     pub commands: Vec<Command>,
 }
 
 /// An instruction with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
+    /// The 1-based line the instruction starts on, which errors name.
     pub line: usize,
+    /// Its last line, continuation lines and heredoc bodies included.
     pub end_line: usize,
     /// The instruction as written, continuations joined (for messages).
     pub text: String,
