@@ -21,7 +21,8 @@
 //! for wave in &plan.waves {
 //!     for &index in wave {
 //!         let stage = plan.stage(index).expect("waves hold planned stages");
-//!         // Resolve stage.base, take its config's Env, then:
+//!         // Base::Image: pull it and pass its config's Env; Base::Scratch: nothing;
+//!         // Base::Stage(i): clone the final Scope of stage i instead.
 //!         let mut scope = plan.scope(stage, &[]);
 //!         for step in &stage.steps {
 //!             let expanded = scope.expand(step)?;
