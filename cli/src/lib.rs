@@ -1,6 +1,7 @@
 //! Berth's engine and command line. `engine` is the library a command (or, later, a Docker
 //! Engine API server) calls; `commands` parse arguments and print as Docker does.
 
+pub mod build;
 pub mod commands;
 pub mod engine;
 pub mod format;
