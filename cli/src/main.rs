@@ -1,11 +1,11 @@
 //! berth: Docker's command line over Berth's engine.
 
 use anyhow::Result;
-use berth_cli::commands::container::{exec, logs, manage, ps, run, view};
-use berth_cli::commands::{archive, image, network, volume};
+use berth_cli::commands::container::{exec, logs, manage, ps, run, stats, update, view};
+use berth_cli::commands::{archive, image, network, system, volume};
 use berth_cli::engine::Engine;
 use berth_cli::Failure;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Berth: a container engine with Docker's command line
 #[derive(Parser, Debug)]
@@ -53,6 +53,19 @@ enum Command {
     Pause(manage::NamesArgs),
     /// Unpause all processes within one or more containers
     Unpause(manage::NamesArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(update::UpdateArgs),
+    /// Get real time events from the server
+    Events(system::EventsArgs),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+    /// Generate the autocompletion script for the specified shell
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -91,7 +104,7 @@ enum Command {
     #[command(subcommand)]
     Network(NetworkCommand),
     /// Show the Berth version information
-    Version,
+    Version(system::VersionArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +149,10 @@ enum ContainerCommand {
     Unpause(manage::NamesArgs),
     /// Remove all stopped containers
     Prune(manage::PruneArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(update::UpdateArgs),
     /// Record a container's exit and release its shim (the shim runs this)
     #[command(hide = true)]
     Cleanup { id: String },
@@ -208,11 +225,15 @@ enum NetworkCommand {
 #[derive(Subcommand, Debug)]
 enum SystemCommand {
     /// Show disk usage
-    Df {
-        /// Show detailed information on space usage
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    Df(system::DfArgs),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+    /// Get real time events from the server
+    Events(system::EventsArgs),
+    /// Remove unused data
+    Prune(system::PruneArgs),
+    /// Start the always and unless-stopped containers after a reboot (or write a unit that does)
+    Boot(system::BootArgs),
 }
 
 async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
@@ -247,6 +268,23 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
             manage::pause(engine, &a, false).await
         }
         Command::Container(C::Prune(a)) => manage::prune(engine, &a).await,
+        Command::Stats(a) | Command::Container(C::Stats(a)) => stats::stats(engine, &a).await,
+        Command::Update(a) | Command::Container(C::Update(a)) => update::update(engine, &a).await,
+        Command::Events(a) | Command::System(SystemCommand::Events(a)) => {
+            system::events(engine, &a).await
+        }
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => {
+            system::info(engine, &a).await
+        }
+        Command::System(SystemCommand::Prune(a)) => system::prune(engine, &a).await,
+        Command::System(SystemCommand::Boot(a)) => system::boot(engine, &a).await,
+        Command::Completion { shell } => {
+            // Whole, then written once: a reader that stops early (`| head`) is no error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
         Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,
@@ -265,8 +303,8 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
         }
         Command::Login(a) => image::login(engine, &a).await,
         Command::Logout(a) => image::logout(engine, &a).await,
-        Command::System(SystemCommand::Df { verbose }) => image::system_df(engine, verbose).await,
-        Command::Version => version(engine).await,
+        Command::System(SystemCommand::Df(a)) => system::df(engine, &a).await,
+        Command::Version(a) => system::version(engine, &a).await,
         Command::Volume(c) => volume_command(engine, c),
         Command::Network(c) => network_command(engine, c).await,
     }
@@ -292,25 +330,6 @@ async fn network_command(engine: &mut Engine, cmd: NetworkCommand) -> Result<()>
         NetworkCommand::Connect(a) => network::connect(engine, &a).await,
         NetworkCommand::Disconnect(a) => network::disconnect(engine, &a).await,
     }
-}
-
-async fn version(engine: &mut Engine) -> Result<()> {
-    println!(
-        "Client:\n Version:    {}\n API:        berth.imaged.v1",
-        env!("CARGO_PKG_VERSION")
-    );
-    let v = engine
-        .images()
-        .await?
-        .version(berth_proto::imaged::VersionRequest {})
-        .await
-        .map_err(image::daemon_error)?
-        .into_inner();
-    println!(
-        "\nImages (berth-imaged):\n Version:    {}\n API:        {}",
-        v.version, v.api
-    );
-    Ok(())
 }
 
 fn main() {

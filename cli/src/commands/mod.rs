@@ -4,6 +4,7 @@ pub mod archive;
 pub mod container;
 pub mod image;
 pub mod network;
+pub mod system;
 pub mod volume;
 
 /// An I/O error's reason as Go words it (`no such file or directory`), as Docker prints.

@@ -93,8 +93,25 @@ pub async fn create(engine: &mut Engine, a: &CreateArgs) -> Result<()> {
         .map_err(daemon)?
         .into_inner()
         .id;
+    let driver = if a.driver.is_empty() {
+        "bridge"
+    } else {
+        &a.driver
+    };
+    network_event(engine, "create", &id, &a.name, driver);
     println!("{id}");
     Ok(())
+}
+
+/// `network create|destroy <id> (name=<name>, type=<driver>)` in the events log.
+fn network_event(engine: &Engine, action: &str, id: &str, name: &str, driver: &str) {
+    let attrs = [("name", name), ("type", driver)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    engine.emit(&crate::engine::events::Event::new(
+        "network", action, id, attrs,
+    ));
 }
 
 #[derive(Args, Debug)]
@@ -353,7 +370,10 @@ pub async fn rm(engine: &mut Engine, a: &RmArgs) -> Result<()> {
             })
             .await
         {
-            Ok(_) => println!("{name}"),
+            Ok(r) => {
+                network_event(engine, "destroy", &r.into_inner().id, name, "bridge");
+                println!("{name}")
+            }
             Err(s) if a.force && s.code() == tonic::Code::NotFound => {}
             Err(s) => errors.push(rm_error(s)),
         }

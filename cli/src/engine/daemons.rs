@@ -90,6 +90,12 @@ pub fn spawn(binary: &str, root: &Path, run: &Path, socket: &Path, log: &str) ->
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The file appears at bind(2), a moment before listen(2): until then a connect is
+    // refused.
+    let listening = Instant::now() + Duration::from_secs(2);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() && Instant::now() < listening {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     // Reaped by init once we exit; it outlives us on purpose.
     std::mem::forget(child);
     Ok(())

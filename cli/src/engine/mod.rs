@@ -3,6 +3,7 @@
 
 pub mod containers;
 pub mod daemons;
+pub mod events;
 pub mod networking;
 pub mod spec;
 pub mod volumes;
@@ -76,6 +77,6 @@ impl Engine {
 
     /// The volumes under this root (no daemon: plain files, see `volumes`).
     pub fn volumes(&self) -> volumes::Volumes {
-        volumes::Volumes::new(&self.root)
+        volumes::Volumes::new(&self.root).with_events(&self.run)
     }
 }

@@ -220,6 +220,8 @@ pub fn valid_name(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Volumes {
     dir: PathBuf,
+    /// The run root whose events log gets `volume create`/`destroy` (none: not logged).
+    events: Option<PathBuf>,
 }
 
 /// The exclusive lock on the volumes; changes go through it. Dropping it unlocks.
@@ -233,6 +235,24 @@ impl Volumes {
     pub fn new(root: &Path) -> Volumes {
         Volumes {
             dir: root.join("volumes"),
+            events: None,
+        }
+    }
+
+    /// Log `volume create` and `volume destroy` to the events log under `run`.
+    pub fn with_events(mut self, run: &Path) -> Volumes {
+        self.events = Some(run.to_path_buf());
+        self
+    }
+
+    fn emit(&self, action: &str, name: &str) {
+        if let Some(run) = &self.events {
+            let mut a = BTreeMap::new();
+            a.insert("driver".to_string(), "local".to_string());
+            crate::engine::events::emit(
+                run,
+                &crate::engine::events::Event::new("volume", action, name, a),
+            );
         }
     }
 
@@ -488,6 +508,7 @@ impl Locked<'_> {
             let _ = fs::remove_dir_all(&stage);
             return Err(e);
         }
+        self.volumes.emit("create", &name);
         Ok(self.volumes.volume(meta))
     }
 
@@ -554,6 +575,7 @@ impl Locked<'_> {
             .join(format!(".gone-{name}-{}", std::process::id()));
         fs::rename(&from, &gone).map_err(io_err("rename", &from))?;
         sync_dir(self.dir())?;
+        self.volumes.emit("destroy", name);
         fs::remove_dir_all(&gone).map_err(io_err("remove", &gone))
     }
 

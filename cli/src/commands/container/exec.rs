@@ -211,6 +211,9 @@ pub async fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<()> {
         a.tty,
     )
     .map_err(|e| engine_failure(e, 126))?;
+    let exec_attr = [("execID", exec_id.clone())];
+    let what = a.command.join(" ");
+    engine.emit_container(&rec, &format!("exec_create: {what}"), &exec_attr);
     if let Err(e) = shim.start_process(&exec_id) {
         let _ = shim.delete(&exec_id);
         let msg = e.to_string();
@@ -224,6 +227,7 @@ pub async fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<()> {
         };
         return Err(fail(code, format!("OCI runtime exec failed: {msg}")).into());
     }
+    engine.emit_container(&rec, &format!("exec_start: {what}"), &exec_attr);
     if a.detach {
         return Ok(());
     }
@@ -283,6 +287,11 @@ pub async fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<()> {
         Some(copy(&stderr_p, true)?)
     };
     let code = shim.wait(&exec_id).map_err(|e| engine_failure(e, 1))?;
+    engine.emit_container(
+        &rec,
+        "exec_die",
+        &[exec_attr[0].clone(), ("exitCode", code.to_string())],
+    );
     let _ = out.join();
     if let Some(e) = err {
         let _ = e.join();

@@ -131,10 +131,12 @@ pub async fn pause(engine: &mut Engine, a: &NamesArgs, on: bool) -> Result<()> {
                 ContainerError::Invalid(format!("container {}: its shim is gone", rec.id))
             })?;
             if on {
-                shim.pause()
+                shim.pause()?;
             } else {
-                shim.resume()
+                shim.resume()?;
             }
+            engine.emit_container(&rec, if on { "pause" } else { "unpause" }, &[]);
+            Ok(())
         });
         match r {
             Ok(()) => println!("{c}"),

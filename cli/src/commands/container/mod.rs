@@ -7,6 +7,8 @@ pub mod logs;
 pub mod manage;
 pub mod ps;
 pub mod run;
+pub mod stats;
+pub mod update;
 pub mod view;
 
 use anyhow::Result;

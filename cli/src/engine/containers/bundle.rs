@@ -123,7 +123,8 @@ fn mount_json(m: &MountPoint) -> Value {
     }
 }
 
-fn resources(rec: &Record, devices: &[Value]) -> Value {
+/// The spec's `linux.resources` for the record's limits (`update` reuses it).
+pub fn resources(rec: &Record, devices: &[Value]) -> Value {
     let h = &rec.host;
     let mut r = json!({"devices": devices});
     if h.memory > 0 {

@@ -103,7 +103,10 @@ impl Engine {
             rec
         };
         match self.build(rec.clone()).await {
-            Ok(rec) => Ok(rec),
+            Ok(rec) => {
+                self.emit_container(&rec, "create", &[]);
+                Ok(rec)
+            }
             Err(e) => {
                 let _ = self.remove_container(&rec.id, true, true).await;
                 Err(e)
@@ -211,7 +214,10 @@ impl Engine {
 
     /// A sandbox from netd on each network, with the published ports; none for
     /// `--network none` (a private namespace) and `host`.
-    async fn attach_networks(&mut self, rec: &mut Record) -> Result<NetNs, ContainerError> {
+    pub(crate) async fn attach_networks(
+        &mut self,
+        rec: &mut Record,
+    ) -> Result<NetNs, ContainerError> {
         match rec.host.network_mode.as_str() {
             "none" => return Ok(NetNs::New),
             "host" => return Ok(NetNs::Host),
@@ -245,11 +251,14 @@ impl Engine {
         let sb = networking::setup(self.netd().await?, &spec, &attachments)
             .await
             .map_err(|e| ContainerError::Daemon(e.to_string()))?;
+        for e in &sb.endpoints {
+            self.emit_network(&rec.id, "connect", &e.network_id, &e.network_name);
+        }
         rec.network_settings = sandbox_json(&sb);
         Ok(NetNs::Path(PathBuf::from(sb.netns_path)))
     }
 
-    fn write_etc_files(
+    pub(crate) fn write_etc_files(
         &self,
         rec: &Record,
         dir: &Path,
@@ -391,6 +400,7 @@ impl Engine {
             let _ = old.delete("");
             old.shutdown();
         }
+        wait_shim_gone(&bundle);
         let root = bundle.join("rootfs");
         if !rootfs::is_mounted(&root) {
             return Err(ContainerError::Invalid(format!(
@@ -405,7 +415,10 @@ impl Engine {
         }
         let started = before_start().and_then(|()| shim.start_process(""));
         match started {
-            Ok(pid) => Ok(pid),
+            Ok(pid) => {
+                self.emit_container(rec, "start", &[]);
+                Ok(pid)
+            }
             Err(e) => {
                 let _ = shim.delete("");
                 shim.shutdown();
@@ -438,16 +451,20 @@ impl Engine {
         if st.status == Status::Paused {
             let _ = shim.resume();
         }
+        self.emit_container(rec, "kill", &[("signal", signo.to_string())]);
         let _ = shim.kill("", signo, false);
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
             if !self.state_of(rec).status.is_live() {
+                self.emit_container(rec, "stop", &[]);
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.emit_container(rec, "kill", &[("signal", (libc::SIGKILL).to_string())]);
         let _ = shim.kill("", libc::SIGKILL as u32, true);
         let _ = shim.wait("");
+        self.emit_container(rec, "stop", &[]);
         Ok(())
     }
 
@@ -472,6 +489,7 @@ impl Engine {
             )));
         }
         let signo = parse_signal(signal)?;
+        self.emit_container(rec, "kill", &[("signal", signo.to_string())]);
         match self.shim_of(&rec.id) {
             Some(shim) => shim.kill("", signo, false),
             None => self.kill_orphan(rec, &st),
@@ -488,6 +506,7 @@ impl Engine {
         if st.status.is_live() {
             return Ok(());
         }
+        self.emit_container(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
         if rec.host.auto_remove {
             return self.remove_container(id, true, true).await;
         }
@@ -548,6 +567,14 @@ impl Engine {
         }
         rootfs::unmount(&bundle.join("rootfs"));
         if !matches!(rec.host.network_mode.as_str(), "none" | "host") {
+            for (name, n) in rec.network_settings["Networks"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                let nid = n["NetworkID"].as_str().unwrap_or_default();
+                self.emit_network(id, "disconnect", nid, name);
+            }
             if let Ok(netd) = self.netd().await {
                 networking::remove_sandbox(netd, id)
                     .await
@@ -572,7 +599,12 @@ impl Engine {
         {
             let store = self.store();
             let _lock = store.lock()?;
+            // `run --rm` and the exit command may both get here: one destroy event.
+            let ours = store.dir(id).exists();
             store.remove(id)?;
+            if ours {
+                self.emit_container(&rec, "destroy", &[]);
+            }
         }
         if volumes {
             let users = super::wiring::RecordUsers(self.store());
@@ -629,6 +661,13 @@ impl Engine {
         )
         .await
         .map_err(|e| ContainerError::Daemon(e.to_string()))?;
+        if let Some(e) = sb
+            .endpoints
+            .iter()
+            .find(|e| e.network_name == network || e.network_id.starts_with(network))
+        {
+            self.emit_network(&rec.id, "connect", &e.network_id, &e.network_name);
+        }
         self.update_networks(&rec.id, &sb, |r| {
             r.networks.push(Attachment {
                 network: network.to_string(),
@@ -647,6 +686,24 @@ impl Engine {
         let sb = networking::disconnect(self.netd().await?, &rec.id, network)
             .await
             .map_err(|e| ContainerError::Daemon(e.to_string()))?;
+        if let Some((name, n)) = rec.network_settings["Networks"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .find(|(name, n)| {
+                *name == network
+                    || n["NetworkID"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with(network))
+            })
+        {
+            self.emit_network(
+                &rec.id,
+                "disconnect",
+                n["NetworkID"].as_str().unwrap_or_default(),
+                name,
+            );
+        }
         self.update_networks(&rec.id, &sb, |r| {
             r.networks.retain(|n| n.network != network)
         })
@@ -690,8 +747,10 @@ impl Engine {
                 id,
             });
         }
-        rec.name = n.to_string();
-        store.save(&rec)
+        let old = std::mem::replace(&mut rec.name, n.to_string());
+        store.save(&rec)?;
+        self.emit_container(&rec, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
     }
 
     /// Bytes the container has written (its upper directory), hard links counted once.
@@ -718,6 +777,30 @@ impl Engine {
             }
         }
         total
+    }
+}
+
+/// A shim on its way out (shut down above, or by the exit command of the last run) still
+/// has its socket, where a new `start` would find it: wait (2 s at most) for it to exit.
+fn wait_shim_gone(bundle: &Path) {
+    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    // After a reboot the pid may be anyone's.
+    let is_shim = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(shim::SHIM_BINARY));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while is_shim
+        && Instant::now() < deadline
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+    {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -2,6 +2,7 @@
 //! from an image config and the flags (`bundle`), the container's root (`rootfs`), the shim
 //! that runs each one (`shim`) and what ties them together (`lifecycle`).
 
+pub mod boot;
 pub mod bundle;
 pub mod lifecycle;
 pub mod names;
@@ -9,7 +10,9 @@ pub mod record;
 pub mod rootfs;
 pub mod shim;
 pub mod state;
+pub mod stats;
 pub mod store;
+pub mod update;
 pub mod wiring;
 
 use std::path::{Path, PathBuf};

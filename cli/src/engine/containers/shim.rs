@@ -240,6 +240,22 @@ impl Shim {
         Ok(())
     }
 
+    /// Change the running container's resources: an OCI `LinuxResources` JSON.
+    pub fn update(&self, resources_json: &[u8]) -> Result<(), ContainerError> {
+        let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
+        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+        any.value = resources_json.to_vec();
+        let req = api::UpdateTaskRequest {
+            id: self.id.clone(),
+            resources: containerd_shim_protos::protobuf::MessageField::some(any),
+            ..Default::default()
+        };
+        self.client
+            .update(ctx(), &req)
+            .map_err(shim_err("update"))?;
+        Ok(())
+    }
+
     /// Exec a process described by an OCI `process` JSON, with stdio paths (FIFOs).
     pub fn exec(
         &self,
