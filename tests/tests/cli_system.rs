@@ -878,6 +878,17 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         "sleep",
         "600",
     ]);
+    h.ok(&[
+        "create",
+        "--restart",
+        "always",
+        "--network",
+        "none",
+        "--name",
+        "fresh",
+        "busybox",
+        "true",
+    ]);
     let db_ip = h.inspect("db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
     assert!(!db_ip.is_empty());
 
@@ -891,7 +902,7 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(ids.len(), 6);
+    assert_eq!(ids.len(), 7);
     for id in &ids {
         for f in ["shim.pid", "init.pid"] {
             if let Ok(pid) = std::fs::read_to_string(h.bundle(id).join(f)) {
@@ -931,6 +942,7 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         "stopped by the user: stays down"
     );
     assert_eq!(h.status("plain"), "exited", "no restart policy");
+    assert_eq!(h.status("fresh"), "created", "never started: stays so");
     // Their networks are back, with the addresses of before.
     let web = h.inspect("web", "{{.Id}}");
     assert!(h.env.run().join("netns").join(&web).exists());
@@ -946,7 +958,9 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         out.stderr
     );
     // And they still stop and go away as usual.
-    h.ok(&["rm", "-f", "cache", "db", "web", "kept", "held", "plain"]);
+    h.ok(&[
+        "rm", "-f", "cache", "db", "web", "kept", "held", "plain", "fresh",
+    ]);
 
     // The unit file: only where systemd runs.
     let out = h.berth(&["system", "boot", "--install-unit"]);

@@ -41,7 +41,9 @@ pub async fn restart(engine: &mut Engine, a: &StopArgs) -> Result<()> {
     for c in &a.containers {
         let r = engine.container(c).and_then(|rec| {
             engine.stop_container(&rec, a.time, a.signal.as_deref())?;
-            engine.start_container(&rec, || Ok(())).map(|_| ())
+            engine.start_container(&rec, || Ok(()))?;
+            engine.emit_container(&rec, "restart", &[]);
+            Ok(())
         });
         match r {
             Ok(()) => println!("{c}"),

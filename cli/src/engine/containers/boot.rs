@@ -1,7 +1,8 @@
 //! `system boot`: after a reboot there is no daemon to bring containers back, so this does
 //! what dockerd does when it starts: every `always` container, and every `unless-stopped`
 //! one the user had not stopped, gets its root mounted again (imaged's GetMounts), its
-//! network sandbox made again if the namespace is gone (netd), and is started — in
+//! network sandbox made again if the namespace is gone (netd), and is started (never
+//! started ones stay as they are) — in
 //! dependency order: a container comes after those it names with `--link`,
 //! `--volumes-from` or `--network container:`; otherwise oldest first, so containers that
 //! share a network come back in the order they were made.
@@ -22,10 +23,15 @@ impl Engine {
             .store()
             .all()
             .into_iter()
-            .filter(|r| match r.host.restart_policy.name.as_str() {
-                "always" => true,
-                "unless-stopped" => !self.state_of(r).stopped_by_user,
-                _ => false,
+            .filter(|r| {
+                let st = self.state_of(r);
+                // Never started: nothing to bring back (dockerd leaves those too).
+                st.status != Status::Created
+                    && match r.host.restart_policy.name.as_str() {
+                        "always" => true,
+                        "unless-stopped" => !st.stopped_by_user,
+                        _ => false,
+                    }
             })
             .collect();
         start_order(wanted)
