@@ -660,3 +660,191 @@ fn a_create_killed_half_way_is_finished_by_rm() {
     assert!(!mounts.contains(&b.env.root().join("containers").display().to_string()));
     b.ok(&["rmi", "busybox"]);
 }
+
+#[test]
+fn cp_both_ways_stays_inside_the_container() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-cp");
+    let dir = b.env.path().join("host");
+    std::fs::create_dir_all(dir.join("d/sub")).unwrap();
+    std::fs::write(dir.join("d/a"), "a\n").unwrap();
+    std::fs::write(dir.join("d/sub/b"), "b\n").unwrap();
+    std::fs::write(dir.join("file"), "f\n").unwrap();
+    // The container plants links that would reach the host if followed there.
+    b.ok(&["run", "-d", "--network", "none", "--name", "box", "busybox", "sh", "-c", &format!("mkdir -p {0}; ln -s /etc /abs; ln -s ../../../../../../../{1} /up; ln -s {0} /hostdir; sleep 600", dir.display(), dir.strip_prefix("/").unwrap().display())]);
+    let d = |p: &str| dir.join(p).display().to_string();
+    // In: a directory into a directory, a file to a new name, a tar on stdin.
+    b.ok(&["cp", &d("d"), "box:/tmp/"]);
+    assert_eq!(
+        b.ok(&["exec", "box", "cat", "/tmp/d/a", "/tmp/d/sub/b"]),
+        "a\nb\n"
+    );
+    assert_eq!(
+        b.ok(&["exec", "box", "stat", "-c", "%u", "/tmp/d/a"])
+            .trim(),
+        "0"
+    );
+    b.ok(&["cp", &d("file"), "box:/tmp/renamed"]);
+    assert_eq!(b.ok(&["exec", "box", "cat", "/tmp/renamed"]), "f\n");
+    // Out: a file, a directory's contents (`/.`), a tar on stdout.
+    b.ok(&["cp", "box:/etc/passwd", &d("passwd")]);
+    assert!(std::fs::read_to_string(dir.join("passwd"))
+        .unwrap()
+        .starts_with("root:"));
+    b.ok(&["cp", "box:/tmp/d/.", &d("copy")]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("copy/sub/b")).unwrap(),
+        "b\n"
+    );
+    let tar = b.run(&["cp", "box:/tmp/d", "-"]);
+    tar.assert_success();
+    // Links resolve inside the container: /abs/hostname is the container's /etc/hostname,
+    // /up/x and /hostdir/x land in the container, never in the host's directory.
+    b.ok(&["cp", "box:/abs/hostname", &d("hn")]);
+    let hostname = std::fs::read_to_string(dir.join("hn")).unwrap();
+    assert_eq!(
+        hostname.trim(),
+        b.ok(&["inspect", "-f", "{{.Config.Hostname}}", "box"])
+            .trim()
+    );
+    b.ok(&["cp", &d("file"), "box:/up/planted"]);
+    b.ok(&["cp", &d("file"), "box:/hostdir/planted2"]);
+    assert!(
+        !dir.join("planted").exists() && !dir.join("planted2").exists(),
+        "cp wrote through a container's symlink onto the host"
+    );
+    let inside = format!("{}/planted", dir.display());
+    assert_eq!(
+        b.ok(&["exec", "box", "cat", &inside, &format!("{inside}2")]),
+        "f\nf\n"
+    );
+    let out = b.run(&["cp", "box:/nonexistent", &d("x")]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("Could not find the file /nonexistent in box"),
+        "{}",
+        out.stderr
+    );
+    // An archive entry climbing out with `..` stays under the destination.
+    let evil = b.env.path().join("evil.tar");
+    {
+        let f = std::fs::File::create(&evil).unwrap();
+        let mut t = tar_writer(f);
+        t.append_named("../../../../escaped", b"x\n");
+        t.finish();
+    }
+    let out = berth_tests::run_with_input(
+        &mut b.cmd(&["cp", "-", "box:/tmp"]),
+        &std::fs::read(&evil).unwrap(),
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    assert_eq!(b.ok(&["exec", "box", "cat", "/tmp/escaped"]), "x\n");
+    b.ok(&["rm", "-f", "box"]);
+}
+
+/// A minimal ustar writer, enough to make an archive with a hostile name.
+struct TarWriter<W: std::io::Write>(W);
+
+fn tar_writer<W: std::io::Write>(w: W) -> TarWriter<W> {
+    TarWriter(w)
+}
+
+impl<W: std::io::Write> TarWriter<W> {
+    fn append_named(&mut self, name: &str, data: &[u8]) {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        self.0.write_all(&h).unwrap();
+        self.0.write_all(data).unwrap();
+        let pad = (512 - data.len() % 512) % 512;
+        self.0.write_all(&vec![0u8; pad]).unwrap();
+    }
+
+    fn finish(mut self) {
+        self.0.write_all(&[0u8; 1024]).unwrap();
+    }
+}
+
+#[test]
+fn commit_diff_and_export_show_what_the_container_wrote() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-commit");
+    b.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "wr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo changed > /etc/motd; rm /etc/group; mkdir /newdir",
+    ]);
+    let diff = b.ok(&["diff", "wr"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in ["C /etc", "D /etc/group", "A /etc/motd", "A /newdir"] {
+        assert!(lines.contains(&want), "{want} missing:\n{diff}");
+    }
+    assert!(
+        !diff.contains("/etc/hosts"),
+        "a mount point shows as a change:\n{diff}"
+    );
+    let id = b.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/etc/motd\"]",
+        "-c",
+        "ENV FOO=bar",
+        "-m",
+        "my change",
+        "-a",
+        "me",
+        "wr",
+        "mybox:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "mybox:v1"]),
+        "changed\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "mybox:v1",
+            "sh",
+            "-c",
+            "echo $FOO; test -e /etc/group || echo gone"
+        ]),
+        "bar\ngone\n"
+    );
+    let hist = b.ok(&["history", "mybox:v1"]);
+    assert!(hist.lines().nth(1).unwrap().contains("my change"), "{hist}");
+    let out = b.run(&["commit", "-c", "FROM busybox", "wr"]);
+    assert_eq!(out.code(), Some(1));
+    let tar_path = b.env.path().join("w.tar");
+    b.ok(&["export", "-o", &tar_path.display().to_string(), "wr"]);
+    let list = run(Command::new("tar").arg("tf").arg(&tar_path)).stdout;
+    assert!(list.lines().any(|l| l == "etc/motd"), "{list}");
+    assert!(!list.lines().any(|l| l == "etc/group"), "{list}");
+    b.ok(&["rm", "wr"]);
+    b.ok(&["rmi", "mybox:v1"]);
+}
