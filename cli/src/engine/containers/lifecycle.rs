@@ -129,7 +129,9 @@ impl Engine {
             .into_inner();
         rootfs::mount_overlay(&mounts, &root)?;
         rec.upper = mounts.upper.clone();
+        self.volumes_from(&mut rec)?;
         self.prepare_mounts(&mut rec, &root)?;
+        self.resolve_links(&mut rec)?;
 
         let netns = self.attach_networks(&mut rec).await?;
         let etc = self.write_etc_files(&rec, &dir)?;
@@ -164,6 +166,65 @@ impl Engine {
             .await?
             .into_inner();
         serde_json::from_str(&r.json).map_err(|e| ContainerError::Daemon(e.to_string()))
+    }
+
+    /// `--volumes-from C[:ro|rw]`: C's volumes and binds at the same places.
+    fn volumes_from(&self, rec: &mut Record) -> Result<(), ContainerError> {
+        for spec in rec.host.volumes_from.clone() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+                _ => (spec.as_str(), None),
+            };
+            let other = self.container(name)?;
+            for m in other.mounts.iter().filter(|m| m.kind != "tmpfs") {
+                if rec.mounts.iter().any(|x| x.destination == m.destination) {
+                    continue;
+                }
+                let mut m = m.clone();
+                // Shared, so never removed with this container.
+                m.anonymous = false;
+                if let Some(mode) = mode {
+                    m.rw = mode == "rw";
+                }
+                rec.mounts.push(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// `--link name[:alias]` on the default bridge: /etc/hosts lines for the linked
+    /// container's address, under its name, its alias and its hostname.
+    fn resolve_links(&self, rec: &mut Record) -> Result<(), ContainerError> {
+        for link in rec.host.links.clone() {
+            let (name, alias) = link.split_once(':').unwrap_or((&link, &link));
+            let other = self.container(name)?;
+            if !self.state_of(&other).status.is_live() {
+                return Err(ContainerError::Invalid(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{alias}",
+                    other.name, rec.name
+                )));
+            }
+            let ip = other.network_settings["Networks"]["bridge"]["IPAddress"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if ip.is_empty() {
+                return Err(ContainerError::Invalid(format!(
+                    "Cannot link to /{}, as it is not on the default bridge network",
+                    other.name
+                )));
+            }
+            let mut names = vec![alias.to_string()];
+            for n in [other.name.as_str(), other.config.hostname.as_str()] {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+            for n in names {
+                rec.host.extra_hosts.push(format!("{n}:{ip}"));
+            }
+        }
+        Ok(())
     }
 
     /// Anonymous volumes for the image's VOLUMEs, filled from the image; the user's mounts
