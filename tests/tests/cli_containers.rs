@@ -848,3 +848,43 @@ fn commit_diff_and_export_show_what_the_container_wrote() {
     b.ok(&["rm", "wr"]);
     b.ok(&["rmi", "mybox:v1"]);
 }
+
+#[test]
+fn concurrent_creates_of_one_name_give_it_to_exactly_one() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-race");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            b.cmd(&["create", "--network", "none", "--name", "only", "busybox", "true"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 0 || *c == 125), "{codes:?}");
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "only\n");
+    // Unnamed creates at once all get names of their own.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            b.cmd(&["create", "--network", "none", "busybox", "true"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        assert!(c.wait_with_output().unwrap().status.success());
+    }
+    let names = b.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let set: std::collections::BTreeSet<&str> = names.lines().collect();
+    assert_eq!(set.len(), 9, "{names}");
+    assert!(set.iter().all(|n| *n == "only" || n.contains('_')), "{names}");
+}
