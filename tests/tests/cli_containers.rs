@@ -382,7 +382,11 @@ fn run_rm_leaves_nothing_behind() {
         .filter(|n| n != ".lock")
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert_eq!(b.ok(&["volume", "ls", "-q"]), "", "an anonymous volume of a --rm container stays");
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q"]),
+        "",
+        "an anonymous volume of a --rm container stays"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&b.env.root().display().to_string()),
@@ -854,11 +858,19 @@ fn concurrent_creates_of_one_name_give_it_to_exactly_one() {
     let b = Berth::new("cli-race");
     let children: Vec<_> = (0..8)
         .map(|_| {
-            b.cmd(&["create", "--network", "none", "--name", "only", "busybox", "true"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            b.cmd(&[
+                "create",
+                "--network",
+                "none",
+                "--name",
+                "only",
+                "busybox",
+                "true",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     let codes: Vec<i32> = children
@@ -883,5 +895,8 @@ fn concurrent_creates_of_one_name_give_it_to_exactly_one() {
     let names = b.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     let set: std::collections::BTreeSet<&str> = names.lines().collect();
     assert_eq!(set.len(), 9, "{names}");
-    assert!(set.iter().all(|n| *n == "only" || n.contains('_')), "{names}");
+    assert!(
+        set.iter().all(|n| *n == "only" || n.contains('_')),
+        "{names}"
+    );
 }

@@ -228,8 +228,10 @@ pub fn spec(rec: &Record, inp: &Inputs<'_>) -> Result<Value, ContainerError> {
                 "--init: this host has no init binary for containers (install tini: /usr/bin/docker-init or /usr/bin/tini-static)".into(),
             )
         })?;
-        mounts.push(json!({"destination": "/sbin/docker-init", "type": "bind", "source": init,
-            "options": ["rbind", "ro", "rprivate"]}));
+        mounts.push(
+            json!({"destination": "/sbin/docker-init", "type": "bind", "source": init,
+            "options": ["rbind", "ro", "rprivate"]}),
+        );
     }
 
     let mut namespaces = vec![
@@ -279,10 +281,14 @@ pub fn spec(rec: &Record, inp: &Inputs<'_>) -> Result<Value, ContainerError> {
 
 /// Docker's `--init` is tini, statically linked, bound in at /sbin/docker-init.
 fn init_binary() -> Option<PathBuf> {
-    ["/usr/bin/docker-init", "/usr/bin/tini-static", "/usr/local/bin/docker-init"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/local/bin/docker-init",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 fn cgroupns_available() -> bool {

@@ -972,6 +972,14 @@ fn merge(
     }
     c.image = req.image.clone();
     let mut host = req.host.clone();
+    if host.publish_all_ports {
+        // -P: every exposed port not published by -p gets a random host port.
+        for k in c.exposed_ports.keys() {
+            host.port_bindings
+                .entry(k.clone())
+                .or_insert_with(|| vec![super::record::PortBinding::default()]);
+        }
+    }
     if host.network_mode.is_empty() || host.network_mode == "default" {
         host.network_mode = "bridge".into();
     }
