@@ -900,3 +900,76 @@ fn concurrent_creates_of_one_name_give_it_to_exactly_one() {
         "{names}"
     );
 }
+
+#[test]
+fn health_checks_run_and_show_in_ps_and_inspect() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-health");
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    b.wait_status("hc", "Up");
+    let status = || b.ok(&["ps", "--filter", "name=hc", "--format", "{{.Status}}"]);
+    let until = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = status();
+            if s.contains(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {want}: {s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until("(unhealthy)");
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "health=unhealthy"])
+            .lines()
+            .count(),
+        1
+    );
+    b.ok(&["exec", "hc", "touch", "/ok"]);
+    until("(healthy)");
+    let h = b.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}} {{.State.Health.FailingStreak}}",
+        "hc",
+    ]);
+    assert_eq!(h.trim(), "healthy 0");
+    // --no-healthcheck turns the image's (or any) check off.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "nohc",
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    b.wait_status("nohc", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!b
+        .ok(&["ps", "--filter", "name=nohc", "--format", "{{.Status}}"])
+        .contains("health"));
+    b.ok(&["rm", "-f", "hc", "nohc"]);
+}

@@ -44,7 +44,15 @@ pub fn status_text(st: &State) -> String {
     let since = |t: &str| duration(now() - unix_of(t));
     match st.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Running => {
+            let health = match st.health.as_ref().and_then(|h| h["Status"].as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", since(&st.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", since(&st.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -91,6 +99,13 @@ pub fn matches_filters(engine: &Engine, rec: &Record, filters: &[String]) -> Res
                 None => rec.config.labels.contains_key(v),
             },
             "status" => st.status.as_str() == v,
+            "health" => {
+                st.health
+                    .as_ref()
+                    .and_then(|h| h["Status"].as_str())
+                    .unwrap_or("none")
+                    == v
+            }
             "exited" => st.status == Status::Exited && v.parse() == Ok(st.exit_code),
             "ancestor" => rec.image == v || rec.image_id.contains(v),
             "network" => rec.networks.iter().any(|n| n.network == v) || rec.host.network_mode == v,

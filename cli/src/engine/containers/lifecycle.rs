@@ -419,6 +419,9 @@ impl Engine {
             "io.berth.attach.socket",
             self.attach_socket(id).display().to_string(),
         );
+        if let Some(h) = &rec.config.healthcheck {
+            put("io.berth.healthcheck", h.to_string());
+        }
         if rec.config.open_stdin {
             put("io.berth.stdin", "true".into());
         }
@@ -459,6 +462,7 @@ impl Engine {
             )));
         }
         let _ = std::fs::remove_file(bundle.join("status.json"));
+        let _ = std::fs::remove_file(bundle.join("health.json"));
         let shim = Shim::start(id, &bundle, &self.root, &self.run)?;
         if let Err(e) = shim.create(&bundle, Vec::new(), rec.config.tty) {
             shim.shutdown();
