@@ -70,14 +70,23 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Docker's COMMAND: the path, then the arguments, those with a space in single quotes;
+/// cut to 20 characters with "…"; then quoted as Go's strconv.Quote does.
 fn command_column(rec: &Record, no_trunc: bool) -> String {
-    let cmd = rec.command().join(" ");
-    if no_trunc || cmd.chars().count() <= 20 {
-        format!("\"{cmd}\"")
-    } else {
-        let head: String = cmd.chars().take(19).collect();
-        format!("\"{head}…\"")
+    let words = rec.command();
+    let mut cmd = words.first().cloned().unwrap_or_default();
+    for a in words.iter().skip(1) {
+        cmd.push(' ');
+        if a.contains(' ') {
+            cmd.push_str(&format!("'{a}'"));
+        } else {
+            cmd.push_str(a);
+        }
     }
+    if !no_trunc && cmd.chars().count() > 20 {
+        cmd = cmd.chars().take(19).collect::<String>() + "…";
+    }
+    serde_json::to_string(&cmd).unwrap_or_default()
 }
 
 /// Does `rec` pass every `--filter` (Docker's: id, name, label, status, exited, ancestor,

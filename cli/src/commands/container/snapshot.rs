@@ -167,8 +167,11 @@ pub async fn diff(engine: &mut Engine, a: &DiffArgs) -> Result<()> {
         .await
         .map_err(daemon_error)?
         .into_inner();
+    let mut changes = r.changes;
+    // By path, as Docker lists them.
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = std::io::stdout().lock();
-    for c in r.changes {
+    for c in changes {
         // Mount points the runtime made for the files we bind over them: Docker keeps those
         // in an init layer, so they never show as the container's changes.
         if c.kind == 1 && ETC_MOUNTS.contains(&c.path.as_str()) {
