@@ -981,3 +981,50 @@ fn health_checks_run_and_show_in_ps_and_inspect() {
         .contains("health"));
     b.ok(&["rm", "-f", "hc", "nohc"]);
 }
+
+#[test]
+fn start_attaches_and_a_restart_right_after_an_exit_runs_again() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-startai");
+    let id = b.ok(&[
+        "create",
+        "-i",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat; exit 4",
+    ]);
+    let id = id.trim();
+    for round in 0..3 {
+        // At once after the last run's exit, while its shim is on its way out.
+        let out = berth_tests::run_with_input(
+            &mut b.cmd(&["start", "-ai", id]),
+            format!("round {round}\n").as_bytes(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.code(), Some(4), "{}", out.stderr);
+        assert_eq!(out.stdout, format!("round {round}\n"));
+    }
+    assert_eq!(b.ok(&["logs", id]), "round 0\nround 1\nround 2\n");
+    // attach follows a running container's output until it ends.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do sleep 0.2; echo tick$i; done; exit 6",
+    ]);
+    let out = b.run(&["attach", "ticker"]);
+    assert_eq!(out.code(), Some(6));
+    assert!(out.stdout.ends_with("tick3\n"), "{}", out.stdout);
+    b.ok(&["rm", id, "ticker"]);
+}

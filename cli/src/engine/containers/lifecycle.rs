@@ -446,6 +446,7 @@ impl Engine {
         before_start: impl FnOnce() -> Result<(), ContainerError>,
     ) -> Result<u32, ContainerError> {
         let id = &rec.id;
+        let _lock = self.store().lock_container(id)?;
         let bundle = self.bundle_dir(id);
         let st = self.state_of(rec);
         if st.status.is_live() {
@@ -453,7 +454,7 @@ impl Engine {
         }
         if let Some(old) = self.shim_of(id) {
             let _ = old.delete("");
-            old.shutdown();
+            old.shutdown_and_wait(&bundle);
         }
         let root = bundle.join("rootfs");
         if !rootfs::is_mounted(&root) {
@@ -546,14 +547,19 @@ impl Engine {
     /// Save what the shim knows of the last run into the record, then let the shim go: an
     /// exited container costs no process. The exit command of each container runs this.
     pub async fn cleanup_container(&mut self, id: &str) -> Result<(), ContainerError> {
+        let Ok(lock) = self.store().lock_container(id) else {
+            return Ok(());
+        };
         let Ok(mut rec) = self.store().load(id) else {
             return Ok(());
         };
         let st = self.state_of(&rec);
+        // A new run began since this exit (`start` took the lock first): not ours to end.
         if st.status.is_live() {
             return Ok(());
         }
         if rec.host.auto_remove {
+            drop(lock);
             return self.remove_container(id, true, true).await;
         }
         rec.last.started_at = st.started_at;
@@ -606,7 +612,7 @@ impl Engine {
         match self.shim_of(id) {
             Some(shim) => {
                 let _ = shim.delete("");
-                shim.shutdown();
+                shim.shutdown_and_wait(&bundle);
             }
             None if bundle.join("shim.pid").exists() => shim::delete_dead(id, &bundle),
             None => {}
