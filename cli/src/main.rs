@@ -1,7 +1,9 @@
 //! berth: Docker's command line over Berth's engine.
 
 use anyhow::Result;
-use berth_cli::commands::container::{exec, logs, manage, ps, run, stats, update, view};
+use berth_cli::commands::container::{
+    cp, exec, logs, manage, ps, run, snapshot, stats, update, view,
+};
 use berth_cli::commands::{archive, image, network, system, volume};
 use berth_cli::engine::Engine;
 use berth_cli::Failure;
@@ -66,6 +68,14 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Create a new image from a container's changes
+    Commit(snapshot::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(snapshot::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(snapshot::ExportArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -153,6 +163,14 @@ enum ContainerCommand {
     Stats(stats::StatsArgs),
     /// Update configuration of one or more containers
     Update(update::UpdateArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Create a new image from a container's changes
+    Commit(snapshot::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(snapshot::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(snapshot::ExportArgs),
     /// Record a container's exit and release its shim (the shim runs this)
     #[command(hide = true)]
     Cleanup { id: String },
@@ -285,6 +303,10 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(())
         }
+        Command::Cp(a) | Command::Container(C::Cp(a)) => cp::cp(engine, &a).await,
+        Command::Commit(a) | Command::Container(C::Commit(a)) => snapshot::commit(engine, &a).await,
+        Command::Diff(a) | Command::Container(C::Diff(a)) => snapshot::diff(engine, &a).await,
+        Command::Export(a) | Command::Container(C::Export(a)) => snapshot::export(engine, &a).await,
         Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,

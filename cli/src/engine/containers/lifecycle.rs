@@ -132,7 +132,9 @@ impl Engine {
             .into_inner();
         rootfs::mount_overlay(&mounts, &root)?;
         rec.upper = mounts.upper.clone();
+        self.volumes_from(&mut rec)?;
         self.prepare_mounts(&mut rec, &root)?;
+        self.resolve_links(&mut rec)?;
 
         let netns = self.attach_networks(&mut rec).await?;
         let etc = self.write_etc_files(&rec, &dir)?;
@@ -167,6 +169,65 @@ impl Engine {
             .await?
             .into_inner();
         serde_json::from_str(&r.json).map_err(|e| ContainerError::Daemon(e.to_string()))
+    }
+
+    /// `--volumes-from C[:ro|rw]`: C's volumes and binds at the same places.
+    fn volumes_from(&self, rec: &mut Record) -> Result<(), ContainerError> {
+        for spec in rec.host.volumes_from.clone() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+                _ => (spec.as_str(), None),
+            };
+            let other = self.container(name)?;
+            for m in other.mounts.iter().filter(|m| m.kind != "tmpfs") {
+                if rec.mounts.iter().any(|x| x.destination == m.destination) {
+                    continue;
+                }
+                let mut m = m.clone();
+                // Shared, so never removed with this container.
+                m.anonymous = false;
+                if let Some(mode) = mode {
+                    m.rw = mode == "rw";
+                }
+                rec.mounts.push(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// `--link name[:alias]` on the default bridge: /etc/hosts lines for the linked
+    /// container's address, under its name, its alias and its hostname.
+    fn resolve_links(&self, rec: &mut Record) -> Result<(), ContainerError> {
+        for link in rec.host.links.clone() {
+            let (name, alias) = link.split_once(':').unwrap_or((&link, &link));
+            let other = self.container(name)?;
+            if !self.state_of(&other).status.is_live() {
+                return Err(ContainerError::Invalid(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{alias}",
+                    other.name, rec.name
+                )));
+            }
+            let ip = other.network_settings["Networks"]["bridge"]["IPAddress"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if ip.is_empty() {
+                return Err(ContainerError::Invalid(format!(
+                    "Cannot link to /{}, as it is not on the default bridge network",
+                    other.name
+                )));
+            }
+            let mut names = vec![alias.to_string()];
+            for n in [other.name.as_str(), other.config.hostname.as_str()] {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+            for n in names {
+                rec.host.extra_hosts.push(format!("{n}:{ip}"));
+            }
+        }
+        Ok(())
     }
 
     /// Anonymous volumes for the image's VOLUMEs, filled from the image; the user's mounts
@@ -367,6 +428,9 @@ impl Engine {
             "io.berth.attach.socket",
             self.attach_socket(id).display().to_string(),
         );
+        if let Some(h) = &rec.config.healthcheck {
+            put("io.berth.healthcheck", h.to_string());
+        }
         if rec.config.open_stdin {
             put("io.berth.stdin", "true".into());
         }
@@ -391,6 +455,7 @@ impl Engine {
         before_start: impl FnOnce() -> Result<(), ContainerError>,
     ) -> Result<u32, ContainerError> {
         let id = &rec.id;
+        let _lock = self.store().lock_container(id)?;
         let bundle = self.bundle_dir(id);
         let st = self.state_of(rec);
         if st.status.is_live() {
@@ -398,9 +463,8 @@ impl Engine {
         }
         if let Some(old) = self.shim_of(id) {
             let _ = old.delete("");
-            old.shutdown();
+            old.shutdown_and_wait(&bundle);
         }
-        wait_shim_gone(&bundle);
         let root = bundle.join("rootfs");
         if !rootfs::is_mounted(&root) {
             return Err(ContainerError::Invalid(format!(
@@ -408,6 +472,7 @@ impl Engine {
             )));
         }
         let _ = std::fs::remove_file(bundle.join("status.json"));
+        let _ = std::fs::remove_file(bundle.join("health.json"));
         let shim = Shim::start(id, &bundle, &self.root, &self.run)?;
         if let Err(e) = shim.create(&bundle, Vec::new(), rec.config.tty) {
             shim.shutdown();
@@ -499,15 +564,20 @@ impl Engine {
     /// Save what the shim knows of the last run into the record, then let the shim go: an
     /// exited container costs no process. The exit command of each container runs this.
     pub async fn cleanup_container(&mut self, id: &str) -> Result<(), ContainerError> {
+        let Ok(lock) = self.store().lock_container(id) else {
+            return Ok(());
+        };
         let Ok(mut rec) = self.store().load(id) else {
             return Ok(());
         };
         let st = self.state_of(&rec);
+        // A new run began since this exit (`start` took the lock first): not ours to end.
         if st.status.is_live() {
             return Ok(());
         }
         self.emit_container(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
         if rec.host.auto_remove {
+            drop(lock);
             return self.remove_container(id, true, true).await;
         }
         rec.last.started_at = st.started_at;
@@ -560,7 +630,7 @@ impl Engine {
         match self.shim_of(id) {
             Some(shim) => {
                 let _ = shim.delete("");
-                shim.shutdown();
+                shim.shutdown_and_wait(&bundle);
             }
             None if bundle.join("shim.pid").exists() => shim::delete_dead(id, &bundle),
             None => {}
@@ -780,30 +850,6 @@ impl Engine {
     }
 }
 
-/// A shim on its way out (shut down above, or by the exit command of the last run) still
-/// has its socket, where a new `start` would find it: wait (2 s at most) for it to exit.
-fn wait_shim_gone(bundle: &Path) {
-    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    else {
-        return;
-    };
-    // After a reboot the pid may be anyone's.
-    let is_shim = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(shim::SHIM_BINARY));
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while is_shim
-        && Instant::now() < deadline
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(") ")
-                .is_some_and(|(_, r)| !r.starts_with('Z'))
-        })
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The cgroup every container's sits under: `BERTH_CGROUP_PARENT`, else `berth` (as
 /// Docker's `docker`); tests give each run its own.
 fn cgroup_parent() -> String {
@@ -994,6 +1040,14 @@ fn merge(
     }
     c.image = req.image.clone();
     let mut host = req.host.clone();
+    if host.publish_all_ports {
+        // -P: every exposed port not published by -p gets a random host port.
+        for k in c.exposed_ports.keys() {
+            host.port_bindings
+                .entry(k.clone())
+                .or_insert_with(|| vec![super::record::PortBinding::default()]);
+        }
+    }
     if host.network_mode.is_empty() || host.network_mode == "default" {
         host.network_mode = "bridge".into();
     }

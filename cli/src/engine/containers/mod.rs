@@ -4,6 +4,7 @@
 
 pub mod boot;
 pub mod bundle;
+pub mod copy;
 pub mod lifecycle;
 pub mod names;
 pub mod record;
