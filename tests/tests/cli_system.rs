@@ -4,6 +4,9 @@
 //! networked containers start keeps its bridge, nft table and DNS there; containers without
 //! a network use `--network none`.
 
+mod dockerd_support;
+mod runtime_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -328,14 +331,14 @@ fn update_changes_a_running_containers_limits_and_the_next_starts() {
     let out = h.berth(&["update", "app"]);
     assert_eq!(out.code(), Some(1));
     assert!(
-        out.stderr.contains("You must provide one or more flags"),
+        out.stderr.contains("you must provide one or more flags"),
         "{}",
         out.stderr
     );
     let out = h.berth(&["update", "--cpus", "999", "app"]);
     assert_eq!(out.code(), Some(1));
     assert!(
-        out.stderr.contains("range of CPUs is from 0.01"),
+        out.stderr.contains("Range of CPUs is from 0.01"),
         "{}",
         out.stderr
     );
@@ -1013,4 +1016,187 @@ fn completion_scripts_for_bash_zsh_and_fish() {
     assert!(out.stdout.contains("stats"), "subcommands are in it");
     let out = berth("tcsh");
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
+}
+
+/// `berth` beside a private dockerd (cli_docker_compare.rs's fixture): the same commands,
+/// `--network none`, no netd needed.
+#[test]
+fn stats_update_events_info_and_df_agree_with_docker() {
+    let Some((env, dockerd)) = dockerd_support::dockerd_with_busybox("sys-vs-docker") else {
+        return;
+    };
+    let docker =
+        |args: &[&str]| run_timeout(dockerd.docker(&env).args(args), Duration::from_secs(60));
+    let berth = |args: &[&str]| {
+        run_timeout(
+            env.command(bin("berth"))
+                .args(args)
+                .env("BERTH_CGROUP_PARENT", env.unique("cg")),
+            Duration::from_secs(60),
+        )
+    };
+    let both = |args: &[&str]| -> (Output, Output) {
+        let (d, b) = (docker(args), berth(args));
+        assert_eq!(
+            b.code(),
+            d.code(),
+            "{args:?}: exit codes differ\ndocker: {}{}\nberth: {}{}",
+            d.stdout,
+            d.stderr,
+            b.stdout,
+            b.stderr
+        );
+        (d, b)
+    };
+    let same = |args: &[&str]| {
+        let (d, b) = both(args);
+        assert_eq!(b.stdout, d.stdout, "{args:?}: stdout differs");
+        b.stdout
+    };
+    berth(&[
+        "load",
+        "-i",
+        &fixtures().join("busybox.tar").display().to_string(),
+    ])
+    .assert_success();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let t0 = format!("{:.3}", now() - 1.0);
+
+    let (d, b) = both(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "sv",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert!(d.success() && b.success(), "docker: {d:?}\nberth: {b:?}");
+    both(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "idle",
+        "busybox",
+        "true",
+    ]);
+
+    let (d, b) = both(&["stats", "--no-stream", "sv"]);
+    let (dl, bl): (Vec<&str>, Vec<&str>) = (d.stdout.lines().collect(), b.stdout.lines().collect());
+    assert!(
+        !bl.is_empty() && !dl.is_empty(),
+        "docker: {d:?}\nberth: {b:?}"
+    );
+    assert_eq!(cells(bl[0]), cells(dl[0]), "the header");
+    assert_eq!(bl.len(), dl.len());
+    assert_eq!(
+        cells(bl[1]).len(),
+        cells(dl[1]).len(),
+        "docker: {}\nberth: {}",
+        dl[1],
+        bl[1]
+    );
+    same(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.Container}} {{.PIDs}} {{.NetIO}}",
+        "sv",
+    ]);
+    same(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.MemPerc}} {{.NetIO}} {{.BlockIO}} {{.PIDs}}",
+        "idle",
+    ]);
+    both(&["stats", "--no-stream", "nosuch"]);
+
+    let (d, b) = both(&["update", "sv"]);
+    assert_eq!(
+        b.stderr.trim(),
+        d.stderr.trim().trim_start_matches("docker: ")
+    );
+    let (d, b) = both(&["update", "--cpus", "999", "sv"]);
+    assert_eq!(b.stderr.trim(), d.stderr.trim());
+    same(&[
+        "update",
+        "--pids-limit",
+        "50",
+        "--cpu-shares",
+        "512",
+        "--cpus",
+        "0.5",
+        "sv",
+    ]);
+    same(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidsLimit}} {{.HostConfig.CpuShares}} {{.HostConfig.NanoCpus}}",
+        "sv",
+    ]);
+    same(&["update", "--restart", "on-failure:3", "sv"]);
+    same(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        "sv",
+    ]);
+    both(&["update", "--restart", "no", "sv"]);
+    both(&["stop", "-t", "1", "sv"]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let until = format!("{:.3}", now());
+    let (d, b) = both(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &until,
+        "--filter",
+        "container=sv",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(&b.stdout),
+        sorted(&d.stdout),
+        "docker:\n{}\nberth:\n{}",
+        d.stdout,
+        b.stdout
+    );
+
+    let (d, b) = both(&["system", "df"]);
+    let rows = |s: &str| -> Vec<Vec<String>> { s.lines().map(cells).take(4).collect() };
+    let (dr, br) = (rows(&d.stdout), rows(&b.stdout));
+    assert_eq!(br[0], dr[0], "the header");
+    for i in 1..4 {
+        assert_eq!(
+            br[i][..3],
+            dr[i][..3],
+            "docker:\n{}\nberth:\n{}",
+            d.stdout,
+            b.stdout
+        );
+    }
+    same(&[
+        "info", "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}} {{.Images}} {{.OSType}} {{.Architecture}} {{.NCPU}} {{.MemTotal}} {{.KernelVersion}} {{.CgroupDriver}} {{.LoggingDriver}}",
+    ]);
+    both(&["rm", "-f", "sv", "idle"]);
 }

@@ -90,7 +90,7 @@ fn request(a: &UpdateArgs) -> Result<UpdateRequest, Failure> {
         let online = crate::engine::containers::stats::online_cpus();
         if n < 0.01 || n > online as f64 {
             return Err(fail(format!(
-                "Error response from daemon: range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
+                "Error response from daemon: Range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
             )));
         }
         r.nano_cpus = Some((n * 1e9) as i64);
@@ -113,7 +113,7 @@ pub async fn update(engine: &mut Engine, a: &UpdateArgs) -> Result<()> {
         && a.pids_limit.is_none()
         && a.restart.is_none()
     {
-        return Err(fail("You must provide one or more flags when using this command.").into());
+        return Err(fail("you must provide one or more flags when using this command").into());
     }
     let req = request(a)?;
     let mut errors = Vec::new();
