@@ -924,6 +924,41 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
             std::fs::remove_file(&ns).unwrap();
         }
     }
+    // The daemons go too, and with them the bridge and the nft rules (the namespace is
+    // the test's "host": its links and ruleset are what a reboot clears).
+    let run_dir = h.env.run().display().to_string();
+    let mut killed = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let daemon = words
+            .first()
+            .is_some_and(|w| w.ends_with("berth-netd") || w.ends_with("berth-imaged"));
+        if daemon && words.iter().any(|w| *w == run_dir) {
+            killed += 1;
+            let _ = run(Command::new("kill")
+                .arg("-9")
+                .arg(e.file_name().to_string_lossy().as_ref()));
+        }
+    }
+    assert_eq!(killed, 2, "berth-imaged and berth-netd");
+    let links = run(Command::new("nsenter")
+        .arg(format!("--net={}", h.ns.display()))
+        .args(["ip", "-o", "link", "show", "type", "bridge"]));
+    for l in links.stdout.lines() {
+        let name = l.split(": ").nth(1).unwrap_or("").to_string();
+        run(Command::new("nsenter")
+            .arg(format!("--net={}", h.ns.display()))
+            .args(["ip", "link", "del", &name]))
+        .assert_success();
+    }
+    run(Command::new("nsenter")
+        .arg(format!("--net={}", h.ns.display()))
+        .args(["nft", "flush", "ruleset"]))
+    .assert_success();
     for n in ["cache", "db", "web", "kept", "held", "plain"] {
         assert_eq!(h.status(n), "exited", "{n} after the reboot");
     }
