@@ -937,7 +937,7 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         let daemon = words
             .first()
             .is_some_and(|w| w.ends_with("berth-netd") || w.ends_with("berth-imaged"));
-        if daemon && words.iter().any(|w| *w == run_dir) {
+        if daemon && words.contains(&run_dir) {
             killed += 1;
             let _ = run(Command::new("kill")
                 .arg("-9")
