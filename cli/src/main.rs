@@ -360,6 +360,17 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
+            if e.kind() == ErrorKind::InvalidSubcommand {
+                // Docker's words and status for a command it does not have.
+                let words: Vec<String> = std::env::args().skip(1).collect();
+                let cmd = words
+                    .iter()
+                    .find(|w| !w.starts_with('-'))
+                    .cloned()
+                    .unwrap_or_default();
+                eprintln!("berth: unknown command: berth {cmd}\n\nRun 'berth --help' for more information");
+                std::process::exit(1);
+            }
             let code = match e.kind() {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion
