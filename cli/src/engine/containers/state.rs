@@ -61,14 +61,18 @@ struct StatusFile {
     oom_killed: bool,
 }
 
-fn alive(pid: u32) -> bool {
-    // A zombie is not alive; it only waits for the shim to reap it.
+/// The container's init is `pid` and still runs: not a zombie waiting to be reaped, and
+/// in the container's cgroup (after a reboot the number may belong to anything).
+fn alive(pid: u32, id: &str) -> bool {
     pid > 0
         && std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| {
                 s.rsplit_once(") ")
                     .is_some_and(|(_, rest)| !rest.starts_with('Z'))
             })
+            .unwrap_or(false)
+        && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map(|c| c.contains(id))
             .unwrap_or(false)
 }
 
@@ -102,9 +106,16 @@ pub fn read(rec: &Record, bundle: &Path) -> State {
     st.stopped_by_user = f.stopped_by_user;
     st.exit_code = f.exit_code;
     st.status = match f.status.as_str() {
-        "running" | "paused" if !alive(f.pid) => {
-            // The shim died and its container with it: nobody wrote the exit down.
+        "running" | "paused" if !alive(f.pid, &rec.id) => {
+            // The shim died and its container with it (a reboot, say): nobody wrote the
+            // exit down. The state file's last change is the best bound on when.
             st.exit_code = 137;
+            if st.finished_at.is_empty() {
+                st.finished_at = std::fs::metadata(bundle.join("status.json"))
+                    .and_then(|m| m.modified())
+                    .map(|t| humantime::format_rfc3339_nanos(t).to_string())
+                    .unwrap_or_default();
+            }
             Status::Exited
         }
         "running" => Status::Running,
