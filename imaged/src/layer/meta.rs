@@ -77,6 +77,28 @@ impl Meta {
         Mode::from_bits_truncate(self.mode)
     }
 
+    /// Owner, xattrs and mode of a regular file just made with its permission bits, where
+    /// `mode_is_final` says the umask took none of them: then only setuid, setgid and
+    /// sticky, which chown would clear and the create could not set, need a chmod.
+    pub(super) fn apply_to_new_file(
+        &self,
+        layer: &str,
+        fd: BorrowedFd<'_>,
+        mode_is_final: bool,
+    ) -> Result<(), Fail> {
+        fchown(
+            fd,
+            Some(Uid::from_raw(self.uid)),
+            Some(Gid::from_raw(self.gid)),
+        )
+        .op("chown")?;
+        self.set_xattrs(layer, Node::Fd(fd), Kind::File)?;
+        if !mode_is_final || self.mode & 0o7000 != 0 {
+            fchmod(fd, self.mode()).op("chmod")?;
+        }
+        Ok(())
+    }
+
     /// Owner, xattrs and mode, in that order, of an open file or directory.
     pub(super) fn apply_to_fd(
         &self,

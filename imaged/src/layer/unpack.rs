@@ -403,23 +403,37 @@ impl Unpacker<'_> {
                 self.drain(entry)
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.clear(at, base, false)?;
-                let fd = openat(
-                    at,
-                    base,
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
+                // Made with its final permission bits (an fd opened for writing at creation
+                // writes whatever they say), so the usual file needs no chmod afterwards;
+                // and created first, cleared only when something is in the way: most
+                // names are new, and a failed lookup per file is time on a big layer.
+                let create_mode = meta.mode().bits() & 0o777;
+                let create = || {
+                    openat(
+                        at,
+                        base,
+                        OFlag::O_WRONLY
+                            | OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(create_mode),
+                    )
+                };
+                let fd = match create() {
+                    Err(Errno::EEXIST) => {
+                        self.clear(at, base, false)?;
+                        create()
+                    }
+                    r => r,
+                }
                 .op("create file")?;
                 let mut file = File::from(fd);
                 self.copy(entry, &mut file)?;
+                let mode_is_final = create_mode & umask() == 0;
                 // Owner before xattrs and mode: chown clears setuid, setgid and
                 // security.capability.
-                meta.apply_to_fd(self.layer, Node::Fd(file.as_fd()), false)?;
+                meta.apply_to_new_file(self.layer, file.as_fd(), mode_is_final)?;
                 futimens(file.as_fd(), &meta.atime, &meta.mtime).op("set times")?;
                 Ok(())
             }
@@ -651,6 +665,22 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+/// The process's umask, read once from /proc (asking umask(2) would change it for a moment
+/// under every other thread); 0o022 when /proc cannot say.
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    })
 }
 
 fn truncated(got: u64, size: u64) -> io::Error {
