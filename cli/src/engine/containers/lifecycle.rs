@@ -98,8 +98,9 @@ impl Engine {
             let id = names::new_id();
             let rec = merge(&req, &image_json, id, name)?;
             // Saved before anything else exists, under the lock: the name is ours now, and
-            // a create killed half-way leaves a record `rm` can finish.
-            store.save(&rec)?;
+            // a create killed half-way leaves a record `rm` can finish. Not fsynced: the
+            // last save of `build` is.
+            store.save_draft(&rec)?;
             rec
         };
         match self.build(rec.clone()).await {
@@ -154,6 +155,9 @@ impl Engine {
     }
 
     async fn image_inspect(&mut self, image: &str) -> Result<Value, ContainerError> {
+        if let Some(json) = self.inspected.remove(image) {
+            return serde_json::from_str(&json).map_err(|e| ContainerError::Daemon(e.to_string()));
+        }
         let r = self
             .images()
             .await
@@ -197,9 +201,12 @@ impl Engine {
                 .display()
                 .to_string();
         }
-        rec.mounts = mounts;
-        // Saved now: a failure below must still find the anonymous volumes to remove.
-        self.store().save(rec)?;
+        // Saved now (when there are volumes): a failure below must still find the anonymous
+        // volumes to remove.
+        if !mounts.is_empty() {
+            rec.mounts = mounts;
+            self.store().save_draft(rec)?;
+        }
         Ok(())
     }
 
@@ -489,6 +496,9 @@ impl Engine {
             return Ok(());
         }
         if rec.host.auto_remove {
+            // An attached `run --rm` removes it itself: wait for it rather than race it (and
+            // take over if it died).
+            let _claim = self.store().wait_removal_claim(id)?;
             return self.remove_container(id, true, true).await;
         }
         rec.last.started_at = st.started_at;
