@@ -13,7 +13,7 @@ packages=(
     # networking, processes, users
     iproute2 iputils-ping wget nftables iptables uidmap psmisc procps util-linux
     # build and test tooling
-    build-essential pkg-config python3 curl ca-certificates git jq tmux time hyperfine golang-go
+    build-essential pkg-config python3 tini curl ca-certificates git jq tmux time hyperfine golang-go
 )
 
 die() { echo "deps.sh: $*" >&2; exit 1; }

@@ -1,7 +1,7 @@
 //! berth: Docker's command line over Berth's engine.
 
 use anyhow::Result;
-use berth_cli::commands::container::{exec, logs, manage, ps, run, view};
+use berth_cli::commands::container::{cp, exec, logs, manage, ps, run, snapshot, view};
 use berth_cli::commands::{archive, image, network, volume};
 use berth_cli::engine::Engine;
 use berth_cli::Failure;
@@ -53,6 +53,14 @@ enum Command {
     Pause(manage::NamesArgs),
     /// Unpause all processes within one or more containers
     Unpause(manage::NamesArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Create a new image from a container's changes
+    Commit(snapshot::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(snapshot::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(snapshot::ExportArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -136,6 +144,14 @@ enum ContainerCommand {
     Unpause(manage::NamesArgs),
     /// Remove all stopped containers
     Prune(manage::PruneArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Create a new image from a container's changes
+    Commit(snapshot::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(snapshot::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(snapshot::ExportArgs),
     /// Record a container's exit and release its shim (the shim runs this)
     #[command(hide = true)]
     Cleanup { id: String },
@@ -247,6 +263,10 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
             manage::pause(engine, &a, false).await
         }
         Command::Container(C::Prune(a)) => manage::prune(engine, &a).await,
+        Command::Cp(a) | Command::Container(C::Cp(a)) => cp::cp(engine, &a).await,
+        Command::Commit(a) | Command::Container(C::Commit(a)) => snapshot::commit(engine, &a).await,
+        Command::Diff(a) | Command::Container(C::Diff(a)) => snapshot::diff(engine, &a).await,
+        Command::Export(a) | Command::Container(C::Export(a)) => snapshot::export(engine, &a).await,
         Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,
@@ -319,6 +339,17 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
+            if e.kind() == ErrorKind::InvalidSubcommand {
+                // Docker's words and status for a command it does not have.
+                let words: Vec<String> = std::env::args().skip(1).collect();
+                let cmd = words
+                    .iter()
+                    .find(|w| !w.starts_with('-'))
+                    .cloned()
+                    .unwrap_or_default();
+                eprintln!("berth: unknown command: berth {cmd}\n\nRun 'berth --help' for more information");
+                std::process::exit(1);
+            }
             let code = match e.kind() {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion

@@ -8,6 +8,7 @@ mod bootstrap;
 mod context;
 mod events;
 mod footprint;
+mod health;
 mod jsonlog;
 mod metrics;
 mod mount;

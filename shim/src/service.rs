@@ -194,6 +194,28 @@ impl Service {
         );
     }
 
+    /// Berth's HEALTHCHECK loop, for the life of the shim (restarts included).
+    fn start_health(self: &Arc<Self>) {
+        let (Some(cfg), Ok(runtime)) = (self.settings.healthcheck.clone(), self.runtime()) else {
+            return;
+        };
+        let (runtime, id, bundle) = (runtime.clone(), self.ctx.id.clone(), self.bundle.clone());
+        let (a, b) = (self.clone(), self.clone());
+        let running = move || {
+            let p = a.init()?;
+            let st = p.state();
+            (st.status == Status::RUNNING && st.exit.is_none())
+                .then_some(st.started_at)
+                .flatten()
+        };
+        let stopping = move || b.shutting_down.load(Ordering::SeqCst);
+        if let Err(e) = crate::threads::spawn("health", move || {
+            crate::health::run_loop(runtime, id, bundle, cfg, running, stopping)
+        }) {
+            tracing::warn!("health: {e:#}");
+        }
+    }
+
     fn do_create(&self, req: &api::CreateTaskRequest) -> Result<u32> {
         let opts = match req.options.as_ref() {
             Some(any) if RuncOptions::is_runc_options(&any.type_url) => {

@@ -21,6 +21,7 @@ pub const STDIN_ONCE: &str = "io.berth.stdin-once";
 pub const SHIM_SOCKET: &str = "io.berth.shim.socket";
 pub const RUNTIME_ROOT: &str = "io.berth.runtime.root";
 pub const EXIT_COMMAND: &str = "io.berth.exit-command";
+pub const HEALTHCHECK: &str = "io.berth.healthcheck";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -38,6 +39,8 @@ pub struct Settings {
     /// Run (argv) once the init has exited for good, after the restart policy had its say:
     /// how a daemonless engine learns of the exit (podman's conmon has the same).
     pub exit_command: Vec<String>,
+    /// Docker's HEALTHCHECK, run by the shim (health.rs).
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             shim_socket: None,
             runtime_root: None,
             exit_command: Vec::new(),
+            healthcheck: None,
         }
     }
 }
@@ -116,6 +120,10 @@ impl Settings {
         if let Some(v) = get(EXIT_COMMAND) {
             s.exit_command = serde_json::from_str(v)
                 .with_context(|| format!("{EXIT_COMMAND}={v}: want a JSON array of strings"))?;
+        }
+        if let Some(v) = get(HEALTHCHECK) {
+            s.healthcheck =
+                crate::health::parse(v).with_context(|| format!("{HEALTHCHECK}={v}"))?;
         }
         Ok(s)
     }

@@ -210,7 +210,7 @@ fn detached_containers_list_log_exec_stop_start_and_remove() {
         lines[1].starts_with(&id[..12]) && lines[1].ends_with("web"),
         "{ps}"
     );
-    assert!(lines[1].contains("\"sh -c trap 'echo by…\""), "{ps}");
+    assert!(lines[1].contains("\"sh -c 'trap 'echo b…\""), "{ps}");
     assert_eq!(b.ok(&["ps", "-q"]).trim(), &id[..12]);
     assert_eq!(b.ok(&["ps", "--no-trunc", "-q"]).trim(), id);
     assert_eq!(
@@ -249,7 +249,15 @@ fn detached_containers_list_log_exec_stop_start_and_remove() {
         b.run(&["exec", "web", "sh", "-c", "exit 7"]).code(),
         Some(7)
     );
-    assert_eq!(b.run(&["exec", "web", "nosuchcmd"]).code(), Some(127));
+    // Docker's exec gives 126 for a command that cannot start, missing ones included.
+    let out = b.run(&["exec", "web", "nosuchcmd"]);
+    assert_eq!(out.code(), Some(126));
+    assert!(
+        out.stderr
+            .contains("\"nosuchcmd\": executable file not found in $PATH"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         b.ok(&[
             "exec",
@@ -277,7 +285,7 @@ fn detached_containers_list_log_exec_stop_start_and_remove() {
 
     // A name is taken until the container goes.
     let out = b.run(&["create", "--name", "web", "busybox"]);
-    assert_eq!(out.code(), Some(125));
+    assert_eq!(out.code(), Some(1));
     assert!(
         out.stderr
             .contains("The container name \"/web\" is already in use"),
@@ -382,10 +390,11 @@ fn run_rm_leaves_nothing_behind() {
         .filter(|n| n != ".lock")
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    let vols = std::fs::read_dir(b.env.root().join("volumes"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(vols, 0, "an anonymous volume of a --rm container stays");
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q"]),
+        "",
+        "an anonymous volume of a --rm container stays"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&b.env.root().display().to_string()),
@@ -659,4 +668,363 @@ fn a_create_killed_half_way_is_finished_by_rm() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&b.env.root().join("containers").display().to_string()));
     b.ok(&["rmi", "busybox"]);
+}
+
+#[test]
+fn cp_both_ways_stays_inside_the_container() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-cp");
+    let dir = b.env.path().join("host");
+    std::fs::create_dir_all(dir.join("d/sub")).unwrap();
+    std::fs::write(dir.join("d/a"), "a\n").unwrap();
+    std::fs::write(dir.join("d/sub/b"), "b\n").unwrap();
+    std::fs::write(dir.join("file"), "f\n").unwrap();
+    // The container plants links that would reach the host if followed there.
+    b.ok(&["run", "-d", "--network", "none", "--name", "box", "busybox", "sh", "-c", &format!("mkdir -p {0}; ln -s /etc /abs; ln -s ../../../../../../../{1} /up; ln -s {0} /hostdir; sleep 600", dir.display(), dir.strip_prefix("/").unwrap().display())]);
+    let d = |p: &str| dir.join(p).display().to_string();
+    // In: a directory into a directory, a file to a new name, a tar on stdin.
+    b.ok(&["cp", &d("d"), "box:/tmp/"]);
+    assert_eq!(
+        b.ok(&["exec", "box", "cat", "/tmp/d/a", "/tmp/d/sub/b"]),
+        "a\nb\n"
+    );
+    assert_eq!(
+        b.ok(&["exec", "box", "stat", "-c", "%u", "/tmp/d/a"])
+            .trim(),
+        "0"
+    );
+    b.ok(&["cp", &d("file"), "box:/tmp/renamed"]);
+    assert_eq!(b.ok(&["exec", "box", "cat", "/tmp/renamed"]), "f\n");
+    // Out: a file, a directory's contents (`/.`), a tar on stdout.
+    b.ok(&["cp", "box:/etc/passwd", &d("passwd")]);
+    assert!(std::fs::read_to_string(dir.join("passwd"))
+        .unwrap()
+        .starts_with("root:"));
+    b.ok(&["cp", "box:/tmp/d/.", &d("copy")]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("copy/sub/b")).unwrap(),
+        "b\n"
+    );
+    let tar = b.run(&["cp", "box:/tmp/d", "-"]);
+    tar.assert_success();
+    // Links resolve inside the container: /abs/hostname is the container's /etc/hostname,
+    // /up/x and /hostdir/x land in the container, never in the host's directory.
+    b.ok(&["cp", "box:/abs/hostname", &d("hn")]);
+    let hostname = std::fs::read_to_string(dir.join("hn")).unwrap();
+    assert_eq!(
+        hostname.trim(),
+        b.ok(&["inspect", "-f", "{{.Config.Hostname}}", "box"])
+            .trim()
+    );
+    b.ok(&["cp", &d("file"), "box:/up/planted"]);
+    b.ok(&["cp", &d("file"), "box:/hostdir/planted2"]);
+    assert!(
+        !dir.join("planted").exists() && !dir.join("planted2").exists(),
+        "cp wrote through a container's symlink onto the host"
+    );
+    let inside = format!("{}/planted", dir.display());
+    assert_eq!(
+        b.ok(&["exec", "box", "cat", &inside, &format!("{inside}2")]),
+        "f\nf\n"
+    );
+    let out = b.run(&["cp", "box:/nonexistent", &d("x")]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("Could not find the file /nonexistent in box"),
+        "{}",
+        out.stderr
+    );
+    // An archive entry climbing out with `..` stays under the destination.
+    let evil = b.env.path().join("evil.tar");
+    {
+        let f = std::fs::File::create(&evil).unwrap();
+        let mut t = tar_writer(f);
+        t.append_named("../../../../escaped", b"x\n");
+        t.finish();
+    }
+    let out = berth_tests::run_with_input(
+        &mut b.cmd(&["cp", "-", "box:/tmp"]),
+        &std::fs::read(&evil).unwrap(),
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    assert_eq!(b.ok(&["exec", "box", "cat", "/tmp/escaped"]), "x\n");
+    b.ok(&["rm", "-f", "box"]);
+}
+
+/// A minimal ustar writer, enough to make an archive with a hostile name.
+struct TarWriter<W: std::io::Write>(W);
+
+fn tar_writer<W: std::io::Write>(w: W) -> TarWriter<W> {
+    TarWriter(w)
+}
+
+impl<W: std::io::Write> TarWriter<W> {
+    fn append_named(&mut self, name: &str, data: &[u8]) {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        self.0.write_all(&h).unwrap();
+        self.0.write_all(data).unwrap();
+        let pad = (512 - data.len() % 512) % 512;
+        self.0.write_all(&vec![0u8; pad]).unwrap();
+    }
+
+    fn finish(mut self) {
+        self.0.write_all(&[0u8; 1024]).unwrap();
+    }
+}
+
+#[test]
+fn commit_diff_and_export_show_what_the_container_wrote() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-commit");
+    b.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "wr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo changed > /etc/motd; rm /etc/group; mkdir /newdir",
+    ]);
+    let diff = b.ok(&["diff", "wr"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in ["C /etc", "D /etc/group", "A /etc/motd", "A /newdir"] {
+        assert!(lines.contains(&want), "{want} missing:\n{diff}");
+    }
+    assert!(
+        !diff.contains("/etc/hosts"),
+        "a mount point shows as a change:\n{diff}"
+    );
+    let id = b.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/etc/motd\"]",
+        "-c",
+        "ENV FOO=bar",
+        "-m",
+        "my change",
+        "-a",
+        "me",
+        "wr",
+        "mybox:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "mybox:v1"]),
+        "changed\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "mybox:v1",
+            "sh",
+            "-c",
+            "echo $FOO; test -e /etc/group || echo gone"
+        ]),
+        "bar\ngone\n"
+    );
+    let hist = b.ok(&["history", "mybox:v1"]);
+    assert!(hist.lines().nth(1).unwrap().contains("my change"), "{hist}");
+    let out = b.run(&["commit", "-c", "FROM busybox", "wr"]);
+    assert_eq!(out.code(), Some(1));
+    let tar_path = b.env.path().join("w.tar");
+    b.ok(&["export", "-o", &tar_path.display().to_string(), "wr"]);
+    let list = run(Command::new("tar").arg("tf").arg(&tar_path)).stdout;
+    assert!(list.lines().any(|l| l == "etc/motd"), "{list}");
+    assert!(!list.lines().any(|l| l == "etc/group"), "{list}");
+    b.ok(&["rm", "wr"]);
+    b.ok(&["rmi", "mybox:v1"]);
+}
+
+#[test]
+fn concurrent_creates_of_one_name_give_it_to_exactly_one() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-race");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            b.cmd(&[
+                "create",
+                "--network",
+                "none",
+                "--name",
+                "only",
+                "busybox",
+                "true",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 0 || *c == 1), "{codes:?}");
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "only\n");
+    // Unnamed creates at once all get names of their own.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            b.cmd(&["create", "--network", "none", "busybox", "true"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        assert!(c.wait_with_output().unwrap().status.success());
+    }
+    let names = b.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let set: std::collections::BTreeSet<&str> = names.lines().collect();
+    assert_eq!(set.len(), 9, "{names}");
+    assert!(
+        set.iter().all(|n| *n == "only" || n.contains('_')),
+        "{names}"
+    );
+}
+
+#[test]
+fn health_checks_run_and_show_in_ps_and_inspect() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-health");
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    b.wait_status("hc", "Up");
+    let status = || b.ok(&["ps", "--filter", "name=hc", "--format", "{{.Status}}"]);
+    let until = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = status();
+            if s.contains(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {want}: {s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until("(unhealthy)");
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "health=unhealthy"])
+            .lines()
+            .count(),
+        1
+    );
+    b.ok(&["exec", "hc", "touch", "/ok"]);
+    until("(healthy)");
+    let h = b.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}} {{.State.Health.FailingStreak}}",
+        "hc",
+    ]);
+    assert_eq!(h.trim(), "healthy 0");
+    // --no-healthcheck turns the image's (or any) check off.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "nohc",
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    b.wait_status("nohc", "Up");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!b
+        .ok(&["ps", "--filter", "name=nohc", "--format", "{{.Status}}"])
+        .contains("health"));
+    b.ok(&["rm", "-f", "hc", "nohc"]);
+}
+
+#[test]
+fn start_attaches_and_a_restart_right_after_an_exit_runs_again() {
+    if !can_run() {
+        return;
+    }
+    let b = Berth::new("cli-startai");
+    let id = b.ok(&[
+        "create",
+        "-i",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat; exit 4",
+    ]);
+    let id = id.trim();
+    for round in 0..3 {
+        // At once after the last run's exit, while its shim is on its way out.
+        let out = berth_tests::run_with_input(
+            &mut b.cmd(&["start", "-ai", id]),
+            format!("round {round}\n").as_bytes(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.code(), Some(4), "{}", out.stderr);
+        assert_eq!(out.stdout, format!("round {round}\n"));
+    }
+    assert_eq!(b.ok(&["logs", id]), "round 0\nround 1\nround 2\n");
+    // attach follows a running container's output until it ends.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do sleep 0.2; echo tick$i; done; exit 6",
+    ]);
+    let out = b.run(&["attach", "ticker"]);
+    assert_eq!(out.code(), Some(6));
+    assert!(out.stdout.ends_with("tick3\n"), "{}", out.stdout);
+    b.ok(&["rm", id, "ticker"]);
 }

@@ -158,8 +158,17 @@ fn errors_have_dockers_shape_and_exit_codes() {
     let out = berth(&env, &["images", "--format", "{{.Nope"]);
     out.assert_code(1);
     assert!(out.stderr.contains("template"), "{}", out.stderr);
+    // Docker: an unknown command is status 1, an unknown flag 125.
     let out = berth(&env, &["no-such-command"]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("unknown command: berth no-such-command"),
+        "{}",
+        out.stderr
+    );
+    let out = berth(&env, &["ps", "--nosuch"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
 }
 
 #[test]

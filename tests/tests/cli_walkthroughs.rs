@@ -108,7 +108,19 @@ fn a_published_web_server_answers_from_the_host_and_its_logs_follow() {
         1,
         "the refused container stays"
     );
-    h.ok(&["rm", "-f", "web"]);
+    // -P publishes every exposed port on a random host port.
+    h.ok(&[
+        "run", "-d", "-P", "--expose", "81", "--expose", "82/udp", "--name", "pub", "busybox",
+        "sleep", "600",
+    ]);
+    let ports = h.ok(&["port", "pub"]);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 2, "{ports}");
+    assert!(
+        lines[0].starts_with("81/tcp -> 0.0.0.0:") && lines[1].starts_with("82/udp -> 0.0.0.0:"),
+        "{ports}"
+    );
+    h.ok(&["rm", "-f", "web", "pub"]);
     // Its rules went with it.
     let rules = h.sh(&["nft", "list", "table", "inet", "berth"]).stdout;
     assert!(!rules.contains("8080"), "{rules}");
@@ -307,4 +319,88 @@ fn a_named_volume_keeps_its_data_across_containers() {
     assert_eq!(out, "from host\n");
     assert_eq!(std::fs::read_to_string(dir.join("out")).unwrap(), "back\n");
     h.ok(&["volume", "rm", "todo-db", "etcvol"]);
+}
+
+#[test]
+fn links_volumes_from_and_init_apply() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("walk-link");
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "-v",
+        "/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/f; sleep 600",
+    ]);
+    let hosts = h.ok(&[
+        "run",
+        "--rm",
+        "--link",
+        "srv:db",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts; ping -c1 -W5 db",
+    ]);
+    let ip = h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"]);
+    assert!(hosts.contains(&format!("{}\tdb", ip.trim())), "{hosts}");
+    assert!(hosts.contains("1 packets received"), "{hosts}");
+    let out = h.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--link",
+        "srv:db",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.code(), Some(125), "{}", out.stderr);
+    h.until("srv's volume content", || {
+        h.berth(&["exec", "srv", "cat", "/data/f"]).stdout == "x\n"
+    });
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volumes-from",
+        "srv:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g 2>/dev/null || echo read-only",
+    ]);
+    assert_eq!(out, "x\nread-only\n");
+    let ps = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--init",
+        "busybox",
+        "ps",
+        "-o",
+        "pid,args",
+    ]);
+    assert!(
+        ps.lines()
+            .nth(1)
+            .unwrap()
+            .contains("/sbin/docker-init -- ps"),
+        "{ps}"
+    );
+    h.ok(&["rm", "-fv", "srv"]);
+    assert_eq!(
+        h.ok(&["volume", "ls", "-q"]),
+        "",
+        "rm -v left srv's anonymous volume"
+    );
 }

@@ -31,7 +31,7 @@ fn extra_args(binary: &str) -> Vec<String> {
 }
 
 /// Start daemon `binary` for these roots in its own session, with its output in
-/// `run/<log>`, and wait until `socket` exists.
+/// `run/<log>`, and wait until `socket` accepts connections.
 pub fn spawn(binary: &str, root: &Path, run: &Path, socket: &Path, log: &str) -> Result<()> {
     std::fs::create_dir_all(run).with_context(|| format!("create {}", run.display()))?;
     let log_path = run.join(log);
@@ -62,7 +62,9 @@ pub fn spawn(binary: &str, root: &Path, run: &Path, socket: &Path, log: &str) ->
         .with_context(|| format!("start {}", path.display()))?;
     let mut deadline = Instant::now() + Duration::from_secs(10);
     let mut exited = None;
-    while !socket.exists() {
+    // Until it accepts, not merely until the file exists: bind makes the file before
+    // listen, and a connect in between is refused.
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
         match exited {
             None => {
                 if let Some(status) = child.try_wait()? {

@@ -62,6 +62,7 @@ impl Task for TaskService {
             }
             internal(e)
         })?;
+        s.start_health();
         s.publisher.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
             &ev::TaskCreate {

@@ -213,16 +213,20 @@ pub async fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<()> {
     .map_err(|e| engine_failure(e, 126))?;
     if let Err(e) = shim.start_process(&exec_id) {
         let _ = shim.delete(&exec_id);
-        let msg = e.to_string();
-        let code = if msg.contains("not found")
-            || msg.contains("no such file")
-            || msg.contains("No such file")
-        {
-            127
-        } else {
-            126
+        // Docker's words and status (126, whatever the cause), with the runtime's reason
+        // rather than the shim's wrapping of it.
+        let msg = match &e {
+            crate::engine::containers::ContainerError::Shim { message, .. } => message
+                .split_once(" exec: ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or_else(|| message.clone()),
+            other => other.to_string(),
         };
-        return Err(fail(code, format!("OCI runtime exec failed: {msg}")).into());
+        return Err(fail(
+            126,
+            format!("OCI runtime exec failed: exec failed: {msg}: unknown"),
+        )
+        .into());
     }
     if a.detach {
         return Ok(());

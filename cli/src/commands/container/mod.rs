@@ -1,12 +1,14 @@
 //! Container commands, each also under `berth container ...`.
 
 pub mod attach;
+pub mod cp;
 pub mod create;
 pub mod exec;
 pub mod logs;
 pub mod manage;
 pub mod ps;
 pub mod run;
+pub mod snapshot;
 pub mod view;
 
 use anyhow::Result;

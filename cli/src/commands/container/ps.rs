@@ -44,7 +44,15 @@ pub fn status_text(st: &State) -> String {
     let since = |t: &str| duration(now() - unix_of(t));
     match st.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Running => {
+            let health = match st.health.as_ref().and_then(|h| h["Status"].as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", since(&st.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", since(&st.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -62,14 +70,23 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Docker's COMMAND: the path, then the arguments, those with a space in single quotes;
+/// cut to 20 characters with "…"; then quoted as Go's strconv.Quote does.
 fn command_column(rec: &Record, no_trunc: bool) -> String {
-    let cmd = rec.command().join(" ");
-    if no_trunc || cmd.chars().count() <= 20 {
-        format!("\"{cmd}\"")
-    } else {
-        let head: String = cmd.chars().take(19).collect();
-        format!("\"{head}…\"")
+    let words = rec.command();
+    let mut cmd = words.first().cloned().unwrap_or_default();
+    for a in words.iter().skip(1) {
+        cmd.push(' ');
+        if a.contains(' ') {
+            cmd.push_str(&format!("'{a}'"));
+        } else {
+            cmd.push_str(a);
+        }
     }
+    if !no_trunc && cmd.chars().count() > 20 {
+        cmd = cmd.chars().take(19).collect::<String>() + "…";
+    }
+    serde_json::to_string(&cmd).unwrap_or_default()
 }
 
 /// Does `rec` pass every `--filter` (Docker's: id, name, label, status, exited, ancestor,
@@ -91,6 +108,13 @@ pub fn matches_filters(engine: &Engine, rec: &Record, filters: &[String]) -> Res
                 None => rec.config.labels.contains_key(v),
             },
             "status" => st.status.as_str() == v,
+            "health" => {
+                st.health
+                    .as_ref()
+                    .and_then(|h| h["Status"].as_str())
+                    .unwrap_or("none")
+                    == v
+            }
             "exited" => st.status == Status::Exited && v.parse() == Ok(st.exit_code),
             "ancestor" => rec.image == v || rec.image_id.contains(v),
             "network" => rec.networks.iter().any(|n| n.network == v) || rec.host.network_mode == v,

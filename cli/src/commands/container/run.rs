@@ -110,7 +110,17 @@ async fn create_from(engine: &mut Engine, f: &CreateFlags) -> Result<Record> {
 }
 
 pub async fn create(engine: &mut Engine, a: &CreateArgs) -> Result<()> {
-    let rec = create_from(engine, &a.flags).await?;
+    // Docker's `create` reports the same failures as `run`, but as a plain error (status
+    // 1, no "docker:" prefix): only `run` turns them into its 125.
+    let rec = create_from(engine, &a.flags)
+        .await
+        .map_err(|e| match e.downcast::<Failure>() {
+            Ok(f) if f.code == 125 => {
+                Failure::new(1, f.message.strip_prefix("docker: ").unwrap_or(&f.message)).into()
+            }
+            Ok(f) => f.into(),
+            Err(e) => e,
+        })?;
     println!("{}", rec.id);
     Ok(())
 }

@@ -55,6 +55,7 @@ pub fn inspect_json(engine: &Engine, rec: &Record, st: &State) -> Value {
             "Error": "",
             "StartedAt": if st.started_at.is_empty() { zero } else { &st.started_at },
             "FinishedAt": if st.finished_at.is_empty() || st.status.is_live() { zero } else { &st.finished_at },
+            "Health": st.health,
         },
         "Image": rec.image_id,
         "ResolvConfPath": engine.container_dir(&rec.id).join("resolv.conf"),

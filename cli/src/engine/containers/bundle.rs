@@ -222,6 +222,17 @@ pub fn spec(rec: &Record, inp: &Inputs<'_>) -> Result<Value, ContainerError> {
             "options": ["rbind", "rprivate", if rec.host.readonly_rootfs { "ro" } else { "rw" }]}));
     }
     mounts.extend(user_mounts.iter().map(|m| mount_json(m)));
+    if rec.host.init {
+        let init = init_binary().ok_or_else(|| {
+            ContainerError::Invalid(
+                "--init: this host has no init binary for containers (install tini: /usr/bin/docker-init or /usr/bin/tini-static)".into(),
+            )
+        })?;
+        mounts.push(
+            json!({"destination": "/sbin/docker-init", "type": "bind", "source": init,
+            "options": ["rbind", "ro", "rprivate"]}),
+        );
+    }
 
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -266,6 +277,18 @@ pub fn spec(rec: &Record, inp: &Inputs<'_>) -> Result<Value, ContainerError> {
         spec["hostname"] = json!(h);
     }
     Ok(spec)
+}
+
+/// Docker's `--init` is tini, statically linked, bound in at /sbin/docker-init.
+fn init_binary() -> Option<PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/local/bin/docker-init",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 fn cgroupns_available() -> bool {

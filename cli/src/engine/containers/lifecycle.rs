@@ -118,6 +118,8 @@ impl Engine {
         let bundle = self.bundle_dir(&id);
         let root = bundle.join("rootfs");
         std::fs::create_dir_all(&root).map_err(|e| ContainerError::io(&root, e))?;
+        // --link targets become hosts lines of the sandbox.
+        self.resolve_links(&mut rec)?;
         // The root from imaged and the network namespace from netd do not depend on each
         // other: both are asked for at once. Whichever fails, the caller's clean-up removes
         // what the other made.
@@ -143,6 +145,7 @@ impl Engine {
         if let Some(settings) = settings {
             rec.network_settings = settings;
         }
+        self.volumes_from(&mut rec)?;
         self.prepare_mounts(&mut rec, &root)?;
         let etc = self.write_etc_files(&rec, &dir)?;
         let security = super::wiring::security(&rec)?;
@@ -179,6 +182,65 @@ impl Engine {
             .await?
             .into_inner();
         serde_json::from_str(&r.json).map_err(|e| ContainerError::Daemon(e.to_string()))
+    }
+
+    /// `--volumes-from C[:ro|rw]`: C's volumes and binds at the same places.
+    fn volumes_from(&self, rec: &mut Record) -> Result<(), ContainerError> {
+        for spec in rec.host.volumes_from.clone() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+                _ => (spec.as_str(), None),
+            };
+            let other = self.container(name)?;
+            for m in other.mounts.iter().filter(|m| m.kind != "tmpfs") {
+                if rec.mounts.iter().any(|x| x.destination == m.destination) {
+                    continue;
+                }
+                let mut m = m.clone();
+                // Shared, so never removed with this container.
+                m.anonymous = false;
+                if let Some(mode) = mode {
+                    m.rw = mode == "rw";
+                }
+                rec.mounts.push(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// `--link name[:alias]` on the default bridge: /etc/hosts lines for the linked
+    /// container's address, under its name, its alias and its hostname.
+    fn resolve_links(&self, rec: &mut Record) -> Result<(), ContainerError> {
+        for link in rec.host.links.clone() {
+            let (name, alias) = link.split_once(':').unwrap_or((&link, &link));
+            let other = self.container(name)?;
+            if !self.state_of(&other).status.is_live() {
+                return Err(ContainerError::Invalid(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{alias}",
+                    other.name, rec.name
+                )));
+            }
+            let ip = other.network_settings["Networks"]["bridge"]["IPAddress"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if ip.is_empty() {
+                return Err(ContainerError::Invalid(format!(
+                    "Cannot link to /{}, as it is not on the default bridge network",
+                    other.name
+                )));
+            }
+            let mut names = vec![alias.to_string()];
+            for n in [other.name.as_str(), other.config.hostname.as_str()] {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+            for n in names {
+                rec.host.extra_hosts.push(format!("{n}:{ip}"));
+            }
+        }
+        Ok(())
     }
 
     /// Anonymous volumes for the image's VOLUMEs, filled from the image; the user's mounts
@@ -336,6 +398,9 @@ impl Engine {
             "io.berth.attach.socket",
             self.attach_socket(id).display().to_string(),
         );
+        if let Some(h) = &rec.config.healthcheck {
+            put("io.berth.healthcheck", h.to_string());
+        }
         if rec.config.open_stdin {
             put("io.berth.stdin", "true".into());
         }
@@ -360,6 +425,7 @@ impl Engine {
         before_start: impl FnOnce() -> Result<(), ContainerError>,
     ) -> Result<u32, ContainerError> {
         let id = &rec.id;
+        let _lock = self.store().lock_container(id)?;
         let bundle = self.bundle_dir(id);
         let st = self.state_of(rec);
         if st.status.is_live() {
@@ -367,7 +433,7 @@ impl Engine {
         }
         if let Some(old) = self.shim_of(id) {
             let _ = old.delete("");
-            old.shutdown();
+            old.shutdown_and_wait(&bundle);
         }
         let root = bundle.join("rootfs");
         if !rootfs::is_mounted(&root) {
@@ -376,6 +442,7 @@ impl Engine {
             )));
         }
         let _ = std::fs::remove_file(bundle.join("status.json"));
+        let _ = std::fs::remove_file(bundle.join("health.json"));
         let shim = Shim::start(id, &bundle, &self.root, &self.run)?;
         if let Err(e) = shim.create(&bundle, Vec::new(), rec.config.tty) {
             shim.shutdown();
@@ -459,14 +526,19 @@ impl Engine {
     /// Save what the shim knows of the last run into the record, then let the shim go: an
     /// exited container costs no process. The exit command of each container runs this.
     pub async fn cleanup_container(&mut self, id: &str) -> Result<(), ContainerError> {
+        let Ok(lock) = self.store().lock_container(id) else {
+            return Ok(());
+        };
         let Ok(mut rec) = self.store().load(id) else {
             return Ok(());
         };
         let st = self.state_of(&rec);
+        // A new run began since this exit (`start` took the lock first): not ours to end.
         if st.status.is_live() {
             return Ok(());
         }
         if rec.host.auto_remove {
+            drop(lock);
             // An attached `run --rm` removes it itself: wait for it rather than race it (and
             // take over if it died).
             let _claim = self.store().wait_removal_claim(id)?;
@@ -543,7 +615,7 @@ impl Engine {
             match self.shim_of(id) {
                 Some(shim) => {
                     let _ = shim.delete("");
-                    shim.shutdown();
+                    shim.shutdown_and_wait(&bundle);
                 }
                 None if bundle.join("shim.pid").exists() => shim::delete_dead(id, &bundle),
                 None => {}
@@ -962,6 +1034,14 @@ fn merge(
     }
     c.image = req.image.clone();
     let mut host = req.host.clone();
+    if host.publish_all_ports {
+        // -P: every exposed port not published by -p gets a random host port.
+        for k in c.exposed_ports.keys() {
+            host.port_bindings
+                .entry(k.clone())
+                .or_insert_with(|| vec![super::record::PortBinding::default()]);
+        }
+    }
     if host.network_mode.is_empty() || host.network_mode == "default" {
         host.network_mode = "bridge".into();
     }

@@ -3,6 +3,7 @@
 //! that runs each one (`shim`) and what ties them together (`lifecycle`).
 
 pub mod bundle;
+pub mod copy;
 pub mod lifecycle;
 pub mod names;
 pub mod record;

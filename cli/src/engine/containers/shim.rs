@@ -178,6 +178,28 @@ impl Shim {
         let _ = self.client.shutdown(ctx(), &req);
     }
 
+    /// Shut the shim down and wait (up to 5 s) until its process is gone: a new shim for
+    /// the same container would otherwise find the old one's socket still answering and
+    /// hand its Create to a shim on its way out.
+    pub fn shutdown_and_wait(&self, bundle: &Path) {
+        let pid = std::fs::read_to_string(bundle.join("shim.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        self.shutdown();
+        let Some(pid) = pid else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+            // A zombie until its parent reaps it: gone as far as we are concerned.
+            if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+                .unwrap_or(true)
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     pub fn pause(&self) -> Result<(), ContainerError> {
         let req = api::PauseRequest {
             id: self.id.clone(),

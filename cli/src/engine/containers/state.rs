@@ -44,6 +44,8 @@ pub struct State {
     pub restart_count: u32,
     pub oom_killed: bool,
     pub stopped_by_user: bool,
+    /// Docker's State.Health, while a HEALTHCHECK runs.
+    pub health: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +87,7 @@ pub fn read(rec: &Record, bundle: &Path) -> State {
         restart_count: last.restart_count,
         oom_killed: last.oom_killed,
         stopped_by_user: last.stopped_by_user,
+        health: None,
     };
     let Ok(text) = std::fs::read(bundle.join("status.json")) else {
         return st;
@@ -112,6 +115,9 @@ pub fn read(rec: &Record, bundle: &Path) -> State {
     };
     if st.status.is_live() {
         st.pid = f.pid;
+        st.health = std::fs::read(bundle.join("health.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok());
     }
     st
 }

@@ -46,6 +46,25 @@ impl Store {
         Ok(Locked { _lock: lock })
     }
 
+    /// One container's lock: a start, the shim's exit command and a removal never
+    /// interleave (the exit command of an old run must not shut a new run's shim down).
+    pub fn lock_container(&self, id: &str) -> Result<Locked, ContainerError> {
+        let dir = self.dir(id);
+        let path = dir.join(".lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => ContainerError::NoSuch(id.to_string()),
+                _ => ContainerError::io(&path, e),
+            })?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| ContainerError::io(&path, e.into()))?;
+        Ok(Locked { _lock: lock })
+    }
+
     /// Write the record: temp file, fsync, rename. Durable across a power cut.
     pub fn save(&self, rec: &Record) -> Result<(), ContainerError> {
         self.write(rec, true)
