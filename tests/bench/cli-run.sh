@@ -267,11 +267,13 @@ PY
 kib() { awk -v k="$2" '$1 == k":" {print $2; exit}' "/proc/$1/$3" 2>/dev/null || echo 0; }
 rss() { local s=0 p; for p in "$@"; do s=$((s + $(kib "$p" VmRSS status))); done; echo $s; }
 pss() { local s=0 p; for p in "$@"; do s=$((s + $(kib "$p" Pss smaps_rollup))); done; echo $s; }
-# Our processes whose executable is named $1 (comm is cut to 15 bytes).
+# Our processes whose executable is named $1 (by argv[0]: comm is cut to 15 bytes, and
+# both shims are "containerd-shim" there).
 pids_named() {
-    local p
+    local p a
     for p in $(our_pids); do
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "${1:0:15}" ] && echo "$p"
+        a=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | head -n 1)
+        [ "${a##*/}" = "$1" ] && echo "$p"
     done
     return 0
 }
