@@ -612,10 +612,14 @@ impl Engine {
             .clone();
         let bundle = self.bundle_dir(id);
         let root = async {
+            // The shim lingers a moment after Shutdown: its exit is waited for below, once
+            // the root and the network are gone, not before.
+            let mut shim_pid = None;
             match self.shim_of(id) {
                 Some(shim) => {
                     let _ = shim.delete("");
-                    shim.shutdown_and_wait(&bundle);
+                    shim_pid = shim::pid_of(&bundle);
+                    shim.shutdown();
                 }
                 None if bundle.join("shim.pid").exists() => shim::delete_dead(id, &bundle),
                 None => {}
@@ -627,14 +631,16 @@ impl Engine {
                 })
                 .await
             {
-                Ok(_) => Ok(()),
-                Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+                Ok(_) => Ok(shim_pid),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(shim_pid),
                 Err(s) => Err(ContainerError::from(s)),
             }
         };
         let (network, root) = tokio::join!(network, root);
         network?;
-        root?;
+        if let Some(pid) = root? {
+            shim::wait_gone(pid);
+        }
         let _ = std::fs::remove_file(self.attach_socket(id));
         {
             let store = self.store();
