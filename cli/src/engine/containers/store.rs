@@ -178,10 +178,18 @@ impl Store {
     /// Drop the record last, after everything it points at is gone.
     pub fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let dir = self.dir(id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ContainerError::io(&dir, e)),
+        // A shim on its way out (it lingers after Shutdown) may still write in its bundle:
+        // a file made while the tree is removed is taken on the next pass.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 3 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(ContainerError::io(&dir, e)),
+            }
         }
     }
 }
