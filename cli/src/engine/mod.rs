@@ -8,6 +8,7 @@ pub mod networking;
 pub mod spec;
 pub mod volumes;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -19,6 +20,9 @@ pub struct Engine {
     pub run: PathBuf,
     images: Option<ImagesClient>,
     networks: Option<NetworksClient>,
+    /// imaged's inspect JSON of images this command already asked about, by image id, so
+    /// that `run` asks once (to resolve the name) rather than twice (again to create).
+    inspected: HashMap<String, String>,
 }
 
 impl Engine {
@@ -34,6 +38,7 @@ impl Engine {
             run: var("BERTH_RUN", "/run/berth"),
             images: None,
             networks: None,
+            inspected: HashMap::new(),
         }
     }
 
@@ -73,6 +78,11 @@ impl Engine {
             self.networks = Some(client);
         }
         Ok(self.networks.as_mut().expect("connected above"))
+    }
+
+    /// Keep imaged's inspect JSON of image `id` for the `create` that follows.
+    pub fn remember_inspect(&mut self, id: &str, json: String) {
+        self.inspected.insert(id.to_string(), json);
     }
 
     /// The volumes under this root (no daemon: plain files, see `volumes`).

@@ -44,8 +44,12 @@ async fn image_id(engine: &mut Engine, image: &str) -> Result<String> {
         .inspect(pb::InspectRequest {
             image: image.to_string(),
         })
-        .await?;
-    Ok(r.into_inner().summary.map(|s| s.id).unwrap_or_default())
+        .await?
+        .into_inner();
+    let id = r.summary.map(|s| s.id).unwrap_or_default();
+    // `create` needs the same answer: it is not asked for twice.
+    engine.remember_inspect(&id, r.json);
+    Ok(id)
 }
 
 /// The image's id, pulled first when missing (or always, with `--pull always`).
@@ -175,6 +179,13 @@ async fn attach_and_wait(
     keys: Vec<u8>,
 ) -> Result<i32> {
     let tty = rec.config.tty;
+    // With --rm this command removes the container when it ends; the shim's exit command
+    // waits for that instead of racing it (see `Store::claim_removal`).
+    let _claim = if rec.host.auto_remove {
+        engine.store().claim_removal(&rec.id).ok()
+    } else {
+        None
+    };
     let sock_path = engine.attach_socket(&rec.id);
     let mut stream: Option<UnixStream> = None;
     let connect = || UnixStream::connect(&sock_path).map_err(|e| ContainerError::io(&sock_path, e));

@@ -98,8 +98,9 @@ impl Engine {
             let id = names::new_id();
             let rec = merge(&req, &image_json, id, name)?;
             // Saved before anything else exists, under the lock: the name is ours now, and
-            // a create killed half-way leaves a record `rm` can finish.
-            store.save(&rec)?;
+            // a create killed half-way leaves a record `rm` can finish. Not fsynced: the
+            // last save of `build` is.
+            store.save_draft(&rec)?;
             rec
         };
         match self.build(rec.clone()).await {
@@ -120,23 +121,36 @@ impl Engine {
         let bundle = self.bundle_dir(&id);
         let root = bundle.join("rootfs");
         std::fs::create_dir_all(&root).map_err(|e| ContainerError::io(&root, e))?;
-        let mounts = self
+        // --link targets become hosts lines of the sandbox.
+        self.resolve_links(&mut rec)?;
+        // The root from imaged and the network namespace from netd do not depend on each
+        // other: both are asked for at once. Whichever fails, the caller's clean-up removes
+        // what the other made.
+        let mut images = self
             .images()
             .await
             .map_err(|e| ContainerError::Daemon(format!("{e:#}")))?
-            .prepare(ipb::PrepareRequest {
-                key: id.clone(),
-                image: rec.image_id.clone(),
-            })
-            .await?
-            .into_inner();
+            .clone();
+        let netd = if needs_sandbox(&rec) {
+            Some(self.netd().await?.clone())
+        } else {
+            None
+        };
+        let prepare = images.prepare(ipb::PrepareRequest {
+            key: id.clone(),
+            image: rec.image_id.clone(),
+        });
+        let (mounts, network) = tokio::join!(prepare, attach_networks(netd, &rec));
+        let mounts = mounts?.into_inner();
         rootfs::mount_overlay(&mounts, &root)?;
         rec.upper = mounts.upper.clone();
+        let (netns, settings) = network?;
+        if let Some(settings) = settings {
+            rec.network_settings = settings;
+            self.emit_connects(&rec);
+        }
         self.volumes_from(&mut rec)?;
         self.prepare_mounts(&mut rec, &root)?;
-        self.resolve_links(&mut rec)?;
-
-        let netns = self.attach_networks(&mut rec).await?;
         let etc = self.write_etc_files(&rec, &dir)?;
         let security = super::wiring::security(&rec)?;
         let annotations = self.annotations(&rec);
@@ -159,6 +173,9 @@ impl Engine {
     }
 
     async fn image_inspect(&mut self, image: &str) -> Result<Value, ContainerError> {
+        if let Some(json) = self.inspected.remove(image) {
+            return serde_json::from_str(&json).map_err(|e| ContainerError::Daemon(e.to_string()));
+        }
         let r = self
             .images()
             .await
@@ -261,9 +278,12 @@ impl Engine {
                 .display()
                 .to_string();
         }
-        rec.mounts = mounts;
-        // Saved now: a failure below must still find the anonymous volumes to remove.
-        self.store().save(rec)?;
+        // Saved now (when there are volumes): a failure below must still find the anonymous
+        // volumes to remove.
+        if !mounts.is_empty() {
+            rec.mounts = mounts;
+            self.store().save_draft(rec)?;
+        }
         Ok(())
     }
 
@@ -273,50 +293,35 @@ impl Engine {
             .map_err(|e| ContainerError::Daemon(format!("{e:#}")))
     }
 
-    /// A sandbox from netd on each network, with the published ports; none for
-    /// `--network none` (a private namespace) and `host`.
+    /// A sandbox from netd for `rec` (none for `--network none` and `host`), recorded in
+    /// it: what `system boot` calls to re-make one a reboot took.
     pub(crate) async fn attach_networks(
         &mut self,
         rec: &mut Record,
     ) -> Result<NetNs, ContainerError> {
-        match rec.host.network_mode.as_str() {
-            "none" => return Ok(NetNs::New),
-            "host" => return Ok(NetNs::Host),
-            _ => {}
-        }
-        let spec = networking::SandboxSpec {
-            container_id: rec.id.clone(),
-            name: rec.name.clone(),
-            hostname: rec.config.hostname.clone(),
-            ports: port_mappings(&rec.host)?,
-            extra_hosts: rec
-                .host
-                .extra_hosts
-                .iter()
-                .map(|h| match h.split_once(':') {
-                    Some((name, ip)) => format!("{ip}\t{name}"),
-                    None => h.clone(),
-                })
-                .collect(),
+        let netd = if needs_sandbox(rec) {
+            Some(self.netd().await?.clone())
+        } else {
+            None
         };
-        let attachments: Vec<networking::Attachment> = rec
-            .networks
-            .iter()
-            .map(|a| networking::Attachment {
-                network: a.network.clone(),
-                aliases: a.aliases.clone(),
-                ip: (!a.ip.is_empty()).then(|| a.ip.clone()),
-                mac: None,
-            })
-            .collect();
-        let sb = networking::setup(self.netd().await?, &spec, &attachments)
-            .await
-            .map_err(|e| ContainerError::Daemon(e.to_string()))?;
-        for e in &sb.endpoints {
-            self.emit_network(&rec.id, "connect", &e.network_id, &e.network_name);
+        let (netns, settings) = attach_networks(netd, rec).await?;
+        if let Some(settings) = settings {
+            rec.network_settings = settings;
+            self.emit_connects(rec);
         }
-        rec.network_settings = sandbox_json(&sb);
-        Ok(NetNs::Path(PathBuf::from(sb.netns_path)))
+        Ok(netns)
+    }
+
+    /// A `connect` event per network the container is on.
+    fn emit_connects(&self, rec: &Record) {
+        for (name, n) in rec.network_settings["Networks"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let nid = n["NetworkID"].as_str().unwrap_or_default();
+            self.emit_network(&rec.id, "connect", nid, name);
+        }
     }
 
     pub(crate) fn write_etc_files(
@@ -578,6 +583,9 @@ impl Engine {
         self.emit_container(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
         if rec.host.auto_remove {
             drop(lock);
+            // An attached `run --rm` removes it itself: wait for it rather than race it (and
+            // take over if it died).
+            let _claim = self.store().wait_removal_claim(id)?;
             return self.remove_container(id, true, true).await;
         }
         rec.last.started_at = st.started_at;
@@ -626,17 +634,7 @@ impl Engine {
                 self.kill_orphan(&rec, &st)?;
             }
         }
-        let bundle = self.bundle_dir(id);
-        match self.shim_of(id) {
-            Some(shim) => {
-                let _ = shim.delete("");
-                shim.shutdown_and_wait(&bundle);
-            }
-            None if bundle.join("shim.pid").exists() => shim::delete_dead(id, &bundle),
-            None => {}
-        }
-        rootfs::unmount(&bundle.join("rootfs"));
-        if !matches!(rec.host.network_mode.as_str(), "none" | "host") {
+        if needs_sandbox(&rec) {
             for (name, n) in rec.network_settings["Networks"]
                 .as_object()
                 .into_iter()
@@ -645,26 +643,55 @@ impl Engine {
                 let nid = n["NetworkID"].as_str().unwrap_or_default();
                 self.emit_network(id, "disconnect", nid, name);
             }
-            if let Ok(netd) = self.netd().await {
-                networking::remove_sandbox(netd, id)
-                    .await
-                    .map_err(|e| ContainerError::Daemon(e.to_string()))?;
-            }
         }
-        let images = self
+        // The network goes at the same time as the rest: netd works while the shim deletes
+        // the container and imaged its root.
+        let netd = if needs_sandbox(&rec) {
+            self.netd().await.ok().cloned()
+        } else {
+            None
+        };
+        let network = async {
+            match netd {
+                Some(mut c) => networking::remove_sandbox(&mut c, id)
+                    .await
+                    .map_err(|e| ContainerError::Daemon(e.to_string())),
+                None => Ok(()),
+            }
+        };
+        let mut images = self
             .images()
             .await
-            .map_err(|e| ContainerError::Daemon(format!("{e:#}")))?;
-        match images
-            .remove_snapshot(ipb::SnapshotRequest {
-                key: id.to_string(),
-            })
-            .await
-        {
-            Ok(_) => {}
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(s.into()),
-        }
+            .map_err(|e| ContainerError::Daemon(format!("{e:#}")))?
+            .clone();
+        let bundle = self.bundle_dir(id);
+        let root = async {
+            // The shim lingers a moment (50 ms) after Shutdown; nothing here needs it gone:
+            // the container is deleted, and no later start of this id can meet it (unlike
+            // `start_container`, which waits).
+            match self.shim_of(id) {
+                Some(shim) => {
+                    let _ = shim.delete("");
+                    shim.shutdown();
+                }
+                None if bundle.join("shim.pid").exists() => shim::delete_dead(id, &bundle),
+                None => {}
+            }
+            rootfs::unmount(&bundle.join("rootfs"));
+            match images
+                .remove_snapshot(ipb::SnapshotRequest {
+                    key: id.to_string(),
+                })
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+                Err(s) => Err(ContainerError::from(s)),
+            }
+        };
+        let (network, root) = tokio::join!(network, root);
+        network?;
+        root?;
         let _ = std::fs::remove_file(self.attach_socket(id));
         {
             let store = self.store();
@@ -858,6 +885,62 @@ fn cgroup_parent() -> String {
         .map(|p| p.trim_matches('/').to_string())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "berth".into())
+}
+
+/// Whether the container gets a sandbox from netd: not with `--network none` (a private
+/// namespace of its own) nor `host`.
+fn needs_sandbox(rec: &Record) -> bool {
+    !matches!(rec.host.network_mode.as_str(), "none" | "host")
+}
+
+/// A sandbox from netd (given when `needs_sandbox`) on each network, with the published
+/// ports: the namespace for the spec, and what inspect shows of it.
+async fn attach_networks(
+    netd: Option<berth_netd::client::Client>,
+    rec: &Record,
+) -> Result<(NetNs, Option<Value>), ContainerError> {
+    let mut netd = match (rec.host.network_mode.as_str(), netd) {
+        ("none", _) => return Ok((NetNs::New, None)),
+        ("host", _) => return Ok((NetNs::Host, None)),
+        (_, Some(c)) => c,
+        (mode, None) => {
+            return Err(ContainerError::Daemon(format!(
+                "network {mode}: no connection to berth-netd"
+            )))
+        }
+    };
+    let spec = networking::SandboxSpec {
+        container_id: rec.id.clone(),
+        name: rec.name.clone(),
+        hostname: rec.config.hostname.clone(),
+        ports: port_mappings(&rec.host)?,
+        extra_hosts: rec
+            .host
+            .extra_hosts
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((name, ip)) => format!("{ip}\t{name}"),
+                None => h.clone(),
+            })
+            .collect(),
+    };
+    let attachments: Vec<networking::Attachment> = rec
+        .networks
+        .iter()
+        .map(|a| networking::Attachment {
+            network: a.network.clone(),
+            aliases: a.aliases.clone(),
+            ip: (!a.ip.is_empty()).then(|| a.ip.clone()),
+            mac: None,
+        })
+        .collect();
+    let sb = networking::setup(&mut netd, &spec, &attachments)
+        .await
+        .map_err(|e| ContainerError::Daemon(e.to_string()))?;
+    Ok((
+        NetNs::Path(PathBuf::from(&sb.netns_path)),
+        Some(sandbox_json(&sb)),
+    ))
 }
 
 /// Docker's signal syntax: `SIGKILL`, `KILL`, `9`.

@@ -182,21 +182,10 @@ impl Shim {
     /// the same container would otherwise find the old one's socket still answering and
     /// hand its Create to a shim on its way out.
     pub fn shutdown_and_wait(&self, bundle: &Path) {
-        let pid = std::fs::read_to_string(bundle.join("shim.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
+        let pid = pid_of(bundle);
         self.shutdown();
-        let Some(pid) = pid else { return };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
-            // A zombie until its parent reaps it: gone as far as we are concerned.
-            if std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
-                .unwrap_or(true)
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+        if let Some(pid) = pid {
+            wait_gone(pid);
         }
     }
 
@@ -317,6 +306,28 @@ pub fn delete_dead(id: &str, bundle: &Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// The pid of the bundle's shim, from the file its `start` action wrote.
+pub fn pid_of(bundle: &Path) -> Option<u32> {
+    std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+}
+
+/// Wait (up to 5 s) until shim process `pid` is gone (it lingers a moment after Shutdown).
+pub fn wait_gone(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+        // A zombie until its parent reaps it: gone as far as we are concerned.
+        if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 pub fn socket(run: &Path, id: &str) -> PathBuf {

@@ -65,7 +65,19 @@ impl Store {
         Ok(Locked { _lock: lock })
     }
 
+    /// Write the record: temp file, fsync, rename. Durable across a power cut.
     pub fn save(&self, rec: &Record) -> Result<(), ContainerError> {
+        self.write(rec, true)
+    }
+
+    /// Write the record: temp file and rename, without the fsync. As safe as `save` against
+    /// `kill -9` and a second command (each sees the old record or the new one), but a power
+    /// cut may lose it: for the steps of `create` before its last, durable, `save`.
+    pub fn save_draft(&self, rec: &Record) -> Result<(), ContainerError> {
+        self.write(rec, false)
+    }
+
+    fn write(&self, rec: &Record, durable: bool) -> Result<(), ContainerError> {
         let dir = self.dir(&rec.id);
         std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io(&dir, e))?;
         let path = dir.join("record.json");
@@ -74,10 +86,44 @@ impl Store {
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&text)?;
-            nix::unistd::fsync(f.as_fd())?;
+            if durable {
+                nix::unistd::fsync(f.as_fd())?;
+            }
             std::fs::rename(&tmp, &path)
         };
         write().map_err(|e| ContainerError::io(&path, e))
+    }
+
+    /// The right to remove container `id`, held until dropped. An attached `run --rm` holds
+    /// it from start to removal; the shim's exit command (`container cleanup`) waits for it
+    /// (`wait_removal_claim`) before removing, so it does not do the same work at the same
+    /// moment, and takes over if that command dies.
+    pub fn claim_removal(&self, id: &str) -> Result<Locked, ContainerError> {
+        let path = self.dir(id).join("remove.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ContainerError::io(&path, e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| ContainerError::io(&path, e.into()))?;
+        Ok(Locked { _lock: lock })
+    }
+
+    /// Wait until no command holds the right to remove `id`; the lock, when there was one
+    /// to take. Never creates the file: a removal under way could then not empty the
+    /// directory.
+    pub fn wait_removal_claim(&self, id: &str) -> Result<Option<Locked>, ContainerError> {
+        let path = self.dir(id).join("remove.lock");
+        let file = match File::options().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ContainerError::io(&path, e)),
+        };
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| ContainerError::io(&path, e.into()))?;
+        Ok(Some(Locked { _lock: lock }))
     }
 
     pub fn load(&self, id: &str) -> Result<Record, ContainerError> {
@@ -132,10 +178,18 @@ impl Store {
     /// Drop the record last, after everything it points at is gone.
     pub fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let dir = self.dir(id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ContainerError::io(&dir, e)),
+        // A shim on its way out (it lingers after Shutdown) may still write in its bundle:
+        // a file made while the tree is removed is taken on the next pass.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 3 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(ContainerError::io(&dir, e)),
+            }
         }
     }
 }
