@@ -252,7 +252,9 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
         }
         Command::Container(C::Prune(a)) => manage::prune(engine, &a).await,
         Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
-        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(engine, &a).await,
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => {
+            build::build(engine, &a).await
+        }
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::images(engine, &a).await,

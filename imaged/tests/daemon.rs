@@ -914,7 +914,11 @@ async fn config_only_commits_add_an_empty_layer_history_entry() {
     // On an image, without a snapshot.
     let id = d
         .client
-        .commit(commit(base.clone(), String::new(), "/bin/sh -c #(nop)  ENV A=1"))
+        .commit(commit(
+            base.clone(),
+            String::new(),
+            "/bin/sh -c #(nop)  ENV A=1",
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -936,7 +940,11 @@ async fn config_only_commits_add_an_empty_layer_history_entry() {
     std::fs::write(std::path::Path::new(&m.upper).join("ignored"), "x").unwrap();
     let id2 = d
         .client
-        .commit(commit(String::new(), "c-cfg".into(), "/bin/sh -c #(nop)  CMD [\"sh\"]"))
+        .commit(commit(
+            String::new(),
+            "c-cfg".into(),
+            "/bin/sh -c #(nop)  CMD [\"sh\"]",
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -946,7 +954,11 @@ async fn config_only_commits_add_an_empty_layer_history_entry() {
     // On nothing at all (FROM scratch then CMD): an image with no layers.
     let id3 = d
         .client
-        .commit(commit(String::new(), String::new(), "/bin/sh -c #(nop)  CMD [\"x\"]"))
+        .commit(commit(
+            String::new(),
+            String::new(),
+            "/bin/sh -c #(nop)  CMD [\"x\"]",
+        ))
         .await
         .unwrap()
         .into_inner()

@@ -83,16 +83,10 @@ impl Host {
 
     /// The history lines, newest first, as `history --no-trunc` shows CREATED BY.
     fn history(&self, image: &str) -> Vec<String> {
-        self.ok(&[
-            "history",
-            "--no-trunc",
-            "--format",
-            "{{.CreatedBy}}",
-            image,
-        ])
-        .lines()
-        .map(str::to_string)
-        .collect()
+        self.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", image])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn snapshot_dirs(&self) -> usize {
@@ -113,7 +107,11 @@ impl Host {
             .env
             .oci_runtime(bin("berth-runtime"))
             .args(["list", "-q"]));
-        assert!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
+        assert!(
+            out.stdout.trim().is_empty(),
+            "containers left: {}",
+            out.stdout
+        );
     }
 }
 
@@ -130,11 +128,11 @@ FROM busybox
 WORKDIR /app
 COPY . .
 ENV GREETING=hello PORT=3000
-RUN echo "built $GREETING" > /app/built.txt && adduser -D -u 1000 appuser
+RUN echo "built $GREETING" > /app/built.txt && echo "appuser:x:1000:1000::/app:/bin/sh" >> /etc/passwd
 USER appuser
 EXPOSE 3000
 LABEL org.example.app="getting started"
-CMD ["sh", "-c", "cat /app/built.txt /app/src/index.txt; id -u"]
+CMD ["sh", "-c", "cat /app/built.txt /app/src/index.txt; touch /tmp/u; stat -c %u /tmp/u"]
 "#;
 
 #[test]
@@ -155,12 +153,17 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
     );
     let out = h.berth(&["build", "-t", "getting-started", &ctx.display().to_string()]);
     out.assert_success();
-    assert!(out.stdout.contains("Step 1/9 : FROM busybox"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Step 1/9 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("Step 5/9 : RUN echo"), "{}", out.stdout);
     assert!(out.stdout.contains(" ---> Running in "), "{}", out.stdout);
     assert!(out.stdout.contains("Successfully built "), "{}", out.stdout);
     assert!(
-        out.stdout.contains("Successfully tagged getting-started:latest"),
+        out.stdout
+            .contains("Successfully tagged getting-started:latest"),
         "{}",
         out.stdout
     );
@@ -169,11 +172,24 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
     assert_eq!(run_out, "built hello\nindex content\n1000\n");
     // .dockerignore kept the secret out; COPY . . took the rest.
     let ls = h.ok(&[
-        "run", "--rm", "--network", "none", "getting-started", "ls", "-a", "/app",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "getting-started",
+        "ls",
+        "-a",
+        "/app",
     ]);
     let names: Vec<&str> = ls.split_whitespace().collect();
     assert!(!names.contains(&"secret.env"), "{ls}");
-    for n in ["package.json", "src", "Dockerfile", ".dockerignore", "built.txt"] {
+    for n in [
+        "package.json",
+        "src",
+        "Dockerfile",
+        ".dockerignore",
+        "built.txt",
+    ] {
         assert!(names.contains(&n), "{n} missing: {ls}");
     }
 
@@ -181,11 +197,26 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
     let c = &v["Config"];
     assert_eq!(c["WorkingDir"], "/app");
     assert_eq!(c["User"], "appuser");
-    assert_eq!(c["Cmd"], serde_json::json!(["sh", "-c", "cat /app/built.txt /app/src/index.txt; id -u"]));
+    assert_eq!(
+        c["Cmd"],
+        serde_json::json!([
+            "sh",
+            "-c",
+            "cat /app/built.txt /app/src/index.txt; touch /tmp/u; stat -c %u /tmp/u"
+        ])
+    );
     assert!(c["ExposedPorts"]["3000/tcp"].is_object(), "{c}");
     assert_eq!(c["Labels"]["org.example.app"], "getting started");
-    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    assert!(env.contains(&"GREETING=hello") && env.contains(&"PORT=3000"), "{env:?}");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"GREETING=hello") && env.contains(&"PORT=3000"),
+        "{env:?}"
+    );
     assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
     // Layers: busybox's, then WORKDIR (it made /app), COPY and RUN; the rest are config.
     let base = h.inspect("busybox");
@@ -194,15 +225,21 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
 
     let hist = h.history("getting-started");
     let want_top = [
-        "/bin/sh -c #(nop)  CMD [\"sh\" \"-c\" \"cat /app/built.txt /app/src/index.txt; id -u\"]",
+        "/bin/sh -c #(nop)  CMD [\"sh\" \"-c\" \"cat /app/built.txt /app/src/index.txt; touch /tmp/u; stat -c %u /tmp/u\"]",
         "/bin/sh -c #(nop)  LABEL org.example.app=getting started",
         "/bin/sh -c #(nop)  EXPOSE 3000/tcp",
         "/bin/sh -c #(nop)  USER appuser",
     ];
     assert_eq!(&hist[..4], &want_top, "{hist:#?}");
-    assert!(hist[4].starts_with("/bin/sh -c echo \"built $GREETING\""), "{hist:#?}");
+    assert!(
+        hist[4].starts_with("/bin/sh -c echo \"built $GREETING\""),
+        "{hist:#?}"
+    );
     assert_eq!(hist[5], "/bin/sh -c #(nop)  ENV GREETING=hello PORT=3000");
-    assert!(hist[6].starts_with("/bin/sh -c #(nop) COPY dir:"), "{hist:#?}");
+    assert!(
+        hist[6].starts_with("/bin/sh -c #(nop) COPY dir:"),
+        "{hist:#?}"
+    );
     assert_eq!(hist[7], "/bin/sh -c #(nop)  WORKDIR /app");
     h.assert_nothing_left();
 }
@@ -251,7 +288,14 @@ COPY --from=builder /out/app.txt /app.txt
 COPY --from=other /other.txt /other.txt
 "#;
     let ctx = h.context("ms", &[("Dockerfile", df)]);
-    let out = h.berth(&["build", "--network", "none", "-t", "ms", &ctx.display().to_string()]);
+    let out = h.berth(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "ms",
+        &ctx.display().to_string(),
+    ]);
     out.assert_success();
     // The stage the target does not need never ran.
     assert!(!out.stdout.contains("RUN exit 1"), "{}", out.stdout);
@@ -266,7 +310,9 @@ COPY --from=other /other.txt /other.txt
         serde_json::from_str(&std::fs::read_to_string(x.join("manifest.json")).unwrap()).unwrap();
     let mut files = Vec::new();
     for l in manifest[0]["Layers"].as_array().unwrap() {
-        let listing = run(Command::new("tar").arg("-tf").arg(x.join(l.as_str().unwrap())));
+        let listing = run(Command::new("tar")
+            .arg("-tf")
+            .arg(x.join(l.as_str().unwrap())));
         listing.assert_success();
         files.extend(listing.stdout.lines().map(str::to_string));
     }
@@ -275,7 +321,14 @@ COPY --from=other /other.txt /other.txt
 
     // --target builds a stage and what it needs, no more.
     let out = h.berth(&[
-        "build", "--network", "none", "--target", "other", "-t", "o", &ctx.display().to_string(),
+        "build",
+        "--network",
+        "none",
+        "--target",
+        "other",
+        "-t",
+        "o",
+        &ctx.display().to_string(),
     ]);
     out.assert_success();
     assert!(!out.stdout.contains("builder"), "{}", out.stdout);
@@ -289,7 +342,10 @@ fn cache_unchanged_rebuild_starts_nothing_and_one_change_rebuilds_from_its_step(
     }
     let h = Host::new("build-cache");
     let df = "FROM busybox\nWORKDIR /app\nCOPY a.txt .\nRUN cat a.txt > copy.txt\nCOPY b.txt .\nRUN cat b.txt >> copy.txt\nCMD [\"cat\", \"/app/copy.txt\"]\n";
-    let ctx = h.context("c", &[("Dockerfile", df), ("a.txt", "a1\n"), ("b.txt", "b1\n")]);
+    let ctx = h.context(
+        "c",
+        &[("Dockerfile", df), ("a.txt", "a1\n"), ("b.txt", "b1\n")],
+    );
     let c = ctx.display().to_string();
     let build = |extra: &[&str]| {
         let mut a = vec!["build", "--network", "none", "-t", "cached"];
@@ -309,9 +365,16 @@ fn cache_unchanged_rebuild_starts_nothing_and_one_change_rebuilds_from_its_step(
     let took = started.elapsed();
     assert_eq!(lines_with(&second, "Using cache"), 6, "{second}");
     assert_eq!(lines_with(&second, "Running in"), 0, "{second}");
-    assert_eq!(h.snapshot_dirs(), snaps, "an unchanged rebuild wrote a snapshot");
+    assert_eq!(
+        h.snapshot_dirs(),
+        snaps,
+        "an unchanged rebuild wrote a snapshot"
+    );
     assert_eq!(h.inspect("cached")["Id"], id1);
-    assert!(took < Duration::from_secs(2), "unchanged rebuild took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "unchanged rebuild took {took:?}"
+    );
 
     // One copied file changed: the steps before it come from the cache, the rest run.
     std::fs::write(ctx.join("b.txt"), "b2\n").unwrap();
@@ -395,30 +458,55 @@ fn stdin_context_dockerfile_or_tar_and_build_args() {
     let h = Host::new("build-stdin");
     let df = "FROM busybox\nARG NAME=world\nRUN echo \"hello $NAME\" > /greet\nCMD [\"cat\", \"/greet\"]\n";
     let out = h.berth_stdin(
-        &["build", "--network", "none", "--build-arg", "NAME=berth", "-t", "g", "-"],
+        &[
+            "build",
+            "--network",
+            "none",
+            "--build-arg",
+            "NAME=berth",
+            "-t",
+            "g",
+            "-",
+        ],
         df.as_bytes(),
     );
     out.assert_success();
-    assert_eq!(h.ok(&["run", "--rm", "--network", "none", "g"]), "hello berth\n");
+    assert_eq!(
+        h.ok(&["run", "--rm", "--network", "none", "g"]),
+        "hello berth\n"
+    );
     let hist = h.history("g");
     assert!(
-        hist.iter().any(|l| l.starts_with("|1 NAME=berth /bin/sh -c echo")),
+        hist.iter()
+            .any(|l| l.starts_with("|1 NAME=berth /bin/sh -c echo")),
         "{hist:#?}"
     );
     // The default then, and the step that uses it misses the cache.
-    let out = h.berth_stdin(&["build", "--network", "none", "-t", "g", "-"], df.as_bytes());
+    let out = h.berth_stdin(
+        &["build", "--network", "none", "-t", "g", "-"],
+        df.as_bytes(),
+    );
     out.assert_success();
-    assert_eq!(h.ok(&["run", "--rm", "--network", "none", "g"]), "hello world\n");
+    assert_eq!(
+        h.ok(&["run", "--rm", "--network", "none", "g"]),
+        "hello world\n"
+    );
 
     // A tar of a whole context on stdin.
     let ctx = h.context(
         "tarctx",
         &[
-            ("Dockerfile", "FROM busybox\nCOPY data/ /data/\nCMD [\"cat\", \"/data/x.txt\"]\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY data/ /data/\nCMD [\"cat\", \"/data/x.txt\"]\n",
+            ),
             ("data/x.txt", "from the tar\n"),
         ],
     );
-    let tar = run(Command::new("tar").arg("-C").arg(&ctx).args(["-cf", "-", "."]));
+    let tar = run(Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .args(["-cf", "-", "."]));
     let mut bytes = Vec::new();
     Command::new("tar")
         .arg("-C")
@@ -454,11 +542,11 @@ fn copy_chown_chmod_add_tar_and_cache_mounts() {
             (
                 "Dockerfile",
                 "FROM busybox\n\
-                 RUN adduser -D -u 1234 app\n\
+                 RUN echo app:x:1234:1234::/:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group\n\
                  COPY --chown=app:app --chmod=750 run.sh /opt/\n\
                  COPY *.cfg /etc/conf/\n\
                  ADD bundle.tar /srv/\n\
-                 RUN --mount=type=cache,target=/cache echo x >> /cache/count && wc -l < /cache/count > /runs\n\
+                 RUN --mount=type=cache,target=/cache echo x >> /cache/count && grep -c x /cache/count > /runs\n\
                  RUN --mount=type=bind,source=run.sh,target=/mnt/run.sh cp /mnt/run.sh /bound\n",
             ),
             ("run.sh", "#!/bin/sh\necho hi\n"),
@@ -515,27 +603,51 @@ fn kill_9_during_a_build_then_rebuild_works_and_cleans_up() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 4096];
     while lines_with(&seen, "Running in") < 2 {
-        assert!(Instant::now() < deadline, "never reached the slow step: {seen}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached the slow step: {seen}"
+        );
         let n = stdout.read(&mut buf).unwrap();
         assert!(n > 0, "build ended early: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     // nsenter execs berth: the child is the build itself.
-    let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     assert!(
-        h.env.run().join("build").read_dir().unwrap().next().is_some(),
+        h.env
+            .run()
+            .join("build")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
         "a killed build leaves its step for the next one to clean"
     );
 
     // The next build finds what the killed one left, cleans it, and reuses the first RUN.
     let fast = ctx.join("Dockerfile");
-    std::fs::write(&fast, "FROM busybox\nRUN echo first > /first\nRUN echo fast > /slow\n").unwrap();
+    std::fs::write(
+        &fast,
+        "FROM busybox\nRUN echo first > /first\nRUN echo fast > /slow\n",
+    )
+    .unwrap();
     let out = h.berth(&["build", "--network", "none", "-t", "k", &c]);
     out.assert_success();
     assert_eq!(lines_with(&out.stdout, "Using cache"), 1, "{}", out.stdout);
     assert_eq!(
-        h.ok(&["run", "--rm", "--network", "none", "k", "cat", "/first", "/slow"]),
+        h.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "k",
+            "cat",
+            "/first",
+            "/slow"
+        ]),
         "first\nfast\n"
     );
     h.assert_nothing_left();

@@ -62,7 +62,9 @@ pub fn spawn(binary: &str, root: &Path, run: &Path, socket: &Path, log: &str) ->
         .with_context(|| format!("start {}", path.display()))?;
     let mut deadline = Instant::now() + Duration::from_secs(10);
     let mut exited = None;
-    while !socket.exists() {
+    // Until it answers, not merely until the file exists: between bind(2) and listen(2)
+    // the socket is there but refuses connections.
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
         match exited {
             None => {
                 if let Some(status) = child.try_wait()? {

@@ -51,8 +51,12 @@ pub enum SourceError {
 impl Context {
     /// A directory on disk, with its `.dockerignore`.
     pub fn dir(dir: &Path) -> Result<Context, String> {
-        let meta = fs::metadata(dir)
-            .map_err(|e| format!("unable to prepare context: path {:?} not found: {e}", dir.display().to_string()))?;
+        let meta = fs::metadata(dir).map_err(|e| {
+            format!(
+                "unable to prepare context: path {:?} not found: {e}",
+                dir.display().to_string()
+            )
+        })?;
         if !meta.is_dir() {
             return Err(format!(
                 "unable to prepare context: context must be a directory: {}",
@@ -65,7 +69,9 @@ impl Context {
 
     fn with_dir(dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Result<Context, String> {
         let ignore = match fs::read_to_string(dir.join(".dockerignore")) {
-            Ok(text) => Some(DockerIgnore::parse(&text).map_err(|e| format!(".dockerignore: {e}"))?),
+            Ok(text) => {
+                Some(DockerIgnore::parse(&text).map_err(|e| format!(".dockerignore: {e}"))?)
+            }
             Err(_) => None,
         };
         Ok(Context {
@@ -363,8 +369,14 @@ mod tests {
             Err(SourceError::Outside(_))
         ));
         // Symlinks resolve inside the context: neither reaches the host's file.
-        assert!(matches!(c.tree.resolve("abs", true), Err(SourceError::NotFound(_))));
-        assert!(matches!(c.tree.resolve("rel", true), Err(SourceError::NotFound(_))));
+        assert!(matches!(
+            c.tree.resolve("abs", true),
+            Err(SourceError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.tree.resolve("rel", true),
+            Err(SourceError::NotFound(_))
+        ));
         assert!(matches!(
             c.tree.resolve("sub/b.txt", true),
             Err(SourceError::NotFound(_))

@@ -75,7 +75,9 @@ pub async fn build(
     let plan = build::plan(&dockerfile, &req.options)?;
     for t in &req.tags {
         berth_imaged::reference::Reference::parse(t).map_err(|e| {
-            BuildError::Context(format!("invalid argument \"{t}\" for \"-t, --tag\" flag: {e}"))
+            BuildError::Context(format!(
+                "invalid argument \"{t}\" for \"-t, --tag\" flag: {e}"
+            ))
         })?;
     }
     if !plan.unused_build_args.is_empty() {
@@ -161,7 +163,12 @@ pub async fn build(
         let instruction = Instruction::Label(labels);
         let comment = apply_config(&mut state, &instruction, "")
             .map_err(|m| BuildError::Context(format!("--label: {m}")))?;
-        let key = build::cache::cache_key(&target.key, &instruction.to_string(), &BTreeMap::new(), None);
+        let key = build::cache::cache_key(
+            &target.key,
+            &instruction.to_string(),
+            &BTreeMap::new(),
+            None,
+        );
         state.id = shared
             .cached_or(&key, || async {
                 shared
@@ -251,7 +258,11 @@ impl Shared<'_> {
             .map_err(|e| BuildError::io(&self.root.join("build-cache"), e))
     }
 
-    async fn commit_config(&self, state: &ImageState, created_by: &str) -> Result<String, BuildError> {
+    async fn commit_config(
+        &self,
+        state: &ImageState,
+        created_by: &str,
+    ) -> Result<String, BuildError> {
         let mut images = self.images.clone();
         Ok(images
             .commit(ipb::CommitRequest {
@@ -386,7 +397,16 @@ async fn run_stage<'p>(
             .map_err(|m| sh.fail(step.line, m))?;
         let id = sh
             .cached_or(&key, || {
-                execute(sh, step, &expanded, &before, &state, comment, digest.clone(), results)
+                execute(
+                    sh,
+                    step,
+                    &expanded,
+                    &before,
+                    &state,
+                    comment,
+                    digest.clone(),
+                    results,
+                )
             })
             .await?;
         state.id = id;
@@ -459,7 +479,11 @@ fn go_quoted(args: &[String]) -> String {
 
 /// Applies an instruction's config change to `state` and returns the history comment
 /// Docker's classic builder writes for it (after `/bin/sh -c #(nop)  `).
-fn apply_config(state: &mut ImageState, instr: &Instruction, workdir: &str) -> Result<String, String> {
+fn apply_config(
+    state: &mut ImageState,
+    instr: &Instruction,
+    workdir: &str,
+) -> Result<String, String> {
     let c = &mut state.config;
     if !c.is_object() {
         *c = json!({});
@@ -471,11 +495,18 @@ fn apply_config(state: &mut ImageState, instr: &Instruction, workdir: &str) -> R
         Instruction::Env(pairs) => {
             let mut env: Vec<String> = c["Env"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             for (k, v) in pairs {
                 let entry = format!("{k}={v}");
-                match env.iter_mut().find(|e| e.split('=').next() == Some(k.as_str())) {
+                match env
+                    .iter_mut()
+                    .find(|e| e.split('=').next() == Some(k.as_str()))
+                {
                     Some(e) => *e = entry,
                     None => env.push(entry),
                 }
@@ -573,7 +604,10 @@ fn apply_config(state: &mut ImageState, instr: &Instruction, workdir: &str) -> R
                 }
             }
             c["Healthcheck"] = hc;
-            format!("HEALTHCHECK {}", instr.to_string().trim_start_matches("HEALTHCHECK "))
+            format!(
+                "HEALTHCHECK {}",
+                instr.to_string().trim_start_matches("HEALTHCHECK ")
+            )
         }
         Instruction::Shell(s) => {
             c["Shell"] = json!(s);
@@ -685,7 +719,9 @@ fn is_url(p: &str) -> bool {
 
 fn copy_failed(sh: &Shared<'_>, line: usize, kw: &str, e: SourceError) -> BuildError {
     let msg = match e {
-        SourceError::NoMatch(p) => format!("{kw} failed: no source files were specified (no match for {p})"),
+        SourceError::NoMatch(p) => {
+            format!("{kw} failed: no source files were specified (no match for {p})")
+        }
         e => format!("{kw} failed: {e}"),
     };
     sh.fail(line, msg)
@@ -708,7 +744,10 @@ async fn from_image(
             Ok((id, _)) => Ok(id),
             Err(_) => Err(sh.fail(
                 step.line,
-                format!("{}: no stage or image named {name}", step.instruction.keyword()),
+                format!(
+                    "{}: no stage or image named {name}",
+                    step.instruction.keyword()
+                ),
             )),
         },
     }
@@ -768,7 +807,12 @@ impl Work {
     }
 
     /// A snapshot on `image`, mounted at `<dir>/<name>`.
-    async fn mount(&mut self, sh: &Shared<'_>, image: &str, name: &str) -> Result<(PathBuf, ipb::Mounts), BuildError> {
+    async fn mount(
+        &mut self,
+        sh: &Shared<'_>,
+        image: &str,
+        name: &str,
+    ) -> Result<(PathBuf, ipb::Mounts), BuildError> {
         let key = format!("build-{}-{name}", &self.id[..16]);
         self.keys.push(key.clone());
         std::fs::write(self.dir.join("keys"), self.keys.join("\n"))
@@ -790,7 +834,7 @@ impl Work {
 
     fn unmount_all(&mut self) {
         for m in self.mounts.drain(..).rev() {
-            rootfs::unmount(&m);
+            detach(&m);
         }
     }
 
@@ -810,6 +854,13 @@ impl Work {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Unmounts whatever is mounted on `target`. Not `rootfs::unmount`, which judges by device
+/// numbers: the bind mount of an empty image's upper dir sits on the same filesystem as
+/// its mountpoint and would look unmounted.
+fn detach(target: &Path) {
+    while nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
 }
 
 /// Cleans up after builds that were killed: their containers, mounts, snapshots and
@@ -836,7 +887,7 @@ async fn sweep_abandoned(engine: &mut Engine, dir: &Path) {
             .stderr(std::process::Stdio::null())
             .status();
         for sub in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            rootfs::unmount(&sub.path());
+            detach(&sub.path());
         }
         let keys = std::fs::read_to_string(d.join("keys")).unwrap_or_default();
         if let Ok(images) = engine.images().await {
@@ -972,10 +1023,8 @@ async fn copy_step(
             format!("{}/{}", workdir(before).trim_end_matches('/'), c.dest)
         };
         let many = sources.len() > 1;
-        tokio::task::block_in_place(|| {
-            copy_into(&root, tree, &sources, &dest, many, attrs, add)
-        })
-        .map_err(|e| sh.fail(step.line, format!("{kw} failed: {e}")))?;
+        tokio::task::block_in_place(|| copy_into(&root, tree, &sources, &dest, many, attrs, add))
+            .map_err(|e| sh.fail(step.line, format!("{kw} failed: {e}")))?;
         work.unmount_all();
         let what = match (&step.copy_from, sources.first()) {
             (Some(_), _) | (_, None) => "multi",
@@ -1093,10 +1142,9 @@ fn extract(
         let name = name.to_string();
         let dir = root.mkdir_all(parent, attrs)?;
         let h = entry.header();
-        let owner = attrs.owner.unwrap_or((
-            h.uid().unwrap_or(0) as u32,
-            h.gid().unwrap_or(0) as u32,
-        ));
+        let owner = attrs
+            .owner
+            .unwrap_or((h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32));
         let mode = h.mode().unwrap_or(0o644);
         match h.entry_type() {
             tar::EntryType::Directory => {
@@ -1165,7 +1213,11 @@ async fn run_in(
     };
     let mut env: Vec<String> = config["Env"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     for (k, v) in &expanded.run_env {
         if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
@@ -1219,7 +1271,10 @@ async fn run_in(
             MountKind::Tmpfs => mounts.push(MountPoint {
                 kind: "tmpfs".into(),
                 destination: m.target.clone(),
-                options: m.size.map(|s| vec![format!("size={s}")]).unwrap_or_default(),
+                options: m
+                    .size
+                    .map(|s| vec![format!("size={s}")])
+                    .unwrap_or_default(),
                 ..Default::default()
             }),
         }
@@ -1247,7 +1302,8 @@ async fn run_in(
             std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
         ),
         network => {
-            std::fs::write(work.dir.join("sandbox"), "").map_err(|e| BuildError::io(&work.dir, e))?;
+            std::fs::write(work.dir.join("sandbox"), "")
+                .map_err(|e| BuildError::io(&work.dir, e))?;
             work.sandbox = true;
             let mut e = sh.engine.lock().await;
             let netd = e
@@ -1269,7 +1325,11 @@ async fn run_in(
             )
             .await
             .map_err(|e| sh.fail(step.line, format!("RUN: network {network}: {e}")))?;
-            (NetNs::Path(PathBuf::from(sb.netns_path)), sb.resolv_conf, sb.hosts)
+            (
+                NetNs::Path(PathBuf::from(sb.netns_path)),
+                sb.resolv_conf,
+                sb.hosts,
+            )
         }
     };
     let mut etc = vec![
@@ -1388,7 +1448,8 @@ async fn run_container(sh: &Shared<'_>, work: &Work) -> Result<i32, BuildError> 
         }
     };
     let (_, _, status) = tokio::join!(a, b, child.wait());
-    let status = status.map_err(|e| BuildError::Daemon(format!("wait for {}: {e}", runtime.display())))?;
+    let status =
+        status.map_err(|e| BuildError::Daemon(format!("wait for {}: {e}", runtime.display())))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()

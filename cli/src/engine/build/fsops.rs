@@ -65,9 +65,9 @@ impl Root {
     }
 
     pub fn is_dir(&self, path: &str) -> io::Result<bool> {
-        Ok(self
-            .stat(path)?
-            .is_some_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR))
+        Ok(self.stat(path)?.is_some_and(|s| {
+            SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+        }))
     }
 
     /// The directory `path`, made (with its parents) when missing. Directories made here
@@ -132,7 +132,12 @@ fn clear(dir: &OwnedFd, name: &str) -> io::Result<()> {
 }
 
 fn own(fd: &OwnedFd, owner: (u32, u32), mode: u32) -> io::Result<()> {
-    fchown(fd, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))).map_err(io)?;
+    fchown(
+        fd,
+        Some(Uid::from_raw(owner.0)),
+        Some(Gid::from_raw(owner.1)),
+    )
+    .map_err(io)?;
     // After chown, which clears set-id bits.
     fchmod(fd, Mode::from_bits_truncate(mode & 0o7777)).map_err(io)
 }
@@ -172,9 +177,9 @@ pub fn make_dir(dir: &OwnedFd, name: &str, mode: u32, owner: (u32, u32)) -> io::
         Mode::empty(),
     )
     .map_err(|e| match e {
-        Errno::ELOOP | Errno::ENOTDIR => {
-            io::Error::other(format!("cannot copy a directory onto the non-directory {name}"))
-        }
+        Errno::ELOOP | Errno::ENOTDIR => io::Error::other(format!(
+            "cannot copy a directory onto the non-directory {name}"
+        )),
         e => io(e),
     })?;
     own(&fd, owner, mode)?;

@@ -46,7 +46,11 @@ pub struct BuildRequest {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `Step 3/7 : RUN make`.
-    Step { number: usize, total: usize, text: String },
+    Step {
+        number: usize,
+        total: usize,
+        text: String,
+    },
     /// The step's result came from the cache.
     UsingCache,
     /// A RUN's container started (its short id).
