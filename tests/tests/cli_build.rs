@@ -653,3 +653,61 @@ fn kill_9_during_a_build_then_rebuild_works_and_cleans_up() {
     h.assert_nothing_left();
     let _ = Path::new("");
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build_and_copy_from_an_image() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("build-onbuild");
+    let df =
+        "FROM busybox\nONBUILD COPY hello.txt /hello.txt\nONBUILD RUN cat /hello.txt > /seen\n";
+    h.berth_stdin(
+        &["build", "-q", "--network", "none", "-t", "onb", "-"],
+        df.as_bytes(),
+    )
+    .assert_success();
+    let ctx = h.context(
+        "child",
+        &[
+            (
+                "Dockerfile",
+                "FROM onb\nCOPY --from=busybox /bin/busybox /opt/busybox\n",
+            ),
+            ("hello.txt", "from the trigger\n"),
+        ],
+    );
+    let out = h.berth(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "child",
+        &ctx.display().to_string(),
+    ]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("# Executing 2 build triggers"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        h.ok(&["run", "--rm", "--network", "none", "child", "cat", "/seen"]),
+        "from the trigger\n"
+    );
+    assert!(h.inspect("child")["Config"]["OnBuild"].is_null());
+    assert_eq!(
+        h.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "child",
+            "/opt/busybox",
+            "echo",
+            "ok"
+        ]),
+        "ok\n"
+    );
+    h.assert_nothing_left();
+}

@@ -382,6 +382,41 @@ async fn run_stage<'p>(
     if !state.id.is_empty() {
         (sh.report)(Event::Image(state.id.clone()));
     }
+    // A base image's ONBUILD triggers run first, as part of its FROM; the image this stage
+    // makes does not inherit them (Docker).
+    if let Base::Image(_) = stage.base {
+        let triggers: Vec<String> = state.config["OnBuild"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            (sh.report)(Event::Message(format!(
+                "# Executing {} build trigger{}",
+                triggers.len(),
+                if triggers.len() == 1 { "" } else { "s" }
+            )));
+            state.config["OnBuild"] = Value::Null;
+            for t in triggers {
+                let instruction = build::parse_trigger(&t)
+                    .map_err(|e| sh.fail(stage.line, format!("ONBUILD trigger {t}: {e}")))?;
+                let step = Step {
+                    line: stage.line,
+                    text: t.clone(),
+                    mount_from: match &instruction {
+                        Instruction::Run(r) => vec![None; r.mounts.len()],
+                        _ => Vec::new(),
+                    },
+                    copy_from: None,
+                    instruction,
+                };
+                do_step(sh, &step, &mut scope, &mut state, &mut parent_key, results).await?;
+            }
+        }
+    }
     for step in &stage.steps {
         number += 1;
         (sh.report)(Event::Step {
@@ -389,35 +424,49 @@ async fn run_stage<'p>(
             total: sh.total,
             text: step.text.clone(),
         });
-        let expanded = scope.expand(step)?;
-        let digest = content_digest(sh, step, &expanded, results).await?;
-        let key = expanded.cache_key(&parent_key, digest.as_deref());
-        let before = state.clone();
-        let comment = apply_config(&mut state, &expanded.instruction, &workdir(&before))
-            .map_err(|m| sh.fail(step.line, m))?;
-        let id = sh
-            .cached_or(&key, || {
-                execute(
-                    sh,
-                    step,
-                    &expanded,
-                    &before,
-                    &state,
-                    comment,
-                    digest.clone(),
-                    results,
-                )
-            })
-            .await?;
-        state.id = id;
-        (sh.report)(Event::Image(state.id.clone()));
-        parent_key = key;
+        do_step(sh, step, &mut scope, &mut state, &mut parent_key, results).await?;
     }
     Ok(StageResult {
         state,
         scope,
         key: parent_key,
     })
+}
+
+/// One step: from the cache, or run and committed; `state` and `parent_key` move on.
+async fn do_step(
+    sh: &Shared<'_>,
+    step: &Step,
+    scope: &mut Scope<'_>,
+    state: &mut ImageState,
+    parent_key: &mut String,
+    results: &BTreeMap<usize, StageResult<'_>>,
+) -> Result<(), BuildError> {
+    let expanded = scope.expand(step)?;
+    let digest = content_digest(sh, step, &expanded, results).await?;
+    let key = expanded.cache_key(parent_key, digest.as_deref());
+    let before = state.clone();
+    let comment = apply_config(state, &expanded.instruction, &workdir(&before))
+        .map_err(|m| sh.fail(step.line, m))?;
+    let after = state.clone();
+    let id = sh
+        .cached_or(&key, || {
+            execute(
+                sh,
+                step,
+                &expanded,
+                &before,
+                &after,
+                comment,
+                digest.clone(),
+                results,
+            )
+        })
+        .await?;
+    state.id = id;
+    (sh.report)(Event::Image(state.id.clone()));
+    *parent_key = key;
+    Ok(())
 }
 
 fn stage_from_text(sh: &Shared<'_>, stage: &PlannedStage) -> String {
