@@ -216,6 +216,7 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
         layers,
         repo_digests: Vec::new(),
         added: created,
+        parent: parent.as_ref().map(|p| p.id.clone()),
     };
     store
         .meta
@@ -292,6 +293,7 @@ fn commit_config_only(
         layers,
         repo_digests: Vec::new(),
         added: created,
+        parent: parent.as_ref().map(|p| p.id.clone()),
     };
     store
         .meta

@@ -241,6 +241,12 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
         "{hist:#?}"
     );
     assert_eq!(hist[7], "/bin/sh -c #(nop)  WORKDIR /app");
+    // The steps' images are intermediate: hidden from `images`, listed by `images -a`.
+    let listed = h.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    assert_eq!(listed, ["busybox:latest", "getting-started:latest"]);
+    assert_eq!(h.ok(&["images", "-a", "-q"]).lines().count(), 9);
     h.assert_nothing_left();
 }
 
