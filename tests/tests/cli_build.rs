@@ -89,6 +89,35 @@ impl Host {
             .collect()
     }
 
+    /// The paths in each layer of `image`, bottom first, from `save`.
+    fn layers(&self, image: &str) -> Vec<Vec<String>> {
+        let dir = self
+            .env
+            .path()
+            .join(format!("save-{}", image.replace([':', '/'], "-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("image.tar");
+        self.ok(&["save", "-o", &tar.display().to_string(), image]);
+        run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&dir)).assert_success();
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        manifest[0]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let listing = run(Command::new("tar")
+                    .arg("-tf")
+                    .arg(dir.join(l.as_str().unwrap())));
+                listing.assert_success();
+                let mut files: Vec<String> = listing.stdout.lines().map(str::to_string).collect();
+                files.sort();
+                files
+            })
+            .collect()
+    }
+
     fn snapshot_dirs(&self) -> usize {
         std::fs::read_dir(self.env.root().join("snapshots"))
             .map(|d| d.count())
@@ -241,6 +270,14 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
         "{hist:#?}"
     );
     assert_eq!(hist[7], "/bin/sh -c #(nop)  WORKDIR /app");
+    // The RUN's layer holds what the command wrote, not the mountpoints of /etc/hosts and
+    // the like that the runtime made for it.
+    let layers = h.layers("getting-started");
+    assert_eq!(
+        layers.last().unwrap(),
+        &["app/", "app/built.txt", "etc/", "etc/passwd"],
+        "{layers:?}"
+    );
     // The steps' images are intermediate: hidden from `images`, listed by `images -a`.
     let listed = h.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     let mut listed: Vec<&str> = listed.lines().collect();
@@ -307,21 +344,7 @@ COPY --from=other /other.txt /other.txt
     assert!(!out.stdout.contains("RUN exit 1"), "{}", out.stdout);
     let v = h.inspect("ms");
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 2);
-    let tar = h.env.path().join("ms.tar");
-    h.ok(&["save", "-o", &tar.display().to_string(), "ms"]);
-    let x = h.env.path().join("ms-x");
-    std::fs::create_dir_all(&x).unwrap();
-    run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&x)).assert_success();
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(x.join("manifest.json")).unwrap()).unwrap();
-    let mut files = Vec::new();
-    for l in manifest[0]["Layers"].as_array().unwrap() {
-        let listing = run(Command::new("tar")
-            .arg("-tf")
-            .arg(x.join(l.as_str().unwrap())));
-        listing.assert_success();
-        files.extend(listing.stdout.lines().map(str::to_string));
-    }
+    let mut files: Vec<String> = h.layers("ms").concat();
     files.sort();
     assert_eq!(files, ["app.txt", "other.txt"], "{files:?}");
 

@@ -1247,7 +1247,7 @@ async fn run_in(
     results: &BTreeMap<usize, StageResult<'_>>,
     work: &mut Work,
 ) -> Result<String, BuildError> {
-    let (root, _) = work.mount(sh, &before.id, "rootfs").await?;
+    let (root, snapshot) = work.mount(sh, &before.id, "rootfs").await?;
     let config = &before.config;
     let args = match run.script() {
         Some(script) => {
@@ -1428,10 +1428,12 @@ async fn run_in(
     std::fs::write(&config_path, serde_json::to_vec(&spec).expect("json"))
         .map_err(|e| BuildError::io(&config_path, e))?;
 
+    let mountpoints = missing_mountpoints(&root, &spec);
     (sh.report)(Event::Running(short.clone()));
     let code = run_container(sh, work).await?;
     (sh.report)(Event::Removed(short));
     work.unmount_all();
+    remove_mountpoints(Path::new(&snapshot.upper), &mountpoints);
     let command = args.join(" ");
     if code != 0 {
         return Err(BuildError::RunFailed {
@@ -1453,6 +1455,49 @@ async fn run_in(
         format!("|{} {} {command}", args.len(), args.join(" "))
     };
     commit_snapshot(sh, work, config, &created_by, false).await
+}
+
+/// The mount destinations of `spec` (and their parents) the image does not have: the
+/// runtime creates them in the snapshot to mount on, and they must not end up in the layer
+/// (Docker keeps /etc/hosts and the like in a layer it never commits).
+fn missing_mountpoints(root: &Path, spec: &Value) -> Vec<String> {
+    let Ok(r) = Root::open(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for m in spec["mounts"].as_array().into_iter().flatten() {
+        let Some(dest) = m["destination"].as_str() else {
+            continue;
+        };
+        let mut path = String::new();
+        for comp in dest.split('/').filter(|c| !c.is_empty()) {
+            path.push('/');
+            path.push_str(comp);
+            if !out.contains(&path) && matches!(r.stat(&path), Ok(None)) {
+                out.push(path.clone());
+            }
+        }
+    }
+    // Deepest first, so that a made directory is empty by the time it is removed.
+    out.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    out
+}
+
+/// Removes the empty files and directories the runtime made as mountpoints from the
+/// snapshot's upper directory. Anything with content is the command's and stays.
+fn remove_mountpoints(upper: &Path, paths: &[String]) {
+    for p in paths {
+        let path = upper.join(p.trim_start_matches('/'));
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&path);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `berth-runtime run` on the step's bundle, its output streamed as it comes. The exit
