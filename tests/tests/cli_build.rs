@@ -466,7 +466,7 @@ fn bad_input_is_named_with_file_and_line() {
             "FROM busybox\nCOPY missing.txt /x\n",
             "Dockerfile:2: COPY failed: file not found in build context or excluded by .dockerignore: stat missing.txt: file does not exist",
         ),
-        ("FROM busybox\nCOPY --from=nosuch /a /b\n", "Dockerfile:2: "),
+        ("FROM busybox\nCOPY --from=nosuch /a /b\n", "Dockerfile:2: COPY --from=nosuch: no stage or image named nosuch"),
         ("FROM nosuch.invalid/none:1\n", "Dockerfile:1: base image nosuch.invalid/none:1 could not be pulled"),
         ("FROM busybox\nADD http://example.com/x /x\n", "Dockerfile:2: ADD http://example.com/x"),
     ];

@@ -791,13 +791,16 @@ async fn from_image(
         Base::Scratch => Ok(String::new()),
         Base::Image(name) => match sh.base_image(name, step.line).await {
             Ok((id, _)) => Ok(id),
-            Err(_) => Err(sh.fail(
-                step.line,
-                format!(
-                    "{}: no stage or image named {name}",
-                    step.instruction.keyword()
-                ),
-            )),
+            Err(_) => {
+                let kw = match step.instruction {
+                    Instruction::Run(_) => "RUN --mount",
+                    _ => step.instruction.keyword(),
+                };
+                Err(sh.fail(
+                    step.line,
+                    format!("{kw} --from={name}: no stage or image named {name}"),
+                ))
+            }
         },
     }
 }
