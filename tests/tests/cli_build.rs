@@ -576,13 +576,16 @@ fn copy_chown_chmod_add_tar_and_cache_mounts() {
                  COPY *.cfg /etc/conf/\n\
                  ADD bundle.tar /srv/\n\
                  RUN --mount=type=cache,target=/cache echo x >> /cache/count && grep -c x /cache/count > /runs\n\
-                 RUN --mount=type=bind,source=run.sh,target=/mnt/run.sh cp /mnt/run.sh /bound\n",
+                 RUN --mount=type=bind,source=run.sh,target=/mnt/run.sh cp /mnt/run.sh /bound\n\
+                 RUN mkdir -p /usr/lib2 && ln -s usr/lib2 /lib2\n\
+                 COPY tree/ /\n",
             ),
             ("run.sh", "#!/bin/sh\necho hi\n"),
             ("a.cfg", "a"),
             ("b.cfg", "b"),
             ("c.txt", "c"),
             ("t/inner/file.txt", "in the tar\n"),
+            ("tree/lib2/x.so", "lib\n"),
         ],
     );
     run(Command::new("tar")
@@ -600,6 +603,11 @@ fn copy_chown_chmod_add_tar_and_cache_mounts() {
     assert_eq!(sh("cat /srv/inner/file.txt"), "in the tar\n");
     assert_eq!(sh("cat /runs"), "1\n");
     assert_eq!(sh("cat /bound"), "#!/bin/sh\necho hi\n");
+    // A directory copied onto the image's symlink (merged /usr) goes where it points.
+    assert_eq!(
+        sh("cat /usr/lib2/x.so; [ -L /lib2 ] && echo link"),
+        "lib\nlink\n"
+    );
     // The cache mount persists between builds (the step runs again with --no-cache).
     h.ok(&["build", "--no-cache", "--network", "none", "-t", "cp", &c]);
     assert_eq!(sh("cat /runs"), "2\n");

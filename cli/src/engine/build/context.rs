@@ -295,6 +295,7 @@ impl Tree {
         src: &Source,
         root: &Root,
         dest: &std::os::fd::OwnedFd,
+        dest_path: &str,
         attrs: Attrs,
     ) -> io::Result<()> {
         for e in fs::read_dir(&src.host)?.flatten() {
@@ -306,7 +307,7 @@ impl Tree {
             if self.excluded(&child.rel) {
                 continue;
             }
-            self.copy_entry(&child, root, dest, &name, attrs)?;
+            self.copy_entry(&child, root, dest, dest_path, &name, attrs)?;
         }
         Ok(())
     }
@@ -318,6 +319,7 @@ impl Tree {
         src: &Source,
         root: &Root,
         dir: &std::os::fd::OwnedFd,
+        dir_path: &str,
         name: &str,
         attrs: Attrs,
     ) -> io::Result<()> {
@@ -328,8 +330,9 @@ impl Tree {
         if ft.is_symlink() {
             fsops::symlink(dir, name, &fs::read_link(&src.host)?, owner)
         } else if ft.is_dir() {
-            let sub = fsops::make_dir(dir, name, mode, owner)?;
-            self.copy_dir_contents(src, root, &sub, attrs)
+            let sub = fsops::make_dir_in(root, dir, dir_path, name, mode, owner)?;
+            let sub_path = format!("{}/{name}", dir_path.trim_end_matches('/'));
+            self.copy_dir_contents(src, root, &sub, &sub_path, attrs)
         } else if ft.is_file() {
             let mut f = fs::File::open(&src.host)?;
             fsops::write_file(dir, name, &mut f, mode, owner).map(|_| ())

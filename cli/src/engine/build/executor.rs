@@ -1109,7 +1109,7 @@ fn copy_into(
     for s in sources {
         match s {
             Err((name, content)) => {
-                let (dir, file) = target(&root, dest, dest_is_dir, name, attrs)?;
+                let (dir, _, file) = target(&root, dest, dest_is_dir, name, attrs)?;
                 let mode = attrs.chmod.unwrap_or(0o644);
                 fsops::write_file(&dir, &file, &mut content.as_bytes(), mode, owner)?;
             }
@@ -1117,7 +1117,7 @@ fn copy_into(
                 let meta = std::fs::metadata(&src.host)?;
                 if meta.is_dir() {
                     let dir = root.mkdir_all(dest, attrs)?;
-                    tree.copy_dir_contents(src, &root, &dir, attrs)?;
+                    tree.copy_dir_contents(src, &root, &dir, dest, attrs)?;
                 } else if add && is_archive(&src.host) {
                     let dir = root.mkdir_all(dest, attrs)?;
                     extract(&root, &src.host, dest, &dir, attrs)?;
@@ -1127,8 +1127,8 @@ fn copy_into(
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    let (dir, file) = target(&root, dest, dest_is_dir, &base, attrs)?;
-                    tree.copy_entry(src, &root, &dir, &file, attrs)?;
+                    let (dir, dir_path, file) = target(&root, dest, dest_is_dir, &base, attrs)?;
+                    tree.copy_entry(src, &root, &dir, &dir_path, &file, attrs)?;
                 }
             }
         }
@@ -1136,20 +1136,28 @@ fn copy_into(
     Ok(())
 }
 
-/// The directory and name a single file lands at.
+/// The directory (its fd and path in the root) and name a single file lands at.
 fn target(
     root: &Root,
     dest: &str,
     dest_is_dir: bool,
     name: &str,
     attrs: Attrs,
-) -> std::io::Result<(std::os::fd::OwnedFd, String)> {
+) -> std::io::Result<(std::os::fd::OwnedFd, String, String)> {
     if dest_is_dir {
-        return Ok((root.mkdir_all(dest, attrs)?, name.to_string()));
+        return Ok((
+            root.mkdir_all(dest, attrs)?,
+            dest.to_string(),
+            name.to_string(),
+        ));
     }
     let trimmed = dest.trim_end_matches('/');
     let (parent, file) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
-    Ok((root.mkdir_all(parent, attrs)?, file.to_string()))
+    Ok((
+        root.mkdir_all(parent, attrs)?,
+        parent.to_string(),
+        file.to_string(),
+    ))
 }
 
 fn is_archive(path: &Path) -> bool {

@@ -164,6 +164,35 @@ pub fn write_file(
     Ok(n)
 }
 
+/// A directory `name` in `dir`, whose path in the root is `dir_path`. When the image has a
+/// symlink there (`/lib -> usr/lib` on a merged-/usr Debian), it is followed inside the
+/// root and the directory it names is kept as it is, rather than refusing the copy.
+pub fn make_dir_in(
+    root: &Root,
+    dir: &OwnedFd,
+    dir_path: &str,
+    name: &str,
+    mode: u32,
+    owner: (u32, u32),
+) -> io::Result<OwnedFd> {
+    match make_dir(dir, name, mode, owner) {
+        Err(e) => {
+            let link =
+                nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+                });
+            if !link {
+                return Err(e);
+            }
+            root.mkdir_all(
+                &format!("{}/{name}", dir_path.trim_end_matches('/')),
+                Attrs::default(),
+            )
+        }
+        ok => ok,
+    }
+}
+
 /// A directory `name` in `dir` (kept when it exists), with `mode` and `owner`.
 pub fn make_dir(dir: &OwnedFd, name: &str, mode: u32, owner: (u32, u32)) -> io::Result<OwnedFd> {
     match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
