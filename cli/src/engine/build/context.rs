@@ -113,10 +113,10 @@ impl Context {
         }
     }
 
-    /// The Dockerfile `name` in the context (`-f` relative to it), never outside it.
+    /// The Dockerfile `name` in the context, read even when `.dockerignore` excludes it
+    /// (Docker sends it anyway; COPY still cannot see it).
     pub fn read_file(&self, name: &str) -> Option<String> {
-        let src = self.tree.resolve_one(name).ok()?;
-        fs::read_to_string(src.host).ok()
+        fs::read_to_string(self.tree.dir.join(clean(name)?)).ok()
     }
 }
 
