@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 REPO=$PWD
 if [ -z "${BERTH_BIN:-}" ]; then
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-    cargo build -q --release -p berth-cli -p berth-imaged -p berth-netd -p berth-runtime || exit 1
+    cargo build -q --release -p berth-cli -p berth-imaged -p berth-netd -p berth-runtime -p berth-shim || exit 1
     BERTH_BIN=$CARGO_TARGET_DIR/release
 fi
 FIX=$(tests/fixtures/build.sh) || exit 1
@@ -74,8 +74,8 @@ DEBIAN=
 if [ "${BERTH_E2E_FULL:-}" = 1 ] && [ -f /var/cache/berth-fixtures/debian/debian.tar ]; then
     DEBIAN=/var/cache/berth-fixtures/debian/debian.tar
     berth load -i "$DEBIAN" >/dev/null
-    case " $CONTENDERS " in *" docker "*) dockercli load -i "$DEBIAN" >/dev/null ;; esac
-    case " $CONTENDERS " in *" podman "*) podmancli load -i "$DEBIAN" >/dev/null ;; esac
+    case " $CONTENDERS " in *" docker "*) dockercli load -i "$DEBIAN" >/dev/null 2>&1 ;; esac
+    case " $CONTENDERS " in *" podman "*) podmancli load -i "$DEBIAN" >/dev/null 2>&1 ;; esac
 fi
 
 # The context: two builder stages that do not depend on each other, a final stage that
@@ -160,10 +160,10 @@ run_suite() { # NAME BASE
     for anchor in docker podman; do
         case " $ok " in *" $anchor "*) ;; *) continue ;; esac
         case " $ok " in *" berth "*) ;; *) continue ;; esac
-        printf 'berth vs %-6s cold %sx, unchanged %sx, one-change %sx\n' "$anchor" \
-            "$(echo "scale=2; ${med[berth-cold]} / ${med[$anchor-cold]}" | bc)" \
-            "$(echo "scale=2; ${med[berth-unchanged]} / ${med[$anchor-unchanged]}" | bc)" \
-            "$(echo "scale=2; ${med[berth-onechange]} / ${med[$anchor-onechange]}" | bc)"
+        awk -v a="$anchor" -v c="${med[berth-cold]}" -v ca="${med[$anchor-cold]}" \
+            -v u="${med[berth-unchanged]}" -v ua="${med[$anchor-unchanged]}" \
+            -v o="${med[berth-onechange]}" -v oa="${med[$anchor-onechange]}" \
+            'BEGIN { printf "berth vs %-6s cold %.2fx, unchanged %.3fx, one-change %.2fx\n", a, c/ca, u/ua, o/oa }'
     done
 }
 
