@@ -744,3 +744,39 @@ fn onbuild_triggers_run_in_the_child_build_and_copy_from_an_image() {
     );
     h.assert_nothing_left();
 }
+
+#[test]
+fn run_heredocs_run_as_shell_scripts_or_as_programs() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("build-heredoc");
+    let df = "FROM busybox\n\
+              RUN <<EOF\n\
+              echo one > /one\n\
+              echo two >> /one\n\
+              EOF\n\
+              RUN <<EOF\n\
+              #!/bin/sh -e\n\
+              echo \"ran as $0\" > /prog\n\
+              EOF\n";
+    h.berth_stdin(
+        &["build", "-q", "--network", "none", "-t", "hd", "-"],
+        df.as_bytes(),
+    )
+    .assert_success();
+    assert_eq!(
+        h.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "hd",
+            "cat",
+            "/one",
+            "/prog"
+        ]),
+        "one\ntwo\nran as /dev/pipes/EOF\n"
+    );
+    h.assert_nothing_left();
+}

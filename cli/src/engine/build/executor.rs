@@ -1260,16 +1260,36 @@ async fn run_in(
 ) -> Result<String, BuildError> {
     let (root, snapshot) = work.mount(sh, &before.id, "rootfs").await?;
     let config = &before.config;
-    let args = match run.script() {
-        Some(script) => {
+    // `RUN <<EOF` whose body starts with `#!` runs the body as a program (BuildKit): it is
+    // mounted read-only under /dev/pipes, on the /dev tmpfs, so it never reaches the layer.
+    let mut script_mount = None;
+    let args = match (run.script(), &run.command, run.heredocs.as_slice()) {
+        (Some(_), CommandLine::Shell(line), [h])
+            if h.content.starts_with("#!")
+                && crate::build::parser::heredoc_marker(line.trim()).is_some() =>
+        {
+            let file = work.dir.join("heredoc");
+            std::fs::write(&file, &h.content).map_err(|e| BuildError::io(&file, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| BuildError::io(&file, e))?;
+            let target = format!("/dev/pipes/{}", h.name);
+            script_mount = Some(MountPoint {
+                kind: "bind".into(),
+                source: file.display().to_string(),
+                destination: target.clone(),
+                rw: false,
+                ..Default::default()
+            });
+            vec![target]
+        }
+        (Some(script), _, _) => {
             let mut a = shell(config);
             a.push(script);
             a
         }
-        None => match &run.command {
-            CommandLine::Exec(a) => a.clone(),
-            CommandLine::Shell(s) => vec![s.clone()],
-        },
+        (None, CommandLine::Exec(a), _) => a.clone(),
+        (None, CommandLine::Shell(s), _) => vec![s.clone()],
     };
     let mut env: Vec<String> = config["Env"]
         .as_array()
@@ -1287,7 +1307,7 @@ async fn run_in(
     let short = work.id[..12].to_string();
 
     // Mounts the RUN asked for.
-    let mut mounts = Vec::new();
+    let mut mounts: Vec<MountPoint> = script_mount.into_iter().collect();
     for (n, (m, from)) in run.mounts.iter().zip(&step.mount_from).enumerate() {
         match m.kind {
             MountKind::Cache => {
