@@ -252,7 +252,7 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
     let want_top = [
         "/bin/sh -c #(nop)  CMD [\"sh\" \"-c\" \"cat /app/built.txt /app/src/index.txt; touch /tmp/u; stat -c %u /tmp/u\"]",
         "/bin/sh -c #(nop)  LABEL org.example.app=getting started",
-        "/bin/sh -c #(nop)  EXPOSE 3000/tcp",
+        "/bin/sh -c #(nop)  EXPOSE 3000",
         "/bin/sh -c #(nop)  USER appuser",
     ];
     assert_eq!(&hist[..4], &want_top, "{hist:#?}");
@@ -265,7 +265,7 @@ fn getting_started_dockerfile_builds_runs_and_inspects_as_docker() {
         hist[6].starts_with("/bin/sh -c #(nop) COPY dir:"),
         "{hist:#?}"
     );
-    assert_eq!(hist[7], "/bin/sh -c #(nop)  WORKDIR /app");
+    assert_eq!(hist[7], "/bin/sh -c #(nop) WORKDIR /app");
     // The RUN's layer holds what the command wrote, not the mountpoints of /etc/hosts and
     // the like that the runtime made for it.
     let layers = h.layers("getting-started");

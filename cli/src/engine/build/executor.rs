@@ -172,7 +172,7 @@ pub async fn build(
         state.id = shared
             .cached_or(&key, || async {
                 shared
-                    .commit_config(&state, &format!("/bin/sh -c #(nop)  {comment}"))
+                    .commit_config(&state, &nop(&state.config, &comment))
                     .await
             })
             .await?;
@@ -517,6 +517,47 @@ fn shell(config: &Value) -> Vec<String> {
     }
 }
 
+/// The history line of a config-only step: the stage's SHELL, `#(nop)`, the comment.
+fn nop(config: &Value, comment: &str) -> String {
+    format!("{} #(nop)  {comment}", shell(config).join(" "))
+}
+
+/// Go's `%v` of a duration (`5s`, `1m30s`, `0s`), as Docker's history prints HEALTHCHECK.
+fn go_duration(d: Option<std::time::Duration>) -> String {
+    let ns = d.map_or(0, |d| d.as_nanos());
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000_000_000 {
+        return match ns {
+            n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+            n if n % 1_000 == 0 => format!("{}µs", n / 1_000),
+            n => format!("{n}ns"),
+        };
+    }
+    let (h, rest) = (ns / 3_600_000_000_000, ns % 3_600_000_000_000);
+    let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{}s", rest as f64 / 1e9));
+    out
+}
+
+/// Go's `%q` of an integer, a rune literal (`'\x02'`): how Docker's history prints Retries.
+fn go_rune(n: u32) -> String {
+    match char::from_u32(n) {
+        Some(c) if c == '\'' || c == '\\' => format!("'\\{c}'"),
+        Some(c) if (' '..='~').contains(&c) => format!("'{c}'"),
+        _ if n < 0x100 => format!("'\\x{n:02x}'"),
+        _ => format!("'\\u{n:04x}'"),
+    }
+}
+
 /// Go's `%q` of a string slice, as Docker's history shows CMD and ENTRYPOINT.
 fn go_quoted(args: &[String]) -> String {
     let q: Vec<String> = args
@@ -599,7 +640,7 @@ fn apply_config(
                 m.insert(k.clone(), json!({}));
             }
             c["ExposedPorts"] = Value::Object(m);
-            format!("EXPOSE {}", keys.join(" "))
+            format!("EXPOSE {}", ports.join(" "))
         }
         Instruction::Label(pairs) => {
             let mut m = map(c, "Labels");
@@ -652,11 +693,26 @@ fn apply_config(
                     hc["Retries"] = json!(r);
                 }
             }
+            // Docker prints its HealthConfig struct with `%v`.
+            let shown = match h {
+                Healthcheck::None => r#"&{["NONE"] "0s" "0s" "0s" '\x00'}"#.to_string(),
+                Healthcheck::Check {
+                    interval,
+                    timeout,
+                    start_period,
+                    retries,
+                    ..
+                } => format!(
+                    "&{{{} {:?} {:?} {:?} {}}}",
+                    go_quoted(&build::config::healthcheck_test(h)),
+                    go_duration(*interval),
+                    go_duration(*timeout),
+                    go_duration(*start_period),
+                    go_rune(retries.unwrap_or(0))
+                ),
+            };
             c["Healthcheck"] = hc;
-            format!(
-                "HEALTHCHECK {}",
-                instr.to_string().trim_start_matches("HEALTHCHECK ")
-            )
+            format!("HEALTHCHECK {shown}")
         }
         Instruction::Shell(s) => {
             c["Shell"] = json!(s);
@@ -824,10 +880,7 @@ async fn execute(
             copy_step(sh, step, c, add, before, digest.as_deref(), results).await
         }
         Instruction::Workdir(_) => workdir_step(sh, step, after, &comment).await,
-        _ => {
-            sh.commit_config(after, &format!("/bin/sh -c #(nop)  {comment}"))
-                .await
-        }
+        _ => sh.commit_config(after, &nop(&after.config, &comment)).await,
     }
 }
 
@@ -1005,7 +1058,8 @@ async fn workdir_step(
             sh,
             &work,
             &after.config,
-            &format!("/bin/sh -c #(nop)  {comment}"),
+            // One space here, two elsewhere: Docker's own inconsistency, kept.
+            &format!("{} #(nop) {comment}", shell(&after.config).join(" ")),
             !made,
         )
         .await
@@ -1085,7 +1139,11 @@ async fn copy_step(
             _ => "multi",
         };
         let hex = digest.unwrap_or_default().trim_start_matches("sha256:");
-        let created_by = format!("/bin/sh -c #(nop) {kw} {what}:{hex} in {} ", c.dest);
+        let created_by = format!(
+            "{} #(nop) {kw} {what}:{hex} in {} ",
+            shell(&before.config).join(" "),
+            c.dest
+        );
         commit_snapshot(sh, &work, &before.config, &created_by, false).await
     }
     .await;
