@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_tests::{
-    bin, fixtures, require_cmds, require_root, run, run_timeout, run_with_input, Output, TestEnv,
+    bin, fixtures, has_cmd, require_cmds, require_root, run, run_timeout, run_with_input, Output,
+    TestEnv,
 };
 use serde_json::Value;
 
@@ -431,7 +432,7 @@ fn a_failing_run_names_step_command_and_code_and_leaves_nothing() {
     }
     let h = Host::new("build-fail");
     let snaps = h.snapshot_dirs();
-    let df = "FROM busybox\nRUN echo before\nRUN exit 3\nRUN echo never\n";
+    let df = "FROM busybox\nRUN echo before > /before\nRUN exit 3\nRUN echo never\n";
     let out = h.berth_stdin(&["build", "--network", "none", "-"], df.as_bytes());
     out.assert_code(1);
     assert!(
@@ -442,7 +443,7 @@ fn a_failing_run_names_step_command_and_code_and_leaves_nothing() {
     );
     assert!(!out.stdout.contains("echo never"), "{}", out.stdout);
     h.assert_nothing_left();
-    // Only the committed layer of `RUN echo before` was added.
+    // Only the committed layer of the first RUN was added.
     assert_eq!(h.snapshot_dirs(), snaps + 1);
 }
 
@@ -779,4 +780,119 @@ fn run_heredocs_run_as_shell_scripts_or_as_programs() {
         "one\ntwo\nran as /dev/pipes/EOF\n"
     );
     h.assert_nothing_left();
+}
+
+/// Where dockerd runs here (optional: skipped otherwise), the same Dockerfile through
+/// `DOCKER_BUILDKIT=0 docker build` gives the same image config, the same history lines (but
+/// for the content hashes of COPY, which Docker takes over tar headers) and as many layers.
+#[test]
+fn config_history_and_layers_match_dockers_classic_builder() {
+    if !can_run() || !has_cmd("dockerd") || !has_cmd("docker") {
+        return;
+    }
+    let h = Host::new("build-vs-docker");
+    let ctx = h.context(
+        "cmp",
+        &[
+            (
+                "Dockerfile",
+                r#"FROM busybox
+ARG VER=1
+WORKDIR /app
+COPY . .
+COPY src/a.txt /x/
+ENV GREETING=hello PORT=3000
+RUN echo "built $GREETING $VER" > /app/built.txt
+RUN ["echo", "exec", "form"]
+USER 1000
+EXPOSE 3000 53/udp
+LABEL org.example.app="getting started" b=c
+VOLUME ["/data", "/logs"]
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD wget -q localhost || exit 1
+SHELL ["/bin/sh", "-ec"]
+ONBUILD RUN echo child
+ENTRYPOINT ["sh"]
+CMD ["-c", "cat /app/built.txt"]
+"#,
+            ),
+            ("src/a.txt", "a\n"),
+        ],
+    );
+    let c = ctx.display().to_string();
+    h.ok(&["build", "-q", "-t", "cmp", &c]);
+
+    // A private dockerd in the test's namespace: its docker0 and rules stay there.
+    let d = h.env.path().join("docker");
+    let sock = format!("unix://{}", d.join("d.sock").display());
+    let mut dockerd = h.env.spawn(
+        Command::new("nsenter")
+            .arg(format!("--net={}", h.ns.display()))
+            .arg("dockerd")
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .args(["-H", &sock])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let docker = |args: &[&str]| {
+        run_timeout(
+            Command::new("docker")
+                .args(["-H", &sock])
+                .args(args)
+                .env("DOCKER_BUILDKIT", "0"),
+            Duration::from_secs(120),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(&["info"]).success() {
+        if Instant::now() > deadline {
+            eprintln!("dockerd did not start here; comparison skipped");
+            let _ = dockerd.kill();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let busybox = fixtures().join("busybox.tar").display().to_string();
+    docker(&["load", "-i", &busybox]).assert_success();
+    docker(&["build", "-q", "-t", "cmp", &c]).assert_success();
+    let dj: Value = serde_json::from_str(&docker(&["image", "inspect", "cmp"]).stdout).unwrap();
+    let bj = h.inspect("cmp");
+    // Docker's classic builder also writes the zero values of the container config it
+    // commits (`"Tty": false`, `"Hostname": ""`) and the parent's id as `Image`.
+    let meaningful = |c: &Value| -> serde_json::Map<String, Value> {
+        c.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, v)| {
+                *k != "Image"
+                    && !matches!(v, Value::Null | Value::Bool(false))
+                    && v.as_str() != Some("")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(meaningful(&bj["Config"]), meaningful(&dj[0]["Config"]));
+    assert_eq!(
+        bj["RootFS"]["Layers"].as_array().unwrap().len(),
+        dj[0]["RootFS"]["Layers"].as_array().unwrap().len()
+    );
+    let unhash = |l: &str| match l.find(":") {
+        Some(i) if l.contains("#(nop) COPY ") => format!("{}{}", &l[..i], &l[i + 65..]),
+        _ => l.to_string(),
+    };
+    let ours: Vec<String> = h.history("cmp").iter().map(|l| unhash(l)).collect();
+    let theirs: Vec<String> =
+        docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "cmp"])
+            .stdout
+            .lines()
+            .map(unhash)
+            .collect();
+    assert_eq!(ours, theirs);
+    let _ = Command::new("kill").arg(dockerd.id().to_string()).status();
+    let _ = dockerd.wait();
 }

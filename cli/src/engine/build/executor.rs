@@ -1522,7 +1522,7 @@ async fn run_in(
     let code = run_container(sh, work).await?;
     (sh.report)(Event::Removed(short));
     work.unmount_all();
-    remove_mountpoints(Path::new(&snapshot.upper), &mountpoints);
+    remove_mountpoints(Path::new(&snapshot.upper), &snapshot.lowers, &mountpoints);
     let command = args.join(" ");
     if code != 0 {
         return Err(BuildError::RunFailed {
@@ -1543,7 +1543,9 @@ async fn run_in(
             .collect();
         format!("|{} {} {command}", args.len(), args.join(" "))
     };
-    commit_snapshot(sh, work, config, &created_by, false).await
+    // A command that changed nothing commits no layer (Docker: `empty_layer`).
+    let empty = std::fs::read_dir(&snapshot.upper).is_ok_and(|mut d| d.next().is_none());
+    commit_snapshot(sh, work, config, &created_by, empty).await
 }
 
 /// The mount destinations of `spec` (and their parents) the image does not have: the
@@ -1574,7 +1576,7 @@ fn missing_mountpoints(root: &Path, spec: &Value) -> Vec<String> {
 
 /// Removes the empty files and directories the runtime made as mountpoints from the
 /// snapshot's upper directory. Anything with content is the command's and stays.
-fn remove_mountpoints(upper: &Path, paths: &[String]) {
+fn remove_mountpoints(upper: &Path, lowers: &[String], paths: &[String]) {
     for p in paths {
         let path = upper.join(p.trim_start_matches('/'));
         match std::fs::symlink_metadata(&path) {
@@ -1586,7 +1588,52 @@ fn remove_mountpoints(upper: &Path, paths: &[String]) {
             }
             _ => {}
         }
+        // The directories overlayfs copied up to hold the mountpoint (`/etc` for
+        // `/etc/hostname`): gone too when nothing else changed in them, so that a RUN that
+        // wrote nothing commits no layer.
+        let mut dir = Path::new(p.trim_start_matches('/')).parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            if !unchanged_copy_up(upper, lowers, d) {
+                break;
+            }
+            let _ = std::fs::remove_dir(upper.join(d));
+            dir = d.parent();
+        }
     }
+}
+
+/// Whether `rel` in the upper dir is an empty, non-opaque directory with the owner and
+/// mode it has in the layers below: a copy-up with no change of its own.
+fn unchanged_copy_up(upper: &Path, lowers: &[String], rel: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let up = upper.join(rel);
+    let Ok(m) = std::fs::symlink_metadata(&up) else {
+        return false;
+    };
+    if !m.is_dir() || std::fs::read_dir(&up).map_or(true, |mut d| d.next().is_some()) {
+        return false;
+    }
+    let Ok(c) = std::ffi::CString::new(up.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path and a null buffer of size 0 only ask for the length.
+    let opaque = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if opaque >= 0 {
+        return false;
+    }
+    lowers
+        .iter()
+        .find_map(|l| std::fs::symlink_metadata(Path::new(l).join(rel)).ok())
+        .is_some_and(|l| {
+            l.is_dir() && l.mode() == m.mode() && l.uid() == m.uid() && l.gid() == m.gid()
+        })
 }
 
 /// `berth-runtime run` on the step's bundle, its output streamed as it comes. The exit
