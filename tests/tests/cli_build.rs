@@ -853,6 +853,7 @@ CMD ["-c", "cat /app/built.txt"]
         if Instant::now() > deadline {
             eprintln!("dockerd did not start here; comparison skipped");
             let _ = dockerd.kill();
+            let _ = dockerd.wait();
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
