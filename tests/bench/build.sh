@@ -23,6 +23,7 @@ fi
 FIX=$(tests/fixtures/build.sh) || exit 1
 TMP=$(mktemp -d /tmp/berth-bench-build.XXXXXX)
 NS=bench-build-$$
+export BERTH_CGROUP_PARENT=bench-build-$$
 DOCKERD_PID=
 cleanup() {
     [ -n "$DOCKERD_PID" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null
@@ -30,13 +31,17 @@ cleanup() {
     sleep 0.3
     grep " $TMP/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
     ip netns delete "$NS" 2>/dev/null
+    # The cgroup parent the RUN containers sat under (the runtime removes only their own).
+    for d in /sys/fs/cgroup/*/"$BERTH_CGROUP_PARENT" /sys/fs/cgroup/*/*/"$BERTH_CGROUP_PARENT"; do
+        [ -d "$d" ] && rmdir "$d" 2>/dev/null
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
 ip netns add "$NS" && ip netns exec "$NS" ip link set lo up || exit 1
 inns() { nsenter --net=/run/netns/"$NS" "$@"; }
 
-export BERTH_ROOT=$TMP/berth/root BERTH_RUN=$TMP/berth/run BERTH_CGROUP_PARENT=bench-build-$$
+export BERTH_ROOT=$TMP/berth/root BERTH_RUN=$TMP/berth/run
 berth() { inns "$BERTH_BIN/berth" "$@"; }
 DOCKER_HOST=unix://$TMP/docker.sock
 dockercli() { DOCKER_BUILDKIT=0 DOCKER_HOST=$DOCKER_HOST docker "$@"; }
