@@ -7,16 +7,20 @@
 //! - [`cache`]: the persistent cache index (step key → image id), one file per key written
 //!   temp+rename, written only once the image it names is committed.
 //! - [`executor`]: stages in waves (independent stages concurrently), each step from cache
-//!   or run: RUN through `berth-runtime run` on an active snapshot, COPY/ADD into one,
-//!   metadata steps as config-only commits (history `empty_layer`, as Docker's classic
-//!   builder writes them).
+//!   or run; a step's scratch space (`Work`) and the sweep after a killed build.
+//! - `run`: RUN through `berth-runtime run` on an active snapshot, with its network and
+//!   mounts; `copy`: COPY/ADD into one; `meta`: metadata steps as config changes committed
+//!   config-only (history `empty_layer`, as Docker's classic builder writes them).
 //!
 //! Output is the command's business: the executor reports [`Event`]s.
 
 pub mod cache;
 pub mod context;
+mod copy;
 pub mod executor;
 pub mod fsops;
+mod meta;
+mod run;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
