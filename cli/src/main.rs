@@ -4,7 +4,7 @@ use anyhow::Result;
 use berth_cli::commands::container::{
     cp, exec, logs, manage, ps, run, snapshot, stats, update, view,
 };
-use berth_cli::commands::{archive, image, network, system, volume};
+use berth_cli::commands::{archive, build, image, network, system, volume};
 use berth_cli::engine::Engine;
 use berth_cli::Failure;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -79,6 +79,8 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Download an image from a registry
     Pull(image::PullArgs),
     /// Upload an image to a registry
@@ -178,6 +180,8 @@ enum ContainerCommand {
 
 #[derive(Subcommand, Debug)]
 enum ImageCommand {
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// List images
     #[command(alias = "list")]
     Ls(image::ImagesArgs),
@@ -308,6 +312,9 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
         Command::Diff(a) | Command::Container(C::Diff(a)) => snapshot::diff(engine, &a).await,
         Command::Export(a) | Command::Container(C::Export(a)) => snapshot::export(engine, &a).await,
         Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => {
+            build::build(engine, &a).await
+        }
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image::pull(engine, &a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image::push(engine, &a).await,
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::images(engine, &a).await,

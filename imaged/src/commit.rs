@@ -54,12 +54,21 @@ impl<W: Write> Write for Hashing<W> {
 
 pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
     let store = &d.store;
-    let active = store.active_record(&req.key).map_err(active_status)?;
-    let parent = match &active.image {
-        Some(id) => Some(store.meta.image(id).map_err(internal)?.ok_or_else(|| {
-            Status::not_found(format!("image {id} of snapshot {} is gone", req.key))
-        })?),
-        None => None,
+    let parent = if req.empty_layer && req.key.is_empty() {
+        // A build's config-only step needs no snapshot: preparing one per ENV or LABEL
+        // would cost a directory and two metadata writes for nothing.
+        match req.parent.as_str() {
+            "" => None,
+            p => Some(store.resolve(p).map_err(image_status)?),
+        }
+    } else {
+        let active = store.active_record(&req.key).map_err(active_status)?;
+        match &active.image {
+            Some(id) => Some(store.meta.image(id).map_err(internal)?.ok_or_else(|| {
+                Status::not_found(format!("image {id} of snapshot {} is gone", req.key))
+            })?),
+            None => None,
+        }
     };
     let parent_config = match &parent {
         Some(p) => store.config(p).map_err(image_status)?,
@@ -79,6 +88,11 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
                 .map_err(|e| Status::invalid_argument(e.to_string()))?,
         )
     };
+
+    if req.empty_layer {
+        return commit_config_only(d, req, parent, parent_config, target);
+    }
+    let active = store.active_record(&req.key).map_err(active_status)?;
 
     // The layer: the upper directory as a gzip tar, hashed compressed and uncompressed.
     let upper = store.snapshots.fs(active.dir);
@@ -202,6 +216,84 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
         layers,
         repo_digests: Vec::new(),
         added: created,
+        parent: parent.as_ref().map(|p| p.id.clone()),
+    };
+    store
+        .meta
+        .write(|t| {
+            t.put_image(&record)?;
+            if let Some(r) = &target {
+                t.set_tag(&r.to_string(), &record.id)?;
+            }
+            Ok::<_, crate::store::meta::MetaError>(())
+        })
+        .map_err(internal)?;
+    Ok(config_digest)
+}
+
+/// A new image with the parent's layers and a changed config, as Docker's classic builder
+/// commits each ENV, CMD or LABEL: the history entry says `empty_layer`.
+fn commit_config_only(
+    d: &Daemon,
+    req: &pb::CommitRequest,
+    parent: Option<ImageRecord>,
+    parent_config: serde_json::Value,
+    target: Option<Reference>,
+) -> Result<Digest, Status> {
+    let store = &d.store;
+    let created = now_rfc3339();
+    let mut config = parent_config;
+    if !req.config_json.is_empty() {
+        config["config"] = serde_json::from_str(&req.config_json)
+            .map_err(|e| Status::invalid_argument(format!("config_json: {e}")))?;
+    }
+    config["created"] = json!(created);
+    if !req.author.is_empty() {
+        config["author"] = json!(req.author);
+    }
+    let mut entry = json!({"created": created, "created_by": req.created_by, "empty_layer": true});
+    if !req.author.is_empty() {
+        entry["author"] = json!(req.author);
+    }
+    if !req.message.is_empty() {
+        entry["comment"] = json!(req.message);
+    }
+    match config["history"].as_array_mut() {
+        Some(h) => h.push(entry),
+        None => config["history"] = json!([entry]),
+    }
+    let config_bytes = serde_json::to_vec(&config).map_err(internal)?;
+    let config_digest = store.content.put(&config_bytes).map_err(internal)?;
+    let docker = parent
+        .as_ref()
+        .is_some_and(|p| p.manifest_media_type == DOCKER_MANIFEST);
+    let (manifest_type, config_type) = if docker {
+        (DOCKER_MANIFEST, DOCKER_CONFIG)
+    } else {
+        (OCI_MANIFEST, OCI_CONFIG)
+    };
+    let layers: Vec<LayerRef> = parent
+        .as_ref()
+        .map(|p| p.layers.clone())
+        .unwrap_or_default();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size
+        })).collect::<Vec<_>>()
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(internal)?;
+    let manifest_digest = store.content.put(&manifest_bytes).map_err(internal)?;
+    let record = ImageRecord {
+        id: config_digest.clone(),
+        manifest: manifest_digest,
+        manifest_media_type: manifest_type.to_string(),
+        layers,
+        repo_digests: Vec::new(),
+        added: created,
+        parent: parent.as_ref().map(|p| p.id.clone()),
     };
     store
         .meta

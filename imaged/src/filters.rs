@@ -9,7 +9,7 @@ use crate::images::Summary;
 pub fn images(
     all: Vec<Summary>,
     filters: &[String],
-    _all_flag: bool,
+    all_flag: bool,
 ) -> Result<Vec<Summary>, String> {
     let mut by_key: HashMap<&str, Vec<&str>> = HashMap::new();
     for f in filters {
@@ -50,6 +50,7 @@ pub fn images(
     }
     Ok(all
         .into_iter()
+        .filter(|s| all_flag || !s.intermediate)
         .filter(|s| {
             by_key.get("dangling").is_none_or(|vs| {
                 vs.iter()

@@ -50,6 +50,8 @@ pub struct Summary {
     pub shared_size: u64,
     pub containers: u32,
     pub labels: BTreeMap<String, String>,
+    /// Untagged, and the parent of another image (a build step's): listed only with `-a`.
+    pub intermediate: bool,
 }
 
 /// Allocated bytes of a file, as `du` counts them.
@@ -190,6 +192,7 @@ impl Store {
                 *layer_users.entry(&l.chain_id).or_default() += 1;
             }
         }
+        let parents: HashSet<&Digest> = images.iter().filter_map(|i| i.parent.as_ref()).collect();
         let mut out = Vec::new();
         for img in &images {
             let config = self.config(img).unwrap_or(Value::Null);
@@ -210,7 +213,9 @@ impl Store {
                 .unwrap_or_default();
             let mut repo_tags = tags.remove(&img.id).unwrap_or_default();
             repo_tags.sort();
+            let intermediate = repo_tags.is_empty() && parents.contains(&img.id);
             out.push(Summary {
+                intermediate,
                 id: img.id.clone(),
                 repo_tags,
                 repo_digests: img.repo_digests.iter().map(|d| familiar(d)).collect(),

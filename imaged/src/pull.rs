@@ -168,6 +168,7 @@ pub async fn pull(
             .collect(),
         repo_digests: vec![repo_digest],
         added: crate::daemon::now_rfc3339(),
+        parent: None,
     };
     let (dd, m_bytes, idx_bytes, tag) = (
         d.clone(),

@@ -895,3 +895,74 @@ async fn a_second_daemon_for_one_run_directory_is_refused() {
         .await
         .expect("the first daemon still serves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_only_commits_add_an_empty_layer_history_entry() {
+    if !can_run() {
+        return;
+    }
+    let (_env, _reg, mut d, base) = with_busybox("imaged-cfgcommit").await;
+    let before = inspect(&mut d.client, &base).await.unwrap();
+    let commit = |parent: String, key: String, by: &'static str| pb::CommitRequest {
+        key,
+        parent,
+        config_json: r#"{"Env":["A=1"],"Cmd":["sh"]}"#.into(),
+        created_by: by.into(),
+        empty_layer: true,
+        ..Default::default()
+    };
+    // On an image, without a snapshot.
+    let id = d
+        .client
+        .commit(commit(
+            base.clone(),
+            String::new(),
+            "/bin/sh -c #(nop)  ENV A=1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_id;
+    let v = inspect(&mut d.client, &id).await.unwrap();
+    assert_eq!(v["RootFS"]["Layers"], before["RootFS"]["Layers"]);
+    assert_eq!(v["Config"]["Env"][0], "A=1");
+    let hist = d
+        .client
+        .history(pb::HistoryRequest { image: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(hist[0].created_by, "/bin/sh -c #(nop)  ENV A=1");
+    assert_eq!(hist[0].size, 0);
+    // On a snapshot: whatever it holds, no layer is written.
+    let m = prepare(&mut d.client, "c-cfg", &id).await.unwrap();
+    std::fs::write(std::path::Path::new(&m.upper).join("ignored"), "x").unwrap();
+    let id2 = d
+        .client
+        .commit(commit(
+            String::new(),
+            "c-cfg".into(),
+            "/bin/sh -c #(nop)  CMD [\"sh\"]",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_id;
+    let v2 = inspect(&mut d.client, &id2).await.unwrap();
+    assert_eq!(v2["RootFS"]["Layers"], before["RootFS"]["Layers"]);
+    // On nothing at all (FROM scratch then CMD): an image with no layers.
+    let id3 = d
+        .client
+        .commit(commit(
+            String::new(),
+            String::new(),
+            "/bin/sh -c #(nop)  CMD [\"x\"]",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_id;
+    let v3 = inspect(&mut d.client, &id3).await.unwrap();
+    assert_eq!(v3["RootFS"]["Layers"].as_array().map_or(0, |l| l.len()), 0);
+}

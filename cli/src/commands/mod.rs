@@ -1,6 +1,7 @@
 //! The commands: argument parsing and output over the engine.
 
 pub mod archive;
+pub mod build;
 pub mod container;
 pub mod image;
 pub mod network;

@@ -1,6 +1,7 @@
 //! The engine: what the commands (and, later, a Docker Engine API server) call. It owns
 //! the roots and the connections to the daemons; output is the commands' business.
 
+pub mod build;
 pub mod containers;
 pub mod daemons;
 pub mod events;

@@ -212,6 +212,7 @@ fn record(
                 layers: img.layers.clone(),
                 repo_digests: Vec::new(),
                 added: added.clone(),
+                parent: None,
             })?;
             if img.names.is_empty() {
                 lines.push(format!("Loaded image ID: {}", img.id));

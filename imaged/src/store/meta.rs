@@ -66,6 +66,10 @@ pub struct ImageRecord {
     pub repo_digests: Vec<String>,
     /// When it was stored here (RFC 3339).
     pub added: String,
+    /// The image it was committed on (`commit`, a build step): an untagged image with
+    /// children is an intermediate one, which `images` hides without `-a`, as Docker does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
 }
 
 impl ImageRecord {

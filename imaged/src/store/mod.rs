@@ -186,6 +186,7 @@ mod tests {
                 .collect(),
             repo_digests: vec![],
             added: "2026-12-05T00:00:00Z".into(),
+            parent: None,
         };
         let one = image("one", &chains1, &diffs[..2]);
         let two = image("two", &chains2, &[diffs[0].clone(), diffs[2].clone()]);

@@ -140,6 +140,7 @@ pub async fn commit(engine: &mut Engine, a: &CommitArgs) -> Result<()> {
             message: a.message.clone().unwrap_or_default(),
             config_json: cfg.to_string(),
             created_by,
+            ..Default::default()
         })
         .await;
     if let Some(s) = &shim {
