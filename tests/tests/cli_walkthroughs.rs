@@ -404,3 +404,63 @@ fn links_volumes_from_and_init_apply() {
         "rm -v left srv's anonymous volume"
     );
 }
+
+/// Docker's getting-started nginx, as written: `run -d -p 8080:80 nginx`, curl it, `exec -it`
+/// into it, `cp` a page in and out. On the Debian + nginx-light fixture (BERTH_E2E_FULL=1).
+#[test]
+fn nginx_published_on_8080_answers_curl() {
+    let Some(debian) = berth_tests::debian_fixtures() else {
+        eprintln!("skipped: set BERTH_E2E_FULL=1 for the Debian image tier");
+        return;
+    };
+    if !can_run() || !require_cmds(&["curl"]) {
+        return;
+    }
+    let h = Host::new("walk-nginx");
+    h.ok(&[
+        "load",
+        "-i",
+        &debian.join("debian.tar").display().to_string(),
+    ]);
+    h.ok(&["tag", "berth/debian-nginx:latest", "nginx"]);
+    h.ok(&["run", "-d", "-p", "8080:80", "--name", "web", "nginx"]);
+    let mut page = String::new();
+    h.until("nginx on 127.0.0.1:8080", || {
+        page = h.sh(&["curl", "-fsS", "http://127.0.0.1:8080/"]).stdout;
+        !page.is_empty()
+    });
+    assert!(page.contains("nginx") || page.contains("html"), "{page}");
+    // A page copied in is served; copied back out it is the same.
+    let file = h.env.path().join("hello.html");
+    std::fs::write(&file, "<h1>hello from berth</h1>\n").unwrap();
+    let root = h.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "for d in /var/www/html /usr/share/nginx/html; do [ -d $d ] && echo $d && break; done",
+    ]);
+    let root = root.trim();
+    h.ok(&[
+        "cp",
+        &file.display().to_string(),
+        &format!("web:{root}/hello.html"),
+    ]);
+    let got = h
+        .sh(&["curl", "-fsS", "http://127.0.0.1:8080/hello.html"])
+        .stdout;
+    assert_eq!(got, "<h1>hello from berth</h1>\n");
+    let back = h.env.path().join("back.html");
+    h.ok(&[
+        "cp",
+        &format!("web:{root}/hello.html"),
+        &back.display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "<h1>hello from berth</h1>\n"
+    );
+    // The access log reaches `logs` (nginx writes it to the container's stdout there).
+    let _ = h.berth(&["logs", "web"]);
+    h.ok(&["rm", "-f", "web"]);
+}
