@@ -782,21 +782,8 @@ fn run_heredocs_run_as_shell_scripts_or_as_programs() {
     h.assert_nothing_left();
 }
 
-/// Where dockerd runs here (optional: skipped otherwise), the same Dockerfile through
-/// `DOCKER_BUILDKIT=0 docker build` gives the same image config, the same history lines (but
-/// for the content hashes of COPY, which Docker takes over tar headers) and as many layers.
-#[test]
-fn config_history_and_layers_match_dockers_classic_builder() {
-    if !can_run() || !has_cmd("dockerd") || !has_cmd("docker") {
-        return;
-    }
-    let h = Host::new("build-vs-docker");
-    let ctx = h.context(
-        "cmp",
-        &[
-            (
-                "Dockerfile",
-                r#"FROM busybox
+/// The Dockerfile built beside Docker's classic builder and podman's (buildah).
+const COMPARED: &str = r#"FROM busybox
 ARG VER=1
 WORKDIR /app
 COPY . .
@@ -814,11 +801,124 @@ SHELL ["/bin/sh", "-ec"]
 ONBUILD RUN echo child
 ENTRYPOINT ["sh"]
 CMD ["-c", "cat /app/built.txt"]
-"#,
-            ),
-            ("src/a.txt", "a\n"),
-        ],
-    );
+"#;
+
+/// The history lines with COPY's content hash taken out (each tool hashes differently).
+fn unhash(l: &str) -> String {
+    match l.find(':') {
+        Some(i) if l.contains("#(nop) COPY ") && l.len() >= i + 65 => {
+            format!("{}{}", &l[..i], &l[i + 65..])
+        }
+        _ => l.to_string(),
+    }
+}
+
+/// A config without the zero values some builders write and others leave out.
+fn meaningful(c: &Value) -> serde_json::Map<String, Value> {
+    c.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, v)| {
+            *k != "Image"
+                && !matches!(v, Value::Null | Value::Bool(false))
+                && v.as_str() != Some("")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The same Dockerfile through `podman build` (buildah) gives the same config (but for
+/// buildah's own version label), the same history lines and as many layers.
+#[test]
+fn config_and_history_match_podman_build() {
+    if !can_run() || !require_cmds(&["podman", "runc"]) {
+        return;
+    }
+    let h = Host::new("build-vs-podman");
+    let ctx = h.context("cmp", &[("Dockerfile", COMPARED), ("src/a.txt", "a\n")]);
+    let c = ctx.display().to_string();
+    h.ok(&["build", "-q", "-t", "cmp", &c]);
+    let pd = h.env.path().join("podman");
+    let podman = |args: &[&str]| {
+        run_timeout(
+            h.env
+                .command("podman")
+                .arg("--root")
+                .arg(pd.join("root"))
+                .arg("--runroot")
+                .arg(pd.join("run"))
+                // crun refuses this host's hybrid cgroups (MACHINE-NOTES).
+                .args(["--runtime", "runc", "--storage-driver", "vfs"])
+                .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+                .args(args),
+            Duration::from_secs(180),
+        )
+    };
+    let busybox = fixtures().join("busybox.tar").display().to_string();
+    podman(&["load", "-i", &busybox]).assert_success();
+    podman(&[
+        "build",
+        "-q",
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        // Docker's image format: OCI's config has no HEALTHCHECK, ONBUILD or SHELL.
+        "--format",
+        "docker",
+        "-t",
+        "cmp",
+        &c,
+    ])
+    .assert_success();
+    let pj: Value = serde_json::from_str(&podman(&["image", "inspect", "cmp"]).stdout).unwrap();
+    let mut theirs_cfg = meaningful(&pj[0]["Config"]);
+    if let Some(l) = theirs_cfg.get_mut("Labels").and_then(Value::as_object_mut) {
+        l.remove("io.buildah.version");
+    }
+    let bj = h.inspect("cmp");
+    // podman's inspect shows the OCI view of the config (no Healthcheck, OnBuild, Shell):
+    // every field it shows must match ours.
+    let ours_cfg = meaningful(&bj["Config"]);
+    for (k, v) in &theirs_cfg {
+        assert_eq!(ours_cfg.get(k), Some(v), "Config.{k}");
+    }
+    assert!(theirs_cfg.len() >= 9, "{theirs_cfg:?}");
+    if let Some(hc) = pj[0].get("HealthCheck").filter(|v| !v.is_null()) {
+        assert_eq!(hc["Test"], bj["Config"]["Healthcheck"]["Test"]);
+    }
+    // buildah spells its history lines its own way (`#(nop)  CMD [...]`, Go structs): the
+    // same instructions in the same order is what can be compared.
+    let keyword = |l: &str| match l.split_once("#(nop)") {
+        Some((_, rest)) => rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None if l.starts_with("berth ") => "BASE".into(),
+        None => "RUN".into(),
+    };
+    let ours: Vec<String> = h.history("cmp").iter().map(|l| keyword(l)).collect();
+    let theirs: Vec<String> =
+        podman(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "cmp"])
+            .stdout
+            .lines()
+            .map(keyword)
+            .collect();
+    assert_eq!(ours, theirs);
+    let _ = podman(&["rmi", "-a", "-f"]);
+}
+
+/// Where dockerd runs here (optional: skipped otherwise), the same Dockerfile through
+/// `DOCKER_BUILDKIT=0 docker build` gives the same image config, the same history lines (but
+/// for the content hashes of COPY, which Docker takes over tar headers) and as many layers.
+#[test]
+fn config_history_and_layers_match_dockers_classic_builder() {
+    if !can_run() || !has_cmd("dockerd") || !has_cmd("docker") {
+        return;
+    }
+    let h = Host::new("build-vs-docker");
+    let ctx = h.context("cmp", &[("Dockerfile", COMPARED), ("src/a.txt", "a\n")]);
     let c = ctx.display().to_string();
     h.ok(&["build", "-q", "-t", "cmp", &c]);
 
@@ -865,27 +965,11 @@ CMD ["-c", "cat /app/built.txt"]
     let bj = h.inspect("cmp");
     // Docker's classic builder also writes the zero values of the container config it
     // commits (`"Tty": false`, `"Hostname": ""`) and the parent's id as `Image`.
-    let meaningful = |c: &Value| -> serde_json::Map<String, Value> {
-        c.as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, v)| {
-                *k != "Image"
-                    && !matches!(v, Value::Null | Value::Bool(false))
-                    && v.as_str() != Some("")
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
     assert_eq!(meaningful(&bj["Config"]), meaningful(&dj[0]["Config"]));
     assert_eq!(
         bj["RootFS"]["Layers"].as_array().unwrap().len(),
         dj[0]["RootFS"]["Layers"].as_array().unwrap().len()
     );
-    let unhash = |l: &str| match l.find(":") {
-        Some(i) if l.contains("#(nop) COPY ") => format!("{}{}", &l[..i], &l[i + 65..]),
-        _ => l.to_string(),
-    };
     let ours: Vec<String> = h.history("cmp").iter().map(|l| unhash(l)).collect();
     let theirs: Vec<String> =
         docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "cmp"])
