@@ -54,47 +54,6 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-];
-
 fn fail(code: i32, msg: impl Into<String>) -> Failure {
     Failure::new(code, msg.into())
 }
@@ -132,7 +91,8 @@ fn process(engine: &Engine, id: &str, a: &ExecArgs) -> Result<Value> {
         p["user"] = serde_json::json!({"uid": uid, "gid": gid, "additionalGids": extra});
     }
     if a.privileged {
-        let caps = serde_json::json!(ALL_CAPS);
+        // Every capability this kernel has, as `run --privileged` gives.
+        let caps = serde_json::json!(crate::engine::spec::defaults::all_capabilities());
         p["capabilities"] =
             serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps});
     }
