@@ -119,42 +119,9 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
         .map_err(|e| Status::internal(e.to_string()))?;
 
     let created = now_rfc3339();
-    let mut config = parent_config.clone();
-    if !req.config_json.is_empty() {
-        config["config"] = serde_json::from_str(&req.config_json)
-            .map_err(|e| Status::invalid_argument(format!("config_json: {e}")))?;
-    }
-    config["created"] = json!(created);
-    if !req.author.is_empty() {
-        config["author"] = json!(req.author);
-    }
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array_mut()
-        .ok_or_else(|| Status::failed_precondition("the parent config has no rootfs.diff_ids"))?;
-    diff_ids.push(json!(report.diff_id.to_string()));
-    let mut entry = json!({"created": created, "created_by": req.created_by});
-    if !req.author.is_empty() {
-        entry["author"] = json!(req.author);
-    }
-    if !req.message.is_empty() {
-        entry["comment"] = json!(req.message);
-    }
-    match config["history"].as_array_mut() {
-        Some(h) => h.push(entry),
-        None => config["history"] = json!([entry]),
-    }
-    let config_bytes = serde_json::to_vec(&config).map_err(internal)?;
-    let config_digest = store.content.put(&config_bytes).map_err(internal)?;
+    let config = child_config(parent_config, req, &created, Some(&report.diff_id))?;
 
-    // Docker's media types on a Docker parent, OCI's otherwise: one manifest never mixes them.
-    let docker = parent
-        .as_ref()
-        .is_some_and(|p| p.manifest_media_type == DOCKER_MANIFEST);
-    let (manifest_type, config_type, layer_type) = if docker {
-        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP)
-    } else {
-        (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP)
-    };
+    let (_, _, layer_type) = media_types(parent.as_ref());
     let mut layers: Vec<LayerRef> = parent
         .as_ref()
         .map(|p| p.layers.clone())
@@ -171,17 +138,6 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
         diff_id: report.diff_id.clone(),
         chain_id: chain.clone(),
     });
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest_type,
-        "config": {"mediaType": config_type, "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size
-        })).collect::<Vec<_>>()
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(internal)?;
-    let manifest_digest = store.content.put(&manifest_bytes).map_err(internal)?;
-
     // The new layer's snapshot, unpacked from the blob itself.
     if store.meta.snapshot(&chain).map_err(internal)?.is_none() {
         let tmpdir = store.snapshots.temp().map_err(internal)?;
@@ -209,26 +165,7 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
             })
             .map_err(internal)?;
     }
-    let record = ImageRecord {
-        id: config_digest.clone(),
-        manifest: manifest_digest,
-        manifest_media_type: manifest_type.to_string(),
-        layers,
-        repo_digests: Vec::new(),
-        added: created,
-        parent: parent.as_ref().map(|p| p.id.clone()),
-    };
-    store
-        .meta
-        .write(|t| {
-            t.put_image(&record)?;
-            if let Some(r) = &target {
-                t.set_tag(&r.to_string(), &record.id)?;
-            }
-            Ok::<_, crate::store::meta::MetaError>(())
-        })
-        .map_err(internal)?;
-    Ok(config_digest)
+    store_image(store, parent.as_ref(), layers, &config, created, target)
 }
 
 /// A new image with the parent's layers and a changed config, as Docker's classic builder
@@ -240,9 +177,33 @@ fn commit_config_only(
     parent_config: serde_json::Value,
     target: Option<Reference>,
 ) -> Result<Digest, Status> {
-    let store = &d.store;
     let created = now_rfc3339();
-    let mut config = parent_config;
+    let config = child_config(parent_config, req, &created, None)?;
+    let layers = parent
+        .as_ref()
+        .map(|p| p.layers.clone())
+        .unwrap_or_default();
+    store_image(&d.store, parent.as_ref(), layers, &config, created, target)
+}
+
+/// Docker's media types on a Docker parent, OCI's otherwise (one manifest never mixes
+/// them): manifest, config, gzip layer.
+fn media_types(parent: Option<&ImageRecord>) -> (&'static str, &'static str, &'static str) {
+    if parent.is_some_and(|p| p.manifest_media_type == DOCKER_MANIFEST) {
+        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP)
+    } else {
+        (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP)
+    }
+}
+
+/// The child's config: the parent's, with the request's config, author and time, and one
+/// history entry; `diff_id` is the new layer's, None for a config-only step (`empty_layer`).
+fn child_config(
+    mut config: serde_json::Value,
+    req: &pb::CommitRequest,
+    created: &str,
+    diff_id: Option<&Digest>,
+) -> Result<serde_json::Value, Status> {
     if !req.config_json.is_empty() {
         config["config"] = serde_json::from_str(&req.config_json)
             .map_err(|e| Status::invalid_argument(format!("config_json: {e}")))?;
@@ -251,7 +212,14 @@ fn commit_config_only(
     if !req.author.is_empty() {
         config["author"] = json!(req.author);
     }
-    let mut entry = json!({"created": created, "created_by": req.created_by, "empty_layer": true});
+    let mut entry = json!({"created": created, "created_by": req.created_by});
+    match diff_id {
+        Some(id) => config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .ok_or_else(|| Status::failed_precondition("the parent config has no rootfs.diff_ids"))?
+            .push(json!(id.to_string())),
+        None => entry["empty_layer"] = json!(true),
+    }
     if !req.author.is_empty() {
         entry["author"] = json!(req.author);
     }
@@ -262,20 +230,22 @@ fn commit_config_only(
         Some(h) => h.push(entry),
         None => config["history"] = json!([entry]),
     }
-    let config_bytes = serde_json::to_vec(&config).map_err(internal)?;
+    Ok(config)
+}
+
+/// The config blob, a manifest over `layers`, then the image record (tagged `target`):
+/// the record last, so a crash before it leaves only unreferenced blobs. The image id.
+fn store_image(
+    store: &crate::store::Store,
+    parent: Option<&ImageRecord>,
+    layers: Vec<LayerRef>,
+    config: &serde_json::Value,
+    created: String,
+    target: Option<Reference>,
+) -> Result<Digest, Status> {
+    let (manifest_type, config_type, _) = media_types(parent);
+    let config_bytes = serde_json::to_vec(config).map_err(internal)?;
     let config_digest = store.content.put(&config_bytes).map_err(internal)?;
-    let docker = parent
-        .as_ref()
-        .is_some_and(|p| p.manifest_media_type == DOCKER_MANIFEST);
-    let (manifest_type, config_type) = if docker {
-        (DOCKER_MANIFEST, DOCKER_CONFIG)
-    } else {
-        (OCI_MANIFEST, OCI_CONFIG)
-    };
-    let layers: Vec<LayerRef> = parent
-        .as_ref()
-        .map(|p| p.layers.clone())
-        .unwrap_or_default();
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": manifest_type,
@@ -293,7 +263,7 @@ fn commit_config_only(
         layers,
         repo_digests: Vec::new(),
         added: created,
-        parent: parent.as_ref().map(|p| p.id.clone()),
+        parent: parent.map(|p| p.id.clone()),
     };
     store
         .meta
