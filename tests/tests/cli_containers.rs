@@ -168,7 +168,8 @@ fn run_streams_output_and_exits_with_the_containers_status() {
 
 #[test]
 fn detached_containers_list_log_exec_stop_start_and_remove() {
-    if !can_run() {
+    // pgrep: the shim of an exited container is looked for by its command line.
+    if !can_run() || !require_cmds(&["pgrep"]) {
         return;
     }
     let b = Berth::new("cli-life");
@@ -790,7 +791,7 @@ impl<W: std::io::Write> TarWriter<W> {
 
 #[test]
 fn commit_diff_and_export_show_what_the_container_wrote() {
-    if !can_run() {
+    if !can_run() || !require_cmds(&["tar"]) {
         return;
     }
     let b = Berth::new("cli-commit");
@@ -1027,4 +1028,50 @@ fn start_attaches_and_a_restart_right_after_an_exit_runs_again() {
     assert_eq!(out.code(), Some(6));
     assert!(out.stdout.ends_with("tick3\n"), "{}", out.stdout);
     b.ok(&["rm", id, "ticker"]);
+}
+
+#[test]
+fn a_container_whose_shim_was_killed_is_still_seen_and_removed() {
+    if !can_run() || !require_cmds(&["pkill", "pgrep"]) {
+        return;
+    }
+    let b = Berth::new("cli-shimkill");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "orphan",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let id = id.trim().to_string();
+    b.wait_status("orphan", "Up");
+    let pattern = format!("containerd-shim-berth-v2 -namespace berth -id {id}");
+    assert!(run(Command::new("pkill").args(["-KILL", "-f", &pattern])).success());
+    // The container runs on without its shim: still Up, and stoppable.
+    b.wait_status("orphan", "Up");
+    let out = b.run(&["rm", "orphan"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    b.ok(&["rm", "-f", "orphan"]);
+    assert!(!b.record_dir(&id).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&id),
+        "the rootfs of the container stays mounted"
+    );
+    let left = run(Command::new("pgrep").args(["-f", "sleep 600"])).stdout;
+    let ours: Vec<&str> = left
+        .lines()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim()))
+                .is_ok_and(|c| c.contains(&id))
+        })
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "the container's process survived rm -f: {ours:?}"
+    );
 }

@@ -146,9 +146,6 @@ fn start_failure(e: ContainerError) -> Failure {
 
 pub async fn run(engine: &mut Engine, a: &RunArgs) -> Result<()> {
     let f = &a.flags;
-    if a.detach && f.rm && f.interactive && f.tty {
-        // fine: Docker allows -dit --rm
-    }
     let rec = create_from(engine, f).await?;
     if a.detach {
         if let Err(e) = engine.start_container(&rec, || Ok(())) {

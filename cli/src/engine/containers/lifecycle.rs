@@ -33,7 +33,7 @@ pub struct CreateRequest {
     pub mounts: Vec<MountPoint>,
 }
 
-/// Docker's address of the shim's exit status: 128 + signal for a signal.
+/// The stop signal when neither the image nor the flags name one, as in Docker.
 pub const STOP_SIGNAL_DEFAULT: &str = "SIGTERM";
 
 impl Engine {
