@@ -80,6 +80,8 @@ pub struct Daemon {
     state: Mutex<Inner>,
     nl: Handle,
     dns: Arc<Table>,
+    /// Forwarding to the host's resolvers with one answer cache, shared by every network.
+    forwarder: Arc<dns::Forwarder>,
 }
 
 struct Inner {
@@ -114,6 +116,7 @@ impl Daemon {
         tokio::spawn(conn);
         let store = Store::new(&cfg.root);
         let state = store.load()?;
+        let cfg_resolv = cfg.resolv_conf.clone();
         let d = Daemon {
             cfg,
             store,
@@ -125,6 +128,7 @@ impl Daemon {
             }),
             nl,
             dns: Arc::new(Table::default()),
+            forwarder: Arc::new(dns::Forwarder::new(&cfg_resolv)),
         };
         d.predefined().await?;
         d.reconcile().await?;
@@ -274,18 +278,27 @@ impl Daemon {
             return;
         }
         let addr = SocketAddr::from((gw, self.cfg.dns_port));
-        match tokio::net::UdpSocket::bind(addr).await {
-            Ok(sock) => {
-                let server = Arc::new(dns::Server::new(
-                    &n.id,
-                    &n.name,
-                    self.dns.clone(),
-                    &self.cfg.resolv_conf,
-                ));
-                g.dns.insert(n.id.clone(), tokio::spawn(server.run(sock)));
+        let udp = match tokio::net::UdpSocket::bind(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("network {}: DNS on {addr}: {e}", n.name);
+                return;
             }
-            Err(e) => tracing::error!("network {}: DNS on {addr}: {e}", n.name),
-        }
+        };
+        // TCP is for answers too big for a datagram: without it DNS still mostly works.
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .inspect_err(|e| tracing::error!("network {}: DNS on tcp {addr}: {e}", n.name))
+            .ok();
+        let server = Arc::new(dns::Server::new(
+            &n.id,
+            &n.name,
+            n.internal,
+            self.dns.clone(),
+            self.forwarder.clone(),
+        ));
+        g.dns
+            .insert(n.id.clone(), tokio::spawn(server.run(udp, tcp)));
     }
 
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<String, Error> {
@@ -842,32 +855,37 @@ fn random_port(proto: &str, used: &std::collections::BTreeSet<(String, u16)>) ->
         })
 }
 
+/// What a container's resolver asks when it is on no user-defined network: Docker's choice,
+/// for the same reasons.
+const FALLBACK_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
+
 /// A user-defined network's gateway serves DNS; otherwise the host's resolvers as Docker
-/// gives them (loopback ones dropped, since they are unreachable from the container).
+/// gives them: loopback ones dropped (inside the container they would be the container's
+/// own loopback), IPv6 ones too (our networks carry IPv4 only), and Google's when none is
+/// left. The host's search and options lines are kept.
 fn resolv_conf(host: &str, eps: &[(Network, Endpoint)]) -> String {
-    let host_conf = std::fs::read_to_string(host).unwrap_or_default();
-    let search: Vec<&str> = host_conf
-        .lines()
-        .filter(|l| l.starts_with("search ") || l.starts_with("options "))
-        .collect();
+    let host_conf = dns::resolv::ResolvConf::read(std::path::Path::new(host));
     let mut out = String::new();
     if let Some((n, _)) = eps.iter().find(|(n, _)| !n.default && n.gateway.is_some()) {
         out.push_str(&format!("nameserver {}\n", n.gateway.expect("checked")));
     } else {
-        let servers: Vec<&str> = host_conf
-            .lines()
-            .filter_map(|l| l.strip_prefix("nameserver "))
-            .map(str::trim)
-            .filter(|s| {
-                s.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| !ip.is_loopback())
-            })
+        let usable: Vec<String> = host_conf
+            .nameservers
+            .iter()
+            .map(|a| a.ip())
+            .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .map(|ip| ip.to_string())
             .collect();
+        let servers = if usable.is_empty() {
+            FALLBACK_NAMESERVERS.map(String::from).to_vec()
+        } else {
+            usable
+        };
         for s in servers {
             out.push_str(&format!("nameserver {s}\n"));
         }
     }
-    for l in search {
+    for l in &host_conf.search_options {
         out.push_str(l);
         out.push('\n');
     }
@@ -941,4 +959,29 @@ pub struct SandboxView {
     pub endpoints: Vec<(Network, Endpoint)>,
     pub resolv_conf: String,
     pub hosts: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_never_get_a_loopback_nameserver() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        let conf = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            resolv_conf(p.to_str().unwrap(), &[])
+        };
+        // systemd-resolved's stub only: Docker's fallback.
+        assert_eq!(
+            conf("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n"),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\noptions edns0 trust-ad\nsearch lan\n"
+        );
+        assert_eq!(
+            conf("nameserver ::1\nnameserver 10.1.1.1\nnameserver 2001:db8::1\n"),
+            "nameserver 10.1.1.1\n"
+        );
+        assert_eq!(conf(""), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
 }

@@ -1,23 +1,29 @@
-//! The DNS server of each user-defined network: on the gateway address (UDP port 53), it
-//! answers the names of the containers on that network (container name, hostname, short id,
-//! `--network-alias`) with every address holding them, rotated on each answer; an unknown
-//! single-label name gets NXDOMAIN at once; anything else is relayed to the host's resolvers.
+//! The DNS server of each user-defined network: on the gateway address (port 53, UDP and
+//! TCP), it answers the names of the containers on that network (container name, hostname,
+//! short id, `--network-alias`) with every address holding them, rotated on each answer; an
+//! unknown single-label name gets NXDOMAIN at once; anything else is forwarded to the host's
+//! resolvers (`upstream`), except on `--internal` networks, which reach nothing outside, not
+//! even through DNS: there such names get SERVFAIL at once.
 //!
 //! Messages are parsed and built with hickory-proto. hickory-server's Authority/Catalog model
-//! fits zone files; ours is a small table that changes on every connect, so the socket loop
-//! here is shorter than adapting it.
+//! fits zone files; ours is a small table that changes on every connect, so the socket loops
+//! here (`serve`) are shorter than adapting it.
+
+pub mod cache;
+pub mod resolv;
+mod serve;
+pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
-use tokio::net::UdpSocket;
 
+pub use upstream::{Forwarder, Transport};
 /// name (lower case, no trailing dot) → addresses, for one network.
 pub type Names = HashMap<String, Vec<Ipv4Addr>>;
 
@@ -49,66 +55,37 @@ impl Table {
     }
 }
 
-/// The host's resolvers, read from resolv.conf on every relay (it is small, and a changed
-/// file then takes effect at once). Never written.
-pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
-    std::fs::read_to_string(resolv_conf)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver"))
-                .then(|| w.next()?.parse::<IpAddr>().ok())
-                .flatten()
-        })
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect()
-}
-
 pub struct Server {
     pub network_id: String,
     pub network_name: String,
+    /// Names not on the network are not forwarded.
+    pub internal: bool,
     pub table: Arc<Table>,
-    pub resolv_conf: String,
+    pub forwarder: Arc<Forwarder>,
     rotate: AtomicUsize,
 }
 
 impl Server {
-    pub fn new(network_id: &str, network_name: &str, table: Arc<Table>, resolv_conf: &str) -> Self {
+    pub fn new(
+        network_id: &str,
+        network_name: &str,
+        internal: bool,
+        table: Arc<Table>,
+        forwarder: Arc<Forwarder>,
+    ) -> Self {
         Server {
             network_id: network_id.into(),
             network_name: network_name.to_lowercase(),
+            internal,
             table,
-            resolv_conf: resolv_conf.into(),
+            forwarder,
             rotate: AtomicUsize::new(0),
         }
     }
 
-    /// Serves on `sock` until the task is aborted.
-    pub async fn run(self: Arc<Self>, sock: UdpSocket) {
-        let sock = Arc::new(sock);
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let (n, peer) = match sock.recv_from(&mut buf).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!("dns {}: receive: {e}", self.network_name);
-                    continue;
-                }
-            };
-            let query = buf[..n].to_vec();
-            let me = self.clone();
-            let sock = sock.clone();
-            tokio::spawn(async move {
-                if let Some(reply) = me.answer(&query).await {
-                    let _ = sock.send_to(&reply, peer).await;
-                }
-            });
-        }
-    }
-
     /// The reply to one query; None when there is nothing to say (garbage, not a query).
-    pub async fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+    /// Over UDP the caller still has to fit it into the client's size (`serve::fit`).
+    pub async fn answer(&self, query: &[u8], via: Transport) -> Option<Vec<u8>> {
         let msg = Message::from_vec(query).ok()?;
         if msg.metadata.message_type != MessageType::Query || msg.metadata.op_code != OpCode::Query
         {
@@ -141,39 +118,13 @@ impl Server {
             reply.metadata.authoritative = true;
             return reply.to_vec().ok();
         }
-        match self.relay(query).await {
-            Some(r) => Some(r),
-            None => {
-                reply.metadata.response_code = ResponseCode::ServFail;
-                reply.to_vec().ok()
+        if !self.internal {
+            if let Some(r) = self.forwarder.forward(&msg, query, via).await {
+                return Some(r);
             }
         }
-    }
-
-    /// Relays the query to the host's resolvers in turn, one second each.
-    async fn relay(&self, query: &[u8]) -> Option<Vec<u8>> {
-        for up in upstreams(&self.resolv_conf) {
-            let bind: SocketAddr = if up.is_ipv4() {
-                (Ipv4Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            };
-            let Ok(s) = UdpSocket::bind(bind).await else {
-                continue;
-            };
-            if s.send_to(query, up).await.is_err() {
-                continue;
-            }
-            let mut buf = vec![0u8; 4096];
-            if let Ok(Ok((n, _))) =
-                tokio::time::timeout(Duration::from_secs(1), s.recv_from(&mut buf)).await
-            {
-                buf.truncate(n);
-                return Some(buf);
-            }
-            tracing::debug!("dns {}: upstream {up} did not answer", self.network_name);
-        }
-        None
+        reply.metadata.response_code = ResponseCode::ServFail;
+        reply.to_vec().ok()
     }
 }
 
@@ -204,8 +155,7 @@ mod tests {
         (m.metadata.response_code, ips)
     }
 
-    #[tokio::test]
-    async fn names_rotate_and_unknown_is_nxdomain() {
+    fn server(internal: bool, resolv_conf: &str) -> Server {
         let table = Arc::new(Table::default());
         let a: Ipv4Addr = "10.234.1.2".parse().unwrap();
         let b: Ipv4Addr = "10.234.1.3".parse().unwrap();
@@ -213,17 +163,72 @@ mod tests {
             "n",
             [("web".to_string(), vec![a, b]), ("db".to_string(), vec![a])].into(),
         );
-        let s = Server::new("n", "mynet", table, "/nonexistent");
-        let (rc, first) = addrs(&s.answer(&query("web.")).await.unwrap());
+        let fwd = Arc::new(Forwarder::new(resolv_conf));
+        Server::new("n", "mynet", internal, table, fwd)
+    }
+
+    #[tokio::test]
+    async fn names_rotate_and_unknown_is_nxdomain() {
+        let s = server(false, "/nonexistent");
+        let udp = Transport::Udp;
+        let (rc, first) = addrs(&s.answer(&query("web."), udp).await.unwrap());
         assert_eq!(rc, ResponseCode::NoError);
         assert_eq!(first.len(), 2);
-        let (_, second) = addrs(&s.answer(&query("WEB.mynet.")).await.unwrap());
+        let (_, second) = addrs(&s.answer(&query("WEB.mynet."), udp).await.unwrap());
         assert_eq!(second.len(), 2);
         assert_ne!(first[0], second[0], "rotated");
-        let (rc, none) = addrs(&s.answer(&query("nothere.")).await.unwrap());
+        let (rc, none) = addrs(&s.answer(&query("nothere."), udp).await.unwrap());
         assert_eq!((rc, none.len()), (ResponseCode::NXDomain, 0));
         // No upstream to relay to: SERVFAIL, not silence.
-        let (rc, _) = addrs(&s.answer(&query("example.org.")).await.unwrap());
+        let (rc, _) = addrs(&s.answer(&query("example.org."), udp).await.unwrap());
         assert_eq!(rc, ResponseCode::ServFail);
+    }
+
+    #[tokio::test]
+    async fn internal_networks_answer_their_names_and_forward_nothing() {
+        // An upstream that would answer if asked: a socket nobody reads would hold the
+        // query for the whole deadline, so a quick SERVFAIL shows it was never asked.
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "nameserver 127.0.0.1\n").unwrap();
+        let s = server(true, conf.to_str().unwrap());
+        let (rc, ips) = addrs(&s.answer(&query("db."), Transport::Udp).await.unwrap());
+        assert_eq!((rc, ips.len()), (ResponseCode::NoError, 1));
+        let t = std::time::Instant::now();
+        let (rc, _) = addrs(
+            &s.answer(&query("example.org."), Transport::Tcp)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(rc, ResponseCode::ServFail);
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+    }
+
+    #[test]
+    fn udp_replies_fit_the_client_or_are_truncated() {
+        let q = query("many.");
+        let mut big = Message::response(7, OpCode::Query);
+        big.add_query(Message::from_vec(&q).unwrap().queries[0].clone());
+        for i in 0..60u8 {
+            let ip = Ipv4Addr::new(10, 0, 0, i);
+            big.add_answer(Record::from_rdata(
+                Name::from_str("many.").unwrap(),
+                0,
+                RData::A(A(ip)),
+            ));
+        }
+        let big = big.to_vec().unwrap();
+        assert!(big.len() > 512);
+        let fitted = Message::from_vec(&serve::fit(&q, big.clone())).unwrap();
+        assert!(fitted.metadata.truncation && fitted.answers.is_empty());
+        assert_eq!(fitted.metadata.id, 7);
+        let small = server_reply_small();
+        assert_eq!(serve::fit(&q, small.clone()), small);
+    }
+
+    fn server_reply_small() -> Vec<u8> {
+        let mut m = Message::response(7, OpCode::Query);
+        m.add_query(Query::query(Name::from_str("x.").unwrap(), RecordType::A));
+        m.to_vec().unwrap()
     }
 }
