@@ -38,18 +38,28 @@ async fn internal_network_reaches_only_its_peers_and_its_dns_server() {
     ]);
     let op = ns_path(&other);
     for (ns, args) in [
-        (&hp, &["ip", "addr", "add", "10.234.251.1/24", "dev", &veth][..]),
+        (
+            &hp,
+            &["ip", "addr", "add", "10.234.251.1/24", "dev", &veth][..],
+        ),
         (&hp, &["ip", "link", "set", &veth, "up"]),
-        (&op, &["ip", "addr", "add", "10.234.251.2/24", "dev", "eth0"]),
+        (
+            &op,
+            &["ip", "addr", "add", "10.234.251.2/24", "dev", "eth0"],
+        ),
         (&op, &["ip", "link", "set", "eth0", "up"]),
         (&op, &["ip", "link", "set", "lo", "up"]),
-        (&op, &["ip", "route", "add", "default", "via", "10.234.251.1"]),
+        (
+            &op,
+            &["ip", "route", "add", "default", "via", "10.234.251.1"],
+        ),
     ] {
         let out = in_ns(ns, args);
         assert!(out.success(), "{args:?}: {}", out.stderr);
     }
     let _outside = Listener::start(&op, "0.0.0.0:8000");
     let _host_service = Listener::start(&hp, "0.0.0.0:8001");
+    let _host_service6 = Listener::start(&hp, "[::]:8005");
     let stub = FakeDns::start(
         &hp,
         "127.0.0.53",
@@ -88,7 +98,10 @@ async fn internal_network_reaches_only_its_peers_and_its_dns_server() {
     let _in_p1 = Listener::start(&p1, "0.0.0.0:8003");
     // Isolation must not rest on the missing default route: a container with NET_ADMIN can
     // add one.
-    let out = in_ns(&i1, &["ip", "route", "add", "default", "via", "10.234.40.1"]);
+    let out = in_ns(
+        &i1,
+        &["ip", "route", "add", "default", "via", "10.234.40.1"],
+    );
     assert!(out.success(), "{}", out.stderr);
 
     // Peers and the DNS server.
@@ -97,7 +110,11 @@ async fn internal_network_reaches_only_its_peers_and_its_dns_server() {
     let i2_addr: Ipv4Addr = i2_ip.parse().unwrap();
     for (name, tcp) in [("i2.", false), ("I2.priv.", false), ("i2.", true)] {
         let r = ask(&i1, "10.234.40.1", name, tcp).expect("the network's DNS answers");
-        assert_eq!((r.rcode.as_str(), r.ips), ("NoError", vec![i2_addr]), "{name}");
+        assert_eq!(
+            (r.rcode.as_str(), r.ips),
+            ("NoError", vec![i2_addr]),
+            "{name}"
+        );
     }
     // Names not on the network: answered at once, and no upstream is asked.
     let r = ask(&i1, "10.234.40.1", "nosuch.", false).unwrap();
@@ -105,26 +122,113 @@ async fn internal_network_reaches_only_its_peers_and_its_dns_server() {
     let r = ask(&i1, "10.234.40.1", "www.example.", false).unwrap();
     assert_eq!(r.rcode, "ServFail");
     assert!(r.took < Duration::from_millis(500), "{:?}", r.took);
-    assert_eq!(stub.queries(), 0, "an internal network's query left the host");
+    assert_eq!(
+        stub.queries(),
+        0,
+        "an internal network's query left the host"
+    );
     // The same name from the public network is forwarded.
     let r = ask(&p1, "10.234.41.1", "www.example.", false).unwrap();
     assert_eq!(r.rcode, "NoError");
     assert_eq!(stub.queries(), 1);
 
     // The outside: not from the internal network, yes from the public one.
-    assert!(!connects(&i1, "10.234.251.2:8000"), "internal reached outside");
+    assert!(
+        !connects(&i1, "10.234.251.2:8000"),
+        "internal reached outside"
+    );
     assert!(connects(&p1, "10.234.251.2:8000"), "public reaches outside");
     // The host's own addresses: its gateway and its other links.
-    assert!(!connects(&i1, "10.234.40.1:8001"), "internal reached the host (gateway)");
-    assert!(!connects(&i1, "10.234.251.1:8001"), "internal reached the host");
+    assert!(
+        !connects(&i1, "10.234.40.1:8001"),
+        "internal reached the host (gateway)"
+    );
+    assert!(
+        !connects(&i1, "10.234.251.1:8001"),
+        "internal reached the host"
+    );
     assert!(connects(&p1, "10.234.41.1:8001"), "public reaches the host");
+    // Also over IPv6: the bridge's link-local address is the host's too.
+    if let (Some(internal_ll), Some(public_ll)) = (
+        link_local(&hp, "10.234.40.1"),
+        link_local(&hp, "10.234.41.1"),
+    ) {
+        assert!(
+            connects(&p1, &format!("[{public_ll}%{}]:8005", ifindex(&p1, "eth0"))),
+            "public reaches the host's link-local address"
+        );
+        assert!(
+            !connects(
+                &i1,
+                &format!("[{internal_ll}%{}]:8005", ifindex(&i1, "eth0"))
+            ),
+            "internal reached the host over IPv6"
+        );
+    }
     // Other networks, both ways.
-    assert!(!connects(&i1, &format!("{p1_ip}:8003")), "internal reached pub");
-    let out = in_ns(&p1, &["ip", "route", "add", "10.234.40.0/24", "via", "10.234.41.1"]);
+    assert!(
+        !connects(&i1, &format!("{p1_ip}:8003")),
+        "internal reached pub"
+    );
+    let out = in_ns(
+        &p1,
+        &["ip", "route", "add", "10.234.40.0/24", "via", "10.234.41.1"],
+    );
     assert!(out.success(), "{}", out.stderr);
-    assert!(!connects(&p1, &format!("{i1_ip}:8004")), "pub reached internal");
+    assert!(
+        !connects(&p1, &format!("{i1_ip}:8004")),
+        "pub reached internal"
+    );
     // And from the outside in, even with a route.
-    let out = in_ns(&op, &["ip", "route", "add", "10.234.40.0/24", "via", "10.234.251.1"]);
+    let out = in_ns(
+        &op,
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.234.40.0/24",
+            "via",
+            "10.234.251.1",
+        ],
+    );
     assert!(out.success(), "{}", out.stderr);
-    assert!(!connects(&op, &format!("{i1_ip}:8004")), "outside reached internal");
+    assert!(
+        !connects(&op, &format!("{i1_ip}:8004")),
+        "outside reached internal"
+    );
+}
+
+/// The IPv6 link-local address of the link holding `v4` in the namespace at `ns`, once it is
+/// usable (duplicate address detection done); None when the host has IPv6 off.
+fn link_local(ns: &std::path::Path, v4: &str) -> Option<String> {
+    let out = in_ns(ns, &["ip", "-o", "-4", "addr", "show", "to", v4]);
+    let dev = out.stdout.split_whitespace().nth(1)?.to_string();
+    for _ in 0..50 {
+        let out = in_ns(
+            ns,
+            &[
+                "ip", "-o", "-6", "addr", "show", "dev", &dev, "scope", "link",
+            ],
+        );
+        if out.stdout.is_empty() {
+            return None;
+        }
+        if !out.stdout.contains("tentative") {
+            let addr = out.stdout.split_whitespace().nth(3)?;
+            return addr.split('/').next().map(String::from);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{dev}: link-local address still tentative");
+}
+
+fn ifindex(ns: &std::path::Path, dev: &str) -> u32 {
+    let out = in_ns(ns, &["ip", "-o", "link", "show", dev]);
+    out.stdout
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
