@@ -1,7 +1,8 @@
 //! The DNS servers' forwarding, end to end: a container asks its network's gateway; netd
 //! (in a namespace standing for the host) forwards to fake upstreams in that namespace, one
 //! of them on loopback as systemd-resolved's 127.0.0.53 is, one dead. Failover, the cache,
-//! a changed resolv.conf, TCP and truncation, and the resolv.conf containers are given.
+//! a changed resolv.conf, TCP and truncation, the resolv.conf containers are given, and the
+//! default network's forwarder for hosts whose resolvers are all on loopback.
 
 mod support;
 
@@ -40,7 +41,8 @@ async fn forwarding_fails_over_caches_follows_resolv_conf_and_speaks_tcp() {
     let mut d = Netd::start(&env, &host, &[]).await;
     d.create("app", "10.234.30.0/24").await.unwrap();
     d.sandbox("a", vec![]).await.unwrap();
-    let sb = d.connect("a", "app", &[]).await.unwrap();
+    let sb_a = d.connect("a", "app", &[]).await.unwrap();
+    let sb = sb_a.clone();
     let a = PathBuf::from(&sb.netns_path);
     assert_eq!(
         sb.resolv_conf,
@@ -108,6 +110,9 @@ async fn forwarding_fails_over_caches_follows_resolv_conf_and_speaks_tcp() {
     d.sandbox("b", vec![]).await.unwrap();
     let sb = d.connect("b", "bridge", &[]).await.unwrap();
     assert_eq!(sb.resolv_conf, "nameserver 10.234.250.1\n");
+    // A host whose resolvers are all on loopback: the default network's gateway, which
+    // forwards to them (Docker would hand out 8.8.8.8 and miss the host's resolver), and
+    // still resolves no container names.
     std::fs::write(&resolv, "nameserver 127.0.0.53\noptions edns0\n").unwrap();
     let sb = d
         .client
@@ -117,8 +122,15 @@ async fn forwarding_fails_over_caches_follows_resolv_conf_and_speaks_tcp() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        sb.resolv_conf,
-        "nameserver 8.8.8.8\nnameserver 8.8.4.4\noptions edns0\n"
+    assert_eq!(sb.resolv_conf, "nameserver 10.234.0.1\noptions edns0\n");
+    let b = PathBuf::from(&sb.netns_path);
+    let before = stub.queries();
+    let r = ask(&b, "10.234.0.1", "default.example.", false).unwrap();
+    assert_eq!(r.ips, ["10.99.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+    let r = ask(&b, "10.234.0.1", "a.", false).unwrap();
+    assert_ne!(
+        r.ips,
+        [ip_on(&sb_a, "app").parse::<std::net::Ipv4Addr>().unwrap()]
     );
+    assert_eq!(stub.queries(), before + 2, "both forwarded");
 }

@@ -60,6 +60,8 @@ pub struct Server {
     pub network_name: String,
     /// Names not on the network are not forwarded.
     pub internal: bool,
+    /// No names of its own: everything is forwarded (the default network's server).
+    pub forward_only: bool,
     pub table: Arc<Table>,
     pub forwarder: Arc<Forwarder>,
     rotate: AtomicUsize,
@@ -77,10 +79,18 @@ impl Server {
             network_id: network_id.into(),
             network_name: network_name.to_lowercase(),
             internal,
+            forward_only: false,
             table,
             forwarder,
             rotate: AtomicUsize::new(0),
         }
+    }
+
+    /// This server, answering no names itself: the default network's, there only to reach
+    /// the host's loopback resolvers.
+    pub fn forward_only(mut self) -> Self {
+        self.forward_only = true;
+        self
     }
 
     /// The reply to one query; None when there is nothing to say (garbage, not a query).
@@ -96,7 +106,10 @@ impl Server {
         let name = name.trim_end_matches('.');
         let suffix = format!(".{}", self.network_name);
         let short = name.strip_suffix(&suffix).unwrap_or(name);
-        let names = self.table.get(&self.network_id).unwrap_or_default();
+        let names = match self.forward_only {
+            true => Arc::default(),
+            false => self.table.get(&self.network_id).unwrap_or_default(),
+        };
         let mut reply = Message::response(msg.metadata.id, OpCode::Query);
         reply.metadata.recursion_desired = msg.metadata.recursion_desired;
         reply.metadata.recursion_available = true;
@@ -111,7 +124,7 @@ impl Server {
             }
             return reply.to_vec().ok();
         }
-        if !short.contains('.') {
+        if !short.contains('.') && !self.forward_only {
             // A bare name that no container holds: containers ask us first, so say it now
             // rather than after a round trip to the host's resolvers.
             reply.metadata.response_code = ResponseCode::NXDomain;

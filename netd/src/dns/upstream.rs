@@ -51,12 +51,16 @@ impl Default for Timing {
 
 /// Entries in the shared answer cache.
 pub const CACHE_SIZE: usize = 4096;
+/// Queries forwarded at once (each holds a socket for up to the deadline); beyond, a flood
+/// from one container gets SERVFAIL instead of exhausting the daemon's file descriptors.
+pub const MAX_IN_FLIGHT: usize = 512;
 
 pub struct Forwarder {
     resolv: Watch,
     cache: Mutex<Cache>,
     /// Upstreams that last failed to answer, and when.
     failed: Mutex<Vec<(SocketAddr, Instant)>>,
+    in_flight: tokio::sync::Semaphore,
     timing: Timing,
 }
 
@@ -70,6 +74,7 @@ impl Forwarder {
             resolv: Watch::new(resolv_conf),
             cache: Mutex::new(Cache::new(CACHE_SIZE)),
             failed: Mutex::new(Vec::new()),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             timing,
         }
     }
@@ -121,6 +126,10 @@ impl Forwarder {
                 return reply.to_vec().ok();
             }
         }
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            tracing::warn!("dns: {MAX_IN_FLIGHT} queries in flight, refusing more");
+            return None;
+        };
         let (reply, msg) = self.ask(&ups, query, raw, via).await?;
         if let Some(k) = key {
             self.cache
