@@ -80,6 +80,8 @@ pub struct Daemon {
     state: Mutex<Inner>,
     nl: Handle,
     dns: Arc<Table>,
+    /// Forwarding to the host's resolvers with one answer cache, shared by every network.
+    forwarder: Arc<dns::Forwarder>,
 }
 
 struct Inner {
@@ -114,6 +116,7 @@ impl Daemon {
         tokio::spawn(conn);
         let store = Store::new(&cfg.root);
         let state = store.load()?;
+        let cfg_resolv = cfg.resolv_conf.clone();
         let d = Daemon {
             cfg,
             store,
@@ -125,6 +128,7 @@ impl Daemon {
             }),
             nl,
             dns: Arc::new(Table::default()),
+            forwarder: Arc::new(dns::Forwarder::new(&cfg_resolv)),
         };
         d.predefined().await?;
         d.reconcile().await?;
@@ -267,25 +271,41 @@ impl Daemon {
     }
 
     async fn start_dns(&self, g: &mut Inner, n: &Network) {
-        let (Some(gw), "bridge", false) = (n.gateway, n.driver.as_str(), n.default) else {
+        let (Some(gw), "bridge") = (n.gateway, n.driver.as_str()) else {
             return;
         };
         if g.dns.contains_key(&n.id) {
             return;
         }
         let addr = SocketAddr::from((gw, self.cfg.dns_port));
-        match tokio::net::UdpSocket::bind(addr).await {
-            Ok(sock) => {
-                let server = Arc::new(dns::Server::new(
-                    &n.id,
-                    &n.name,
-                    self.dns.clone(),
-                    &self.cfg.resolv_conf,
-                ));
-                g.dns.insert(n.id.clone(), tokio::spawn(server.run(sock)));
+        let udp = match tokio::net::UdpSocket::bind(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("network {}: DNS on {addr}: {e}", n.name);
+                return;
             }
-            Err(e) => tracing::error!("network {}: DNS on {addr}: {e}", n.name),
-        }
+        };
+        // TCP is for answers too big for a datagram: without it DNS still mostly works.
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .inspect_err(|e| tracing::error!("network {}: DNS on tcp {addr}: {e}", n.name))
+            .ok();
+        let server = dns::Server::new(
+            &n.id,
+            &n.name,
+            n.internal,
+            self.dns.clone(),
+            self.forwarder.clone(),
+        );
+        // The default network resolves no container names (as Docker's); its server only
+        // forwards, for hosts whose resolvers are all on loopback (see `resolv_conf`).
+        let server = Arc::new(if n.default {
+            server.forward_only()
+        } else {
+            server
+        });
+        g.dns
+            .insert(n.id.clone(), tokio::spawn(server.run(udp, tcp)));
     }
 
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<String, Error> {
@@ -552,7 +572,7 @@ impl Daemon {
             let _ = netns::remove(&path);
             return Err(e.into());
         }
-        Ok(self.view(&g.state, &id))
+        Ok(self.view(&g, &id))
     }
 
     /// Random host ports resolved; conflicts refused.
@@ -655,7 +675,7 @@ impl Daemon {
         }
         let (Some(subnet), Some(gw)) = (net.subnet, net.gateway) else {
             // none: the sandbox keeps only its loopback.
-            return Ok(self.view(&g.state, &cid));
+            return Ok(self.view(&g, &cid));
         };
         let used = g.state.used(&net.id);
         let ip = match spec.ip.as_deref().filter(|s| !s.is_empty()) {
@@ -750,7 +770,7 @@ impl Daemon {
             let _ = self.refresh(&mut g);
             return Err(e);
         }
-        Ok(self.view(&g.state, &cid))
+        Ok(self.view(&g, &cid))
     }
 
     pub async fn disconnect(&self, cid: &str, network: &str) -> Result<SandboxView, Error> {
@@ -773,7 +793,7 @@ impl Daemon {
         link::delete(&self.nl, &ep.host_ifname).await?;
         self.store.save(&g.state)?;
         self.refresh(&mut g)?;
-        Ok(self.view(&g.state, cid))
+        Ok(self.view(&g, cid))
     }
 
     pub async fn inspect_sandbox(&self, cid: &str) -> Result<SandboxView, Error> {
@@ -781,7 +801,7 @@ impl Daemon {
         if !g.state.sandboxes.contains_key(cid) {
             return Err(Error::SandboxNotFound(cid.into()));
         }
-        Ok(self.view(&g.state, cid))
+        Ok(self.view(&g, cid))
     }
 
     pub async fn remove_sandbox(&self, cid: &str) -> Result<(), Error> {
@@ -808,14 +828,21 @@ impl Daemon {
         Ok(nft::delete_table(&self.cfg.nft_table)?)
     }
 
-    fn view(&self, state: &State, cid: &str) -> SandboxView {
+    fn view(&self, g: &Inner, cid: &str) -> SandboxView {
+        let state = &g.state;
         let sb = &state.sandboxes[cid];
         let mut eps = Vec::new();
         for e in &sb.endpoints {
             let n = &state.networks[&e.network_id];
             eps.push((n.clone(), e.clone()));
         }
-        let resolv_conf = resolv_conf(&self.cfg.resolv_conf, &eps);
+        // The default network's forwarder, when it runs.
+        let forwarder = state
+            .networks
+            .values()
+            .find(|n| n.default && g.dns.contains_key(&n.id))
+            .and_then(|n| n.gateway);
+        let resolv_conf = resolv_conf(&self.cfg.resolv_conf, &eps, forwarder);
         let hosts = hosts_file(sb, &eps);
         SandboxView {
             sandbox: sb.clone(),
@@ -842,32 +869,41 @@ fn random_port(proto: &str, used: &std::collections::BTreeSet<(String, u16)>) ->
         })
 }
 
+/// What a container's resolver asks when it is on no user-defined network: Docker's choice,
+/// for the same reasons.
+const FALLBACK_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
+
 /// A user-defined network's gateway serves DNS; otherwise the host's resolvers as Docker
-/// gives them (loopback ones dropped, since they are unreachable from the container).
-fn resolv_conf(host: &str, eps: &[(Network, Endpoint)]) -> String {
-    let host_conf = std::fs::read_to_string(host).unwrap_or_default();
-    let search: Vec<&str> = host_conf
-        .lines()
-        .filter(|l| l.starts_with("search ") || l.starts_with("options "))
-        .collect();
+/// gives them: loopback ones dropped (inside the container they would be the container's
+/// own loopback), IPv6 ones too (our networks carry IPv4 only). When that leaves none but
+/// the host has loopback ones (systemd-resolved's 127.0.0.53, a local dnsmasq), the default
+/// network's gateway, whose server forwards to them (`forwarder`), where Docker would hand
+/// out Google's servers and so bypass the host's resolver; with no resolver at all, Google's
+/// as Docker does. The host's search and options lines are kept.
+fn resolv_conf(host: &str, eps: &[(Network, Endpoint)], forwarder: Option<Ipv4Addr>) -> String {
+    let host_conf = dns::resolv::ResolvConf::read(std::path::Path::new(host));
     let mut out = String::new();
     if let Some((n, _)) = eps.iter().find(|(n, _)| !n.default && n.gateway.is_some()) {
         out.push_str(&format!("nameserver {}\n", n.gateway.expect("checked")));
     } else {
-        let servers: Vec<&str> = host_conf
-            .lines()
-            .filter_map(|l| l.strip_prefix("nameserver "))
-            .map(str::trim)
-            .filter(|s| {
-                s.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| !ip.is_loopback())
-            })
+        let usable: Vec<String> = host_conf
+            .nameservers
+            .iter()
+            .map(|a| a.ip())
+            .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .map(|ip| ip.to_string())
             .collect();
+        let loopback = host_conf.nameservers.iter().any(|a| a.ip().is_loopback());
+        let servers = match forwarder {
+            _ if !usable.is_empty() => usable,
+            Some(gw) if loopback => vec![gw.to_string()],
+            _ => FALLBACK_NAMESERVERS.map(String::from).to_vec(),
+        };
         for s in servers {
             out.push_str(&format!("nameserver {s}\n"));
         }
     }
-    for l in search {
+    for l in &host_conf.search_options {
         out.push_str(l);
         out.push('\n');
     }
@@ -941,4 +977,36 @@ pub struct SandboxView {
     pub endpoints: Vec<(Network, Endpoint)>,
     pub resolv_conf: String,
     pub hosts: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_never_get_a_loopback_nameserver() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        let gw: Ipv4Addr = "10.234.0.1".parse().unwrap();
+        let conf_with = |text: &str, fwd: Option<Ipv4Addr>| {
+            std::fs::write(&p, text).unwrap();
+            resolv_conf(p.to_str().unwrap(), &[], fwd)
+        };
+        let conf = |text: &str| conf_with(text, Some(gw));
+        // systemd-resolved's stub only: the default network's forwarder...
+        assert_eq!(
+            conf("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n"),
+            "nameserver 10.234.0.1\noptions edns0 trust-ad\nsearch lan\n"
+        );
+        // ...or, when it does not run, Docker's fallback.
+        assert_eq!(
+            conf_with("nameserver 127.0.0.53\n", None),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(
+            conf("nameserver ::1\nnameserver 10.1.1.1\nnameserver 2001:db8::1\n"),
+            "nameserver 10.1.1.1\n"
+        );
+        assert_eq!(conf(""), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
 }

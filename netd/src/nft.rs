@@ -183,13 +183,10 @@ pub fn ruleset(table: &str, state: &State) -> Value {
                     ],
                 ));
             }
+            // Both families: the bridge's IPv6 link-local address is the host's too.
             cmds.push(rule(
                 "input",
-                vec![
-                    m(meta("iifname"), "==", br.clone()),
-                    m(meta("nfproto"), "==", json!("ipv4")),
-                    json!({"drop": null}),
-                ],
+                vec![m(meta("iifname"), "==", br.clone()), json!({"drop": null})],
             ));
         } else {
             // Outbound: leaving through anything but the bridge, take the host's address.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod upstream;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,247 @@
+//! The DNS server of each user-defined network: on the gateway address (port 53, UDP and
+//! TCP), it answers the names of the containers on that network (container name, hostname,
+//! short id, `--network-alias`) with every address holding them, rotated on each answer; an
+//! unknown single-label name gets NXDOMAIN at once; anything else is forwarded to the host's
+//! resolvers (`upstream`), except on `--internal` networks, which reach nothing outside, not
+//! even through DNS: there such names get SERVFAIL at once.
+//!
+//! Messages are parsed and built with hickory-proto. hickory-server's Authority/Catalog model
+//! fits zone files; ours is a small table that changes on every connect, so the socket loops
+//! here (`serve`) are shorter than adapting it.
+
+pub mod cache;
+pub mod resolv;
+mod serve;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+
+pub use upstream::{Forwarder, Transport};
+/// name (lower case, no trailing dot) → addresses, for one network.
+pub type Names = HashMap<String, Vec<Ipv4Addr>>;
+
+/// The names of every network, shared by its server and the daemon that updates it.
+#[derive(Default)]
+pub struct Table {
+    nets: RwLock<HashMap<String, Arc<Names>>>,
+}
+
+impl Table {
+    pub fn set(&self, network_id: &str, names: Names) {
+        self.nets
+            .write()
+            .expect("dns table lock")
+            .insert(network_id.to_string(), Arc::new(names));
+    }
+    pub fn remove(&self, network_id: &str) {
+        self.nets
+            .write()
+            .expect("dns table lock")
+            .remove(network_id);
+    }
+    fn get(&self, network_id: &str) -> Option<Arc<Names>> {
+        self.nets
+            .read()
+            .expect("dns table lock")
+            .get(network_id)
+            .cloned()
+    }
+}
+
+pub struct Server {
+    pub network_id: String,
+    pub network_name: String,
+    /// Names not on the network are not forwarded.
+    pub internal: bool,
+    /// No names of its own: everything is forwarded (the default network's server).
+    pub forward_only: bool,
+    pub table: Arc<Table>,
+    pub forwarder: Arc<Forwarder>,
+    rotate: AtomicUsize,
+}
+
+impl Server {
+    pub fn new(
+        network_id: &str,
+        network_name: &str,
+        internal: bool,
+        table: Arc<Table>,
+        forwarder: Arc<Forwarder>,
+    ) -> Self {
+        Server {
+            network_id: network_id.into(),
+            network_name: network_name.to_lowercase(),
+            internal,
+            forward_only: false,
+            table,
+            forwarder,
+            rotate: AtomicUsize::new(0),
+        }
+    }
+
+    /// This server, answering no names itself: the default network's, there only to reach
+    /// the host's loopback resolvers.
+    pub fn forward_only(mut self) -> Self {
+        self.forward_only = true;
+        self
+    }
+
+    /// The reply to one query; None when there is nothing to say (garbage, not a query).
+    /// Over UDP the caller still has to fit it into the client's size (`serve::fit`).
+    pub async fn answer(&self, query: &[u8], via: Transport) -> Option<Vec<u8>> {
+        let msg = Message::from_vec(query).ok()?;
+        if msg.metadata.message_type != MessageType::Query || msg.metadata.op_code != OpCode::Query
+        {
+            return None;
+        }
+        let q = msg.queries.first()?.clone();
+        let name = q.name().to_ascii().to_lowercase();
+        let name = name.trim_end_matches('.');
+        let suffix = format!(".{}", self.network_name);
+        let short = name.strip_suffix(&suffix).unwrap_or(name);
+        let names = match self.forward_only {
+            true => Arc::default(),
+            false => self.table.get(&self.network_id).unwrap_or_default(),
+        };
+        let mut reply = Message::response(msg.metadata.id, OpCode::Query);
+        reply.metadata.recursion_desired = msg.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        reply.add_query(q.clone());
+        if let Some(addrs) = names.get(short) {
+            reply.metadata.authoritative = true;
+            if q.query_type() == RecordType::A || q.query_type() == RecordType::ANY {
+                let k = self.rotate.fetch_add(1, Ordering::Relaxed) % addrs.len().max(1);
+                for ip in addrs[k..].iter().chain(&addrs[..k]) {
+                    reply.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(*ip))));
+                }
+            }
+            return reply.to_vec().ok();
+        }
+        if !short.contains('.') && !self.forward_only {
+            // A bare name that no container holds: containers ask us first, so say it now
+            // rather than after a round trip to the host's resolvers.
+            reply.metadata.response_code = ResponseCode::NXDomain;
+            reply.metadata.authoritative = true;
+            return reply.to_vec().ok();
+        }
+        if !self.internal {
+            if let Some(r) = self.forwarder.forward(&msg, query, via).await {
+                return Some(r);
+            }
+        }
+        reply.metadata.response_code = ResponseCode::ServFail;
+        reply.to_vec().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use std::str::FromStr;
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = 7;
+        m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    fn addrs(reply: &[u8]) -> (ResponseCode, Vec<Ipv4Addr>) {
+        let m = Message::from_vec(reply).unwrap();
+        let ips = m
+            .answers
+            .iter()
+            .filter_map(|r| match r.data {
+                RData::A(A(ip)) => Some(ip),
+                _ => None,
+            })
+            .collect();
+        (m.metadata.response_code, ips)
+    }
+
+    fn server(internal: bool, resolv_conf: &str) -> Server {
+        let table = Arc::new(Table::default());
+        let a: Ipv4Addr = "10.234.1.2".parse().unwrap();
+        let b: Ipv4Addr = "10.234.1.3".parse().unwrap();
+        table.set(
+            "n",
+            [("web".to_string(), vec![a, b]), ("db".to_string(), vec![a])].into(),
+        );
+        let fwd = Arc::new(Forwarder::new(resolv_conf));
+        Server::new("n", "mynet", internal, table, fwd)
+    }
+
+    #[tokio::test]
+    async fn names_rotate_and_unknown_is_nxdomain() {
+        let s = server(false, "/nonexistent");
+        let udp = Transport::Udp;
+        let (rc, first) = addrs(&s.answer(&query("web."), udp).await.unwrap());
+        assert_eq!(rc, ResponseCode::NoError);
+        assert_eq!(first.len(), 2);
+        let (_, second) = addrs(&s.answer(&query("WEB.mynet."), udp).await.unwrap());
+        assert_eq!(second.len(), 2);
+        assert_ne!(first[0], second[0], "rotated");
+        let (rc, none) = addrs(&s.answer(&query("nothere."), udp).await.unwrap());
+        assert_eq!((rc, none.len()), (ResponseCode::NXDomain, 0));
+        // No upstream to relay to: SERVFAIL, not silence.
+        let (rc, _) = addrs(&s.answer(&query("example.org."), udp).await.unwrap());
+        assert_eq!(rc, ResponseCode::ServFail);
+    }
+
+    #[tokio::test]
+    async fn internal_networks_answer_their_names_and_forward_nothing() {
+        // An upstream that would answer if asked: a socket nobody reads would hold the
+        // query for the whole deadline, so a quick SERVFAIL shows it was never asked.
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "nameserver 127.0.0.1\n").unwrap();
+        let s = server(true, conf.to_str().unwrap());
+        let (rc, ips) = addrs(&s.answer(&query("db."), Transport::Udp).await.unwrap());
+        assert_eq!((rc, ips.len()), (ResponseCode::NoError, 1));
+        let t = std::time::Instant::now();
+        let (rc, _) = addrs(
+            &s.answer(&query("example.org."), Transport::Tcp)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(rc, ResponseCode::ServFail);
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+    }
+
+    #[test]
+    fn udp_replies_fit_the_client_or_are_truncated() {
+        let q = query("many.");
+        let mut big = Message::response(7, OpCode::Query);
+        big.add_query(Message::from_vec(&q).unwrap().queries[0].clone());
+        for i in 0..60u8 {
+            let ip = Ipv4Addr::new(10, 0, 0, i);
+            big.add_answer(Record::from_rdata(
+                Name::from_str("many.").unwrap(),
+                0,
+                RData::A(A(ip)),
+            ));
+        }
+        let big = big.to_vec().unwrap();
+        assert!(big.len() > 512);
+        let fitted = Message::from_vec(&serve::fit(&q, big.clone())).unwrap();
+        assert!(fitted.metadata.truncation && fitted.answers.is_empty());
+        assert_eq!(fitted.metadata.id, 7);
+        let small = server_reply_small();
+        assert_eq!(serve::fit(&q, small.clone()), small);
+    }
+
+    fn server_reply_small() -> Vec<u8> {
+        let mut m = Message::response(7, OpCode::Query);
+        m.add_query(Query::query(Name::from_str("x.").unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+}
