@@ -124,23 +124,24 @@ pub fn unpack(
     })?;
 
     let (pump, chunks) = pipe::chunks();
-    let (extracted, (diff_id, tar_size)) = std::thread::scope(|s| {
+    let extracted = std::thread::scope(|s| {
         let worker = std::thread::Builder::new()
             .name("layer-unpack".to_string())
-            .spawn_scoped(s, move || extract(chunks, root, parents, layer));
-        let worker = match worker {
-            Ok(w) => w,
-            Err(e) => return (Err(stream_err(At::Start, e)), (Digest::of(b""), 0)),
-        };
+            .spawn_scoped(s, move || extract(chunks, root, parents, layer))
+            .map_err(|e| stream_err(At::Start, e))?;
         // Read to the end even past the tar's end blocks: whatever follows them is part of
         // the blob, and of the diff_id.
-        let pumped = pump.pump(&mut decoded);
-        let extracted = worker
+        pump.pump(&mut decoded);
+        worker
             .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (extracted, pumped)
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
-    let (written, entries) = extracted?;
+    let Extracted {
+        written,
+        entries,
+        diff_id,
+        tar_size,
+    } = extracted?;
     Ok(UnpackReport {
         diff_id,
         compression,
@@ -150,14 +151,25 @@ pub fn unpack(
     })
 }
 
-/// The parsing thread's half of [`unpack`]: the tar from `input` into `root`. Returns the
-/// bytes written and the entries taken.
+/// What the parsing thread did.
+struct Extracted {
+    /// Bytes written into files.
+    written: u64,
+    /// Entries taken.
+    entries: u64,
+    /// The digest and size of the whole decompressed stream.
+    diff_id: Digest,
+    tar_size: u64,
+}
+
+/// The parsing thread's half of [`unpack`]: the tar from `input` into `root`, and the
+/// stream's digest.
 fn extract(
     input: ChunkReader,
     root: OwnedFd,
     parents: Parents,
     layer: &str,
-) -> Result<(u64, u64), LayerError> {
+) -> Result<Extracted, LayerError> {
     let stream_err = |at: At, source| LayerError::Stream {
         layer: layer.to_string(),
         at,
@@ -210,7 +222,13 @@ fn extract(
     unpacker
         .finish_dirs()
         .map_err(|f| f.into_error(layer, At::End))?;
-    Ok((unpacker.written, unpacker.entries))
+    let (diff_id, tar_size) = rest.finish();
+    Ok(Extracted {
+        written: unpacker.written,
+        entries: unpacker.entries,
+        diff_id,
+        tar_size,
+    })
 }
 
 fn open_parents(paths: &[PathBuf], layer: &str) -> Result<Parents, LayerError> {
