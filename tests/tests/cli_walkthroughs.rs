@@ -62,6 +62,44 @@ impl Host {
         out.stdout
     }
 
+    /// Another machine on the test host's network: a namespace on a veth link, 10.233.9.2/30
+    /// beside the host's 10.233.9.1 (addresses that exist only inside these namespaces).
+    /// Returns a runner for commands there and the host's address it reaches. The harness
+    /// deletes the namespace (its name has the test's prefix) and the link goes with it.
+    fn other_host(&self) -> (impl Fn(&[&str]) -> Output + '_, &'static str) {
+        let name = self.env.unique("o");
+        let veth = self.env.unique("vo");
+        let out = run(Command::new("ip").args(["netns", "add", &name]));
+        assert!(out.success(), "ip netns add: {}", out.stderr);
+        let ns = PathBuf::from("/run/netns").join(&name);
+        let there = move |args: &[&str]| {
+            run_timeout(
+                Command::new("nsenter")
+                    .arg(format!("--net={}", ns.display()))
+                    .args(args),
+                Duration::from_secs(30),
+            )
+        };
+        for args in [
+            [
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name,
+            ]
+            .as_slice(),
+            &["ip", "addr", "add", "10.233.9.1/30", "dev", &veth],
+            &["ip", "link", "set", &veth, "up"],
+        ] {
+            self.sh(args).assert_success();
+        }
+        for args in [
+            ["ip", "link", "set", "lo", "up"].as_slice(),
+            &["ip", "addr", "add", "10.233.9.2/30", "dev", "eth0"],
+            &["ip", "link", "set", "eth0", "up"],
+        ] {
+            there(args).assert_success();
+        }
+        (there, "10.233.9.1")
+    }
+
     /// Poll until `f` is true, or fail naming `what`.
     #[track_caller]
     fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
@@ -99,6 +137,20 @@ fn a_published_web_server_answers_from_the_host_and_its_logs_follow() {
     h.until("the request in the log", || {
         h.berth(&["logs", "web"]).stderr.contains("url:/")
     });
+    // From another machine, through the host's own address: the server logs that machine's
+    // address, not a gateway's (no proxy, no masquerade in between).
+    let (there, host_addr) = h.other_host();
+    let page = there(&["wget", "-qO-", &format!("http://{host_addr}:8080/")]);
+    assert_eq!(page.stdout, "hello from berth\n", "{}", page.stderr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = h.berth(&["logs", "web"]).stderr;
+        if log.contains("[::ffff:10.233.9.2]:") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no request from 10.233.9.2 in:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // A port already published is refused, naming it.
     let out = h.berth(&["run", "-d", "-p", "8080:80", "busybox", "true"]);
     assert_eq!(out.code(), Some(125), "{}", out.stderr);
@@ -461,7 +513,22 @@ fn nginx_published_on_8080_answers_curl() {
         std::fs::read_to_string(&back).unwrap(),
         "<h1>hello from berth</h1>\n"
     );
-    // The access log reaches `logs` (nginx writes it to the container's stdout there).
-    let _ = h.berth(&["logs", "web"]);
+    // nginx's access log (its stdout here) names the client as it is: another machine
+    // reaching the host's address is logged with that machine's address.
+    let (there, host_addr) = h.other_host();
+    if require_cmds(&["curl"]) {
+        let out = there(&[
+            "curl",
+            "-fsS",
+            &format!("http://{host_addr}:8080/hello.html"),
+        ]);
+        assert_eq!(out.stdout, "<h1>hello from berth</h1>\n", "{}", out.stderr);
+    }
+    h.until("the other machine's address in nginx's access log", || {
+        h.berth(&["logs", "web"])
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("10.233.9.2 ") && l.contains("GET /hello.html"))
+    });
     h.ok(&["rm", "-f", "web"]);
 }
