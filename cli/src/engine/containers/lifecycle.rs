@@ -358,13 +358,22 @@ impl Engine {
                 ns["Hosts"].as_str().unwrap_or_default().to_string(),
             ),
         };
-        if !rec.host.dns.is_empty() || !rec.host.dns_search.is_empty() {
+        // With a sandbox, netd has applied `--dns*` (on a user network its DNS server
+        // forwards to the `--dns` servers, so the container keeps resolving its peers).
+        let own_dns = !rec.host.dns.is_empty()
+            || !rec.host.dns_search.is_empty()
+            || !rec.host.dns_options.is_empty();
+        if own_dns && matches!(rec.host.network_mode.as_str(), "host" | "none") {
             let mut out = String::new();
             let keep_servers = rec.host.dns.is_empty();
             for l in resolv.lines() {
                 let server = l.starts_with("nameserver");
                 let search = l.starts_with("search") || l.starts_with("domain");
-                if (server && !keep_servers) || (search && !rec.host.dns_search.is_empty()) {
+                let options = l.starts_with("options");
+                if (server && !keep_servers)
+                    || (search && !rec.host.dns_search.is_empty())
+                    || (options && !rec.host.dns_options.is_empty())
+                {
                     continue;
                 }
                 out.push_str(l);
@@ -375,6 +384,9 @@ impl Engine {
             }
             if !rec.host.dns_search.is_empty() {
                 out.push_str(&format!("search {}\n", rec.host.dns_search.join(" ")));
+            }
+            if !rec.host.dns_options.is_empty() {
+                out.push_str(&format!("options {}\n", rec.host.dns_options.join(" ")));
             }
             resolv = out;
         }
@@ -964,6 +976,9 @@ async fn attach_networks(
                 None => h.clone(),
             })
             .collect(),
+        dns_servers: rec.host.dns.clone(),
+        dns_search: rec.host.dns_search.clone(),
+        dns_options: rec.host.dns_options.clone(),
     };
     let attachments: Vec<networking::Attachment> = rec
         .networks
