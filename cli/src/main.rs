@@ -176,6 +176,13 @@ enum ContainerCommand {
     /// Record a container's exit and release its shim (the shim runs this)
     #[command(hide = true)]
     Cleanup { id: String },
+    /// Record a restart the shim made (the shim runs this): `die CODE` or `start`
+    #[command(name = "shim-event", hide = true)]
+    ShimEvent {
+        id: String,
+        action: String,
+        exit_code: Option<i32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -312,6 +319,14 @@ async fn dispatch(engine: &mut Engine, cmd: Command) -> Result<()> {
         Command::Diff(a) | Command::Container(C::Diff(a)) => snapshot::diff(engine, &a).await,
         Command::Export(a) | Command::Container(C::Export(a)) => snapshot::export(engine, &a).await,
         Command::Container(C::Cleanup { id }) => manage::cleanup(engine, &id).await,
+        Command::Container(C::ShimEvent {
+            id,
+            action,
+            exit_code,
+        }) => {
+            engine.shim_event(&id, &action, exit_code);
+            Ok(())
+        }
         Command::Build(a) | Command::Image(ImageCommand::Build(a)) => {
             build::build(engine, &a).await
         }

@@ -89,6 +89,7 @@ async fn sandboxes_attach_detach_and_leave_nothing_when_a_step_fails() {
             ..Default::default()
         }],
         extra_hosts: vec!["db:10.234.9.9".into()],
+        ..Default::default()
     };
     let n1 = Attachment {
         network: "n1".into(),

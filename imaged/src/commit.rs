@@ -3,9 +3,10 @@
 //! config, history and manifest Docker would write. The layer is then unpacked like a
 //! pulled one, so the new image runs on exactly the bytes it would push.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,8 @@ use tonic::Status;
 
 use crate::daemon::{now_rfc3339, Daemon};
 use crate::digest::{Digest, Hasher};
-use crate::layer::{diff, unpack, Compression, UnpackOptions};
+use crate::layer::{diff_without, unpack, Compression, UnpackOptions};
+use crate::placeholders::placeholders;
 use crate::reference::Reference;
 use crate::service::{active_status, image_status};
 use crate::store::meta::{ImageRecord, LayerRef, SnapshotRecord};
@@ -94,8 +96,15 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
     }
     let active = store.active_record(&req.key).map_err(active_status)?;
 
-    // The layer: the upper directory as a gzip tar, hashed compressed and uncompressed.
+    // The layer: the upper directory as a gzip tar, hashed compressed and uncompressed,
+    // without the engine's mount points.
     let upper = store.snapshots.fs(active.dir);
+    let skip = if req.init_paths.is_empty() {
+        Default::default()
+    } else {
+        let m = store.mounts(&req.key).map_err(active_status)?;
+        placeholders(&upper, &m.lowers, &req.init_paths)
+    };
     let tmp = tempfile::NamedTempFile::new_in(store.content.ingest_dir()).map_err(internal)?;
     let mut hashing = Hashing {
         inner: io::BufWriter::with_capacity(1 << 20, tmp.reopen().map_err(internal)?),
@@ -104,8 +113,8 @@ pub fn commit(d: &Daemon, req: &pb::CommitRequest) -> Result<Digest, Status> {
     };
     let report = {
         let mut gz = Compression::Gzip.writer(&mut hashing).map_err(internal)?;
-        let report =
-            diff(&upper, &mut gz).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let report = diff_without(&upper, &mut gz, &skip)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         gz.finish().map_err(internal)?;
         report
     };
@@ -280,10 +289,12 @@ fn store_image(
 
 /// `docker diff`: A (added), C (changed), D (deleted) under the snapshot's upper directory,
 /// judged against the layers below; parents of a change count as changed, as in Docker.
-pub fn changes(d: &Daemon, key: &str) -> Result<Vec<pb::Change>, Status> {
+/// The engine's mount points among `init_paths` are not the container's changes.
+pub fn changes(d: &Daemon, key: &str, init_paths: &[String]) -> Result<Vec<pb::Change>, Status> {
     let m = d.store.mounts(key).map_err(active_status)?;
+    let skip = placeholders(&m.upper, &m.lowers, init_paths);
     let mut out: BTreeMap<String, i32> = BTreeMap::new();
-    walk(&m.upper, Path::new("/"), &m.lowers, &mut out).map_err(internal)?;
+    walk(&m.upper, Path::new("/"), &m.lowers, &skip, &mut out).map_err(internal)?;
     Ok(out
         .into_iter()
         .map(|(path, kind)| pb::Change { kind, path })
@@ -305,12 +316,21 @@ fn walk(
     dir: &Path,
     rel: &Path,
     lowers: &[PathBuf],
+    skip: &HashSet<Vec<u8>>,
     out: &mut BTreeMap<String, i32>,
 ) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = rel.join(e.file_name());
+        if skip.contains(
+            path.strip_prefix("/")
+                .unwrap_or(&path)
+                .as_os_str()
+                .as_bytes(),
+        ) {
+            continue;
+        }
         let shown = path.display().to_string();
         let m = e.path().symlink_metadata()?;
         let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
@@ -323,7 +343,7 @@ fn walk(
         };
         out.insert(shown, kind);
         if m.is_dir() && !whiteout {
-            walk(&e.path(), &path, lowers, out)?;
+            walk(&e.path(), &path, lowers, skip, out)?;
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod filters;
 pub mod images;
 pub mod layer;
+pub mod placeholders;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -359,11 +359,11 @@ impl pb::images_server::Images for ImagesService {
 
     async fn changes(
         &self,
-        req: Request<pb::SnapshotRequest>,
+        req: Request<pb::ChangesRequest>,
     ) -> Result<Response<pb::ChangesResponse>, Status> {
-        let key = req.into_inner().key;
+        let req = req.into_inner();
         let changes = self
-            .blocking(move |d| crate::commit::changes(d, &key))
+            .blocking(move |d| crate::commit::changes(d, &req.key, &req.init_paths))
             .await?;
         Ok(Response::new(pb::ChangesResponse { changes }))
     }

@@ -373,7 +373,10 @@ async fn commit_then_push_gives_the_registry_our_digests() {
     std::fs::write(std::path::Path::new(&m.upper).join("hello.txt"), "hi\n").unwrap();
     let changes = d
         .client
-        .changes(pb::SnapshotRequest { key: "c1".into() })
+        .changes(pb::ChangesRequest {
+            key: "c1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -502,7 +505,10 @@ async fn a_prepared_snapshot_mounts_as_the_image_with_writes_in_its_upper() {
     assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "hi\n");
     let changes = d
         .client
-        .changes(pb::SnapshotRequest { key: "c1".into() })
+        .changes(pb::ChangesRequest {
+            key: "c1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
                 vec![]
             },
             extra_hosts: vec![],
+            ..Default::default()
         })
         .await?;
         c.connect_network(pb::ConnectRequest {

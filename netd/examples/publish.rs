@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 }],
                 extra_hosts: vec![],
+                ..Default::default()
             })
             .await?;
             let sb = c

@@ -261,6 +261,7 @@ impl Daemon {
             }
             self.dns.set(&n.id, names);
         }
+        self.dns.set_upstreams(dns::custom_upstreams(&g.state));
         let rules = nft::ruleset(&self.cfg.nft_table, &g.state);
         if g.applied.as_ref() != Some(&rules) {
             g.applied = None; // unknown until nft has answered
@@ -564,6 +565,7 @@ impl Daemon {
                 ports,
                 extra_hosts: spec.extra_hosts,
                 endpoints: Vec::new(),
+                dns: spec.dns,
             },
         );
         if let Err(e) = self.store.save(&g.state) {
@@ -842,7 +844,11 @@ impl Daemon {
             .values()
             .find(|n| n.default && g.dns.contains_key(&n.id))
             .and_then(|n| n.gateway);
-        let resolv_conf = resolv_conf(&self.cfg.resolv_conf, &eps, forwarder);
+        let resolv_conf = dns::resolv::for_container(
+            &resolv_conf(&self.cfg.resolv_conf, &eps, forwarder),
+            &sb.dns,
+            eps.iter().any(|(n, _)| !n.default && n.gateway.is_some()),
+        );
         let hosts = hosts_file(sb, &eps);
         SandboxView {
             sandbox: sb.clone(),
@@ -960,6 +966,7 @@ pub struct SandboxSpec {
     pub hostname: String,
     pub ports: Vec<PortSpec>,
     pub extra_hosts: Vec<String>,
+    pub dns: crate::state::SandboxDns,
 }
 
 #[derive(Debug, Default, Clone)]

@@ -7,7 +7,7 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::daemon::{ConnectSpec, Daemon, Error, NetworkSpec, PortSpec, SandboxSpec, SandboxView};
-use crate::state::{Endpoint, Network, Sandbox};
+use crate::state::{Endpoint, Network, Sandbox, SandboxDns};
 
 pub const API: &str = "berth.netd.v1";
 
@@ -253,6 +253,11 @@ impl pb::networks_server::Networks for NetworksService {
                     })
                     .collect(),
                 extra_hosts: r.extra_hosts,
+                dns: SandboxDns {
+                    servers: r.dns_servers,
+                    search: r.dns_search,
+                    options: r.dns_options,
+                },
             })
             .await
             .map_err(status)?;

@@ -65,6 +65,28 @@ pub struct Sandbox {
     pub ports: Vec<Port>,
     pub extra_hosts: Vec<String>,
     pub endpoints: Vec<Endpoint>,
+    /// Absent from state written before it existed.
+    #[serde(default)]
+    pub dns: SandboxDns,
+}
+
+/// The container's own DNS settings (`--dns`, `--dns-search`, `--dns-option`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SandboxDns {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+impl SandboxDns {
+    /// The servers as upstreams (port 53); words that are no address are left out.
+    pub fn upstreams(&self) -> Vec<std::net::SocketAddr> {
+        self.servers
+            .iter()
+            .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -22,6 +22,9 @@ pub struct ProcState {
     pub started_at: Option<SystemTime>,
     /// The last run ended by the kernel's OOM killer.
     pub oom_killed: bool,
+    /// The engine heard of this exit from the event command (before a restart), so the exit
+    /// command need not report it again.
+    pub exit_reported: bool,
 }
 
 pub struct Proc {
@@ -53,6 +56,7 @@ impl Proc {
                 stopped_by_user: false,
                 started_at: None,
                 oom_killed: false,
+                exit_reported: false,
             }),
             changed: Condvar::new(),
             io: Mutex::new(None),

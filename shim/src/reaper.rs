@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
@@ -69,6 +69,15 @@ pub fn mark_loop_running() {
 }
 
 impl Reaped {
+    /// Waits at most `limit` for the exit; `None` when it has not come (the process is
+    /// left to run, and its exit to the reaper).
+    pub fn wait_for(mut self, limit: Duration) -> Option<Exit> {
+        match self.exit.take() {
+            Some(rx) => rx.recv_timeout(limit).ok(),
+            None => Some(self.wait()),
+        }
+    }
+
     pub fn wait(mut self) -> Exit {
         let Some(exit) = self.exit.take() else {
             let code = match self.child.wait() {

@@ -39,6 +39,8 @@ use crate::stdio::{BerthIo, Prepared, StdioSpec};
 
 /// How long an exit waits for the process's output to drain before it is reported.
 const IO_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How long a restart waits for the engine to record the run that ended.
+const EVENT_COMMAND_WAIT: Duration = Duration::from_secs(2);
 
 /// The runtime a bundle was created with, kept in the bundle for the `delete` bootstrap
 /// action, which runs after the serving shim is gone.
@@ -64,6 +66,9 @@ pub struct Service {
     backoff: Mutex<Backoff>,
     shutting_down: AtomicBool,
     status_lock: Mutex<()>,
+    /// Held from a restart's start until the engine has recorded it, so that the events
+    /// of a run that ends at once (its `die`, or the exit command's) come after its `start`.
+    event_order: Mutex<()>,
 }
 
 fn status_err(code: Code, e: impl std::fmt::Display) -> ttrpc::Error {
@@ -96,6 +101,7 @@ impl Service {
             backoff: Mutex::new(Backoff::default()),
             shutting_down: AtomicBool::new(false),
             status_lock: Mutex::new(()),
+            event_order: Mutex::new(()),
         });
         let s = svc.clone();
         crate::threads::spawn("exits", move || s.exit_loop(rx))?;
@@ -190,6 +196,7 @@ impl Service {
                 restart_count: st.restart_count,
                 stopped_by_user: st.stopped_by_user,
                 oom_killed: st.oom_killed,
+                exit_reported: st.exit_reported,
             },
         );
     }
@@ -436,18 +443,37 @@ impl Service {
     /// The engine's exit command, detached: it may well Delete and Shut down this shim,
     /// so nothing here waits for it.
     fn run_exit_command(&self) {
-        let Some((program, args)) = self.settings.exit_command.split_first() else {
-            return;
-        };
+        let _order = self.event_order.lock().unwrap_or_else(|e| e.into_inner());
+        self.spawn_engine_command(&self.settings.exit_command, &[]);
+    }
+
+    /// The engine's event command with `extra` after its words (`die 1`, `start`), waited
+    /// for (boundedly) so that the events it writes keep their order.
+    fn run_event_command(&self, extra: &[&str]) {
+        if let Some(r) = self.spawn_engine_command(&self.settings.event_command, extra) {
+            if r.wait_for(EVENT_COMMAND_WAIT).is_none() {
+                tracing::warn!("event command still running after {EVENT_COMMAND_WAIT:?}");
+            }
+        }
+    }
+
+    fn spawn_engine_command(
+        &self,
+        argv: &[String],
+        extra: &[&str],
+    ) -> Option<crate::reaper::Reaped> {
+        let (program, args) = argv.split_first()?;
         let mut cmd = std::process::Command::new(program);
         cmd.args(args)
+            .args(extra)
             .current_dir(&self.bundle)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        if let Err(e) = crate::reaper::global().spawn(&mut cmd) {
-            tracing::warn!("exit command {program}: {e}");
-        }
+        crate::reaper::global()
+            .spawn(&mut cmd)
+            .inspect_err(|e| tracing::warn!("engine command {program}: {e}"))
+            .ok()
     }
 
     fn publish_exit(&self, proc: &Proc, pid: u32, exit: Exit) {
@@ -484,6 +510,13 @@ impl Service {
             code: 255,
             at: SystemTime::now(),
         });
+        // The engine records this run's end before the next run starts, so `events` shows
+        // die, then start, as Docker's do.
+        {
+            let _order = self.event_order.lock().unwrap_or_else(|e| e.into_inner());
+            self.run_event_command(&["die", &exit.code.to_string()]);
+            proc.state().exit_reported = true;
+        }
         // Sleep out the back-off, but give up at once if the user stops the container.
         let deadline = std::time::Instant::now() + delay;
         loop {
@@ -497,7 +530,12 @@ impl Service {
         }
         // Counted before the new run exists, so an exit of the new run (handled on the
         // exits thread) already sees it.
-        proc.state().restart_count += 1;
+        {
+            let mut st = proc.state();
+            st.restart_count += 1;
+            st.exit_reported = false;
+        }
+        let order = self.event_order.lock().unwrap_or_else(|e| e.into_inner());
         let result = (|| -> Result<u32> {
             let runtime = self.runtime()?;
             let _ = runtime.delete(&self.ctx.id, true);
@@ -526,9 +564,12 @@ impl Service {
                     }
                     proc.state().restarting = false;
                 }
+                self.run_event_command(&["start"]);
+                drop(order);
                 self.write_status(&proc);
             }
             Err(e) => {
+                drop(order);
                 tracing::error!("restart container {}: {e:#}", self.ctx.id);
                 self.finish_init(&proc, exit);
             }

@@ -21,6 +21,7 @@ pub const STDIN_ONCE: &str = "io.berth.stdin-once";
 pub const SHIM_SOCKET: &str = "io.berth.shim.socket";
 pub const RUNTIME_ROOT: &str = "io.berth.runtime.root";
 pub const EXIT_COMMAND: &str = "io.berth.exit-command";
+pub const EVENT_COMMAND: &str = "io.berth.event-command";
 pub const HEALTHCHECK: &str = "io.berth.healthcheck";
 
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct Settings {
     /// Run (argv) once the init has exited for good, after the restart policy had its say:
     /// how a daemonless engine learns of the exit (podman's conmon has the same).
     pub exit_command: Vec<String>,
+    /// Run (argv, then `die CODE` or `start`) around each restart the restart policy makes:
+    /// the engine is not there to see them, and Docker reports them as `die` and `start`.
+    pub event_command: Vec<String>,
     /// Docker's HEALTHCHECK, run by the shim (health.rs).
     pub healthcheck: Option<crate::health::HealthConfig>,
 }
@@ -58,6 +62,7 @@ impl Default for Settings {
             shim_socket: None,
             runtime_root: None,
             exit_command: Vec::new(),
+            event_command: Vec::new(),
             healthcheck: None,
         }
     }
@@ -120,6 +125,10 @@ impl Settings {
         if let Some(v) = get(EXIT_COMMAND) {
             s.exit_command = serde_json::from_str(v)
                 .with_context(|| format!("{EXIT_COMMAND}={v}: want a JSON array of strings"))?;
+        }
+        if let Some(v) = get(EVENT_COMMAND) {
+            s.event_command = serde_json::from_str(v)
+                .with_context(|| format!("{EVENT_COMMAND}={v}: want a JSON array of strings"))?;
         }
         if let Some(v) = get(HEALTHCHECK) {
             s.healthcheck =
@@ -190,6 +199,7 @@ mod tests {
             LOG_PATH: "/l/c.log", LOG_MAX_SIZE: "1k", LOG_MAX_FILE: "3",
             RESTART: "on-failure:2", STOP_SIGNAL: "SIGINT", STOP_TIMEOUT: "3",
             OPEN_STDIN: "true", EXIT_COMMAND: "[\"/bin/berth\",\"cleanup\"]",
+            EVENT_COMMAND: "[\"/bin/berth\",\"event\"]",
         });
         let s = Settings::from_annotations(Some(&v)).unwrap();
         assert_eq!(s.log_path.as_deref(), Some(Path::new("/l/c.log")));
@@ -200,6 +210,7 @@ mod tests {
         assert_eq!(s.stop_timeout, Duration::from_secs(3));
         assert!(s.open_stdin);
         assert_eq!(s.exit_command, ["/bin/berth", "cleanup"]);
+        assert_eq!(s.event_command, ["/bin/berth", "event"]);
         let bad = serde_json::json!({ RESTART: "sometimes" });
         assert!(Settings::from_annotations(Some(&bad)).is_err());
     }

@@ -27,6 +27,9 @@ pub struct StatusFile {
     pub stopped_by_user: bool,
     /// The last run was ended by the kernel's OOM killer.
     pub oom_killed: bool,
+    /// The engine was already told of this exit (its `die` event is written).
+    #[serde(default)]
+    pub exit_reported: bool,
 }
 
 pub fn time(t: Option<SystemTime>) -> Option<String> {

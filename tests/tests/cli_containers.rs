@@ -859,6 +859,110 @@ fn commit_diff_and_export_show_what_the_container_wrote() {
     b.ok(&["rmi", "mybox:v1"]);
 }
 
+/// The entries of the top layer of `image`, as `tar tf` lists them from `berth save`.
+fn top_layer_listing(b: &Berth, image: &str) -> Vec<String> {
+    let dir = b
+        .env
+        .path()
+        .join(format!("save-{}", image.replace([':', '/'], "-")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("img.tar");
+    b.ok(&["save", "-o", &archive.display().to_string(), image]);
+    run(Command::new("tar")
+        .arg("xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir))
+    .assert_success();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let top = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    let out = run(Command::new("tar")
+        .arg("tf")
+        .arg(dir.join(top.as_str().unwrap())));
+    out.assert_success();
+    out.stdout.lines().map(String::from).collect()
+}
+
+#[test]
+fn commit_and_diff_of_a_running_container_leave_out_the_engines_mount_points() {
+    if !can_run() || !require_cmds(&["tar"]) {
+        return;
+    }
+    let b = Berth::new("cli-initlayer");
+    // The busybox fixture has no /etc/hosts, /etc/hostname or /etc/resolv.conf: the
+    // runtime makes the mount points for the engine's files in the container's layer.
+    b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "up",
+        "busybox",
+        "sleep",
+        "1d",
+    ]);
+    // What the container writes to /etc/hosts goes to the bound file, as in Docker.
+    b.ok(&[
+        "exec",
+        "up",
+        "sh",
+        "-c",
+        "echo '10.9.9.9 extra' >> /etc/hosts; mkdir /root/sub; echo mine > /root/sub/f",
+    ]);
+    // Docker lists only what the container did.
+    assert_eq!(
+        b.ok(&["diff", "up"]),
+        "C /root\nA /root/sub\nA /root/sub/f\n"
+    );
+    b.ok(&["commit", "up", "snap:1"]);
+    assert_eq!(
+        top_layer_listing(&b, "snap:1"),
+        ["root/", "root/sub/", "root/sub/f"],
+        "the layer holds the engine's mount points"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "snap:1",
+            "cat",
+            "/root/sub/f"
+        ]),
+        "mine\n"
+    );
+    // Stopped, the mount points are still left out.
+    b.ok(&["stop", "-t", "0", "up"]);
+    b.ok(&["commit", "up", "snap:2"]);
+    assert_eq!(
+        top_layer_listing(&b, "snap:2"),
+        ["root/", "root/sub/", "root/sub/f"]
+    );
+
+    // A file the user put at one of those paths in the layer (cp into a container never
+    // started, as Docker's cp writes there too) is the container's own and is kept.
+    b.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "cpd",
+        "busybox",
+        "true",
+    ]);
+    let hosts = b.env.path().join("hosts");
+    std::fs::write(&hosts, "10.1.1.1 mine\n").unwrap();
+    b.ok(&["cp", &hosts.display().to_string(), "cpd:/etc/hosts"]);
+    b.ok(&["commit", "cpd", "snap:3"]);
+    let list = top_layer_listing(&b, "snap:3");
+    assert!(list.iter().any(|l| l == "etc/hosts"), "{list:?}");
+    assert_eq!(b.ok(&["diff", "cpd"]), "C /etc\nA /etc/hosts\n");
+    b.ok(&["rm", "-f", "up", "cpd"]);
+}
+
 #[test]
 fn concurrent_creates_of_one_name_give_it_to_exactly_one() {
     if !can_run() {

@@ -277,3 +277,86 @@ fn berth_and_docker_agree_on_what_a_user_sees() {
     let (d, b) = both.same_code(&["ps", "-aq", "--filter", "name=cmp"]);
     assert_eq!((d.stdout.as_str(), b.stdout.as_str()), ("", ""));
 }
+
+/// The entries of the top layer of the image `save` wrote to `archive`, as `tar tf` lists
+/// them.
+fn top_layer_listing(archive: &std::path::Path) -> Vec<String> {
+    let dir = archive.with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    berth_tests::run(
+        std::process::Command::new("tar")
+            .arg("xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(&dir),
+    )
+    .assert_success();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let top = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    let out = berth_tests::run(
+        std::process::Command::new("tar")
+            .arg("tf")
+            .arg(dir.join(top.as_str().unwrap())),
+    );
+    out.assert_success();
+    let mut v: Vec<String> = out.stdout.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// A running container's commit and diff hold what it wrote, not the mount points of the
+/// files the engine binds: Docker has those in its init layer.
+#[test]
+fn commit_and_diff_of_a_running_container_match_dockers() {
+    let Some((env, dockerd)) = dockerd_with_busybox("cli-vs-docker-commit") else {
+        return;
+    };
+    let load = run_timeout(
+        env.command(bin("berth"))
+            .args(["load", "-i"])
+            .arg(fixtures().join("busybox.tar")),
+        Duration::from_secs(120),
+    );
+    load.assert_success();
+    let both = Both {
+        env: &env,
+        dockerd: &dockerd,
+    };
+    both.same_code(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "up",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    both.same(&[
+        "exec",
+        "up",
+        "sh",
+        "-c",
+        "echo '10.9.9.9 extra' >> /etc/hosts; mkdir /root/sub; echo mine > /root/sub/f",
+    ]);
+    let (d, b) = both.same_code(&["diff", "up"]);
+    let sorted = |o: &str| {
+        let mut v: Vec<String> = o.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&b.stdout), sorted(&d.stdout));
+    both.same_code(&["commit", "up", "snap:1"]);
+    let (da, ba) = (env.path().join("d.tar"), env.path().join("b.tar"));
+    both.docker(&["save", "-o", &da.display().to_string(), "snap:1"])
+        .assert_success();
+    both.berth(&["save", "-o", &ba.display().to_string(), "snap:1"])
+        .assert_success();
+    let (dl, bl) = (top_layer_listing(&da), top_layer_listing(&ba));
+    assert_eq!(bl, dl);
+    assert!(!bl.iter().any(|l| l.starts_with("etc")), "{bl:?}");
+    both.same(&["rm", "-f", "up"]);
+    both.same_code(&["rmi", "snap:1"]);
+}

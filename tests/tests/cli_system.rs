@@ -434,6 +434,19 @@ fn events_follow_the_lifecycle_in_dockers_line_format() {
     h.ok(&["unpause", "web"]);
     h.ok(&["rename", "web", "web2"]);
     h.ok(&["stop", "-t", "1", "web2"]);
+    // Docker's order, kill, die, stop, is in the log by the time stop returns.
+    let written = std::fs::read_to_string(h.env.run().join("events.log")).unwrap();
+    let actions: Vec<String> = written
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["Actor"]["ID"] == id.as_str())
+        .map(|v| v["Action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions[actions.len() - 4..],
+        ["kill", "kill", "die", "stop"],
+        "{written}"
+    );
     h.until("the die event", || {
         std::fs::read_to_string(&log).unwrap().contains(" die ")
     });
@@ -483,8 +496,8 @@ fn events_follow_the_lifecycle_in_dockers_line_format() {
             "unpause",
             "rename",
             "kill",
-            "stop",
             "die",
+            "stop",
             "destroy"
         ]
         .iter()
@@ -638,6 +651,113 @@ fn events_follow_the_lifecycle_in_dockers_line_format() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("volume create late"), "{text}");
+}
+
+/// `die` and `start` of the restarts a restart policy makes, as `docker events` shows them.
+#[test]
+fn events_show_the_restarts_of_a_restart_policy() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("sys-restartev");
+    let id = h.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:2",
+        "--name",
+        "flaky",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 3",
+    ]);
+    let id = id.trim().to_string();
+    h.until("the third run's end", || {
+        h.status("flaky") == "exited" && h.inspect("flaky", "{{.RestartCount}}") == "2"
+    });
+    let events = || {
+        h.ok(&[
+            "events",
+            "--since",
+            "5m",
+            "--until",
+            "0s",
+            "--filter",
+            "container=flaky",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.exitCode}}",
+        ])
+    };
+    // The last die comes from the exit command, which may still be running.
+    h.until("the last die", || events().matches("die").count() >= 3);
+    let out = events();
+    let got: Vec<&str> = out.lines().map(str::trim_end).collect();
+    assert_eq!(
+        got,
+        ["create", "start", "die 3", "start", "die 3", "start", "die 3"],
+        "{out}"
+    );
+    // In Docker's line format too, with the container's attributes.
+    let out = h.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=start",
+    ]);
+    let starts: Vec<&str> = out.lines().collect();
+    assert_eq!(starts.len(), 3, "{out}");
+    for l in starts {
+        assert!(
+            l.ends_with(&format!("container start {id} (image=busybox, name=flaky)")),
+            "{l}"
+        );
+    }
+
+    // `always`, stopped by the user: its restarts, then kill, die, stop.
+    h.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "--name",
+        "loop",
+        "busybox",
+        "sh",
+        "-c",
+        // Ends twice (status 0), then stays up: /tmp lives on across restarts.
+        "[ -e /tmp/2 ] && exec sleep 600; [ -e /tmp/1 ] && touch /tmp/2; touch /tmp/1",
+    ]);
+    h.until("the third run", || {
+        h.inspect("loop", "{{.State.Status}} {{.RestartCount}}") == "running 2"
+    });
+    h.ok(&["stop", "-t", "1", "loop"]);
+    let out = h.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=loop",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let got: Vec<&str> = out.lines().collect();
+    // `sleep` as pid 1 ignores SIGTERM: SIGKILL after the second.
+    assert_eq!(
+        got,
+        ["create", "start", "die", "start", "die", "start", "kill", "kill", "die", "stop"],
+        "{out}"
+    );
+    h.ok(&["rm", "-f", "flaky", "loop"]);
 }
 
 #[test]

@@ -532,3 +532,163 @@ fn nginx_published_on_8080_answers_curl() {
     });
     h.ok(&["rm", "-f", "web"]);
 }
+
+/// A DNS server for the test's "host" namespace `ns`, on `addr`:53 (UDP): `name` has the
+/// A record `ip`; any other name is NXDOMAIN. Serves until `stop` is set.
+fn fake_upstream(
+    ns: &std::path::Path,
+    addr: std::net::Ipv4Addr,
+    name: &'static str,
+    ip: std::net::Ipv4Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let ns_file = std::fs::File::open(ns).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        // This thread only: the socket is made in the test's namespace and stays there.
+        nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let sock = std::net::UdpSocket::bind((addr, 53)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 512];
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Some(reply) = dns_reply(&buf[..n], name, ip) {
+                let _ = sock.send_to(&reply, peer);
+            }
+        }
+    });
+    rx.recv().unwrap();
+    t
+}
+
+/// The answer to a one-question query: A `ip` for `name`, no records for its other types,
+/// NXDOMAIN for other names.
+fn dns_reply(q: &[u8], name: &str, ip: std::net::Ipv4Addr) -> Option<Vec<u8>> {
+    let mut i = 12;
+    let mut labels = Vec::new();
+    while *q.get(i)? != 0 {
+        let len = q[i] as usize;
+        labels.push(String::from_utf8_lossy(q.get(i + 1..i + 1 + len)?).to_lowercase());
+        i += 1 + len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let question = &q[12..i + 5];
+    let known = labels.join(".") == name;
+    let answer = known && qtype == 1;
+    let mut r = q[..2].to_vec();
+    r.extend_from_slice(&[0x81, if known { 0x80 } else { 0x83 }]);
+    r.extend_from_slice(&[0, 1, 0, answer as u8, 0, 0, 0, 0]);
+    r.extend_from_slice(question);
+    if answer {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&ip.octets());
+    }
+    Some(r)
+}
+
+/// `--dns` on a user-defined network: the network's DNS server stays in resolv.conf, so the
+/// container resolves its peers by name, and forwards the rest to the `--dns` servers (here
+/// one that knows a name nothing else knows), as Docker's embedded DNS does.
+#[test]
+fn dns_servers_of_a_container_on_a_user_network_answer_what_peers_do_not() {
+    if !can_run() {
+        return;
+    }
+    let h = Host::new("walk-owndns");
+    // The fake upstream on an address of the test's host, reachable from containers.
+    h.sh(&["ip", "addr", "add", "10.123.45.1/32", "dev", "lo"])
+        .assert_success();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = fake_upstream(
+        &h.ns,
+        "10.123.45.1".parse().unwrap(),
+        "only.upstream.test",
+        "10.77.0.7".parse().unwrap(),
+        stop.clone(),
+    );
+    h.ok(&["network", "create", "app"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "app",
+        "--name",
+        "peer",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let peer_ip = h
+        .ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.app.IPAddress}}",
+            "peer",
+        ])
+        .trim()
+        .to_string();
+    let gateway = h
+        .ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.app.Gateway}}",
+            "peer",
+        ])
+        .trim()
+        .to_string();
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "--dns",
+        "10.123.45.1",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:1",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert_eq!(
+        out,
+        format!("nameserver {gateway}\nsearch example.test\noptions ndots:1\n")
+    );
+    // No search domains (`.`: not even the host's): busybox's nslookup does not fall back
+    // to the bare name after `peer.DOMAIN`.
+    let out = h.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "--dns",
+        "10.123.45.1",
+        "--dns-search",
+        ".",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup peer; nslookup only.upstream.test",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().unwrap();
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    let addrs: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .filter_map(|l| {
+            l.strip_prefix("Address: ")
+                .or_else(|| l.strip_prefix("Address 1: "))
+        })
+        .map(|a| a.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert!(addrs.contains(&peer_ip.as_str()), "{}", out.stdout);
+    assert!(addrs.contains(&"10.77.0.7"), "{}", out.stdout);
+    h.ok(&["rm", "-f", "peer"]);
+}

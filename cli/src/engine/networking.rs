@@ -49,6 +49,11 @@ pub struct SandboxSpec {
     pub ports: Vec<PortMapping>,
     /// `/etc/hosts` lines: `--add-host`, and `--link` targets resolved by the caller.
     pub extra_hosts: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`: netd writes them into resolv.conf, or, on a
+    /// user-defined network, has the network's DNS server forward to the `--dns` servers.
+    pub dns_servers: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }
 
 /// One attachment: `--network NAME`, `network connect`.
@@ -73,6 +78,9 @@ pub async fn create_sandbox(c: &mut Client, spec: &SandboxSpec) -> Result<Sandbo
         hostname: spec.hostname.clone(),
         ports: spec.ports.clone(),
         extra_hosts: spec.extra_hosts.clone(),
+        dns_servers: spec.dns_servers.clone(),
+        dns_search: spec.dns_search.clone(),
+        dns_options: spec.dns_options.clone(),
     })
     .await?
     .into_inner())

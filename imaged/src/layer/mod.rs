@@ -22,5 +22,5 @@ pub use compression::{
     detect_and_decode, CompressWriter, Compression, UnsupportedCompression, MAGIC_LEN,
 };
 pub use error::{At, LayerError, Refusal};
-pub use pack::{archive_dir, diff, DiffReport};
+pub use pack::{archive_dir, diff, diff_without, DiffReport};
 pub use unpack::{unpack, UnpackOptions, UnpackReport};

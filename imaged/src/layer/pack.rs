@@ -1,7 +1,7 @@
 //! Writing a directory tree as a tar: an overlayfs upper directory as a layer ([`diff`]),
 //! or any tree as it is ([`archive_dir`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -55,7 +55,17 @@ pub struct DiffReport {
 /// without following symlinks, so a container still running cannot point the walk outside
 /// the upper by swapping a directory for a symlink.
 pub fn diff(upper: &Path, out: impl Write) -> Result<DiffReport, LayerError> {
-    pack(upper, out, Whiteouts::Translate)
+    pack(upper, out, Whiteouts::Translate, &HashSet::new())
+}
+
+/// [`diff`] without the entries at `skip` (paths relative to `upper`, no leading `/`) and
+/// what is below them: the engine's mount points, which are not the container's changes.
+pub fn diff_without(
+    upper: &Path,
+    out: impl Write,
+    skip: &HashSet<Vec<u8>>,
+) -> Result<DiffReport, LayerError> {
+    pack(upper, out, Whiteouts::Translate, skip)
 }
 
 /// A plain tar of a directory tree, for `export` of a mounted container root and for
@@ -63,7 +73,7 @@ pub fn diff(upper: &Path, out: impl Write) -> Result<DiffReport, LayerError> {
 /// (a 0:0 character device is written as one). overlayfs's own xattrs are still left out:
 /// they describe one mount's layers and mean nothing elsewhere.
 pub fn archive_dir(root: &Path, out: impl Write) -> Result<DiffReport, LayerError> {
-    pack(root, out, Whiteouts::Keep)
+    pack(root, out, Whiteouts::Keep, &HashSet::new())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +85,12 @@ enum Whiteouts {
 const BUFFER: usize = 1 << 20;
 const BLOCK: usize = 512;
 
-fn pack(root: &Path, out: impl Write, mode: Whiteouts) -> Result<DiffReport, LayerError> {
+fn pack(
+    root: &Path,
+    out: impl Write,
+    mode: Whiteouts,
+    skip: &HashSet<Vec<u8>>,
+) -> Result<DiffReport, LayerError> {
     let fail = |op, source| LayerError::Archive {
         path: root.to_path_buf(),
         op,
@@ -93,6 +108,7 @@ fn pack(root: &Path, out: impl Write, mode: Whiteouts) -> Result<DiffReport, Lay
         links: HashMap::new(),
         buf: vec![0; BUFFER],
         entries: 0,
+        skip,
     };
     let root_dir = Dir::from_fd(fd).map_err(|e| fail("open", e.into()))?;
     // The root itself gets no entry (Docker's diffs and exports have none), but an opaque
@@ -173,16 +189,18 @@ struct Xattrs {
     opaque: bool,
 }
 
-struct Packer<W: Write> {
+struct Packer<'s, W: Write> {
     out: HashWriter<BufWriter<W>>,
     mode: Whiteouts,
     /// First name written for each (device, inode) with more than one link.
     links: HashMap<(u64, u64), Vec<u8>>,
     buf: Vec<u8>,
     entries: u64,
+    /// Relative paths left out, with all below them.
+    skip: &'s HashSet<Vec<u8>>,
 }
 
-impl<W: Write> Packer<W> {
+impl<W: Write> Packer<'_, W> {
     /// Writes the entries below `root`, directory by directory. The walk keeps its own stack
     /// rather than recursing: a container may nest directories deeper than a thread's stack
     /// would take. Each level holds one descriptor, so depth is bounded by [`MAX_DEPTH`].
@@ -244,6 +262,9 @@ impl<W: Write> Packer<W> {
         for name in names {
             let name = name.as_c_str();
             let rel = [prefix, name.to_bytes()].concat();
+            if self.skip.contains(&rel) {
+                continue;
+            }
             let st = match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 // Deleted by a container still running: it is not part of the tree now.

@@ -2,20 +2,22 @@
 //! TCP), it answers the names of the containers on that network (container name, hostname,
 //! short id, `--network-alias`) with every address holding them, rotated on each answer; an
 //! unknown single-label name gets NXDOMAIN at once; anything else is forwarded to the host's
-//! resolvers (`upstream`), except on `--internal` networks, which reach nothing outside, not
-//! even through DNS: there such names get SERVFAIL at once.
+//! resolvers (`upstream`), or to a container's own (`--dns`, `custom`), except on `--internal`
+//! networks, which reach nothing outside, not even through DNS: there such names get SERVFAIL
+//! at once.
 //!
 //! Messages are parsed and built with hickory-proto. hickory-server's Authority/Catalog model
 //! fits zone files; ours is a small table that changes on every connect, so the socket loops
 //! here (`serve`) are shorter than adapting it.
 
 pub mod cache;
+pub mod custom;
 pub mod resolv;
 mod serve;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -23,6 +25,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 
+pub use custom::custom_upstreams;
 pub use upstream::{Forwarder, Transport};
 /// name (lower case, no trailing dot) → addresses, for one network.
 pub type Names = HashMap<String, Vec<Ipv4Addr>>;
@@ -31,9 +34,14 @@ pub type Names = HashMap<String, Vec<Ipv4Addr>>;
 #[derive(Default)]
 pub struct Table {
     nets: RwLock<HashMap<String, Arc<Names>>>,
+    /// Where the queries of containers with servers of their own go.
+    upstreams: custom::Upstreams,
 }
 
 impl Table {
+    pub fn set_upstreams(&self, by_addr: HashMap<IpAddr, Vec<std::net::SocketAddr>>) {
+        self.upstreams.set(by_addr);
+    }
     pub fn set(&self, network_id: &str, names: Names) {
         self.nets
             .write()
@@ -95,7 +103,9 @@ impl Server {
 
     /// The reply to one query; None when there is nothing to say (garbage, not a query).
     /// Over UDP the caller still has to fit it into the client's size (`serve::fit`).
-    pub async fn answer(&self, query: &[u8], via: Transport) -> Option<Vec<u8>> {
+    /// `from` is the asking container's address: its own servers, if it has some, get the
+    /// names the network does not hold.
+    pub async fn answer(&self, query: &[u8], via: Transport, from: IpAddr) -> Option<Vec<u8>> {
         let msg = Message::from_vec(query).ok()?;
         if msg.metadata.message_type != MessageType::Query || msg.metadata.op_code != OpCode::Query
         {
@@ -132,7 +142,12 @@ impl Server {
             return reply.to_vec().ok();
         }
         if !self.internal {
-            if let Some(r) = self.forwarder.forward(&msg, query, via).await {
+            let forwarder = self
+                .table
+                .upstreams
+                .get(from)
+                .unwrap_or_else(|| self.forwarder.clone());
+            if let Some(r) = forwarder.forward(&msg, query, via).await {
                 return Some(r);
             }
         }
@@ -147,6 +162,8 @@ mod tests {
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
     use std::str::FromStr;
+
+    const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 234, 1, 9));
 
     fn query(name: &str) -> Vec<u8> {
         let mut m = Message::query();
@@ -184,16 +201,16 @@ mod tests {
     async fn names_rotate_and_unknown_is_nxdomain() {
         let s = server(false, "/nonexistent");
         let udp = Transport::Udp;
-        let (rc, first) = addrs(&s.answer(&query("web."), udp).await.unwrap());
+        let (rc, first) = addrs(&s.answer(&query("web."), udp, FROM).await.unwrap());
         assert_eq!(rc, ResponseCode::NoError);
         assert_eq!(first.len(), 2);
-        let (_, second) = addrs(&s.answer(&query("WEB.mynet."), udp).await.unwrap());
+        let (_, second) = addrs(&s.answer(&query("WEB.mynet."), udp, FROM).await.unwrap());
         assert_eq!(second.len(), 2);
         assert_ne!(first[0], second[0], "rotated");
-        let (rc, none) = addrs(&s.answer(&query("nothere."), udp).await.unwrap());
+        let (rc, none) = addrs(&s.answer(&query("nothere."), udp, FROM).await.unwrap());
         assert_eq!((rc, none.len()), (ResponseCode::NXDomain, 0));
         // No upstream to relay to: SERVFAIL, not silence.
-        let (rc, _) = addrs(&s.answer(&query("example.org."), udp).await.unwrap());
+        let (rc, _) = addrs(&s.answer(&query("example.org."), udp, FROM).await.unwrap());
         assert_eq!(rc, ResponseCode::ServFail);
     }
 
@@ -205,11 +222,11 @@ mod tests {
         let conf = dir.path().join("resolv.conf");
         std::fs::write(&conf, "nameserver 127.0.0.1\n").unwrap();
         let s = server(true, conf.to_str().unwrap());
-        let (rc, ips) = addrs(&s.answer(&query("db."), Transport::Udp).await.unwrap());
+        let (rc, ips) = addrs(&s.answer(&query("db."), Transport::Udp, FROM).await.unwrap());
         assert_eq!((rc, ips.len()), (ResponseCode::NoError, 1));
         let t = std::time::Instant::now();
         let (rc, _) = addrs(
-            &s.answer(&query("example.org."), Transport::Tcp)
+            &s.answer(&query("example.org."), Transport::Tcp, FROM)
                 .await
                 .unwrap(),
         );

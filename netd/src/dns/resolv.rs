@@ -91,10 +91,12 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
     })
 }
 
-/// The current contents of one resolv.conf, re-parsed when the file changes.
+/// The current contents of one resolv.conf, re-parsed when the file changes; or a fixed
+/// list of servers (no file).
 pub struct Watch {
-    path: PathBuf,
+    path: Option<PathBuf>,
     current: Mutex<(Option<Stamp>, Arc<ResolvConf>)>,
+    fixed: Vec<SocketAddr>,
 }
 
 impl Watch {
@@ -103,35 +105,130 @@ impl Watch {
         let s = stamp(&path);
         let conf = Arc::new(ResolvConf::read(&path));
         Watch {
-            path,
+            path: Some(path),
             current: Mutex::new((s, conf)),
+            fixed: Vec::new(),
         }
+    }
+
+    /// `servers`, always: nothing to watch.
+    pub fn fixed(servers: Vec<SocketAddr>) -> Watch {
+        let conf = ResolvConf {
+            nameservers: servers.clone(),
+            search_options: Vec::new(),
+        };
+        Watch {
+            path: None,
+            current: Mutex::new((None, Arc::new(conf))),
+            fixed: servers,
+        }
+    }
+
+    pub fn fixed_servers(&self) -> &[SocketAddr] {
+        &self.fixed
     }
 
     /// The configuration now, and whether it differs from what the last call returned.
     pub fn get(&self) -> (Arc<ResolvConf>, bool) {
-        let s = stamp(&self.path);
+        let Some(path) = &self.path else {
+            return (
+                self.current.lock().expect("resolv watch lock").1.clone(),
+                false,
+            );
+        };
+        let s = stamp(path);
         let mut cur = self.current.lock().expect("resolv watch lock");
         if s == cur.0 {
             return (cur.1.clone(), false);
         }
-        let conf = ResolvConf::read(&self.path);
+        let conf = ResolvConf::read(path);
         let changed = conf != *cur.1;
         if changed {
-            tracing::info!(
-                "{}: nameservers now {:?}",
-                self.path.display(),
-                conf.nameservers
-            );
+            tracing::info!("{}: nameservers now {:?}", path.display(), conf.nameservers);
         }
         *cur = (s, Arc::new(conf));
         (cur.1.clone(), changed)
     }
 }
 
+/// A container's resolv.conf: `base` (what netd gives: the network's DNS server, or the
+/// host's resolvers, then the host's search and options lines) under the container's own
+/// settings, as Docker applies them. Its servers replace the nameservers unless the
+/// container uses a network's DNS server (`embedded`), which forwards to them instead; its
+/// search domains and options replace the host's (`--dns-search .`: none).
+pub fn for_container(base: &str, own: &crate::state::SandboxDns, embedded: bool) -> String {
+    if own.servers.is_empty() && own.search.is_empty() && own.options.is_empty() {
+        return base.to_string();
+    }
+    let starts = |l: &str, words: &[&str]| {
+        words
+            .iter()
+            .any(|w| l.split_whitespace().next() == Some(*w))
+    };
+    let mut out = String::new();
+    if embedded || own.servers.is_empty() {
+        for l in base.lines().filter(|l| starts(l, &["nameserver"])) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    } else {
+        for s in &own.servers {
+            out.push_str(&format!("nameserver {s}\n"));
+        }
+    }
+    let search: Vec<&String> = own.search.iter().filter(|s| s.as_str() != ".").collect();
+    if own.search.is_empty() {
+        for l in base.lines().filter(|l| starts(l, &["search", "domain"])) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    } else if !search.is_empty() {
+        let words: Vec<&str> = search.iter().map(|s| s.as_str()).collect();
+        out.push_str(&format!("search {}\n", words.join(" ")));
+    }
+    if own.options.is_empty() {
+        for l in base.lines().filter(|l| starts(l, &["options"])) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    } else {
+        out.push_str(&format!("options {}\n", own.options.join(" ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_containers_own_settings_over_what_netd_gives() {
+        let base = "nameserver 10.234.1.1\nsearch lan\noptions edns0\n";
+        let own = |servers: &[&str], search: &[&str], options: &[&str]| crate::state::SandboxDns {
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            search: search.iter().map(|s| s.to_string()).collect(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(for_container(base, &own(&[], &[], &[]), true), base);
+        // On a user network the network's server stays: it forwards to the container's.
+        assert_eq!(
+            for_container(base, &own(&["10.9.0.1"], &[], &[]), true),
+            base
+        );
+        assert_eq!(
+            for_container(
+                base,
+                &own(&["10.9.0.1"], &["a.example"], &["ndots:2"]),
+                true
+            ),
+            "nameserver 10.234.1.1\nsearch a.example\noptions ndots:2\n"
+        );
+        // Elsewhere the container's servers are its nameservers.
+        assert_eq!(
+            for_container(base, &own(&["10.9.0.1", "10.9.0.2"], &["."], &[]), false),
+            "nameserver 10.9.0.1\nnameserver 10.9.0.2\noptions edns0\n"
+        );
+    }
 
     #[test]
     fn parses_nameservers_search_options_and_skips_the_rest() {

@@ -2,6 +2,7 @@
 //! gateway, each query answered by `Server::answer` on a task of its own so a slow upstream
 //! holds up nobody else.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +61,7 @@ impl Server {
             let me = self.clone();
             let sock = sock.clone();
             tokio::spawn(async move {
-                if let Some(reply) = me.answer(&query, Transport::Udp).await {
+                if let Some(reply) = me.answer(&query, Transport::Udp, peer.ip()).await {
                     let _ = sock.send_to(&fit(&query, reply), peer).await;
                 }
             });
@@ -75,8 +76,8 @@ impl Server {
             }
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        conns.spawn(self.clone().serve_conn(stream));
+                    Ok((stream, peer)) => {
+                        conns.spawn(self.clone().serve_conn(stream, peer.ip()));
                     }
                     Err(e) => {
                         tracing::warn!("dns {}: accept: {e}", self.network_name);
@@ -90,7 +91,7 @@ impl Server {
 
     /// Length-prefixed queries on one connection, answered in order, until the client closes
     /// or goes quiet.
-    async fn serve_conn(self: Arc<Self>, mut stream: TcpStream) {
+    async fn serve_conn(self: Arc<Self>, mut stream: TcpStream, from: IpAddr) {
         loop {
             let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else {
                 return;
@@ -102,7 +103,7 @@ impl Server {
             ) {
                 return;
             }
-            let Some(reply) = self.answer(&query, Transport::Tcp).await else {
+            let Some(reply) = self.answer(&query, Transport::Tcp, from).await else {
                 return;
             };
             let Ok(n) = u16::try_from(reply.len()) else {

@@ -69,9 +69,23 @@ impl Forwarder {
         Forwarder::with_timing(resolv_conf, Timing::default())
     }
 
+    /// Forwarding to `servers`, never to the host's: a container's `--dns`.
+    pub fn fixed(servers: Vec<SocketAddr>) -> Forwarder {
+        Forwarder::with_watch(Watch::fixed(servers), Timing::default())
+    }
+
+    /// The servers of [`Forwarder::fixed`]; empty for one that follows a resolv.conf.
+    pub fn fixed_servers(&self) -> &[SocketAddr] {
+        self.resolv.fixed_servers()
+    }
+
     pub fn with_timing(resolv_conf: impl Into<PathBuf>, timing: Timing) -> Forwarder {
+        Forwarder::with_watch(Watch::new(resolv_conf), timing)
+    }
+
+    fn with_watch(resolv: Watch, timing: Timing) -> Forwarder {
         Forwarder {
-            resolv: Watch::new(resolv_conf),
+            resolv,
             cache: Mutex::new(Cache::new(CACHE_SIZE)),
             failed: Mutex::new(Vec::new()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),

@@ -162,6 +162,7 @@ impl Netd {
                 hostname: name.into(),
                 ports,
                 extra_hosts: vec![],
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())

@@ -87,6 +87,9 @@ pub struct CreateFlags {
     /// Set custom DNS search domains
     #[arg(long)]
     pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long)]
     pub add_host: Vec<String>,
@@ -515,6 +518,7 @@ impl CreateFlags {
             cap_drop: self.cap_drop.clone(),
             dns: self.dns.clone(),
             dns_search: self.dns_search.clone(),
+            dns_options: self.dns_option.clone(),
             extra_hosts: self.add_host.clone(),
             group_add: self.group_add.clone(),
             links: self.link.clone(),

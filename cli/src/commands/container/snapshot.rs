@@ -140,6 +140,7 @@ pub async fn commit(engine: &mut Engine, a: &CommitArgs) -> Result<()> {
             message: a.message.clone().unwrap_or_default(),
             config_json: cfg.to_string(),
             created_by,
+            init_paths: ETC_MOUNTS.map(String::from).to_vec(),
             ..Default::default()
         })
         .await;
@@ -150,6 +151,10 @@ pub async fn commit(engine: &mut Engine, a: &CommitArgs) -> Result<()> {
     Ok(())
 }
 
+/// The files the engine binds over the image's (`bundle.rs`). Where the image has none, the
+/// runtime makes empty mount points in the container's layer; Docker keeps those in an init
+/// layer, so imaged leaves them out of commits and diffs (what a container writes to these
+/// paths goes to the bound files, never to its layer).
 const ETC_MOUNTS: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
 
 #[derive(Args, Debug)]
@@ -164,7 +169,10 @@ pub async fn diff(engine: &mut Engine, a: &DiffArgs) -> Result<()> {
     let r = engine
         .images()
         .await?
-        .changes(pb::SnapshotRequest { key: rec.id })
+        .changes(pb::ChangesRequest {
+            key: rec.id,
+            init_paths: ETC_MOUNTS.map(String::from).to_vec(),
+        })
         .await
         .map_err(daemon_error)?
         .into_inner();
@@ -173,11 +181,6 @@ pub async fn diff(engine: &mut Engine, a: &DiffArgs) -> Result<()> {
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = std::io::stdout().lock();
     for c in changes {
-        // Mount points the runtime made for the files we bind over them: Docker keeps those
-        // in an init layer, so they never show as the container's changes.
-        if c.kind == 1 && ETC_MOUNTS.contains(&c.path.as_str()) {
-            continue;
-        }
         let k = match c.kind {
             0 => 'C',
             1 => 'A',

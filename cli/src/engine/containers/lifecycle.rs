@@ -35,6 +35,8 @@ pub struct CreateRequest {
 
 /// The stop signal when neither the image nor the flags name one, as in Docker.
 pub const STOP_SIGNAL_DEFAULT: &str = "SIGTERM";
+/// How long `stop` waits for the exit command to record the exit before it says `stop`.
+const EXIT_RECORD_WAIT: Duration = Duration::from_secs(3);
 
 impl Engine {
     pub fn store(&self) -> Store {
@@ -356,13 +358,22 @@ impl Engine {
                 ns["Hosts"].as_str().unwrap_or_default().to_string(),
             ),
         };
-        if !rec.host.dns.is_empty() || !rec.host.dns_search.is_empty() {
+        // With a sandbox, netd has applied `--dns*` (on a user network its DNS server
+        // forwards to the `--dns` servers, so the container keeps resolving its peers).
+        let own_dns = !rec.host.dns.is_empty()
+            || !rec.host.dns_search.is_empty()
+            || !rec.host.dns_options.is_empty();
+        if own_dns && matches!(rec.host.network_mode.as_str(), "host" | "none") {
             let mut out = String::new();
             let keep_servers = rec.host.dns.is_empty();
             for l in resolv.lines() {
                 let server = l.starts_with("nameserver");
                 let search = l.starts_with("search") || l.starts_with("domain");
-                if (server && !keep_servers) || (search && !rec.host.dns_search.is_empty()) {
+                let options = l.starts_with("options");
+                if (server && !keep_servers)
+                    || (search && !rec.host.dns_search.is_empty())
+                    || (options && !rec.host.dns_options.is_empty())
+                {
                     continue;
                 }
                 out.push_str(l);
@@ -373,6 +384,9 @@ impl Engine {
             }
             if !rec.host.dns_search.is_empty() {
                 out.push_str(&format!("search {}\n", rec.host.dns_search.join(" ")));
+            }
+            if !rec.host.dns_options.is_empty() {
+                out.push_str(&format!("options {}\n", rec.host.dns_options.join(" ")));
             }
             resolv = out;
         }
@@ -448,6 +462,10 @@ impl Engine {
         put(
             "io.berth.exit-command",
             serde_json::to_string(&[me.as_str(), "container", "cleanup", id]).expect("json"),
+        );
+        put(
+            "io.berth.event-command",
+            serde_json::to_string(&[me.as_str(), "container", "shim-event", id]).expect("json"),
         );
         a
     }
@@ -525,7 +543,9 @@ impl Engine {
         let _ = shim.kill("", signo, false);
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
-            if !self.state_of(rec).status.is_live() {
+            let st = self.state_of(rec);
+            if !st.status.is_live() {
+                self.await_exit_recorded(rec, &st);
                 self.emit_container(rec, "stop", &[]);
                 return Ok(());
             }
@@ -534,8 +554,24 @@ impl Engine {
         self.emit_container(rec, "kill", &[("signal", (libc::SIGKILL).to_string())]);
         let _ = shim.kill("", libc::SIGKILL as u32, true);
         let _ = shim.wait("");
+        self.await_exit_recorded(rec, &self.state_of(rec));
         self.emit_container(rec, "stop", &[]);
         Ok(())
+    }
+
+    /// Waits (a little) for the shim's exit command to record the exit, which writes the
+    /// `die` event: Docker's order is kill, die, stop. A container removed meanwhile (`--rm`)
+    /// has been recorded too.
+    fn await_exit_recorded(&self, rec: &Record, st: &State) {
+        let deadline = Instant::now() + EXIT_RECORD_WAIT;
+        while Instant::now() < deadline {
+            match self.store().load(&rec.id) {
+                Ok(r) if !st.finished_at.is_empty() && r.last.finished_at != st.finished_at => {}
+                _ => return,
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::debug!(id = rec.id, "exit not recorded in {EXIT_RECORD_WAIT:?}");
     }
 
     /// The shim is gone but the process lives: signal it directly.
@@ -566,6 +602,21 @@ impl Engine {
         }
     }
 
+    /// A restart the shim made on its own (restart policy): the `die` of the run that ended
+    /// (`action` "die", with its exit code) or the `start` of the new one.
+    pub fn shim_event(&self, id: &str, action: &str, exit_code: Option<i32>) {
+        let Ok(rec) = self.store().load(id) else {
+            return;
+        };
+        match (action, exit_code) {
+            ("die", Some(code)) => {
+                self.emit_container(&rec, "die", &[("exitCode", code.to_string())])
+            }
+            ("start", _) => self.emit_container(&rec, "start", &[]),
+            _ => tracing::warn!(id, action, "unknown shim event"),
+        }
+    }
+
     /// Save what the shim knows of the last run into the record, then let the shim go: an
     /// exited container costs no process. The exit command of each container runs this.
     pub async fn cleanup_container(&mut self, id: &str) -> Result<(), ContainerError> {
@@ -580,7 +631,9 @@ impl Engine {
         if st.status.is_live() {
             return Ok(());
         }
-        self.emit_container(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
+        if !st.exit_reported {
+            self.emit_container(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
+        }
         if rec.host.auto_remove {
             drop(lock);
             // An attached `run --rm` removes it itself: wait for it rather than race it (and
@@ -923,6 +976,9 @@ async fn attach_networks(
                 None => h.clone(),
             })
             .collect(),
+        dns_servers: rec.host.dns.clone(),
+        dns_search: rec.host.dns_search.clone(),
+        dns_options: rec.host.dns_options.clone(),
     };
     let attachments: Vec<networking::Attachment> = rec
         .networks

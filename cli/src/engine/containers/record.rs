@@ -96,6 +96,7 @@ pub struct HostConfig {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub dns: Vec<String>,
+    pub dns_options: Vec<String>,
     pub dns_search: Vec<String>,
     pub extra_hosts: Vec<String>,
     pub group_add: Vec<String>,

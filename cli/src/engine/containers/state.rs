@@ -44,6 +44,8 @@ pub struct State {
     pub restart_count: u32,
     pub oom_killed: bool,
     pub stopped_by_user: bool,
+    /// The shim has had the exit's `die` event written (before a restart it then gave up).
+    pub exit_reported: bool,
     /// Docker's State.Health, while a HEALTHCHECK runs.
     pub health: Option<serde_json::Value>,
 }
@@ -59,6 +61,7 @@ struct StatusFile {
     restart_count: u32,
     stopped_by_user: bool,
     oom_killed: bool,
+    exit_reported: bool,
 }
 
 /// The container's init is `pid` and still runs: not a zombie waiting to be reaped, and
@@ -91,6 +94,7 @@ pub fn read(rec: &Record, bundle: &Path) -> State {
         restart_count: last.restart_count,
         oom_killed: last.oom_killed,
         stopped_by_user: last.stopped_by_user,
+        exit_reported: false,
         health: None,
     };
     let Ok(text) = std::fs::read(bundle.join("status.json")) else {
@@ -104,6 +108,7 @@ pub fn read(rec: &Record, bundle: &Path) -> State {
     st.restart_count = f.restart_count;
     st.oom_killed = f.oom_killed;
     st.stopped_by_user = f.stopped_by_user;
+    st.exit_reported = f.exit_reported;
     st.exit_code = f.exit_code;
     st.status = match f.status.as_str() {
         "running" | "paused" if !alive(f.pid, &rec.id) => {
