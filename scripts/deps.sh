@@ -11,7 +11,7 @@ packages=(
     # images: fixtures, registry, layout tools
     skopeo umoci docker-registry busybox-static debootstrap
     # networking, processes, users
-    iproute2 iputils-ping wget nftables iptables uidmap psmisc procps util-linux
+    iproute2 iputils-ping wget nftables libnftables-dev iptables uidmap psmisc procps util-linux
     # build and test tooling
     build-essential pkg-config python3 tini curl ca-certificates git jq tmux time hyperfine golang-go
 )

@@ -1,11 +1,15 @@
 //! Measures the time to attach a container to a network through a running berth-netd:
 //! CreateSandbox (netns, lo up, published port) + ConnectNetwork (veth, address, route, DNS
-//! entry, nft rules), then RemoveSandbox. Usage: attach SOCKET NETWORK COUNT
+//! entry, nft rules) for COUNT sandboxes, then RemoveSandbox of each. Usage: attach SOCKET NETWORK COUNT
 //! (tests/bench/netd-attach.sh runs it against a private netd).
 
 use std::time::Instant;
 
 use berth_proto::netd as pb;
+
+/// Between operations, as between containers started one after the other: long enough for
+/// the kernel to finish the previous one's deferred work (RCU grace periods).
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,8 +21,12 @@ async fn main() -> anyhow::Result<()> {
     let ports = std::env::var_os("BERTH_BENCH_NO_PORTS").is_none();
     let mut c = berth_netd::client::connect(socket.as_ref()).await?;
     let (mut attach, mut detach) = (Vec::new(), Vec::new());
-    for i in 0..count {
-        let id = format!("{:064x}", 0xbe000 + i);
+    // Attaches first, then detaches, so that neither is timed while the kernel still finishes
+    // the other (a removed veth is unregistered after RemoveSandbox has answered).
+    let ids: Vec<String> = (0..count)
+        .map(|i| format!("{:064x}", 0xbe000 + i))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
         let t = Instant::now();
         c.create_sandbox(pb::CreateSandboxRequest {
             container_id: id.clone(),
@@ -43,10 +51,14 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
         attach.push(t.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(PAUSE).await;
+    }
+    for id in ids {
         let t = Instant::now();
         c.remove_sandbox(pb::RemoveSandboxRequest { container_id: id })
             .await?;
         detach.push(t.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(PAUSE).await;
     }
     for (what, v) in [("attach", &mut attach), ("detach", &mut detach)] {
         v.sort_by(f64::total_cmp);

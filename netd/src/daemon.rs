@@ -17,8 +17,9 @@ use crate::dns::{self, Table};
 use crate::ipam::{self, IpamError};
 use crate::link::{self, LinkError};
 use crate::netns::{self, NetnsError};
-use crate::nft::{self, NftError};
+use crate::nft::{Nft, NftError};
 use crate::state::{Endpoint, Network, Port, Sandbox, State, Store, StoreError};
+use crate::teardown::Teardown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -82,6 +83,8 @@ pub struct Daemon {
     dns: Arc<Table>,
     /// Forwarding to the host's resolvers with one answer cache, shared by every network.
     forwarder: Arc<dns::Forwarder>,
+    /// Link deletions, off the request path.
+    teardown: Teardown,
 }
 
 struct Inner {
@@ -90,8 +93,8 @@ struct Inner {
     ns: HashMap<String, Handle>,
     /// Running DNS servers by network id.
     dns: HashMap<String, tokio::task::JoinHandle<()>>,
-    /// The rule set last loaded, so an unchanged one costs no nft run.
-    applied: Option<serde_json::Value>,
+    /// Our nft table.
+    nft: Nft,
 }
 
 /// Random hex, from the kernel's generator.
@@ -117,6 +120,8 @@ impl Daemon {
         let store = Store::new(&cfg.root);
         let state = store.load()?;
         let cfg_resolv = cfg.resolv_conf.clone();
+        let nft = Nft::new(&cfg.nft_table)?;
+        let teardown = Teardown::start()?;
         let d = Daemon {
             cfg,
             store,
@@ -124,11 +129,12 @@ impl Daemon {
                 state,
                 ns: HashMap::new(),
                 dns: HashMap::new(),
-                applied: None,
+                nft,
             }),
             nl,
             dns: Arc::new(Table::default()),
             forwarder: Arc::new(dns::Forwarder::new(&cfg_resolv)),
+            teardown,
         };
         d.predefined().await?;
         d.reconcile().await?;
@@ -208,15 +214,30 @@ impl Daemon {
             tracing::warn!("sandbox {id}: netns file gone, dropping its endpoints");
             if let Some(s) = g.state.sandboxes.remove(&id) {
                 for e in s.endpoints {
-                    let _ = link::delete(&self.nl, &e.host_ifname).await;
+                    drop(self.teardown.delete(&e.host_ifname));
                 }
             }
         }
         let nets: Vec<Network> = g.state.networks.values().cloned().collect();
+        let ours: std::collections::HashSet<&str> = g
+            .state
+            .sandboxes
+            .values()
+            .flat_map(|s| s.endpoints.iter().map(|e| e.host_ifname.as_str()))
+            .collect();
         for n in &nets {
             if let (Some(subnet), Some(gw)) = (n.subnet, n.gateway) {
-                link::ensure_bridge(&self.nl, &n.bridge, gw, &subnet, n.mtu).await?;
+                let (index, _) =
+                    link::ensure_bridge(&self.nl, &n.bridge, gw, &subnet, n.mtu).await?;
                 self.bridge_sysctls(n)?;
+                // A veth of ours that no endpoint holds: its removal was under way when the
+                // daemon stopped.
+                for port in link::ports_of(&self.nl, index).await? {
+                    if port.starts_with("veth") && !ours.contains(port.as_str()) {
+                        tracing::warn!("network {}: deleting stray {port}", n.name);
+                        drop(self.teardown.delete(&port));
+                    }
+                }
             }
         }
         self.store.save(&g.state)?;
@@ -262,12 +283,7 @@ impl Daemon {
             self.dns.set(&n.id, names);
         }
         self.dns.set_upstreams(dns::custom_upstreams(&g.state));
-        let rules = nft::ruleset(&self.cfg.nft_table, &g.state);
-        if g.applied.as_ref() != Some(&rules) {
-            g.applied = None; // unknown until nft has answered
-            nft::apply(&rules)?;
-            g.applied = Some(rules);
-        }
+        g.nft.sync(&g.state)?;
         Ok(())
     }
 
@@ -516,7 +532,7 @@ impl Daemon {
         g.state.networks.remove(&n.id);
         self.store.save(&g.state)?;
         self.refresh(g)?;
-        link::delete(&self.nl, &n.bridge).await?;
+        self.teardown.delete_now(&n.bridge).await?;
         tracing::info!("network {} ({}) removed", n.name, n.id);
         Ok(n.id)
     }
@@ -791,8 +807,9 @@ impl Daemon {
             return Err(Error::NotConnected(cid.into(), net.name));
         };
         let ep = sb.endpoints.remove(pos);
-        // Deleting the host end takes the container's end with it.
-        link::delete(&self.nl, &ep.host_ifname).await?;
+        // Deleting the host end takes the container's end with it; waited for, as the
+        // container goes on running and must be cut off when this returns.
+        self.teardown.delete_now(&ep.host_ifname).await?;
         self.store.save(&g.state)?;
         self.refresh(&mut g)?;
         Ok(self.view(&g, cid))
@@ -814,20 +831,28 @@ impl Daemon {
             .get(cid)
             .ok_or_else(|| Error::SandboxNotFound(cid.into()))?
             .clone();
-        for e in &sb.endpoints {
-            link::delete(&self.nl, &e.host_ifname).await?;
-        }
         g.ns.remove(cid);
         netns::remove(&self.netns_path(cid))?;
         g.state.sandboxes.remove(cid);
         self.store.save(&g.state)?;
         self.refresh(&mut g)?;
+        // The rules, the lease and the netns file are gone, so nothing reaches the veths any
+        // more; the kernel's unregistering of them (tens of ms) is not waited for. A daemon
+        // stopped before it is done deletes them as strays when it starts again.
+        for e in &sb.endpoints {
+            drop(self.teardown.delete(&e.host_ifname));
+        }
         Ok(())
     }
 
-    /// Shutdown of an instance that owns its table only (tests): nothing else is touched.
-    pub fn delete_table(&self) -> Result<(), Error> {
-        Ok(nft::delete_table(&self.cfg.nft_table)?)
+    /// At shutdown: queued link deletions finish; the nft table goes too when `delete_table`
+    /// (an instance that owns its table only, e.g. tests: nothing else is touched).
+    pub async fn shutdown(&self, delete_table: bool) -> Result<(), Error> {
+        self.teardown.idle().await;
+        if delete_table {
+            self.state.lock().await.nft.delete_table()?;
+        }
+        Ok(())
     }
 
     fn view(&self, g: &Inner, cid: &str) -> SandboxView {

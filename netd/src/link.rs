@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
@@ -123,6 +123,27 @@ pub async fn delete(h: &Handle, name: &str) -> Result<(), LinkError> {
         Err(e) if is_enodev(&e) => Ok(()),
         Err(e) => Err(nl("delete link", name)(e)),
     }
+}
+
+/// The names of the links enslaved to bridge `index`.
+pub async fn ports_of(h: &Handle, index: u32) -> Result<Vec<String>, LinkError> {
+    let mut out = Vec::new();
+    let mut links = h.link().get().execute();
+    while let Some(l) = links.try_next().await.map_err(nl("list links", ""))? {
+        if !l
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == index))
+        {
+            continue;
+        }
+        for a in l.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every IPv4 network the host already has, as routes (all tables) and addresses, so that a

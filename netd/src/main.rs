@@ -81,9 +81,10 @@ fn main() -> Result<()> {
     rt.block_on(async {
         let daemon = Arc::new(Daemon::open(cfg).await.context("start")?);
         serve(daemon.clone(), cli.run.join("netd.sock")).await?;
-        if cli.remove_rules_on_exit {
-            daemon.delete_table().context("remove nft table")?;
-        }
+        daemon
+            .shutdown(cli.remove_rules_on_exit)
+            .await
+            .context("shut down")?;
         Ok(())
     })
 }

@@ -6,69 +6,14 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use berth_proto::netd as pb;
 use berth_tests::{run_timeout, TestEnv};
-use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, RecordType};
+use support::probe::*;
 use support::*;
-
-/// Asks `server` for `name` from inside the namespace at `ns`: the A records in order.
-fn dns_query(ns: &Path, server: &str, name: &str) -> (String, Vec<Ipv4Addr>) {
-    let ns = std::fs::File::open(ns).unwrap();
-    let server = format!("{server}:53");
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut m = Message::query();
-        m.metadata.id = 42;
-        m.metadata.recursion_desired = true;
-        m.add_query(Query::query(Name::from_str(&name).unwrap(), RecordType::A));
-        s.send_to(&m.to_vec().unwrap(), &server).unwrap();
-        let mut buf = [0u8; 1500];
-        let n = s.recv(&mut buf).expect("a DNS answer");
-        let r = Message::from_vec(&buf[..n]).unwrap();
-        let ips = r
-            .answers
-            .iter()
-            .filter_map(|a| match a.data {
-                RData::A(A(ip)) => Some(ip),
-                _ => None,
-            })
-            .collect();
-        (format!("{:?}", r.metadata.response_code), ips)
-    })
-    .join()
-    .unwrap()
-}
-
-const ECHO_PEER: &str = "import socket\n\
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-s.bind(('0.0.0.0', 8080)); s.listen(8)\n\
-while True:\n    c, a = s.accept(); c.sendall(a[0].encode()); c.close()\n";
-
-/// Connects to addr:port from namespace `ns`; what the server said (the address it saw).
-fn client(ns: &Path, addr: &str, port: u16) -> String {
-    let code = format!(
-        "import socket\ns = socket.create_connection(('{addr}', {port}), timeout=3)\nprint(s.recv(100).decode())"
-    );
-    let out = in_ns(ns, &["python3", "-c", &code]);
-    assert!(out.success(), "client to {addr}:{port}: {}", out.stderr);
-    out.stdout.trim().to_string()
-}
-
-fn ping(ns: &Path, ip: &str) -> bool {
-    in_ns(ns, &["ping", "-c1", "-W1", ip]).success()
-}
 
 #[tokio::test]
 async fn containers_reach_each_other_by_ip_and_name_aliases_rotate_disconnect_cuts() {
@@ -238,8 +183,10 @@ async fn published_port_keeps_client_address_and_removal_leaves_nothing() {
             .is_none(),
         "no netns file left"
     );
-    let links = d.host_links();
-    assert!(!links.iter().any(|l| l.starts_with("veth")), "{links:?}");
+    // The kernel finishes unregistering the veths after the call has returned.
+    wait_until("no veth left", || {
+        !d.host_links().iter().any(|l| l.starts_with("veth"))
+    });
     let rules = d.ruleset();
     assert!(!rules.contains("dnat ip to"), "{rules}");
     let j = d.inspect("web").await.unwrap();

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod probe;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -205,6 +206,15 @@ pub fn ip_on(sb: &pb::Sandbox, net: &str) -> String {
         .find(|e| e.network_name == net)
         .map(|e| e.ipv4_address.split('/').next().unwrap().to_string())
         .unwrap_or_else(|| panic!("no endpoint on {net}: {sb:?}"))
+}
+
+/// Polls `cond` for up to 5 s (what the kernel finishes after a call has returned).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn skip_unless_able() -> bool {
