@@ -104,6 +104,9 @@ fn payload(proto: &str, field: &str) -> Value {
 fn prefix(net: &ipnet::Ipv4Net) -> Value {
     json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
 }
+fn loopback() -> Value {
+    json!({"prefix": {"addr": "127.0.0.0", "len": 8}})
+}
 fn fib_local() -> Value {
     m(
         json!({"fib": {"result": "type", "flags": ["daddr"]}}),
@@ -163,8 +166,17 @@ pub fn ruleset(table: &str, state: &State) -> Value {
     cmds.push(chain("input", Some(("filter", "input", 0))));
     cmds.push(chain("ports", None));
     let rule = |chain: &str, expr: Vec<Value>| json!({"add": {"rule": {"family": "inet", "table": table, "chain": chain, "expr": expr}}});
-    // Traffic for a local address (any of the host's, 127.0.0.1 included) goes to the port map:
-    // from other hosts and from containers (prerouting), and from the host itself (output).
+    // Traffic for a local address goes to the port map: from other hosts and from containers
+    // (prerouting), and from the host itself (output). Loopback destinations only from the
+    // host itself: DNAT comes before the kernel's martian check, so a neighbour routing
+    // 127.0.0.1 to us would otherwise reach ports published on 127.0.0.1.
+    cmds.push(rule(
+        "prerouting",
+        vec![
+            m(payload("ip", "daddr"), "==", loopback()),
+            json!({"return": null}),
+        ],
+    ));
     cmds.push(rule(
         "prerouting",
         vec![fib_local(), json!({"jump": {"target": "ports"}})],
@@ -190,17 +202,25 @@ pub fn ruleset(table: &str, state: &State) -> Value {
             continue;
         };
         let br = json!(n.bridge);
+        // route_localnet (below) lets 127.0.0.0/8 in from the bridge; only replies to the
+        // host's loopback clients may use it, never a container opening a connection to the
+        // host's loopback services (Kubernetes' CVE-2020-8558).
+        cmds.push(rule(
+            "input",
+            vec![
+                m(meta("iifname"), "==", br.clone()),
+                m(payload("ip", "daddr"), "==", loopback()),
+                m(json!({"ct": {"key": "direction"}}), "==", json!("original")),
+                json!({"drop": null}),
+            ],
+        ));
         // Clients on the host's loopback reach containers through the bridge
         // (route_localnet): their source must become the gateway, or replies go nowhere.
         cmds.push(rule(
             "postrouting",
             vec![
                 m(meta("oifname"), "==", br.clone()),
-                m(
-                    payload("ip", "saddr"),
-                    "==",
-                    json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
-                ),
+                m(payload("ip", "saddr"), "==", loopback()),
                 json!({"masquerade": null}),
             ],
         ));

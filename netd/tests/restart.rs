@@ -40,14 +40,6 @@ fn state_veths(env: &TestEnv) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether a TCP connection to addr:port from `ns` gets an answer within a second.
-fn answers(ns: &Path, addr: &str, port: u16) -> bool {
-    let code = format!(
-        "import socket\ns = socket.create_connection(('{addr}', {port}), timeout=1)\nprint(s.recv(100).decode())"
-    );
-    in_ns(ns, &["python3", "-c", &code]).success()
-}
-
 #[tokio::test]
 async fn killed_netd_leaves_networking_working_and_a_restart_reconciles() {
     if !skip_unless_able() || !berth_tests::require_cmds(&["python3", "ping", "umount"]) {

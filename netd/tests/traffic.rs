@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_proto::netd as pb;
-use berth_tests::{run_timeout, TestEnv};
+use berth_tests::TestEnv;
 use support::probe::*;
 use support::*;
 
@@ -85,24 +85,7 @@ async fn published_port_keeps_client_address_and_removal_leaves_nothing() {
     let mut env = TestEnv::new("published_port");
     let host = host_ns(&env);
     let hp = ns_path(&host);
-    // Another host: a namespace on a veth link to ours, with addresses the test chose.
-    let other = env.unique("o");
-    let veth = env.unique("vo");
-    let sh = |args: &[&str]| {
-        let out = run_timeout(Command::new("ip").args(args), T);
-        assert!(out.success(), "ip {args:?}: {}", out.stderr);
-    };
-    sh(&["netns", "add", &other]);
-    sh(&[
-        "link", "add", &veth, "netns", &host, "type", "veth", "peer", "name", "eth0", "netns",
-        &other,
-    ]);
-    let op = ns_path(&other);
-    in_ns(&hp, &["ip", "addr", "add", "10.233.9.1/30", "dev", &veth]);
-    in_ns(&hp, &["ip", "link", "set", &veth, "up"]);
-    in_ns(&op, &["ip", "addr", "add", "10.233.9.2/30", "dev", "eth0"]);
-    in_ns(&op, &["ip", "link", "set", "eth0", "up"]);
-    in_ns(&op, &["ip", "link", "set", "lo", "up"]);
+    let op = other_host(&env, &host);
 
     let mut d = Netd::start(&env, &host, &[]).await;
     d.create("web", "10.234.8.0/24").await.unwrap();

@@ -208,6 +208,29 @@ pub fn ip_on(sb: &pb::Sandbox, net: &str) -> String {
         .unwrap_or_else(|| panic!("no endpoint on {net}: {sb:?}"))
 }
 
+/// Another host: a namespace linked to `host` by a veth, 10.233.9.1/30 on `host`'s end and
+/// 10.233.9.2/30 on its own. Returns its path.
+pub fn other_host(env: &TestEnv, host: &str) -> PathBuf {
+    let other = env.unique("o");
+    let veth = env.unique("vo");
+    let sh = |args: &[&str]| {
+        let out = run_timeout(Command::new("ip").args(args), T);
+        assert!(out.success(), "ip {args:?}: {}", out.stderr);
+    };
+    sh(&["netns", "add", &other]);
+    sh(&[
+        "link", "add", &veth, "netns", host, "type", "veth", "peer", "name", "eth0", "netns",
+        &other,
+    ]);
+    let (hp, op) = (ns_path(host), ns_path(&other));
+    in_ns(&hp, &["ip", "addr", "add", "10.233.9.1/30", "dev", &veth]);
+    in_ns(&hp, &["ip", "link", "set", &veth, "up"]);
+    in_ns(&op, &["ip", "addr", "add", "10.233.9.2/30", "dev", "eth0"]);
+    in_ns(&op, &["ip", "link", "set", "eth0", "up"]);
+    in_ns(&op, &["ip", "link", "set", "lo", "up"]);
+    op
+}
+
 /// Polls `cond` for up to 5 s (what the kernel finishes after a call has returned).
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -59,6 +59,14 @@ pub fn client(ns: &Path, addr: &str, port: u16) -> String {
     out.stdout.trim().to_string()
 }
 
+/// Whether a TCP connection to addr:port from `ns` gets an answer within a second.
+pub fn answers(ns: &Path, addr: &str, port: u16) -> bool {
+    let code = format!(
+        "import socket\ns = socket.create_connection(('{addr}', {port}), timeout=1)\nprint(s.recv(100).decode())"
+    );
+    in_ns(ns, &["python3", "-c", &code]).success()
+}
+
 pub fn ping(ns: &Path, ip: &str) -> bool {
     in_ns(ns, &["ping", "-c1", "-W1", ip]).success()
 }
