@@ -167,6 +167,8 @@ impl Daemon {
                         mtu: 0,
                         default: false,
                         last_allocated: None,
+                        subnet6: None,
+                        gateway6: None,
                     },
                 );
             }
@@ -229,6 +231,7 @@ impl Daemon {
             if let (Some(subnet), Some(gw)) = (n.subnet, n.gateway) {
                 let (index, _) =
                     link::ensure_bridge(&self.nl, &n.bridge, gw, &subnet, n.mtu).await?;
+                self.bridge6(n, index).await?;
                 self.bridge_sysctls(n)?;
                 // A veth of ours that no endpoint holds: its removal was under way when the
                 // daemon stopped.
@@ -254,6 +257,19 @@ impl Daemon {
         link::sysctl(&format!("ipv4/conf/{}/route_localnet", n.bridge), "1")?;
         if !n.internal {
             link::sysctl("ipv4/ip_forward", "1")?;
+            if n.subnet6.is_some() {
+                // As Docker does for IPv6 networks; IPv6 forwarding has no per-device switch.
+                link::sysctl("ipv6/conf/all/forwarding", "1")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv6 gateway on a dual-stack network's bridge.
+    async fn bridge6(&self, n: &Network, index: u32) -> Result<(), Error> {
+        if let (Some(s6), Some(gw6)) = (n.subnet6, n.gateway6) {
+            link::sysctl(&format!("ipv6/conf/{}/disable_ipv6", n.bridge), "0")?;
+            link::add_address6(&self.nl, index, gw6, s6.prefix_len(), &n.bridge).await?;
         }
         Ok(())
     }
@@ -402,6 +418,25 @@ impl Daemon {
             }
             None => None,
         };
+        let subnet6 = match spec.ipv6_subnet.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => {
+                let n = ipam::parse_subnet6(s)?;
+                if let Some(o) = g
+                    .state
+                    .networks
+                    .values()
+                    .find(|o| o.subnet6.is_some_and(|t| t.contains(&n) || n.contains(&t)))
+                {
+                    return Err(Error::Invalid(format!(
+                        "subnet {n} overlaps network {} ({})",
+                        o.name,
+                        o.subnet6.expect("has subnet6")
+                    )));
+                }
+                Some(n)
+            }
+            None => None,
+        };
         let bridge = spec
             .options
             .get("com.docker.network.bridge.name")
@@ -438,14 +473,20 @@ impl Daemon {
             mtu,
             default: spec.default,
             last_allocated: None,
+            subnet6,
+            gateway6: subnet6.map(ipam::first6),
         };
-        let (_, created) = link::ensure_bridge(&self.nl, &bridge, gateway, &subnet, mtu).await?;
+        let (index, created) =
+            link::ensure_bridge(&self.nl, &bridge, gateway, &subnet, mtu).await?;
         let undo = |e: Error| async move {
             if created {
                 let _ = link::delete(&self.nl, &bridge).await;
             }
             e
         };
+        if let Err(e) = self.bridge6(&net, index).await {
+            return Err(undo(e).await);
+        }
         if let Err(e) = self.bridge_sysctls(&net) {
             return Err(undo(e).await);
         }
@@ -608,9 +649,16 @@ impl Daemon {
             }
             let host_ip = match p.host_ip.as_str() {
                 "" => None,
-                s => Some(s.parse::<Ipv4Addr>().map_err(|e| {
-                    Error::Invalid(format!("host address {s:?}: {e} (IPv4 only for now)"))
-                })?),
+                s if s.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    return Err(Error::Invalid(format!(
+                        "host address {s}: IPv6 host addresses are not supported; a port \
+                         published on every address answers over IPv6 too"
+                    )))
+                }
+                s => Some(
+                    s.parse::<Ipv4Addr>()
+                        .map_err(|e| Error::Invalid(format!("host address {s:?}: {e}")))?,
+                ),
             };
             let cend = if p.container_port_end == 0 {
                 p.container_port
@@ -712,6 +760,10 @@ impl Daemon {
                 net.last_allocated,
             )?,
         };
+        let ip6 = match net.subnet6 {
+            Some(s6) => Some(ipam::allocate6(&s6, &g.state.used6(&net.id))?),
+            None => None,
+        };
         let mac = match spec.mac.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => ipam::parse_mac(s).ok_or_else(|| Error::Invalid(format!("mac {s:?}")))?,
             None => ipam::mac_for(ip),
@@ -751,7 +803,12 @@ impl Daemon {
             } else {
                 Some(gw)
             };
-            link::configure_inside(&ns, &ifname, ip, subnet.prefix_len(), route).await
+            link::configure_inside(&ns, &ifname, ip, subnet.prefix_len(), route).await?;
+            if let (Some(ip6), Some(s6)) = (ip6, net.subnet6) {
+                let gw6 = net.gateway6.filter(|_| !net.internal);
+                link::configure_inside6(&ns, &ifname, ip6, s6.prefix_len(), gw6).await?;
+            }
+            Ok::<(), LinkError>(())
         };
         if let Err(e) = configured.await {
             let _ = link::delete(&self.nl, &host_ifname).await;
@@ -765,6 +822,7 @@ impl Daemon {
             mac: ipam::format_mac(&mac),
             ip,
             aliases: spec.aliases,
+            ip6,
         };
         let before = g.state.clone();
         g.state
@@ -972,6 +1030,8 @@ pub struct NetworkSpec {
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub default: bool,
+    /// Dual stack: the IPv6 subnet.
+    pub ipv6_subnet: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]

@@ -3,9 +3,9 @@
 //! without a kernel; persistence is the store's job.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IpamError {
@@ -27,6 +27,45 @@ pub enum IpamError {
     AddressInUse(Ipv4Addr),
     #[error("address {0} is the network's gateway, network or broadcast address")]
     AddressReserved(Ipv4Addr),
+    #[error("no free address left in {0}")]
+    Exhausted6(Ipv6Net),
+}
+
+/// An IPv6 subnet: a network address, /64 to /120 (SLAAC-sized down to small test ones).
+pub fn parse_subnet6(s: &str) -> Result<Ipv6Net, IpamError> {
+    let net: Ipv6Net = s
+        .parse()
+        .map_err(|e: ipnet::AddrParseError| IpamError::BadSubnet(s.into(), e.to_string()))?;
+    if net.network() != net.addr() {
+        return Err(IpamError::BadSubnet(
+            s.into(),
+            format!("not a network address (did you mean {}?)", net.trunc()),
+        ));
+    }
+    if !(64..=120).contains(&net.prefix_len()) {
+        return Err(IpamError::BadSubnet(
+            s.into(),
+            "IPv6 subnets are /64 to /120".into(),
+        ));
+    }
+    Ok(net)
+}
+
+/// The subnet's first address: the gateway.
+pub fn first6(net: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(net.network()) + 1)
+}
+
+/// The lowest free address after the gateway. Addresses are not rotated as IPv4 ones are: a
+/// /64 does not run out, and low addresses read well.
+pub fn allocate6(net: &Ipv6Net, used: &BTreeSet<Ipv6Addr>) -> Result<Ipv6Addr, IpamError> {
+    let base = u128::from(net.network());
+    let last = u128::from(net.broadcast());
+    (base + 2..=last)
+        .map(Ipv6Addr::from)
+        .take(used.len() + 1)
+        .find(|a| !used.contains(a))
+        .ok_or(IpamError::Exhausted6(*net))
 }
 
 /// Parses a CIDR and insists on it being the network address (`10.1.2.0/24`, not `10.1.2.3/24`),
@@ -251,5 +290,29 @@ mod tests {
         let m = mac_for("10.234.1.2".parse().unwrap());
         assert_eq!(format_mac(&m), "02:42:0a:ea:01:02");
         assert_eq!(parse_mac("02:42:0a:ea:01:02"), Some(m));
+    }
+
+    #[test]
+    fn ipv6_subnets_gateway_and_lowest_free_address() {
+        assert!(parse_subnet6("fd00:1::/64").is_ok());
+        assert!(
+            parse_subnet6("fd00:1::5/64").is_err(),
+            "not a network address"
+        );
+        assert!(parse_subnet6("fd00:1::/48").is_err(), "larger than /64");
+        assert!(parse_subnet6("fd00:1::/124").is_err(), "smaller than /120");
+        assert!(parse_subnet6("10.0.0.0/24").is_err());
+        let net = parse_subnet6("fd00:1::/120").unwrap();
+        assert_eq!(first6(net), "fd00:1::1".parse::<Ipv6Addr>().unwrap());
+        let mut used = BTreeSet::new();
+        let a = allocate6(&net, &used).unwrap();
+        assert_eq!(a, "fd00:1::2".parse::<Ipv6Addr>().unwrap());
+        used.insert(a);
+        used.insert("fd00:1::4".parse().unwrap());
+        assert_eq!(allocate6(&net, &used).unwrap().to_string(), "fd00:1::3");
+        let full: BTreeSet<Ipv6Addr> = (2..=255u128)
+            .map(|i| Ipv6Addr::from(u128::from(net.network()) + i))
+            .collect();
+        assert_eq!(allocate6(&net, &full), Err(IpamError::Exhausted6(net)));
     }
 }

@@ -1,12 +1,12 @@
 //! Links, addresses and routes through rtnetlink: the bridges on the host side, the veth pairs
 //! into container namespaces, and what the host already routes (so the pool avoids it).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
 };
@@ -278,6 +278,64 @@ pub async fn configure_inside(
             .map_err(nl("add default route via", &gw.to_string()))?;
     }
     Ok(())
+}
+
+/// Adds `addr/prefix` to link `index` without duplicate address detection (the address is
+/// ours to give, and DAD would keep it unusable for a second or two); present already is fine.
+pub async fn add_address6(
+    h: &Handle,
+    index: u32,
+    addr: Ipv6Addr,
+    prefix: u8,
+    name: &str,
+) -> Result<(), LinkError> {
+    let mut req = h.address().add(index, IpAddr::V6(addr), prefix);
+    req.message_mut()
+        .attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
+        Err(e) => Err(nl("add IPv6 address to", name)(e)),
+    }
+}
+
+/// Inside the container: the IPv6 address on `ifname` and, when `gateway`, the default IPv6
+/// route through it (unless the container has one already).
+pub async fn configure_inside6(
+    ns: &Handle,
+    ifname: &str,
+    addr: Ipv6Addr,
+    prefix: u8,
+    gateway: Option<Ipv6Addr>,
+) -> Result<(), LinkError> {
+    let i = index_of(ns, ifname)
+        .await?
+        .ok_or_else(|| LinkError::Netlink {
+            what: "find in container",
+            name: ifname.into(),
+            source: rtnetlink::Error::RequestFailed,
+        })?;
+    add_address6(ns, i, addr, prefix, ifname).await?;
+    let Some(gw) = gateway else { return Ok(()) };
+    let mut routes = ns
+        .route()
+        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+        .execute();
+    while let Some(r) = routes.try_next().await.map_err(nl("list routes", ""))? {
+        if r.header.destination_prefix_length == 0
+            && r.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+        {
+            return Ok(());
+        }
+    }
+    ns.route()
+        .add(RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build())
+        .execute()
+        .await
+        .map_err(nl("add default IPv6 route via", &gw.to_string()))
 }
 
 /// Whether the container already has a default route.

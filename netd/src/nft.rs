@@ -9,7 +9,7 @@
 //! (0.3 ms for a handful of containers, 2 ms for a hundred published ports), so it is not
 //! worth the bookkeeping of incremental changes yet.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
@@ -89,6 +89,8 @@ pub struct Dnat {
     pub host_port: u16,
     pub protocol: String,
     pub addr: Ipv4Addr,
+    /// The container's IPv6 address, on a dual-stack network.
+    pub addr6: Option<Ipv6Addr>,
     pub port: u16,
 }
 
@@ -133,6 +135,7 @@ pub fn dnats(state: &State) -> Vec<Dnat> {
                 host_port: p.host_port,
                 protocol: p.protocol.clone(),
                 addr: ep.ip,
+                addr6: ep.ip6,
                 port: p.container_port,
             });
         }
@@ -179,6 +182,13 @@ pub fn ruleset(table: &str, state: &State) -> Value {
     ));
     cmds.push(rule(
         "prerouting",
+        vec![
+            m(payload("ip6", "daddr"), "==", json!("::1")),
+            json!({"return": null}),
+        ],
+    ));
+    cmds.push(rule(
+        "prerouting",
         vec![fib_local(), json!({"jump": {"target": "ports"}})],
     ));
     cmds.push(rule(
@@ -186,16 +196,28 @@ pub fn ruleset(table: &str, state: &State) -> Value {
         vec![fib_local(), json!({"jump": {"target": "ports"}})],
     ));
     for d in dnats(state) {
-        let mut e = Vec::new();
-        if let Some(ip) = d.host_ip {
-            if !ip.is_unspecified() {
-                e.push(m(payload("ip", "daddr"), "==", json!(ip.to_string())));
-            }
+        let mut e = vec![m(meta("nfproto"), "==", json!("ipv4"))];
+        let any_address = d.host_ip.is_none_or(|ip| ip.is_unspecified());
+        if let Some(ip) = d.host_ip.filter(|_| !any_address) {
+            e.push(m(payload("ip", "daddr"), "==", json!(ip.to_string())));
         }
         e.push(m(meta("l4proto"), "==", json!(d.protocol)));
         e.push(m(payload(&d.protocol, "dport"), "==", json!(d.host_port)));
         e.push(json!({"dnat": {"family": "ip", "addr": d.addr.to_string(), "port": d.port}}));
         cmds.push(rule("ports", e));
+        // Over IPv6 too when published on every address and the container has one; a port
+        // published on an IPv4 address stays IPv4 only, as it is filtered there.
+        if let Some(a6) = d.addr6.filter(|_| any_address) {
+            cmds.push(rule(
+                "ports",
+                vec![
+                    m(meta("nfproto"), "==", json!("ipv6")),
+                    m(meta("l4proto"), "==", json!(d.protocol)),
+                    m(payload(&d.protocol, "dport"), "==", json!(d.host_port)),
+                    json!({"dnat": {"family": "ip6", "addr": a6.to_string(), "port": d.port}}),
+                ],
+            ));
+        }
     }
     for n in state.networks.values() {
         let (Some(subnet), "bridge") = (n.subnet, n.driver.as_str()) else {
@@ -234,6 +256,31 @@ pub fn ruleset(table: &str, state: &State) -> Value {
                 json!({"masquerade": null}),
             ],
         ));
+        if let Some(s6) = n.subnet6 {
+            let prefix6 =
+                json!({"prefix": {"addr": s6.network().to_string(), "len": s6.prefix_len()}});
+            cmds.push(rule(
+                "postrouting",
+                vec![
+                    m(meta("oifname"), "==", br.clone()),
+                    m(payload("ip6", "saddr"), "==", prefix6.clone()),
+                    m(json!({"ct": {"key": "status"}}), "in", json!("dnat")),
+                    json!({"masquerade": null}),
+                ],
+            ));
+            if !n.internal {
+                // ULA prefixes are not routed beyond the host, so outbound IPv6 is
+                // masqueraded as IPv4 is.
+                cmds.push(rule(
+                    "postrouting",
+                    vec![
+                        m(payload("ip6", "saddr"), "==", prefix6),
+                        m(meta("oifname"), "!=", br.clone()),
+                        json!({"masquerade": null}),
+                    ],
+                ));
+            }
+        }
         if n.internal {
             // Nothing in or out but between the containers themselves, and DNS on the gateway.
             cmds.push(rule(

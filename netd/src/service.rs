@@ -30,7 +30,7 @@ fn status(e: Error) -> Status {
             Status::already_exists(msg)
         }
         Error::Invalid(_) | Error::NotConnected(..) => Status::invalid_argument(msg),
-        Error::Ipam(I::PoolFull(_) | I::Exhausted(_) | I::AddressInUse(_)) => {
+        Error::Ipam(I::PoolFull(_) | I::Exhausted(_) | I::Exhausted6(_) | I::AddressInUse(_)) => {
             Status::failed_precondition(msg)
         }
         Error::Ipam(_) => Status::invalid_argument(msg),
@@ -51,11 +51,14 @@ pub fn inspect_json(n: &Network, eps: &[(Sandbox, Endpoint)]) -> serde_json::Val
                 "EndpointID": e.endpoint_id,
                 "MacAddress": e.mac,
                 "IPv4Address": format!("{}/{prefix}", e.ip),
-                "IPv6Address": "",
+                "IPv6Address": match (e.ip6, n.subnet6) {
+                    (Some(ip6), Some(s6)) => format!("{ip6}/{}", s6.prefix_len()),
+                    _ => String::new(),
+                },
             }),
         );
     }
-    let config: Vec<serde_json::Value> = match (n.subnet, n.gateway) {
+    let mut config: Vec<serde_json::Value> = match (n.subnet, n.gateway) {
         (Some(s), Some(g)) => {
             let mut c = json!({"Subnet": s.to_string(), "Gateway": g.to_string()});
             if let Some(r) = n.ip_range {
@@ -65,6 +68,9 @@ pub fn inspect_json(n: &Network, eps: &[(Sandbox, Endpoint)]) -> serde_json::Val
         }
         _ => vec![],
     };
+    if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
+        config.push(json!({"Subnet": s6.to_string(), "Gateway": g6.to_string()}));
+    }
     let mut options = n.options.clone();
     if n.driver == "bridge" {
         options.insert("com.docker.network.bridge.name".into(), n.bridge.clone());
@@ -76,7 +82,7 @@ pub fn inspect_json(n: &Network, eps: &[(Sandbox, Endpoint)]) -> serde_json::Val
         "Created": n.created,
         "Scope": "local",
         "Driver": n.driver,
-        "EnableIPv6": false,
+        "EnableIPv6": n.subnet6.is_some(),
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": n.internal,
         "Attachable": false,
@@ -111,6 +117,11 @@ fn sandbox_pb(v: SandboxView) -> pb::Sandbox {
                 gateway: n.gateway.map(|g| g.to_string()).unwrap_or_default(),
                 mtu: n.mtu,
                 aliases: e.aliases.clone(),
+                ipv6_address: match (e.ip6, n.subnet6) {
+                    (Some(ip6), Some(s6)) => format!("{ip6}/{}", s6.prefix_len()),
+                    _ => String::new(),
+                },
+                ipv6_gateway: n.gateway6.map(|g| g.to_string()).unwrap_or_default(),
             })
             .collect(),
         ports: v
@@ -164,6 +175,15 @@ impl pb::networks_server::Networks for NetworksService {
                 labels: r.labels.into_iter().collect(),
                 options: r.options.into_iter().collect(),
                 default: false,
+                ipv6_subnet: match (r.enable_ipv6, r.ipv6_subnet.is_empty()) {
+                    (true, true) => {
+                        return Err(Status::invalid_argument(
+                            "an IPv6 network needs an IPv6 subnet (no default IPv6 pool)",
+                        ))
+                    }
+                    (true, false) => Some(r.ipv6_subnet),
+                    (false, _) => None,
+                },
             })
             .await
             .map_err(status)?;

@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,6 +36,11 @@ pub struct Network {
     /// Where allocation goes on from.
     #[serde(default)]
     pub last_allocated: Option<Ipv4Addr>,
+    /// Dual stack: the IPv6 subnet and gateway (its first address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +52,9 @@ pub struct Endpoint {
     pub mac: String,
     pub ip: Ipv4Addr,
     pub aliases: Vec<String>,
+    /// On dual-stack networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -122,6 +130,11 @@ impl State {
                 .filter(move |e| e.network_id == id)
                 .map(move |e| (s, e))
         })
+    }
+
+    /// The IPv6 addresses leased on network `id`.
+    pub fn used6(&self, id: &str) -> BTreeSet<Ipv6Addr> {
+        self.endpoints_on(id).filter_map(|(_, e)| e.ip6).collect()
     }
 
     /// The addresses leased on network `id`.
@@ -221,6 +234,8 @@ mod tests {
                 mtu: 1500,
                 default: false,
                 last_allocated: None,
+                subnet6: None,
+                gateway6: None,
             },
         );
         store.save(&s).unwrap();
