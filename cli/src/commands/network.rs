@@ -53,14 +53,27 @@ pub struct CreateArgs {
 }
 
 pub async fn create(engine: &mut Engine, a: &CreateArgs) -> Result<()> {
-    if a.ipv6 {
+    // One IPv4 subnet, and with --ipv6 one IPv6 subnet beside it (netd has no IPv6 pool).
+    let (v6, v4): (Vec<String>, Vec<String>) =
+        a.subnet.iter().cloned().partition(|s| s.contains(':'));
+    if !v6.is_empty() && !a.ipv6 {
         return Err(Failure::new(
             1,
-            "Error response from daemon: IPv6 networks are not supported by berth-netd yet",
+            format!(
+                "Error response from daemon: subnet {} is IPv6: add --ipv6",
+                v6[0]
+            ),
         )
         .into());
     }
-    if a.subnet.len() > 1 || a.ip_range.len() > 1 || a.gateway.len() > 1 {
+    if a.ipv6 && v6.len() != 1 {
+        return Err(Failure::new(
+            1,
+            "Error response from daemon: --ipv6 needs one IPv6 --subnet (berth-netd has no IPv6 pool)",
+        )
+        .into());
+    }
+    if v4.len() > 1 || a.ip_range.len() > 1 || a.gateway.len() > 1 {
         return Err(Failure::new(
             1,
             "Error response from daemon: berth-netd supports one IPv4 subnet (with one ip-range and gateway) per network",
@@ -82,12 +95,14 @@ pub async fn create(engine: &mut Engine, a: &CreateArgs) -> Result<()> {
         .create_network(pb::CreateNetworkRequest {
             name: a.name.clone(),
             driver: a.driver.clone(),
-            subnet: first(&a.subnet),
+            subnet: first(&v4),
             ip_range: first(&a.ip_range),
             gateway: first(&a.gateway),
             internal: a.internal,
             labels: key_values(&a.label).into_iter().collect(),
             options: key_values(&a.opt).into_iter().collect(),
+            enable_ipv6: a.ipv6,
+            ipv6_subnet: first(&v6),
         })
         .await
         .map_err(daemon)?
