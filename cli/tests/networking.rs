@@ -187,8 +187,16 @@ async fn sandboxes_attach_detach_and_leave_nothing_when_a_step_fails() {
         .await
         .unwrap()
         .is_none());
-    let links = in_ns(&ns, &["ip", "-o", "link"]);
-    assert!(!links.contains("veth"), "{links}");
+    // netd answers once nothing can reach the veths; the kernel unregisters them just after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let links = in_ns(&ns, &["ip", "-o", "link"]);
+        if !links.contains("veth") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{links}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let j = c
         .inspect_network(pb::InspectNetworkRequest {
             network: "n1".into(),
