@@ -148,7 +148,10 @@ fn a_published_web_server_answers_from_the_host_and_its_logs_follow() {
         if log.contains("[::ffff:10.233.9.2]:") {
             break;
         }
-        assert!(Instant::now() < deadline, "no request from 10.233.9.2 in:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no request from 10.233.9.2 in:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // A port already published is refused, naming it.
