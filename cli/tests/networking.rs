@@ -95,7 +95,7 @@ async fn sandboxes_attach_detach_and_leave_nothing_when_a_step_fails() {
         network: "n1".into(),
         aliases: vec!["search".into()],
         ip: Some("10.234.9.50".into()),
-        mac: None,
+        ..Default::default()
     };
     let sb = networking::setup(&mut c, &spec, std::slice::from_ref(&n1))
         .await

@@ -292,8 +292,12 @@ impl Daemon {
                 keys.retain(|k| !k.is_empty());
                 keys.sort();
                 keys.dedup();
+                // AAAA records beside the A ones on dual-stack networks.
+                let ips: Vec<std::net::IpAddr> = std::iter::once(e.ip.into())
+                    .chain(e.ip6.map(Into::into))
+                    .collect();
                 for k in keys {
-                    names.entry(k.to_lowercase()).or_default().push(e.ip);
+                    names.entry(k.to_lowercase()).or_default().extend(&ips);
                 }
             }
             self.dns.set(&n.id, names);
@@ -760,9 +764,24 @@ impl Daemon {
                 net.last_allocated,
             )?,
         };
-        let ip6 = match net.subnet6 {
-            Some(s6) => Some(ipam::allocate6(&s6, &g.state.used6(&net.id))?),
-            None => None,
+        let used6 = g.state.used6(&net.id);
+        let ip6 = match (net.subnet6, spec.ip6.as_deref().filter(|s| !s.is_empty())) {
+            (Some(s6), Some(s)) => {
+                let ip6: std::net::Ipv6Addr = s
+                    .parse()
+                    .map_err(|e| Error::Invalid(format!("IPv6 address {s:?}: {e}")))?;
+                ipam::check_static6(&s6, net.gateway6.unwrap_or(ipam::first6(s6)), &used6, ip6)?;
+                Some(ip6)
+            }
+            (Some(s6), None) => Some(ipam::allocate6(&s6, &used6)?),
+            (None, Some(s)) => {
+                // As Docker: an IPv6 address needs a network that has IPv6.
+                return Err(Error::Invalid(format!(
+                    "IPv6 address {s}: network {} has no IPv6 (create it with --ipv6 and an IPv6 subnet)",
+                    net.name
+                )));
+            }
+            (None, None) => None,
         };
         let mac = match spec.mac.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => ipam::parse_mac(s).ok_or_else(|| Error::Invalid(format!("mac {s:?}")))?,
@@ -1015,6 +1034,10 @@ fn hosts_file(sb: &Sandbox, eps: &[(Network, Endpoint)]) -> String {
             sb.hostname.clone()
         };
         out.push_str(&format!("{}\t{host}\n", e.ip));
+        // Docker lists the IPv6 address of a dual-stack endpoint too.
+        if let Some(ip6) = e.ip6 {
+            out.push_str(&format!("{ip6}\t{host}\n"));
+        }
     }
     out
 }
@@ -1059,6 +1082,8 @@ pub struct ConnectSpec {
     pub container_id: String,
     pub network: String,
     pub ip: Option<String>,
+    /// `--ip6`, on a dual-stack network.
+    pub ip6: Option<String>,
     pub aliases: Vec<String>,
     pub mac: Option<String>,
 }

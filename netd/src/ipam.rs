@@ -29,6 +29,12 @@ pub enum IpamError {
     AddressReserved(Ipv4Addr),
     #[error("no free address left in {0}")]
     Exhausted6(Ipv6Net),
+    #[error("address {ip} is outside subnet {subnet}")]
+    AddressOutside6 { ip: Ipv6Addr, subnet: Ipv6Net },
+    #[error("address {0} is already in use")]
+    AddressInUse6(Ipv6Addr),
+    #[error("address {0} is the network's gateway or subnet-router anycast address")]
+    AddressReserved6(Ipv6Addr),
 }
 
 /// An IPv6 subnet: a network address, /64 to /120 (SLAAC-sized down to small test ones).
@@ -66,6 +72,29 @@ pub fn allocate6(net: &Ipv6Net, used: &BTreeSet<Ipv6Addr>) -> Result<Ipv6Addr, I
         .take(used.len() + 1)
         .find(|a| !used.contains(a))
         .ok_or(IpamError::Exhausted6(*net))
+}
+
+/// Checks a static `--ip6`: inside the subnet, not the gateway nor the subnet-router anycast
+/// address (the subnet's own, all host bits zero), not held by another endpoint.
+pub fn check_static6(
+    subnet: &Ipv6Net,
+    gateway: Ipv6Addr,
+    used: &BTreeSet<Ipv6Addr>,
+    ip: Ipv6Addr,
+) -> Result<(), IpamError> {
+    if !subnet.contains(&ip) {
+        return Err(IpamError::AddressOutside6 {
+            ip,
+            subnet: *subnet,
+        });
+    }
+    if ip == gateway || ip == subnet.network() {
+        return Err(IpamError::AddressReserved6(ip));
+    }
+    if used.contains(&ip) {
+        return Err(IpamError::AddressInUse6(ip));
+    }
+    Ok(())
 }
 
 /// Parses a CIDR and insists on it being the network address (`10.1.2.0/24`, not `10.1.2.3/24`),
@@ -304,6 +333,26 @@ mod tests {
         assert!(parse_subnet6("10.0.0.0/24").is_err());
         let net = parse_subnet6("fd00:1::/120").unwrap();
         assert_eq!(first6(net), "fd00:1::1".parse::<Ipv6Addr>().unwrap());
+        let gw = first6(net);
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let used: BTreeSet<Ipv6Addr> = [v6("fd00:1::2")].into();
+        assert_eq!(check_static6(&net, gw, &used, v6("fd00:1::99")), Ok(()));
+        assert_eq!(
+            check_static6(&net, gw, &used, v6("fd00:1::2")),
+            Err(IpamError::AddressInUse6(v6("fd00:1::2")))
+        );
+        assert!(matches!(
+            check_static6(&net, gw, &used, v6("fd00:2::5")),
+            Err(IpamError::AddressOutside6 { .. })
+        ));
+        assert_eq!(
+            check_static6(&net, gw, &used, gw),
+            Err(IpamError::AddressReserved6(gw))
+        );
+        assert_eq!(
+            check_static6(&net, gw, &used, v6("fd00:1::")),
+            Err(IpamError::AddressReserved6(v6("fd00:1::")))
+        );
         let mut used = BTreeSet::new();
         let a = allocate6(&net, &used).unwrap();
         assert_eq!(a, "fd00:1::2".parse::<Ipv6Addr>().unwrap());

@@ -30,9 +30,13 @@ fn status(e: Error) -> Status {
             Status::already_exists(msg)
         }
         Error::Invalid(_) | Error::NotConnected(..) => Status::invalid_argument(msg),
-        Error::Ipam(I::PoolFull(_) | I::Exhausted(_) | I::Exhausted6(_) | I::AddressInUse(_)) => {
-            Status::failed_precondition(msg)
-        }
+        Error::Ipam(
+            I::PoolFull(_)
+            | I::Exhausted(_)
+            | I::Exhausted6(_)
+            | I::AddressInUse(_)
+            | I::AddressInUse6(_),
+        ) => Status::failed_precondition(msg),
         Error::Ipam(_) => Status::invalid_argument(msg),
         Error::InUse(..) | Error::Precondition(_) => Status::failed_precondition(msg),
         _ => Status::internal(msg),
@@ -295,6 +299,7 @@ impl pb::networks_server::Networks for NetworksService {
                 container_id: r.container_id,
                 network: r.network,
                 ip: opt(r.ip),
+                ip6: opt(r.ip6),
                 aliases: r.aliases,
                 mac: opt(r.mac),
             })

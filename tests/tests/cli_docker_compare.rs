@@ -360,3 +360,203 @@ fn commit_and_diff_of_a_running_container_match_dockers() {
     both.same(&["rm", "-f", "up"]);
     both.same_code(&["rmi", "snap:1"]);
 }
+
+/// A dual-stack network beside a private dockerd's (IPv6 needs no ip6tables for this):
+/// network inspect's EnableIPv6, IPAM configs and IPv6Address, inspect's IPv6 fields and
+/// IPAMConfig on the dual-stack network and on an IPv4-only one, a static `--ip6` taken
+/// again refused with the same exit code. berth runs in a network namespace of its own, so
+/// its netd's bridges stay off the host.
+#[test]
+fn ipv6_network_and_container_inspect_match_dockers() {
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        eprintln!("skipped: no IPv6 in this kernel");
+        return;
+    }
+    if !berth_tests::require_cmds(&["nsenter"]) {
+        return;
+    }
+    let Some((env, dockerd)) = dockerd_with_busybox("cli-vs-docker-ipv6") else {
+        return;
+    };
+    let ns_name = env.unique("h");
+    run_timeout(
+        std::process::Command::new("ip").args(["netns", "add", &ns_name]),
+        Duration::from_secs(10),
+    )
+    .assert_success();
+    let ns = format!("--net=/run/netns/{ns_name}");
+    let docker =
+        |args: &[&str]| run_timeout(dockerd.docker(&env).args(args), Duration::from_secs(60));
+    let berth = |args: &[&str]| {
+        run_timeout(
+            env.command("nsenter")
+                .arg(&ns)
+                .arg(bin("berth"))
+                .args(args)
+                .env("BERTH_CGROUP_PARENT", env.unique("cg")),
+            Duration::from_secs(60),
+        )
+    };
+    berth(&[
+        "load",
+        "-i",
+        &fixtures().join("busybox.tar").display().to_string(),
+    ])
+    .assert_success();
+    let json = |o: Output| -> serde_json::Value {
+        o.assert_success();
+        serde_json::from_str(&o.stdout).unwrap()
+    };
+    let mut seen = Vec::new();
+    for (who, tool) in [
+        ("docker", &docker as &dyn Fn(&[&str]) -> Output),
+        ("berth", &berth),
+    ] {
+        for args in [
+            [
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "10.234.40.0/24",
+                "--subnet",
+                "fd00:234:40::/64",
+                "ds",
+            ]
+            .as_slice(),
+            &["network", "create", "--subnet", "10.234.41.0/24", "v4"],
+            &[
+                "run",
+                "-d",
+                "--network",
+                "ds",
+                "--ip6",
+                "fd00:234:40::80",
+                "--name",
+                "web",
+                "busybox",
+                "sleep",
+                "600",
+            ],
+            &[
+                "run",
+                "-d",
+                "--network",
+                "ds",
+                "--name",
+                "peer",
+                "busybox",
+                "sleep",
+                "600",
+            ],
+            &[
+                "run",
+                "-d",
+                "--network",
+                "v4",
+                "--name",
+                "solo",
+                "busybox",
+                "sleep",
+                "600",
+            ],
+        ] {
+            let out = tool(args);
+            assert!(out.success(), "{who} {args:?}: {}", out.stderr);
+        }
+        let taken = tool(&[
+            "run",
+            "-d",
+            "--network",
+            "ds",
+            "--ip6",
+            "fd00:234:40::80",
+            "busybox",
+            "true",
+        ]);
+        // Names: a peer's AAAA record; an IPv4-only name's AAAA query is no NXDOMAIN.
+        let aaaa = tool(&["exec", "web", "nslookup", "-type=aaaa", "peer"]);
+        let v4_only = tool(&["exec", "solo", "nslookup", "-type=aaaa", "solo"]);
+        let dns = (
+            aaaa.code(),
+            aaaa.stdout.contains("fd00:234:40::2"),
+            aaaa.stdout.contains("Non-authoritative answer"),
+            v4_only.code(),
+            v4_only.stdout.contains("NXDOMAIN") || v4_only.stderr.contains("NXDOMAIN"),
+        );
+        let net = json(tool(&["network", "inspect", "ds"]))[0].clone();
+        let net4 = json(tool(&["network", "inspect", "v4"]))[0].clone();
+        let ids: Vec<String> = ["web", "peer", "solo"]
+            .iter()
+            .map(|c| {
+                tool(&["inspect", "-f", "{{.Id}}", c])
+                    .stdout
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        let eps: Vec<serde_json::Value> = [("web", "ds"), ("peer", "ds"), ("solo", "v4")]
+            .iter()
+            .map(|(c, n)| json(tool(&["inspect", c]))[0]["NetworkSettings"]["Networks"][n].clone())
+            .collect();
+        // What a user reads, with the ids put in place of each engine's own.
+        let containers = |n: &serde_json::Value| -> Vec<String> {
+            ids.iter()
+                .map(|id| n["Containers"][id]["IPv6Address"].to_string())
+                .collect()
+        };
+        let fields: Vec<String> = eps
+            .iter()
+            .flat_map(|ep| {
+                [
+                    "IPv6Gateway",
+                    "GlobalIPv6Address",
+                    "GlobalIPv6PrefixLen",
+                    "IPAMConfig",
+                ]
+                .map(|k| format!("{k}={}", ep[k]))
+            })
+            .collect();
+        seen.push((
+            who,
+            net["EnableIPv6"].clone(),
+            // Subnets: dockerd 20.10 lists a Gateway only when one was given, berth always
+            // (as newer Docker's inspect reports the gateway it chose).
+            net["IPAM"]["Config"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["Subnet"].to_string())
+                .collect::<Vec<_>>(),
+            containers(&net),
+            net4["EnableIPv6"].clone(),
+            containers(&net4),
+            fields,
+            taken.code(),
+            dns,
+        ));
+        for c in ["web", "peer", "solo"] {
+            tool(&["rm", "-f", c]).assert_success();
+        }
+        tool(&["network", "rm", "ds", "v4"]).assert_success();
+        // Docker's words: "Address already in use"; ours name the address.
+        assert!(
+            taken.stderr.to_lowercase().contains("already in use"),
+            "{who}: {}",
+            taken.stderr
+        );
+    }
+    let (d, b) = (&seen[0], &seen[1]);
+    assert_eq!(d.1, b.1, "EnableIPv6");
+    assert_eq!(d.2, b.2, "IPAM.Config");
+    assert_eq!(d.3, b.3, "Containers.*.IPv6Address");
+    assert_eq!(d.4, b.4, "EnableIPv6 of an IPv4-only network");
+    assert_eq!(d.5, b.5, "Containers.*.IPv6Address of an IPv4-only network");
+    assert_eq!(d.6, b.6, "inspect's IPv6 fields");
+    assert_eq!(d.7, b.7, "exit code of a taken --ip6");
+    assert_eq!(
+        d.8, b.8,
+        "AAAA answers (exit codes, peer's address, no NXDOMAIN)"
+    );
+    assert!(b.8 .1, "berth resolves the peer's AAAA record");
+}

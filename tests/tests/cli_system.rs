@@ -1014,6 +1014,41 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
     ]);
     let db_ip = h.inspect("db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
     assert!(!db_ip.is_empty());
+    // On a dual-stack network, an IPv6 address that is not the lowest free one any more
+    // (the holder of ::2 is gone): boot must ask for it again, not take ::2. Where the
+    // kernel has IPv6.
+    let v6 = Path::new("/proc/net/if_inet6").exists();
+    let six_ip6 = "{{.NetworkSettings.Networks.ds.GlobalIPv6Address}}";
+    if v6 {
+        let ds = [
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "10.234.30.0/24",
+            "--subnet",
+            "fd00:234:30::/64",
+            "ds",
+        ];
+        h.ok(&ds);
+        for n in ["gone", "six"] {
+            h.ok(&[
+                "run",
+                "-d",
+                "--restart",
+                "always",
+                "--network",
+                "ds",
+                "--name",
+                n,
+                "busybox",
+                "sleep",
+                "600",
+            ]);
+        }
+        h.ok(&["rm", "-f", "gone"]);
+        assert_eq!(h.inspect("six", six_ip6), "fd00:234:30::3");
+    }
 
     // A nothing-to-do boot changes nothing.
     assert_eq!(h.ok(&["system", "boot"]), "");
@@ -1025,7 +1060,7 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(ids.len(), 7);
+    assert_eq!(ids.len(), 7 + usize::from(v6));
     for id in &ids {
         for f in ["shim.pid", "init.pid"] {
             if let Ok(pid) = std::fs::read_to_string(h.bundle(id).join(f)) {
@@ -1085,7 +1120,7 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
 
     let out = h.ok(&["system", "boot"]);
     let started: Vec<&str> = out.lines().collect();
-    assert_eq!(started.len(), 4, "{out}");
+    assert_eq!(started.len(), 4 + usize::from(v6), "{out}");
     let pos = |n: &str| started.iter().position(|s| *s == n).expect(n);
     assert!(
         pos("db") < pos("web") && pos("cache") < pos("web"),
@@ -1108,6 +1143,11 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
         h.inspect("db", "{{.NetworkSettings.Networks.bridge.IPAddress}}"),
         db_ip
     );
+    if v6 {
+        assert_eq!(h.inspect("six", six_ip6), "fd00:234:30::3");
+        let addrs = h.ok(&["exec", "six", "ip", "-o", "-6", "addr"]);
+        assert!(addrs.contains("fd00:234:30::3/64"), "{addrs}");
+    }
     let out = h.berth(&["exec", "web", "ping", "-c", "1", "-W", "2", &db_ip]);
     assert!(
         out.success(),
@@ -1119,6 +1159,9 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
     h.ok(&[
         "rm", "-f", "cache", "db", "web", "kept", "held", "plain", "fresh",
     ]);
+    if v6 {
+        h.ok(&["rm", "-f", "six"]);
+    }
 
     // The unit file: only where systemd runs.
     let out = h.berth(&["system", "boot", "--install-unit"]);

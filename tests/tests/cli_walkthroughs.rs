@@ -695,3 +695,159 @@ fn dns_servers_of_a_container_on_a_user_network_answer_what_peers_do_not() {
     assert!(addrs.contains(&"10.77.0.7"), "{}", out.stdout);
     h.ok(&["rm", "-f", "peer"]);
 }
+
+/// Docker's IPv6 walkthrough: a dual-stack network, containers with an automatic and a
+/// static (`--ip6`) IPv6 address reaching each other by name over IPv6 (AAAA records from
+/// the network's DNS server), inspect and network inspect showing Docker's fields, and the
+/// refusals of a static address that is taken, outside the subnet or on an IPv4-only network.
+#[test]
+fn a_dual_stack_network_resolves_and_shows_ipv6_like_docker() {
+    if !can_run() {
+        return;
+    }
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        eprintln!("skipped: no IPv6 in this kernel");
+        return;
+    }
+    let h = Host::new("walk-ipv6");
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.234.20.0/24",
+        "--subnet",
+        "fd00:234:20::/64",
+        "ds",
+    ]);
+    h.ok(&["network", "create", "--subnet", "10.234.21.0/24", "v4"]);
+    let run_d = |name: &str, net: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--network", net, "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sleep", "600"]);
+        h.ok(&args).trim().to_string()
+    };
+    let web = run_d("web", "ds", &["--ip6", "fd00:234:20::80"]);
+    run_d("peer", "ds", &[]);
+    let solo = run_d("solo", "v4", &[]);
+
+    // docker network inspect: EnableIPv6, both IPAM configs, each container's IPv6Address.
+    let j: serde_json::Value = serde_json::from_str(&h.ok(&["network", "inspect", "ds"])).unwrap();
+    let n = &j[0];
+    assert_eq!(n["EnableIPv6"], true, "{n}");
+    assert_eq!(n["IPAM"]["Config"][0]["Subnet"], "10.234.20.0/24", "{n}");
+    assert_eq!(n["IPAM"]["Config"][0]["Gateway"], "10.234.20.1");
+    assert_eq!(n["IPAM"]["Config"][1]["Subnet"], "fd00:234:20::/64");
+    assert_eq!(n["IPAM"]["Config"][1]["Gateway"], "fd00:234:20::1");
+    assert_eq!(n["Containers"][&web]["IPv6Address"], "fd00:234:20::80/64");
+    let j: serde_json::Value = serde_json::from_str(&h.ok(&["network", "inspect", "v4"])).unwrap();
+    assert_eq!(j[0]["EnableIPv6"], false);
+    assert_eq!(j[0]["Containers"][&solo]["IPv6Address"], "");
+
+    // docker inspect: the IPv6 fields of each network, "" and 0 on an IPv4-only one.
+    let f = |c: &str, field: &str, net: &str| {
+        h.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{.NetworkSettings.Networks.{net}.{field}}}}}"),
+            c,
+        ])
+        .trim()
+        .to_string()
+    };
+    assert_eq!(f("web", "GlobalIPv6Address", "ds"), "fd00:234:20::80");
+    assert_eq!(f("web", "GlobalIPv6PrefixLen", "ds"), "64");
+    assert_eq!(f("web", "IPv6Gateway", "ds"), "fd00:234:20::1");
+    assert_eq!(f("peer", "GlobalIPv6Address", "ds"), "fd00:234:20::2");
+    let j: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "web"])).unwrap();
+    let ep = &j[0]["NetworkSettings"]["Networks"]["ds"];
+    assert_eq!(ep["IPAMConfig"]["IPv6Address"], "fd00:234:20::80", "{ep}");
+    let j: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "solo"])).unwrap();
+    let ep = &j[0]["NetworkSettings"]["Networks"]["v4"];
+    assert_eq!(ep["GlobalIPv6Address"], "", "{ep}");
+    assert_eq!(ep["GlobalIPv6PrefixLen"], 0);
+    assert_eq!(ep["IPv6Gateway"], "");
+    assert_eq!(ep["IPAMConfig"], serde_json::Value::Null);
+
+    // Names resolve to IPv6 addresses (AAAA) and answer over IPv6, from another container.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ds",
+        "busybox",
+        "nslookup",
+        "-type=aaaa",
+        "web",
+    ]);
+    assert!(out.contains("fd00:234:20::80"), "{out}");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ds",
+        "busybox",
+        "ping",
+        "-6",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "web",
+    ]);
+    assert!(
+        out.contains("fd00:234:20::80") && out.contains("1 packets received"),
+        "{out}"
+    );
+    // An IPv4-only name: no AAAA, and no NXDOMAIN either (the A record still resolves).
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "v4",
+        "busybox",
+        "nslookup",
+        "-type=aaaa",
+        "solo",
+    ]);
+    assert!(
+        !out.contains("NXDOMAIN") && !out.contains("can't find"),
+        "{out}"
+    );
+
+    // --ip6 refused: taken, outside the subnet, on a network without IPv6.
+    for (net, ip6, says) in [
+        ("ds", "fd00:234:20::80", "already in use"),
+        ("ds", "fd00:99::5", "outside subnet fd00:234:20::/64"),
+        ("v4", "fd00:234:21::5", "has no IPv6"),
+    ] {
+        let out = h.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "--ip6",
+            ip6,
+            "busybox",
+            "true",
+        ]);
+        assert_ne!(out.code(), Some(0), "{ip6} on {net}");
+        assert!(out.stderr.contains(says), "{ip6} on {net}: {}", out.stderr);
+    }
+
+    // network connect --ip6: a second, static IPv6 address on a running container.
+    h.ok(&[
+        "network",
+        "connect",
+        "--ip6",
+        "fd00:234:20::99",
+        "ds",
+        "solo",
+    ]);
+    assert_eq!(f("solo", "GlobalIPv6Address", "ds"), "fd00:234:20::99");
+    let addrs = h.ok(&["exec", "solo", "ip", "-o", "-6", "addr"]);
+    assert!(addrs.contains("fd00:234:20::99/64"), "{addrs}");
+
+    h.ok(&["rm", "-f", "web", "peer", "solo"]);
+    h.ok(&["network", "rm", "ds", "v4"]);
+}

@@ -522,13 +522,22 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., "2001:db8::33")
+    #[arg(long)]
+    pub ip6: Option<String>,
     pub network: String,
     pub container: String,
 }
 
 pub async fn connect(engine: &mut Engine, a: &ConnectArgs) -> Result<()> {
     engine
-        .connect_container(&a.container, &a.network, &a.alias, a.ip.as_deref())
+        .connect_container(
+            &a.container,
+            &a.network,
+            &a.alias,
+            a.ip.as_deref(),
+            a.ip6.as_deref(),
+        )
         .await
         .map_err(|e| Failure::new(1, format!("Error response from daemon: {e}")).into())
 }

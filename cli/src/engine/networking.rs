@@ -65,6 +65,8 @@ pub struct Attachment {
     pub aliases: Vec<String>,
     /// `--ip`: static, checked by netd against the subnet; None: from IPAM.
     pub ip: Option<String>,
+    /// `--ip6`: static, on a dual-stack network; None: the lowest free one.
+    pub ip6: Option<String>,
     /// `--mac-address`; None: derived from the address.
     pub mac: Option<String>,
 }
@@ -94,6 +96,7 @@ pub async fn connect(c: &mut Client, container_id: &str, a: &Attachment) -> Resu
         ip: a.ip.clone().unwrap_or_default(),
         aliases: a.aliases.clone(),
         mac: a.mac.clone().unwrap_or_default(),
+        ip6: a.ip6.clone().unwrap_or_default(),
     })
     .await?
     .into_inner())

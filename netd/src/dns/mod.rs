@@ -1,6 +1,8 @@
 //! The DNS server of each user-defined network: on the gateway address (port 53, UDP and
 //! TCP), it answers the names of the containers on that network (container name, hostname,
-//! short id, `--network-alias`) with every address holding them, rotated on each answer; an
+//! short id, `--network-alias`) with every address holding them, rotated on each answer (A
+//! records for IPv4, AAAA for IPv6 on dual-stack networks; a name holding no address of the
+//! asked family gets an empty NOERROR answer, not NXDOMAIN, as Docker's server gives); an
 //! unknown single-label name gets NXDOMAIN at once; anything else is forwarded to the host's
 //! resolvers (`upstream`), or to a container's own (`--dns`, `custom`), except on `--internal`
 //! networks, which reach nothing outside, not even through DNS: there such names get SERVFAIL
@@ -17,18 +19,18 @@ mod serve;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 
 pub use custom::custom_upstreams;
 pub use upstream::{Forwarder, Transport};
-/// name (lower case, no trailing dot) → addresses, for one network.
-pub type Names = HashMap<String, Vec<Ipv4Addr>>;
+/// name (lower case, no trailing dot) → addresses of both families, for one network.
+pub type Names = HashMap<String, Vec<IpAddr>>;
 
 /// The names of every network, shared by its server and the daemon that updates it.
 #[derive(Default)]
@@ -125,11 +127,27 @@ impl Server {
         reply.metadata.recursion_available = true;
         reply.add_query(q.clone());
         if let Some(addrs) = names.get(short) {
-            reply.metadata.authoritative = true;
-            if q.query_type() == RecordType::A || q.query_type() == RecordType::ANY {
-                let k = self.rotate.fetch_add(1, Ordering::Relaxed) % addrs.len().max(1);
-                for ip in addrs[k..].iter().chain(&addrs[..k]) {
-                    reply.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(*ip))));
+            // Not authoritative (AA clear), as Docker's embedded server answers: `nslookup`
+            // in a container prints "Non-authoritative answer" with both.
+            // Only the asked family; none of it (an IPv4-only name asked for AAAA) is an
+            // empty NOERROR, so a resolver asking both goes on with the A records.
+            let wanted: Vec<&IpAddr> = addrs
+                .iter()
+                .filter(|ip| match q.query_type() {
+                    RecordType::A => ip.is_ipv4(),
+                    RecordType::AAAA => ip.is_ipv6(),
+                    RecordType::ANY => true,
+                    _ => false,
+                })
+                .collect();
+            if !wanted.is_empty() {
+                let k = self.rotate.fetch_add(1, Ordering::Relaxed) % wanted.len();
+                for ip in wanted[k..].iter().chain(&wanted[..k]) {
+                    let data = match **ip {
+                        IpAddr::V4(v4) => RData::A(A(v4)),
+                        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+                    };
+                    reply.add_answer(Record::from_rdata(q.name().clone(), 0, data));
                 }
             }
             return reply.to_vec().ok();
@@ -161,24 +179,30 @@ mod tests {
     use super::*;
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
+    use std::net::{Ipv4Addr, Ipv6Addr};
     use std::str::FromStr;
 
     const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 234, 1, 9));
 
     fn query(name: &str) -> Vec<u8> {
+        query_of(name, RecordType::A)
+    }
+
+    fn query_of(name: &str, t: RecordType) -> Vec<u8> {
         let mut m = Message::query();
         m.metadata.id = 7;
-        m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        m.add_query(Query::query(Name::from_str(name).unwrap(), t));
         m.to_vec().unwrap()
     }
 
-    fn addrs(reply: &[u8]) -> (ResponseCode, Vec<Ipv4Addr>) {
+    fn addrs(reply: &[u8]) -> (ResponseCode, Vec<IpAddr>) {
         let m = Message::from_vec(reply).unwrap();
         let ips = m
             .answers
             .iter()
             .filter_map(|r| match r.data {
-                RData::A(A(ip)) => Some(ip),
+                RData::A(A(ip)) => Some(IpAddr::V4(ip)),
+                RData::AAAA(AAAA(ip)) => Some(IpAddr::V6(ip)),
                 _ => None,
             })
             .collect();
@@ -187,11 +211,16 @@ mod tests {
 
     fn server(internal: bool, resolv_conf: &str) -> Server {
         let table = Arc::new(Table::default());
-        let a: Ipv4Addr = "10.234.1.2".parse().unwrap();
-        let b: Ipv4Addr = "10.234.1.3".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (a, b) = (ip("10.234.1.2"), ip("10.234.1.3"));
+        let (a6, b6) = (ip("fd00:1::2"), ip("fd00:1::3"));
         table.set(
             "n",
-            [("web".to_string(), vec![a, b]), ("db".to_string(), vec![a])].into(),
+            [
+                ("web".to_string(), vec![a, a6, b, b6]),
+                ("db".to_string(), vec![a]),
+            ]
+            .into(),
         );
         let fwd = Arc::new(Forwarder::new(resolv_conf));
         Server::new("n", "mynet", internal, table, fwd)
@@ -204,6 +233,10 @@ mod tests {
         let (rc, first) = addrs(&s.answer(&query("web."), udp, FROM).await.unwrap());
         assert_eq!(rc, ResponseCode::NoError);
         assert_eq!(first.len(), 2);
+        assert!(
+            first.iter().all(IpAddr::is_ipv4),
+            "A records only: {first:?}"
+        );
         let (_, second) = addrs(&s.answer(&query("WEB.mynet."), udp, FROM).await.unwrap());
         assert_eq!(second.len(), 2);
         assert_ne!(first[0], second[0], "rotated");
@@ -232,6 +265,45 @@ mod tests {
         );
         assert_eq!(rc, ResponseCode::ServFail);
         assert!(t.elapsed() < std::time::Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn aaaa_records_rotate_and_an_ipv4_only_name_gets_an_empty_noerror() {
+        let s = server(false, "/nonexistent");
+        let ask = |name: &str, t| {
+            let q = query_of(name, t);
+            let s = &s;
+            async move { s.answer(&q, Transport::Udp, FROM).await }
+        };
+        let (rc, first) = addrs(&ask("web.", RecordType::AAAA).await.unwrap());
+        assert_eq!(rc, ResponseCode::NoError);
+        let want: Vec<IpAddr> = ["fd00:1::2", "fd00:1::3"]
+            .map(|a| IpAddr::V6(a.parse::<Ipv6Addr>().unwrap()))
+            .into();
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, want);
+        let (_, second) = addrs(&ask("web.mynet.", RecordType::AAAA).await.unwrap());
+        assert_eq!(second.len(), 2);
+        assert_ne!(first[0], second[0], "rotated");
+        // IPv4 only: NOERROR with no answer (a resolver asking both keeps the A records).
+        let reply = ask("db.", RecordType::AAAA).await.unwrap();
+        let (rc, none) = addrs(&reply);
+        assert_eq!((rc, none.len()), (ResponseCode::NoError, 0));
+        assert!(!Message::from_vec(&reply).unwrap().metadata.authoritative);
+        let (rc, v4) = addrs(&ask("db.", RecordType::A).await.unwrap());
+        assert_eq!(
+            (rc, v4),
+            (
+                ResponseCode::NoError,
+                vec![IpAddr::V4(Ipv4Addr::new(10, 234, 1, 2))]
+            )
+        );
+        // Other types of a known name: empty NOERROR too; unknown names stay NXDOMAIN.
+        let (rc, none) = addrs(&ask("web.", RecordType::MX).await.unwrap());
+        assert_eq!((rc, none.len()), (ResponseCode::NoError, 0));
+        let (rc, _) = addrs(&ask("nothere.", RecordType::AAAA).await.unwrap());
+        assert_eq!(rc, ResponseCode::NXDomain);
     }
 
     #[test]

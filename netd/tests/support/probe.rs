@@ -1,20 +1,34 @@
 //! Traffic probes run from inside a namespace: ping, a TCP client of the echo server that
 //! answers with the address it saw, and a DNS query.
 
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::in_ns;
 
 /// Asks `server` for `name` from inside the namespace at `ns`: the A records in order.
 pub fn dns_query(ns: &Path, server: &str, name: &str) -> (String, Vec<Ipv4Addr>) {
+    let (rc, ips) = dns_ask(ns, server, name, RecordType::A);
+    let v4 = ips
+        .into_iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    (rc, v4)
+}
+
+/// Asks `server` for records of type `t` (A or AAAA) of `name` from inside the namespace
+/// at `ns`: the response code and the addresses in order.
+pub fn dns_ask(ns: &Path, server: &str, name: &str, t: RecordType) -> (String, Vec<IpAddr>) {
     let ns = std::fs::File::open(ns).unwrap();
     let server = format!("{server}:53");
     let name = name.to_string();
@@ -25,7 +39,7 @@ pub fn dns_query(ns: &Path, server: &str, name: &str) -> (String, Vec<Ipv4Addr>)
         let mut m = Message::query();
         m.metadata.id = 42;
         m.metadata.recursion_desired = true;
-        m.add_query(Query::query(Name::from_str(&name).unwrap(), RecordType::A));
+        m.add_query(Query::query(Name::from_str(&name).unwrap(), t));
         s.send_to(&m.to_vec().unwrap(), &server).unwrap();
         let mut buf = [0u8; 1500];
         let n = s.recv(&mut buf).expect("a DNS answer");
@@ -34,7 +48,8 @@ pub fn dns_query(ns: &Path, server: &str, name: &str) -> (String, Vec<Ipv4Addr>)
             .answers
             .iter()
             .filter_map(|a| match a.data {
-                RData::A(A(ip)) => Some(ip),
+                RData::A(A(ip)) => Some(IpAddr::V4(ip)),
+                RData::AAAA(AAAA(ip)) => Some(IpAddr::V6(ip)),
                 _ => None,
             })
             .collect();

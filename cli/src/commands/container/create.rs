@@ -81,6 +81,9 @@ pub struct CreateFlags {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Set custom DNS servers
     #[arg(long)]
     pub dns: Vec<String>,
@@ -721,6 +724,11 @@ impl CreateFlags {
                     },
                     ip: if i == 0 {
                         self.ip.clone().unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                    ip6: if i == 0 {
+                        self.ip6.clone().unwrap_or_default()
                     } else {
                         String::new()
                     },

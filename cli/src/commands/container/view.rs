@@ -22,6 +22,36 @@ pub fn inspect_json(engine: &Engine, rec: &Record, st: &State) -> Value {
     if ns.is_null() {
         ns = json!({"Ports": {}, "Networks": {}});
     }
+    if let Some(nets) = ns["Networks"].as_object_mut() {
+        for (name, n) in nets.iter_mut() {
+            // Records from before IPv6 lack these; Docker shows "" and 0 without IPv6.
+            for (k, empty) in [
+                ("IPv6Gateway", json!("")),
+                ("GlobalIPv6Address", json!("")),
+                ("GlobalIPv6PrefixLen", json!(0)),
+            ] {
+                if n.get(k).is_none_or(Value::is_null) {
+                    n[k] = empty;
+                }
+            }
+            // What the user asked for (--ip, --ip6), as Docker's IPAMConfig: null when
+            // nothing was, empty fields left out.
+            let asked = rec.networks.iter().find(|a| &a.network == name);
+            let mut cfg = serde_json::Map::new();
+            if let Some(a) = asked {
+                for (k, v) in [("IPv4Address", &a.ip), ("IPv6Address", &a.ip6)] {
+                    if !v.is_empty() {
+                        cfg.insert(k.into(), json!(v));
+                    }
+                }
+            }
+            n["IPAMConfig"] = if cfg.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(cfg)
+            };
+        }
+    }
     // The primary network's address at the top level, as Docker has it for `bridge`.
     if let Some(first) = ns["Networks"]
         .as_object()
@@ -33,6 +63,9 @@ pub fn inspect_json(engine: &Engine, rec: &Record, st: &State) -> Value {
             "Gateway",
             "MacAddress",
             "EndpointID",
+            "IPv6Gateway",
+            "GlobalIPv6Address",
+            "GlobalIPv6PrefixLen",
         ] {
             ns[k] = first[k].clone();
         }

@@ -86,12 +86,14 @@ impl Engine {
             // The addresses of before, where they are still free: links and the hosts
             // files of other containers name them.
             let mut keep = fresh.clone();
-            for a in keep.networks.iter_mut().filter(|a| a.ip.is_empty()) {
-                if let Some(ip) = fresh.network_settings["Networks"][&a.network]["IPAddress"]
-                    .as_str()
-                    .filter(|ip| !ip.is_empty())
-                {
+            for a in keep.networks.iter_mut() {
+                let before = &fresh.network_settings["Networks"][&a.network];
+                let was = |k: &str| before[k].as_str().filter(|ip| !ip.is_empty());
+                if let (true, Some(ip)) = (a.ip.is_empty(), was("IPAddress")) {
                     a.ip = ip.to_string();
+                }
+                if let (true, Some(ip6)) = (a.ip6.is_empty(), was("GlobalIPv6Address")) {
+                    a.ip6 = ip6.to_string();
                 }
             }
             match self.attach_networks(&mut keep).await {

@@ -791,6 +791,7 @@ impl Engine {
         network: &str,
         aliases: &[String],
         ip: Option<&str>,
+        ip6: Option<&str>,
     ) -> Result<(), ContainerError> {
         let rec = self.container(what)?;
         if matches!(rec.host.network_mode.as_str(), "none" | "host") {
@@ -806,6 +807,7 @@ impl Engine {
                 network: network.to_string(),
                 aliases: aliases.to_vec(),
                 ip: ip.map(str::to_string),
+                ip6: ip6.map(str::to_string),
                 mac: None,
             },
         )
@@ -823,6 +825,7 @@ impl Engine {
                 network: network.to_string(),
                 aliases: aliases.to_vec(),
                 ip: ip.unwrap_or_default().to_string(),
+                ip6: ip6.unwrap_or_default().to_string(),
             })
         })
     }
@@ -987,6 +990,7 @@ async fn attach_networks(
             network: a.network.clone(),
             aliases: a.aliases.clone(),
             ip: (!a.ip.is_empty()).then(|| a.ip.clone()),
+            ip6: (!a.ip6.is_empty()).then(|| a.ip6.clone()),
             mac: None,
         })
         .collect();
@@ -1074,6 +1078,12 @@ fn sandbox_json(sb: &npb::Sandbox) -> Value {
     }
     let mut networks = serde_json::Map::new();
     for e in &sb.endpoints {
+        // "addr/len", or empty on an IPv4-only network: Docker's "" and 0 then.
+        let (ip6, len6) = e
+            .ipv6_address
+            .split_once('/')
+            .map(|(a, l)| (a, l.parse::<u32>().unwrap_or(0)))
+            .unwrap_or(("", 0));
         networks.insert(
             e.network_name.clone(),
             serde_json::json!({
@@ -1083,6 +1093,9 @@ fn sandbox_json(sb: &npb::Sandbox) -> Value {
                 "Gateway": e.gateway,
                 "IPAddress": e.ipv4_address.split('/').next().unwrap_or_default(),
                 "IPPrefixLen": e.ipv4_address.split('/').nth(1).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0),
+                "IPv6Gateway": e.ipv6_gateway,
+                "GlobalIPv6Address": ip6,
+                "GlobalIPv6PrefixLen": len6,
                 "MacAddress": e.mac,
             }),
         );

@@ -127,6 +127,8 @@ pub struct Attachment {
     pub network: String,
     pub aliases: Vec<String>,
     pub ip: String,
+    /// `--ip6`; empty: netd's choice.
+    pub ip6: String,
 }
 
 /// What survives a shim: the last known run, for `ps` and `inspect` after the shim is gone.
