@@ -195,7 +195,8 @@ pub fn ruleset(table: &str, state: &State) -> Value {
         "output",
         vec![fib_local(), json!({"jump": {"target": "ports"}})],
     ));
-    for d in dnats(state) {
+    let published = dnats(state);
+    for d in &published {
         let mut e = vec![m(meta("nfproto"), "==", json!("ipv4"))];
         let any_address = d.host_ip.is_none_or(|ip| ip.is_unspecified());
         if let Some(ip) = d.host_ip.filter(|_| !any_address) {
@@ -322,11 +323,62 @@ pub fn ruleset(table: &str, state: &State) -> Value {
                 "postrouting",
                 vec![
                     m(payload("ip", "saddr"), "==", prefix(&subnet)),
-                    m(meta("oifname"), "!=", br),
+                    m(meta("oifname"), "!=", br.clone()),
                     json!({"masquerade": null}),
                 ],
             ));
+            direct_routing(&mut cmds, &rule, &br, &subnet, &published);
         }
     }
     json!({"nftables": cmds})
+}
+
+/// Traffic routed into a network's bridge from anywhere else (another host with a route to
+/// the subnet, another network's containers) reaches only published ports: through their
+/// DNAT, or at the container's address and port directly, as Docker 28 allows. Replies to
+/// the containers' own connections pass; anything else is dropped, so a port the user did
+/// not publish is not reachable from other hosts (Docker before 28 let it through).
+fn direct_routing(
+    cmds: &mut Vec<Value>,
+    rule: &dyn Fn(&str, Vec<Value>) -> Value,
+    br: &Value,
+    subnet: &ipnet::Ipv4Net,
+    published: &[Dnat],
+) {
+    let into = || {
+        vec![
+            m(meta("oifname"), "==", br.clone()),
+            m(meta("iifname"), "!=", br.clone()),
+        ]
+    };
+    let accept = |mut e: Vec<Value>| {
+        e.push(json!({"accept": null}));
+        e
+    };
+    let mut e = into();
+    e.push(m(
+        json!({"ct": {"key": "state"}}),
+        "in",
+        json!(["established", "related"]),
+    ));
+    cmds.push(rule("forward", accept(e)));
+    let mut e = into();
+    e.push(m(json!({"ct": {"key": "status"}}), "in", json!("dnat")));
+    cmds.push(rule("forward", accept(e)));
+    for d in published.iter().filter(|d| subnet.contains(&d.addr)) {
+        let mut to = vec![(payload("ip", "daddr"), d.addr.to_string())];
+        if let Some(a6) = d.addr6 {
+            to.push((payload("ip6", "daddr"), a6.to_string()));
+        }
+        for (daddr, addr) in to {
+            let mut e = into();
+            e.push(m(daddr, "==", json!(addr)));
+            e.push(m(meta("l4proto"), "==", json!(d.protocol)));
+            e.push(m(payload(&d.protocol, "dport"), "==", json!(d.port)));
+            cmds.push(rule("forward", accept(e)));
+        }
+    }
+    let mut e = into();
+    e.push(json!({"drop": null}));
+    cmds.push(rule("forward", e));
 }

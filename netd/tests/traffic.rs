@@ -1,7 +1,7 @@
 //! Traffic between "containers" (network namespaces made by netd for container ids): by
 //! address and by name, an alias shared by three and rotated, a published port reached from
-//! the host's loopback, from another host (its address kept) and from a peer (hairpin),
-//! disconnect, and nothing left after removal. All traffic stays inside namespaces the test
+//! the host's loopback, from another host (its address kept) and from a peer (hairpin), an
+//! unpublished port out of other hosts' reach, disconnect, and nothing left after removal. All traffic stays inside namespaces the test
 //! made.
 
 mod support;
@@ -135,6 +135,35 @@ async fn published_port_keeps_client_address_and_removal_leaves_nothing() {
 
     // From another host: the server sees that host's own address.
     assert_eq!(client(&op, "10.233.9.1", 18080), "10.233.9.2");
+    // Straight to the container's address, for a host with a route to the subnet: the
+    // published port answers (as Docker 28 allows), a port the container did not publish
+    // does not, while a peer on the bridge still reaches it.
+    let out = in_ns(
+        &op,
+        &["ip", "route", "add", "10.234.8.0/24", "via", "10.233.9.1"],
+    );
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(client(&op, "10.234.8.2", 8080), "10.233.9.2");
+    let unpublished = support::upstream::Listener::start(&srv_ns, "10.234.8.2:8081");
+    assert!(
+        support::upstream::connects(Path::new(&peer.netns_path), "10.234.8.2:8081"),
+        "a peer on the bridge reaches the unpublished port"
+    );
+    assert!(
+        !support::upstream::connects(&op, "10.234.8.2:8081"),
+        "another host reached a port the container did not publish"
+    );
+    // Nor does a container on another network, which still reaches the published port
+    // through the host's address.
+    d.sandbox("lone", vec![]).await.unwrap();
+    let lone = d.connect("lone", "bridge", &[]).await.unwrap();
+    let lone_ns = PathBuf::from(&lone.netns_path);
+    assert!(
+        !support::upstream::connects(&lone_ns, "10.234.8.2:8081"),
+        "a container on another network reached an unpublished port"
+    );
+    assert!(support::upstream::connects(&lone_ns, "10.233.9.1:18080"));
+    drop(unpublished);
     // From the host's loopback (no proxy: DNAT in the output hook, then masquerade, as a
     // loopback source cannot leave the host).
     assert_eq!(client(&hp, "127.0.0.1", 18080), "10.234.8.1");
@@ -150,7 +179,7 @@ async fn published_port_keeps_client_address_and_removal_leaves_nothing() {
     // Removal: no veth, no netns file, no rule, no lease.
     let _ = server.kill();
     let _ = server.wait();
-    for c in ["srv", "peer"] {
+    for c in ["srv", "peer", "lone"] {
         d.client
             .remove_sandbox(pb::RemoveSandboxRequest {
                 container_id: cid(c),
