@@ -3,68 +3,17 @@
 //! input. Every `berth` runs inside a network namespace the test makes, so the berth-netd
 //! that a RUN on the default network starts keeps its bridge and rules there.
 
+mod engine_support;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::{
-    bin, fixtures, has_cmd, require_cmds, require_root, run, run_timeout, run_with_input, Output,
-    TestEnv,
-};
+use berth_tests::{bin, fixtures, has_cmd, require_cmds, require_root, run, run_timeout};
+use engine_support::Host;
 use serde_json::Value;
 
-struct Host {
-    env: TestEnv,
-    ns: PathBuf,
-}
-
 impl Host {
-    fn new(name: &str) -> Host {
-        let env = TestEnv::new(name);
-        let ns_name = env.unique("h");
-        let out = run(Command::new("ip").args(["netns", "add", &ns_name]));
-        assert!(out.success(), "ip netns add: {}", out.stderr);
-        let h = Host {
-            env,
-            ns: PathBuf::from("/run/netns").join(ns_name),
-        };
-        let lo = run(Command::new("nsenter")
-            .arg(format!("--net={}", h.ns.display()))
-            .args(["ip", "link", "set", "lo", "up"]));
-        lo.assert_success();
-        h.ok(&[
-            "load",
-            "-i",
-            &fixtures().join("busybox.tar").display().to_string(),
-        ]);
-        h
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.env.command("nsenter");
-        c.arg(format!("--net={}", self.ns.display()))
-            .arg(bin("berth"))
-            .args(args)
-            .env("BERTH_CGROUP_PARENT", self.env.unique("cg"));
-        c
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        run_timeout(&mut self.cmd(args), Duration::from_secs(120))
-    }
-
-    fn berth_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        run_with_input(&mut self.cmd(args), input, Duration::from_secs(120))
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        out.assert_success();
-        out.stdout
-    }
-
     /// A context directory with these files.
     fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.env.path().join(name);

@@ -5,71 +5,17 @@
 //! a network use `--network none`.
 
 mod dockerd_support;
+mod engine_support;
 mod runtime_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::{bin, fixtures, require_cmds, require_root, run, run_timeout, Output, TestEnv};
-
-struct Host {
-    env: TestEnv,
-    ns: PathBuf,
-}
+use berth_tests::{bin, fixtures, require_cmds, require_root, run, run_timeout, Output};
+use engine_support::Host;
 
 impl Host {
-    fn new(name: &str) -> Host {
-        let env = TestEnv::new(name);
-        let ns_name = env.unique("h");
-        let out = run(Command::new("ip").args(["netns", "add", &ns_name]));
-        assert!(out.success(), "ip netns add: {}", out.stderr);
-        let h = Host {
-            env,
-            ns: PathBuf::from("/run/netns").join(ns_name),
-        };
-        let out = run(Command::new("nsenter")
-            .arg(format!("--net={}", h.ns.display()))
-            .args(["ip", "link", "set", "lo", "up"]));
-        out.assert_success();
-        h.ok(&[
-            "load",
-            "-i",
-            &fixtures().join("busybox.tar").display().to_string(),
-        ]);
-        h
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.env.command("nsenter");
-        c.arg(format!("--net={}", self.ns.display()))
-            .arg(bin("berth"))
-            .args(args)
-            .env("BERTH_CGROUP_PARENT", self.env.unique("cg"));
-        c
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        run_timeout(&mut self.cmd(args), Duration::from_secs(60))
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        out.assert_success();
-        out.stdout
-    }
-
-    /// Poll until `f` is true, or fail naming `what`.
-    #[track_caller]
-    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     fn inspect(&self, what: &str, format: &str) -> String {
         self.ok(&["inspect", "-f", format, what]).trim().to_string()
     }

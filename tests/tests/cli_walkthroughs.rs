@@ -3,113 +3,11 @@
 //! the berth-netd it starts keeps its bridge, nft table and DNS there and nothing of the
 //! real host is touched; clean-up deletes that namespace and kills what the test started.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod engine_support;
 use std::time::{Duration, Instant};
 
-use berth_tests::{bin, fixtures, require_cmds, require_root, run, run_timeout, Output, TestEnv};
-
-struct Host {
-    env: TestEnv,
-    ns: PathBuf,
-}
-
-impl Host {
-    fn new(name: &str) -> Host {
-        let env = TestEnv::new(name);
-        let ns_name = env.unique("h");
-        let out = run(Command::new("ip").args(["netns", "add", &ns_name]));
-        assert!(out.success(), "ip netns add: {}", out.stderr);
-        let h = Host {
-            env,
-            ns: PathBuf::from("/run/netns").join(ns_name),
-        };
-        h.sh(&["ip", "link", "set", "lo", "up"]).assert_success();
-        h.ok(&[
-            "load",
-            "-i",
-            &fixtures().join("busybox.tar").display().to_string(),
-        ]);
-        h
-    }
-
-    /// A command in the test's "host" namespace.
-    fn sh(&self, args: &[&str]) -> Output {
-        run_timeout(
-            Command::new("nsenter")
-                .arg(format!("--net={}", self.ns.display()))
-                .args(args),
-            Duration::from_secs(30),
-        )
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        run_timeout(
-            self.env
-                .command("nsenter")
-                .arg(format!("--net={}", self.ns.display()))
-                .arg(bin("berth"))
-                .args(args)
-                .env("BERTH_CGROUP_PARENT", self.env.unique("cg")),
-            Duration::from_secs(60),
-        )
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        out.assert_success();
-        out.stdout
-    }
-
-    /// Another machine on the test host's network: a namespace on a veth link, 10.233.9.2/30
-    /// beside the host's 10.233.9.1 (addresses that exist only inside these namespaces).
-    /// Returns a runner for commands there and the host's address it reaches. The harness
-    /// deletes the namespace (its name has the test's prefix) and the link goes with it.
-    fn other_host(&self) -> (impl Fn(&[&str]) -> Output + '_, &'static str) {
-        let name = self.env.unique("o");
-        let veth = self.env.unique("vo");
-        let out = run(Command::new("ip").args(["netns", "add", &name]));
-        assert!(out.success(), "ip netns add: {}", out.stderr);
-        let ns = PathBuf::from("/run/netns").join(&name);
-        let there = move |args: &[&str]| {
-            run_timeout(
-                Command::new("nsenter")
-                    .arg(format!("--net={}", ns.display()))
-                    .args(args),
-                Duration::from_secs(30),
-            )
-        };
-        for args in [
-            [
-                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name,
-            ]
-            .as_slice(),
-            &["ip", "addr", "add", "10.233.9.1/30", "dev", &veth],
-            &["ip", "link", "set", &veth, "up"],
-        ] {
-            self.sh(args).assert_success();
-        }
-        for args in [
-            ["ip", "link", "set", "lo", "up"].as_slice(),
-            &["ip", "addr", "add", "10.233.9.2/30", "dev", "eth0"],
-            &["ip", "link", "set", "eth0", "up"],
-        ] {
-            there(args).assert_success();
-        }
-        (there, "10.233.9.1")
-    }
-
-    /// Poll until `f` is true, or fail naming `what`.
-    #[track_caller]
-    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
+use berth_tests::{require_cmds, require_root};
+use engine_support::Host;
 
 fn can_run() -> bool {
     require_root() && require_cmds(&["ip", "nsenter", "nft", "wget"])
