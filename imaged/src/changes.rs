@@ -446,6 +446,7 @@ fn healthcheck(rest: &str) -> Result<Value, String> {
                 .map_err(|_| format!("--retries: {value:?} is not a number"))?)
         } else {
             json!(go_duration(value)
+                .map(|d| d.as_nanos() as u64)
                 .ok_or_else(|| format!("--{name}: {value:?} is not a duration"))?)
         };
         hc.insert(key.into(), v);
@@ -464,35 +465,40 @@ fn healthcheck(rest: &str) -> Result<Value, String> {
     Ok(Value::Object(hc))
 }
 
-/// A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds.
-fn go_duration(s: &str) -> Option<u64> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
+/// Go's duration syntax (`30s`, `1m30s`, `1.5h`, `500ms`, `0`), as Docker's flags and
+/// `--change` take it. The CLI parses its flags with it too.
+pub fn go_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if s.is_empty() {
         return None;
     }
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+        ("m", 60e9),
+        ("h", 3600e9),
+    ];
+    let mut rest = s;
+    let mut nanos = 0f64;
     while !rest.is_empty() {
-        let n = rest
+        let len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += value * unit;
-        rest = &rest[u..];
+        let number: f64 = rest[..len].parse().ok()?;
+        rest = &rest[len..];
+        let (unit, scale) = UNITS
+            .iter()
+            .filter(|(u, _)| rest.starts_with(u))
+            .max_by_key(|(u, _)| u.len())?;
+        rest = &rest[unit.len()..];
+        nanos += number * scale;
     }
-    Some(total as u64)
+    Some(std::time::Duration::from_nanos(nanos.round() as u64))
 }
 
 #[cfg(test)]
@@ -615,10 +621,14 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(go_duration("1m30s"), Some(90_000_000_000));
-        assert_eq!(go_duration("500ms"), Some(500_000_000));
-        assert_eq!(go_duration("1.5h"), Some(5_400_000_000_000));
-        assert_eq!(go_duration("10"), None);
-        assert_eq!(go_duration(""), None);
+        let nanos = |s| go_duration(s).map(|d| d.as_nanos());
+        assert_eq!(nanos("1m30s"), Some(90_000_000_000));
+        assert_eq!(nanos("500ms"), Some(500_000_000));
+        assert_eq!(nanos("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(nanos("2h45m"), Some(9_900_000_000_000));
+        assert_eq!(nanos("0"), Some(0));
+        assert_eq!(nanos("10"), None);
+        assert_eq!(nanos("1x"), None);
+        assert_eq!(nanos(""), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Instruction nodes into typed [`Instruction`]s: each keyword's flags and argument shapes,
 //! with BuildKit's error messages. Nothing is expanded here.
 
+use berth_imaged::changes::go_duration;
 use std::time::Duration;
 
 use super::error::ErrorKind;
@@ -416,7 +417,7 @@ fn healthcheck(node: &Node, rest: &str) -> Result<Instruction, ErrorKind> {
                 let Some(v) = flags.value(name) else {
                     return Ok(None);
                 };
-                let d = parse_duration(&v)
+                let d = go_duration(&v)
                     .ok_or_else(|| ErrorKind::Flag(format!("time: invalid duration {v:?}")))?;
                 match d {
                     // Zero means "use the default", as Docker reads it.
@@ -455,41 +456,6 @@ fn healthcheck(node: &Node, rest: &str) -> Result<Instruction, ErrorKind> {
             "Unknown type {kind:?} in HEALTHCHECK (try CMD)"
         ))),
     }
-}
-
-/// Go's duration syntax (`30s`, `1m30s`, `1.5h`, `500ms`), as Docker's flags take it.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut nanos = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..len].parse().ok()?;
-        rest = &rest[len..];
-        let units = [
-            ("ns", 1.0),
-            ("us", 1e3),
-            ("µs", 1e3),
-            ("ms", 1e6),
-            ("s", 1e9),
-            ("m", 60e9),
-            ("h", 3600e9),
-        ];
-        let (unit, scale) = units
-            .iter()
-            .filter(|(u, _)| rest.starts_with(u))
-            .max_by_key(|(u, _)| u.len())?;
-        rest = &rest[unit.len()..];
-        nanos += number * scale;
-    }
-    Some(Duration::from_nanos(nanos.round() as u64))
 }
 
 /// The exec form when the arguments are a JSON array of strings, else the shell form.
@@ -875,11 +841,11 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2h45m"), Some(Duration::from_secs(9900)));
-        assert_eq!(parse_duration("300ms"), Some(Duration::from_millis(300)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration(""), None);
+        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(go_duration("2h45m"), Some(Duration::from_secs(9900)));
+        assert_eq!(go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(go_duration("5"), None);
+        assert_eq!(go_duration(""), None);
     }
 
     #[test]

@@ -635,45 +635,14 @@ fn now_nanos() -> i128 {
         .unwrap_or(0)
 }
 
-/// Go's duration syntax: `10m`, `1h30m`, `1.5s`, `300ms`.
-fn go_duration(s: &str) -> Option<i128> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += num * mult;
-        rest = &rest[u..];
-    }
-    Some(total as i128)
-}
-
 /// Docker's `--since`/`--until`: a Unix time (`1700000000[.5]`), an RFC 3339 time or date,
 /// or a duration before now (`10m`).
 pub fn parse_time(s: &str) -> Result<i128, Failure> {
     if let Ok(secs) = s.parse::<f64>() {
         return Ok((secs * 1e9) as i128);
     }
-    if let Some(d) = go_duration(s) {
-        return Ok(now_nanos() - d);
+    if let Some(d) = berth_imaged::changes::go_duration(s) {
+        return Ok(now_nanos() - d.as_nanos() as i128);
     }
     let with_time = if s.len() == 10 {
         format!("{s}T00:00:00Z")
