@@ -54,8 +54,8 @@ async fn dual_stack_network_ports_over_ipv6_keep_the_client_address() {
     if !skip_unless_able() || !berth_tests::require_cmds(&["python3", "ping"]) {
         return;
     }
-    if !Path::new("/proc/net/if_inet6").exists() {
-        eprintln!("skipped: no IPv6 in this kernel");
+    if !berth_tests::features::ipv6() {
+        berth_tests::host_lacks("IPv6");
         return;
     }
     let env = TestEnv::new("dual_stack");
@@ -189,9 +189,8 @@ async fn dual_stack_network_ports_over_ipv6_keep_the_client_address() {
 }
 
 fn ipv6_able() -> bool {
-    if !Path::new("/proc/net/if_inet6").exists() {
-        eprintln!("skipped: no IPv6 in this kernel");
-        return false;
+    if !berth_tests::features::ipv6() {
+        return berth_tests::host_lacks("IPv6");
     }
     true
 }

@@ -168,6 +168,13 @@ pub fn in_bounding_set(cap: u32) -> bool {
         .is_some_and(|mask| mask & (1u64 << cap) != 0)
 }
 
+/// Whether the kernel has IPv6 (built in and not disabled at boot): /proc/net/if_inet6
+/// exists exactly then. Tests of dual-stack networks need it; its absence is a property of
+/// the host (see [`crate::host_lacks`]).
+pub fn ipv6() -> bool {
+    Path::new("/proc/net/if_inet6").exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

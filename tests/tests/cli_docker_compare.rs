@@ -368,8 +368,8 @@ fn commit_and_diff_of_a_running_container_match_dockers() {
 /// its netd's bridges stay off the host.
 #[test]
 fn ipv6_network_and_container_inspect_match_dockers() {
-    if !std::path::Path::new("/proc/net/if_inet6").exists() {
-        eprintln!("skipped: no IPv6 in this kernel");
+    if !berth_tests::features::ipv6() {
+        berth_tests::host_lacks("IPv6");
         return;
     }
     if !berth_tests::require_cmds(&["nsenter"]) {

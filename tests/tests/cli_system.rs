@@ -963,7 +963,7 @@ fn system_boot_brings_back_always_and_unless_stopped_containers_after_a_reboot()
     // On a dual-stack network, an IPv6 address that is not the lowest free one any more
     // (the holder of ::2 is gone): boot must ask for it again, not take ::2. Where the
     // kernel has IPv6.
-    let v6 = Path::new("/proc/net/if_inet6").exists();
+    let v6 = berth_tests::features::ipv6();
     let six_ip6 = "{{.NetworkSettings.Networks.ds.GlobalIPv6Address}}";
     if v6 {
         let ds = [

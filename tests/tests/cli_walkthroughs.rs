@@ -603,8 +603,8 @@ fn a_dual_stack_network_resolves_and_shows_ipv6_like_docker() {
     if !can_run() {
         return;
     }
-    if !std::path::Path::new("/proc/net/if_inet6").exists() {
-        eprintln!("skipped: no IPv6 in this kernel");
+    if !berth_tests::features::ipv6() {
+        berth_tests::host_lacks("IPv6");
         return;
     }
     let h = Host::new("walk-ipv6");
